@@ -1,0 +1,118 @@
+// Public API of the Kokkos attention kernels: one class, five variants.
+//
+//   Variant       what it is                                        backward
+//   sdpa_open     causal SDPA, open-coded: S = QK^T materialised     yes
+//                 [T x T] per (b,h), softmax, P V (the seeds'
+//                 unfused baseline; GEMMs through KokkosBlas)
+//   sdpa_fused    causal SDPA, flash-style: a team owns a tile of    yes
+//                 queries, streams K/V tiles through team scratch
+//                 with an online softmax; never holds T x T
+//   ra_open       Reciprocal Attention, open-coded (S both           yes
+//                 triangles, L = w_std S + w_rec S^T + w_disc d)
+//   ra_fused      RA in RA.md's folded form: causal attention on     yes
+//                 Qf = [w_std Q, w_rec K], Kf = [K, Q] (2D wide)
+//                 plus the column bias w_disc d
+//   ra_window     ra_fused with reciprocity only where i - j <= w:   yes
+//                 tiles outside the band skip the reciprocal half
+//
+// The kernels are templates on the scalar (float, double) and the Kokkos
+// execution space; explicit instantiations live in instantiate_*.cpp, one
+// file per execution space so they compile in parallel.
+#pragma once
+
+#include <ra/shape.hpp>
+#include <ra/tensor.hpp>
+
+#include <string>
+#include <vector>
+
+namespace ra::kk {
+
+enum class Variant { sdpa_open, sdpa_fused, ra_open, ra_fused, ra_window };
+
+const std::vector<Variant>& all_variants();
+std::string variant_name(Variant v);
+// Throws std::invalid_argument listing the valid names.
+Variant parse_variant(const std::string& name);
+inline bool is_ra(Variant v) { return v != Variant::sdpa_open && v != Variant::sdpa_fused; }
+inline bool is_fused(Variant v) { return v != Variant::sdpa_open && v != Variant::ra_open; }
+
+struct Options {
+  int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
+  int gate_batch = 1;  // Gb: 1 = gates per head, B = gates per (batch, head)
+};
+
+// Every tensor a forward and backward pass touches, allocated together so a
+// benchmark or test owns one object. SDPA variants ignore gates, d, dd, dgates.
+template <class Scalar, class Exec>
+struct AttentionTensors {
+  using T4 = Tensor4<Scalar, Exec>;
+  using T3 = Tensor3<Scalar, Exec>;
+  T4 q, k, v;        // inputs [B,H,T,D]
+  T3 gates;          // [Gb,H,3] (w_std, w_rec, w_disc)
+  T3 d;              // [B,H,T]  discoverability bias per key
+  T4 o;              // forward output
+  T3 lse;            // [B,H,T] row log-sum-exp, saved for backward
+  T4 dout;           // upstream gradient dL/dO
+  T4 dq, dk, dv;     // gradients
+  T3 dd, dgates;     // gradients of d and of the gates
+
+  static AttentionTensors allocate(const Shape& s, int gate_batch);
+};
+
+// Fused-kernel tiling chosen for a problem (reported by ra-bench).
+struct TilePlan {
+  int br = 0, bc = 0;          // query rows x key columns per tile
+  int team_size = 0, vector_length = 0;
+  int scratch_level = 0;       // 0: on-chip (CUDA shared memory); 1: global fallback
+  std::size_t scratch_bytes = 0;
+};
+
+template <class Scalar, class Exec>
+class Attention {
+ public:
+  using Tensors = AttentionTensors<Scalar, Exec>;
+
+  // Validates the combination (throws std::invalid_argument with the reason):
+  // shape extents >= 1, fused variants need D <= 128, ra_window needs
+  // window >= 0, gate_batch is 1 or B. Allocates the workspace once.
+  Attention(Variant v, const Shape& s, const Options& opt = {}, const Exec& exec = Exec());
+
+  // Reads q,k,v (+gates,d for RA); writes o, lse.
+  void forward(const Tensors& t) const;
+  // Reads q,k,v,gates,d,o,lse,dout; writes dq,dk,dv (+dd,dgates for RA).
+  void backward(const Tensors& t) const;
+
+  Variant variant() const { return variant_; }
+  const Shape& shape() const { return shape_; }
+  const Options& options() const { return opt_; }
+  // Tiling of the fused forward / backward kernels (zeros for open-coded).
+  TilePlan forward_plan() const { return fwd_plan_; }
+  TilePlan backward_plan() const { return bwd_plan_; }
+
+ private:
+  void check_tensors(const Tensors& t, bool backward) const;
+
+  Variant variant_;
+  Shape shape_;
+  Options opt_;
+  Exec exec_;
+  TilePlan fwd_plan_, bwd_plan_;
+  // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials.
+  Tensor4<Scalar, Exec> s_, p_, dp_;
+  Tensor3<Scalar, Exec> delta_;
+  Tensor4<Scalar, Exec> gate_partials_;  // [B, H, n_partials, 3]
+};
+
+// Useful FLOPs of one pass, counted as in RA.md (2 flops per multiply-add,
+// causal pairs j <= i only, T(T+1)/2 of them per (b, h)):
+//   SDPA forward  QK^T + PV                       = 4 D pairs
+//   RA forward    + the reciprocal half of QK^T   = 6 D pairs (band pairs only for ra_window)
+//   backward      recomputed logits + dV + dP + dQ + dK (RA: the logits, dQf and
+//                 dKf products are 2D wide on band pairs)
+// Open-coded variants do more arithmetic than this (full squares); they are
+// credited with the same useful FLOPs so GFLOP/s compare like with like.
+double forward_flops(Variant v, const Shape& s, const Options& opt);
+double backward_flops(Variant v, const Shape& s, const Options& opt);
+
+}  // namespace ra::kk

@@ -1,0 +1,242 @@
+// Definitions of ra::kk::Attention. Included only by instantiate_*.cpp: users
+// include attention.hpp and link the explicit instantiations.
+#pragma once
+
+#include <ra/kokkos/attention.hpp>
+#include <ra/kokkos/detail/fused.hpp>
+#include <ra/kokkos/detail/open_coded.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace ra::kk {
+
+template <class Scalar, class Exec>
+AttentionTensors<Scalar, Exec> AttentionTensors<Scalar, Exec>::allocate(const Shape& s,
+                                                                        int gate_batch) {
+  s.validate("AttentionTensors::allocate");
+  AttentionTensors t;
+  auto t4 = [&](const char* name) { return T4(std::string(name), s.B, s.H, s.T, s.D); };
+  auto t3 = [&](const char* name) { return T3(std::string(name), s.B, s.H, s.T); };
+  t.q = t4("q"), t.k = t4("k"), t.v = t4("v"), t.o = t4("o"), t.dout = t4("dout");
+  t.dq = t4("dq"), t.dk = t4("dk"), t.dv = t4("dv");
+  t.d = t3("d"), t.lse = t3("lse"), t.dd = t3("dd");
+  t.gates = T3("gates", gate_batch, s.H, 3);
+  t.dgates = T3("dgates", gate_batch, s.H, 3);
+  return t;
+}
+
+namespace detail {
+
+// Largest tile of the traits table whose scratch fits level 0; else level 1.
+template <class Exec, class Bytes>
+TilePlan plan_tiles(const Bytes& bytes_for_tile) {
+  constexpr KernelTraits tr = kernel_traits<Exec>();
+  using Policy = Kokkos::TeamPolicy<Exec>;
+  const std::size_t cap = std::min<std::size_t>(tr.scratch_budget, Policy::scratch_size_max(0));
+  TilePlan p;
+  p.vector_length = std::min(tr.vector_length, Policy::vector_length_max());
+  for (int t : tr.tiles) {
+    p.br = p.bc = t;
+    p.scratch_bytes = bytes_for_tile(t);
+    if (p.scratch_bytes <= cap) break;
+  }
+  p.scratch_level = p.scratch_bytes <= cap ? 0 : 1;
+  p.team_size = tr.team_size == 0 ? p.br : tr.team_size;
+  return p;
+}
+
+template <class Exec>
+Kokkos::TeamPolicy<Exec> team_policy(const Exec& exec, int league, const TilePlan& p) {
+  Kokkos::TeamPolicy<Exec> pol(exec, league, p.team_size, p.vector_length);
+  return pol.set_scratch_size(p.scratch_level, Kokkos::PerTeam(p.scratch_bytes));
+}
+
+}  // namespace detail
+
+template <class Scalar, class Exec>
+Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt, const Exec& exec)
+    : variant_(v), shape_(s), opt_(opt), exec_(exec) {
+  const std::string who = "ra::kk::Attention(" + variant_name(v) + ")";
+  s.validate(who);
+  if (opt.gate_batch != 1 && opt.gate_batch != s.B)
+    throw std::invalid_argument(who + ": gate_batch = " + std::to_string(opt.gate_batch) +
+                                " but must be 1 (gates per head) or B = " + std::to_string(s.B));
+  if (v == Variant::ra_window && opt.window < 0)
+    throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
+                                " but ra_window needs a window >= 0");
+  if (v != Variant::ra_window && v != Variant::ra_open && opt.window >= 0)
+    throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
+                                " is only meaningful for ra_window (and ra_open)");
+  if (is_fused(v) && s.D > 128)
+    throw std::invalid_argument(who + ": head dim D = " + std::to_string(s.D) +
+                                " is not supported by fused kernels (D <= 128); use the open-coded variant");
+
+  const int W = is_ra(v) ? 2 * s.D : s.D;
+  if (is_fused(v)) {
+    using F = detail::FusedForward<Scalar, Exec>;
+    using KV = detail::FusedBwdKV<Scalar, Exec>;
+    using Q = detail::FusedBwdQ<Scalar, Exec>;
+    const bool mixed = v == Variant::ra_window;
+    fwd_plan_ = detail::plan_tiles<Exec>([&](int t) { return F::scratch_bytes(t, t, s.D, W, mixed); });
+    bwd_plan_ = detail::plan_tiles<Exec>([&](int t) {
+      return std::max(KV::scratch_bytes(t, t, s.D, W), Q::scratch_bytes(t, t, s.D, W));
+    });
+    const int n_tiles = (s.T + bwd_plan_.br - 1) / bwd_plan_.br;
+    gate_partials_ = Tensor4<Scalar, Exec>("gate_partials", s.B, s.H, n_tiles, 3);
+  } else {
+    const std::size_t tt = std::size_t(s.B) * s.H * s.T * s.T;
+    if (tt > (std::size_t(1) << 40) / sizeof(Scalar))
+      throw std::invalid_argument(who + ": the T x T workspace for " + s.str() + " is too large");
+    s_ = Tensor4<Scalar, Exec>("open_S", s.B, s.H, s.T, s.T);
+    p_ = Tensor4<Scalar, Exec>("open_P", s.B, s.H, s.T, s.T);
+    dp_ = Tensor4<Scalar, Exec>("open_dP", s.B, s.H, s.T, s.T);
+    gate_partials_ = Tensor4<Scalar, Exec>("gate_partials", s.B, s.H, s.T, 3);
+  }
+  delta_ = Tensor3<Scalar, Exec>("delta", s.B, s.H, s.T);
+}
+
+template <class Scalar, class Exec>
+void Attention<Scalar, Exec>::check_tensors(const Tensors& t, bool backward) const {
+  const std::string who = "ra::kk::Attention(" + variant_name(variant_) + ")::" +
+                          (backward ? "backward" : "forward");
+  const Shape& s = shape_;
+  auto expect = [&](const char* name, const auto& view, std::initializer_list<std::size_t> dims) {
+    std::ostringstream want, got;
+    bool ok = view.rank() == dims.size();
+    std::size_t r = 0;
+    for (std::size_t n : dims) {
+      want << (r ? "," : "") << n;
+      if (r < view.rank() && view.extent(r) != n) ok = false;
+      ++r;
+    }
+    for (std::size_t i = 0; i < view.rank(); ++i) got << (i ? "," : "") << view.extent(i);
+    if (!ok)
+      throw std::invalid_argument(who + ": tensor '" + name + "' has shape [" + got.str() +
+                                  "], expected [" + want.str() + "] for " + s.str());
+  };
+  const std::size_t B = s.B, H = s.H, T = s.T, D = s.D;
+  for (auto [n, view] : {std::pair{"q", t.q}, {"k", t.k}, {"v", t.v}, {"o", t.o}})
+    expect(n, view, {B, H, T, D});
+  expect("lse", t.lse, {B, H, T});
+  if (is_ra(variant_)) {
+    expect("gates", t.gates, {std::size_t(opt_.gate_batch), H, 3});
+    expect("d", t.d, {B, H, T});
+  }
+  if (backward) {
+    for (auto [n, view] : {std::pair{"dout", t.dout}, {"dq", t.dq}, {"dk", t.dk}, {"dv", t.dv}})
+      expect(n, view, {B, H, T, D});
+    if (is_ra(variant_)) {
+      expect("dd", t.dd, {B, H, T});
+      expect("dgates", t.dgates, {std::size_t(opt_.gate_batch), H, 3});
+    }
+  }
+}
+
+template <class Scalar, class Exec>
+void Attention<Scalar, Exec>::forward(const Tensors& t) const {
+  check_tensors(t, false);
+  const Shape& s = shape_;
+  const bool ra = is_ra(variant_);
+  if (is_fused(variant_)) {
+    detail::FusedForward<Scalar, Exec> f;
+    f.q = t.q, f.k = t.k, f.v = t.v, f.gates = t.gates, f.d = t.d;
+    f.B = s.B, f.H = s.H, f.T = s.T, f.D = s.D, f.W = ra ? 2 * s.D : s.D;
+    f.ra = ra, f.window = opt_.window, f.gate_batch = opt_.gate_batch;
+    f.scale = Scalar(1) / std::sqrt(Scalar(s.D));
+    f.br = fwd_plan_.br, f.bc = fwd_plan_.bc, f.scratch_level = fwd_plan_.scratch_level;
+    f.n_qtiles = (s.T + f.br - 1) / f.br, f.n_ktiles = (s.T + f.bc - 1) / f.bc;
+    f.o = t.o, f.lse = t.lse;
+    Kokkos::parallel_for("ra::fused::forward",
+                         detail::team_policy(exec_, s.B * s.H * f.n_qtiles, fwd_plan_), f);
+    return;
+  }
+  detail::OpenCoded<Scalar, Exec> oc{exec_, s, ra, opt_.window, opt_.gate_batch};
+  oc.batched_gemm("N", "T", Scalar(1) / std::sqrt(Scalar(s.D)), t.q, t.k, s_);
+  oc.softmax_rows(s_, p_, t.gates, t.d, t.lse);
+  oc.batched_gemm("N", "N", Scalar(1), p_, t.v, t.o);
+}
+
+namespace detail {
+// Delta_i = dO_i . O_i, the softmax-backward row term.
+template <class Scalar, class Exec>
+void row_delta(const Exec& exec, const Tensor4<Scalar, Exec>& dout, const Tensor4<Scalar, Exec>& o,
+               const Tensor3<Scalar, Exec>& delta) {
+  const int H = o.extent_int(1), T = o.extent_int(2), D = o.extent_int(3);
+  Kokkos::parallel_for(
+      "ra::delta", Kokkos::RangePolicy<Exec>(exec, 0, o.extent(0) * H * T), KOKKOS_LAMBDA(int r) {
+        const int i = r % T, h = (r / T) % H, b = r / (T * H);
+        Scalar acc = 0;
+        for (int c = 0; c < D; ++c) acc += dout(b, h, i, c) * o(b, h, i, c);
+        delta(b, h, i) = acc;
+      });
+}
+
+// dgates(g, h, :) = sum over the batch group and the tile/row partials.
+template <class Scalar, class Exec>
+void reduce_gates(const Exec& exec, const Tensor4<Scalar, Exec>& partials,
+                  const Tensor3<Scalar, Exec>& dgates, int n_used) {
+  const int B = partials.extent_int(0), H = partials.extent_int(1);
+  const int Gb = dgates.extent_int(0);
+  Kokkos::parallel_for(
+      "ra::reduce_gates", Kokkos::RangePolicy<Exec>(exec, 0, Gb * H * 3), KOKKOS_LAMBDA(int r) {
+        const int g = r % 3, h = (r / 3) % H, gb = r / (3 * H);
+        Scalar acc = 0;
+        for (int b = 0; b < B; ++b) {
+          if (Gb != 1 && b != gb) continue;
+          for (int t = 0; t < n_used; ++t) acc += partials(b, h, t, g);
+        }
+        dgates(gb, h, g) = acc;
+      });
+}
+}  // namespace detail
+
+template <class Scalar, class Exec>
+void Attention<Scalar, Exec>::backward(const Tensors& t) const {
+  check_tensors(t, true);
+  const Shape& s = shape_;
+  const bool ra = is_ra(variant_);
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(s.D));
+  detail::row_delta(exec_, t.dout, t.o, delta_);
+
+  if (is_fused(variant_)) {
+    detail::FusedBwdKV<Scalar, Exec> kv;
+    kv.q = t.q, kv.k = t.k, kv.v = t.v, kv.gates = t.gates, kv.d = t.d;
+    kv.B = s.B, kv.H = s.H, kv.T = s.T, kv.D = s.D, kv.W = ra ? 2 * s.D : s.D;
+    kv.ra = ra, kv.window = opt_.window, kv.gate_batch = opt_.gate_batch, kv.scale = scale;
+    kv.br = bwd_plan_.br, kv.bc = bwd_plan_.bc, kv.scratch_level = bwd_plan_.scratch_level;
+    kv.n_qtiles = (s.T + kv.br - 1) / kv.br, kv.n_ktiles = (s.T + kv.bc - 1) / kv.bc;
+    kv.lse = t.lse, kv.delta = delta_, kv.dout = t.dout;
+    kv.dq = t.dq, kv.dk = t.dk, kv.dv = t.dv, kv.dd = t.dd, kv.gate_partials = gate_partials_;
+    Kokkos::parallel_for("ra::fused::backward_kv",
+                         detail::team_policy(exec_, s.B * s.H * kv.n_ktiles, bwd_plan_), kv);
+
+    detail::FusedBwdQ<Scalar, Exec> bq;
+    static_cast<detail::FusedCommon<Scalar, Exec>&>(bq) = kv;
+    bq.lse = t.lse, bq.delta = delta_, bq.dout = t.dout, bq.dq = t.dq, bq.dk = t.dk;
+    bq.gate_partials = gate_partials_;
+    Kokkos::parallel_for("ra::fused::backward_q",
+                         detail::team_policy(exec_, s.B * s.H * kv.n_qtiles, bwd_plan_), bq);
+    if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, kv.n_qtiles);
+    return;
+  }
+
+  detail::OpenCoded<Scalar, Exec> oc{exec_, s, ra, opt_.window, opt_.gate_batch};
+  oc.batched_gemm("N", "T", scale, t.q, t.k, s_);
+  oc.recompute_p(s_, p_, t.gates, t.d, t.lse);
+  oc.batched_gemm("N", "T", Scalar(1), t.dout, t.v, dp_);  // dP = dO V^T
+  oc.batched_gemm("T", "N", Scalar(1), p_, t.dout, t.dv);  // dV = P^T dO
+  oc.dl_from_p(p_, dp_, delta_);                           // p_ <- dL
+  Tensor4<Scalar, Exec> ds = p_;                           // SDPA: dS = dL
+  if (ra) {
+    oc.ra_grads(s_, p_, dp_, t.gates, t.d, t.dd, gate_partials_);  // dp_ <- dS
+    ds = dp_;
+    detail::reduce_gates(exec_, gate_partials_, t.dgates, s.T);
+  }
+  oc.batched_gemm("N", "N", scale, ds, t.k, t.dq);
+  oc.batched_gemm("T", "N", scale, ds, t.q, t.dk);
+}
+
+}  // namespace ra::kk

@@ -1,0 +1,189 @@
+// Open-coded (unfused) causal SDPA and RA: the seeds' baseline, kept to show
+// what fusion buys. The full T x T score matrix is materialised per (b, h);
+// the products go through KokkosBlas::gemm (cuBLAS where Kokkos Kernels
+// routes float/double to it), the row-wise parts are small team kernels.
+//
+//   forward : S = s Q K^T (full square: RA needs S_ji too)
+//             P_i = softmax_j<=i( w_std S_ij + w_rec [band] S_ji + w_disc d_j ),  lse_i
+//             O = P V
+//   backward: S, P recomputed from lse;  dP = dO V^T;  dV = P^T dO
+//             dL = P (dP - Delta);  dS = w_std dL + w_rec [band] dL^T
+//             dQ = s dS K;  dK = s dS^T Q;  gate and d gradients by row/column sums
+#pragma once
+
+#include <KokkosBlas3_gemm.hpp>
+#include <Kokkos_Core.hpp>
+
+#include <ra/kokkos/attention.hpp>
+
+namespace ra::kk::detail {
+
+template <class Scalar, class Exec>
+struct OpenCoded {
+  using T4 = Tensor4<Scalar, Exec>;
+  using T3 = Tensor3<Scalar, Exec>;
+  using Policy = Kokkos::TeamPolicy<Exec>;
+  using M = typename Policy::member_type;
+
+  Exec exec;
+  Shape s;
+  bool ra;
+  int window, gate_batch;
+
+  // C(b,h) = alpha op(A(b,h)) op(B(b,h)) for every (b, h): one GEMM call each.
+  void batched_gemm(const char* ta, const char* tb, Scalar alpha, const T4& a, const T4& b,
+                    const T4& c) const {
+    for (int ib = 0; ib < s.B; ++ib)
+      for (int ih = 0; ih < s.H; ++ih) {
+        auto A = Kokkos::subview(a, ib, ih, Kokkos::ALL, Kokkos::ALL);
+        auto Bm = Kokkos::subview(b, ib, ih, Kokkos::ALL, Kokkos::ALL);
+        auto C = Kokkos::subview(c, ib, ih, Kokkos::ALL, Kokkos::ALL);
+        KokkosBlas::gemm(exec, ta, tb, alpha, A, Bm, Scalar(0), C);
+      }
+  }
+
+  Policy row_policy() const {
+    const int vl = Policy::vector_length_max() < 32 ? Policy::vector_length_max() : 32;
+    return Policy(exec, s.B * s.H * s.T, 1, vl);
+  }
+
+  // p(b,h,i,:) <- softmax of row i's logits (0 above the diagonal); lse(b,h,i).
+  void softmax_rows(const T4& sm, const T4& p, const T3& gates, const T3& d, const T3& lse) const {
+    const int T = s.T, H = s.H;
+    const bool ra_ = ra;
+    const int win = window, gb1 = gate_batch == 1;
+    const Scalar neg_inf = -Kokkos::Experimental::infinity_v<Scalar>;
+    Kokkos::parallel_for(
+        "ra::open::softmax", row_policy(), KOKKOS_LAMBDA(const M& team) {
+          const int i = team.league_rank() % T;
+          const int bh = team.league_rank() / T;
+          const int b = bh / H, h = bh % H;
+          Scalar ws = 1, wr = 0, wd = 0;
+          if (ra_) {
+            const int g = gb1 ? 0 : b;
+            ws = gates(g, h, 0), wr = gates(g, h, 1), wd = gates(g, h, 2);
+          }
+          auto logit = [&](int j) {
+            Scalar x = ws * sm(b, h, i, j);
+            if (ra_) {
+              if (win < 0 || i - j <= win) x += wr * sm(b, h, j, i);
+              x += wd * d(b, h, j);
+            }
+            return x;
+          };
+          Scalar mx = neg_inf;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamVectorRange(team, i + 1),
+              [&](int j, Scalar& m) {
+                const Scalar x = logit(j);
+                m = x > m ? x : m;
+              },
+              Kokkos::Max<Scalar>(mx));
+          Scalar sum = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamVectorRange(team, T),
+              [&](int j, Scalar& acc) {
+                const Scalar e = j <= i ? Kokkos::exp(logit(j) - mx) : Scalar(0);
+                p(b, h, i, j) = e;
+                acc += e;
+              },
+              sum);
+          const Scalar inv = Scalar(1) / sum;
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, i + 1),
+                               [&](int j) { p(b, h, i, j) *= inv; });
+          Kokkos::single(Kokkos::PerTeam(team), [&]() { lse(b, h, i) = mx + Kokkos::log(sum); });
+        });
+  }
+
+  // p(b,h,i,j) <- exp(L_ij - lse_i) for j <= i, else 0.
+  void recompute_p(const T4& sm, const T4& p, const T3& gates, const T3& d, const T3& lse) const {
+    const int T = s.T, H = s.H;
+    const bool ra_ = ra;
+    const int win = window, gb1 = gate_batch == 1;
+    Kokkos::parallel_for(
+        "ra::open::recompute_p", row_policy(), KOKKOS_LAMBDA(const M& team) {
+          const int i = team.league_rank() % T;
+          const int bh = team.league_rank() / T;
+          const int b = bh / H, h = bh % H;
+          Scalar ws = 1, wr = 0, wd = 0;
+          if (ra_) {
+            const int g = gb1 ? 0 : b;
+            ws = gates(g, h, 0), wr = gates(g, h, 1), wd = gates(g, h, 2);
+          }
+          const Scalar l = lse(b, h, i);
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, T), [&](int j) {
+            Scalar x = 0;
+            if (j <= i) {
+              x = ws * sm(b, h, i, j);
+              if (ra_) {
+                if (win < 0 || i - j <= win) x += wr * sm(b, h, j, i);
+                x += wd * d(b, h, j);
+              }
+              x = Kokkos::exp(x - l);
+            }
+            p(b, h, i, j) = x;
+          });
+        });
+  }
+
+  // dl <- P (dP - Delta) in place of p (dp unchanged).
+  void dl_from_p(const T4& p, const T4& dp, const T3& delta) const {
+    const int T = s.T, H = s.H;
+    Kokkos::parallel_for(
+        "ra::open::dl", row_policy(), KOKKOS_LAMBDA(const M& team) {
+          const int i = team.league_rank() % T;
+          const int bh = team.league_rank() / T;
+          const int b = bh / H, h = bh % H;
+          const Scalar di = delta(b, h, i);
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, i + 1),
+                               [&](int j) { p(b, h, i, j) *= dp(b, h, i, j) - di; });
+        });
+  }
+
+  // For RA: ds <- w_std dL + w_rec [band] dL^T (into dp's storage), and the
+  // per-row partial sums of dw_std, dw_rec plus the per-key column sums that
+  // give dd and dw_disc. For SDPA, dS = dL: nothing to do but point at it.
+  void ra_grads(const T4& sm, const T4& dl, const T4& ds, const T3& gates, const T3& d,
+                const T3& dd, const T4& partials) const {
+    const int T = s.T, H = s.H;
+    const int win = window, gb1 = gate_batch == 1;
+    Kokkos::parallel_for(
+        "ra::open::ds", row_policy(), KOKKOS_LAMBDA(const M& team) {
+          const int a = team.league_rank() % T;
+          const int bh = team.league_rank() / T;
+          const int b = bh / H, h = bh % H;
+          const int g = gb1 ? 0 : b;
+          const Scalar ws = gates(g, h, 0), wr = gates(g, h, 1), wd = gates(g, h, 2);
+          // Row a of dS: lower part from dL(a, c<=a), upper part from dL(c>=a, a).
+          Kokkos::parallel_for(Kokkos::TeamVectorRange(team, T), [&](int c) {
+            Scalar x = 0;
+            if (c <= a) x += ws * dl(b, h, a, c);
+            if (c >= a && (win < 0 || c - a <= win)) x += wr * dl(b, h, c, a);
+            ds(b, h, a, c) = x;
+          });
+          // dw_std: sum_j dL_aj S_aj; dw_rec: sum_j dL_aj S_ja (band);
+          // column a of dL: sum_i dL_ia -> dd_a and d_a * sum for dw_disc.
+          Scalar sstd = 0, srec = 0, col = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::TeamVectorRange(team, a + 1),
+              [&](int j, Scalar& x) { x += dl(b, h, a, j) * sm(b, h, a, j); }, sstd);
+          Kokkos::parallel_reduce(
+              Kokkos::TeamVectorRange(team, a + 1),
+              [&](int j, Scalar& x) {
+                if (win < 0 || a - j <= win) x += dl(b, h, a, j) * sm(b, h, j, a);
+              },
+              srec);
+          Kokkos::parallel_reduce(
+              Kokkos::TeamVectorRange(team, a, T), [&](int j, Scalar& x) { x += dl(b, h, j, a); },
+              col);
+          Kokkos::single(Kokkos::PerTeam(team), [&]() {
+            partials(b, h, a, 0) = sstd;
+            partials(b, h, a, 1) = srec;
+            partials(b, h, a, 2) = d(b, h, a) * col;
+            dd(b, h, a) = wd * col;
+          });
+        });
+  }
+};
+
+}  // namespace ra::kk::detail

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ra-kokkos builds against. Idempotent: packages
+# already present are left alone and nothing is downloaded twice.
+#
+#   libhdf5-dev      HDF5 C library (run store)            hdf5-tools  h5dump/h5ls for inspecting runs
+#   catch2           Catch2 v2 test framework (tests/)     libcli11-dev  argument parsing for every binary
+#   libbenchmark-dev Google Benchmark (experiments/ra-bench)
+#   cmake ninja-build g++  the build itself
+#
+# Kokkos and Kokkos Kernels are not Debian packages: CMake builds them from
+# ../shared/deps (see cmake/Dependencies.cmake) and caches the result.
+set -euo pipefail
+
+packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present (${packages[*]})"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+  fi
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: apt-get not found; install these by hand: ${missing[*]}" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! $sudo apt-get update -qq; then
+  echo "install-deps: 'apt-get update' failed (no network to the Debian mirror?)" >&2; exit 1
+fi
+if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  echo "install-deps: 'apt-get install ${missing[*]}' failed; see the messages above" >&2; exit 1
+fi
+echo "install-deps: done"

@@ -1,0 +1,136 @@
+// Every Kokkos attention variant, forward and every gradient, against the
+// float64 reference on fresh random inputs of awkward shapes, in float and
+// double, on every execution space this build enables.
+#include "kokkos_testing.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <random>
+
+using namespace ra;
+using namespace ra::testing;
+
+namespace {
+
+struct Case {
+  int B, H, T, D;
+};
+// T in {1, 7, 64, 100, 257} (tile-aligned and not), D in {16, 32, 64, 128},
+// several B and H; sized so the whole file runs in about a minute on 2 cores.
+const Case kCases[] = {
+    {1, 1, 1, 16},  {2, 3, 7, 32},   {1, 2, 64, 64},  {2, 1, 100, 128}, {1, 2, 257, 16},
+    {1, 1, 257, 64}, {3, 2, 100, 32}, {1, 1, 7, 128}, {2, 2, 64, 16},  {1, 1, 1, 128},
+};
+
+std::uint64_t fresh_seed() {
+  static std::random_device rd;
+  return (std::uint64_t(rd()) << 32) ^ rd();
+}
+
+template <class Scalar, class Exec>
+void check_variant(kk::Variant v, const Case& c, int gate_batch, int window) {
+  const Shape s{c.B, c.H, c.T, c.D};
+  const std::uint64_t seed = fresh_seed();
+  const bool ra = kk::is_ra(v);
+  const int gb = gate_batch == 1 ? 1 : c.B;
+  INFO(kk::variant_name(v) << " on " << Exec::name() << " " << precision_name<Scalar>() << " "
+                           << s.str() << " Gb=" << gb << " window=" << window << " seed=" << seed);
+  Problem p(s, gb, window, ra, seed);
+  auto t = make_tensors<Scalar, Exec>(p);
+
+  kk::Options opt;
+  opt.gate_batch = gb;
+  opt.window = window;
+  kk::Attention<Scalar, Exec> attn(v, s, opt);
+  attn.forward(t);
+  attn.backward(t);
+  Kokkos::fence();
+
+  const double tol = tolerance<Scalar>();
+  CHECK(max_rel_error(download(t.o), p.o) <= tol);
+  CHECK(max_rel_error(download(t.lse), p.lse) <= tol);
+  CHECK(max_rel_error(download(t.dq), p.dq) <= tol);
+  CHECK(max_rel_error(download(t.dk), p.dk) <= tol);
+  CHECK(max_rel_error(download(t.dv), p.dv) <= tol);
+  if (ra) {
+    CHECK(max_rel_error(download(t.dd), p.dd) <= tol);
+    CHECK(max_rel_error(download(t.dgates), p.dgates) <= tol);
+  }
+}
+
+template <class Scalar, class Exec>
+void check_all_variants() {
+  for (const Case& c : kCases) {
+    for (kk::Variant v : kk::all_variants()) {
+      if (!kk::is_ra(v)) {
+        check_variant<Scalar, Exec>(v, c, 1, -1);
+      } else if (v == kk::Variant::ra_window) {
+        for (int w : {0, 5, 40}) check_variant<Scalar, Exec>(v, c, c.B, w);
+      } else {
+        check_variant<Scalar, Exec>(v, c, 1, -1);
+        check_variant<Scalar, Exec>(v, c, c.B, -1);
+      }
+    }
+  }
+  // The open-coded RA honours a window too.
+  check_variant<Scalar, Exec>(kk::Variant::ra_open, {2, 2, 100, 32}, 1, 7);
+}
+
+}  // namespace
+
+#if defined(KOKKOS_ENABLE_CUDA)
+#define RA_TEST_SPACES Kokkos::Cuda, Kokkos::Serial
+#elif defined(KOKKOS_ENABLE_OPENMP)
+#define RA_TEST_SPACES Kokkos::Serial, Kokkos::OpenMP
+#else
+#define RA_TEST_SPACES Kokkos::Serial
+#endif
+
+TEMPLATE_TEST_CASE("every variant matches the float64 reference (float)", "[kernels]",
+                   RA_TEST_SPACES) {
+  check_all_variants<float, TestType>();
+}
+
+TEMPLATE_TEST_CASE("every variant matches the float64 reference (double)", "[kernels]",
+                   RA_TEST_SPACES) {
+  check_all_variants<double, TestType>();
+}
+
+TEMPLATE_TEST_CASE("ra_window with a window covering T equals ra_fused", "[kernels]",
+                   RA_TEST_SPACES) {
+  using Exec = TestType;
+  const Shape s{2, 2, 100, 32};
+  Problem p(s, 1, -1, true, fresh_seed());
+  auto a = make_tensors<double, Exec>(p);
+  auto b = make_tensors<double, Exec>(p);
+  kk::Attention<double, Exec>(kk::Variant::ra_fused, s).forward(a);
+  kk::Options wide;
+  wide.window = s.T;
+  kk::Attention<double, Exec>(kk::Variant::ra_window, s, wide).forward(b);
+  CHECK(max_rel_error(download(a.o), download(b.o)) <= 1e-13);
+}
+
+TEMPLATE_TEST_CASE("bad arguments throw with a message naming the problem", "[kernels]",
+                   RA_TEST_SPACES) {
+  using Exec = TestType;
+  using A = kk::Attention<float, Exec>;
+  using Catch::Contains;
+  const Shape ok{1, 2, 16, 32};
+  REQUIRE_THROWS_WITH(A(kk::Variant::sdpa_fused, Shape{1, 2, 0, 32}), Contains("T = 0"));
+  REQUIRE_THROWS_WITH(A(kk::Variant::ra_fused, Shape{1, 2, 16, 256}), Contains("D = 256"));
+  kk::Options no_window;
+  REQUIRE_THROWS_WITH(A(kk::Variant::ra_window, ok, no_window), Contains("window"));
+  kk::Options bad_gb;
+  bad_gb.gate_batch = 3;
+  REQUIRE_THROWS_WITH(A(kk::Variant::ra_fused, ok, bad_gb), Contains("gate_batch = 3"));
+  REQUIRE_THROWS_WITH(kk::parse_variant("flash"), Contains("sdpa_fused"));
+
+  // Tensors of the wrong shape: the message names the tensor and both shapes.
+  auto t = kk::AttentionTensors<float, Exec>::allocate(Shape{1, 2, 16, 16}, 1);
+  REQUIRE_THROWS_WITH(A(kk::Variant::sdpa_fused, ok).forward(t), Contains("'q'"));
+  auto t2 = kk::AttentionTensors<float, Exec>::allocate(ok, 1);
+  t2.d = typename kk::AttentionTensors<float, Exec>::T3("d", 1, 2, 15);
+  REQUIRE_THROWS_WITH(A(kk::Variant::ra_open, ok).forward(t2), Contains("'d'"));
+  t2.dgates = typename kk::AttentionTensors<float, Exec>::T3("dgates", 2, 2, 3);
+  REQUIRE_NOTHROW(A(kk::Variant::sdpa_open, ok).forward(t2));  // SDPA ignores RA tensors
+}
