@@ -72,8 +72,9 @@ template <class Tensors>
 void poison(const Tensors& t) {
   using S = typename decltype(t.o)::non_const_value_type;
   const S nan = std::numeric_limits<S>::quiet_NaN();
-  for (auto v : {t.o, t.dq, t.dk, t.dv}) Kokkos::deep_copy(v, nan);
-  for (auto v : {t.lse, t.dd, t.dgates}) Kokkos::deep_copy(v, nan);
+  Kokkos::deep_copy(t.o, nan), Kokkos::deep_copy(t.dq, nan), Kokkos::deep_copy(t.dk, nan);
+  Kokkos::deep_copy(t.dv, nan), Kokkos::deep_copy(t.lse, nan), Kokkos::deep_copy(t.dd, nan);
+  Kokkos::deep_copy(t.dgates, nan);
 }
 
 template <class Scalar, class Exec>

@@ -118,16 +118,20 @@ void Attention<Scalar, Exec>::check_tensors(const Tensors& t, bool backward) con
                                   "], expected [" + want.str() + "] for " + s.str());
   };
   const std::size_t B = s.B, H = s.H, T = s.T, D = s.D;
-  for (auto [n, view] : {std::pair{"q", t.q}, {"k", t.k}, {"v", t.v}, {"o", t.o}})
-    expect(n, view, {B, H, T, D});
+  expect("q", t.q, {B, H, T, D});
+  expect("k", t.k, {B, H, T, D});
+  expect("v", t.v, {B, H, T, D});
+  expect("o", t.o, {B, H, T, D});
   expect("lse", t.lse, {B, H, T});
   if (is_ra(variant_)) {
     expect("gates", t.gates, {std::size_t(opt_.gate_batch), H, 3});
     expect("d", t.d, {B, H, T});
   }
   if (backward) {
-    for (auto [n, view] : {std::pair{"dout", t.dout}, {"dq", t.dq}, {"dk", t.dk}, {"dv", t.dv}})
-      expect(n, view, {B, H, T, D});
+    expect("dout", t.dout, {B, H, T, D});
+    expect("dq", t.dq, {B, H, T, D});
+    expect("dk", t.dk, {B, H, T, D});
+    expect("dv", t.dv, {B, H, T, D});
     if (is_ra(variant_)) {
       expect("dd", t.dd, {B, H, T});
       expect("dgates", t.dgates, {std::size_t(opt_.gate_batch), H, 3});

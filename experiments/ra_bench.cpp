@@ -1,0 +1,328 @@
+// ra-bench: times every attention variant, forward and forward+backward, on
+// one shape, with Google Benchmark driving the repetitions and device-fenced
+// timers (CUDA events on the GPU) measuring each one.
+//
+// Writes three things:
+//   * a table on stdout (median ms, GFLOP/s, ratio to sdpa_fused);
+//   * Google Benchmark JSON (<out>.json);
+//   * an HDF5 run file (<out>.h5, table /bench) -- see README "Run files".
+//
+// Inputs are drawn by the deterministic counter-based RNG, so every backend
+// times the same numbers.
+#include <ra/cli.hpp>
+#include <ra/device_info.hpp>
+#include <ra/git_revision.hpp>
+#include <ra/kokkos/attention.hpp>
+#include <ra/rng.hpp>
+#include <ra/run_store.hpp>
+#include <ra/timer.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+namespace {
+
+using ra::kk::Variant;
+
+struct Config {
+  int B = 0, H = 0, T = 0, D = 0;  // 0: the backend's default shape
+  std::vector<std::string> variants;
+  std::vector<std::string> passes = {"fwd", "fwdbwd"};
+  std::vector<std::string> dtypes = {"float"};
+  int window = 128;
+  int gate_batch = 1;
+  int warmup = 3;
+  int reps = 0;  // 0: backend default
+  std::uint64_t seed = 1234;
+  std::string out_dir = "runs";
+  std::string out;  // explicit path stem (no extension); must not exist
+  std::vector<std::string> benchmark_flags;
+};
+
+struct Result {
+  std::string variant, pass, dtype, tiles;
+  ra::Shape shape;
+  int window = -1;
+  std::vector<double> ms;
+  double flops = 0;
+  double median() const {
+    auto v = ms;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  }
+  double min() const { return *std::min_element(ms.begin(), ms.end()); }
+  double max() const { return *std::max_element(ms.begin(), ms.end()); }
+};
+
+std::string plan_str(const ra::kk::TilePlan& p) {
+  if (p.br == 0) return "open-coded";
+  std::ostringstream s;
+  s << p.br << "x" << p.bc << " team " << p.team_size << "x" << p.vector_length << " L"
+    << p.scratch_level << " " << p.scratch_bytes / 1024 << "KiB";
+  return s.str();
+}
+
+// One (variant, dtype) problem: tensors, the kernel object, and the timer.
+template <class Scalar, class Exec>
+struct Bench {
+  ra::kk::AttentionTensors<Scalar, Exec> t;
+  std::unique_ptr<ra::kk::Attention<Scalar, Exec>> attn;
+  Exec exec;
+
+  Bench(Variant v, const ra::Shape& s, const ra::kk::Options& opt, std::uint64_t seed) {
+    attn = std::make_unique<ra::kk::Attention<Scalar, Exec>>(v, s, opt, exec);
+    t = ra::kk::AttentionTensors<Scalar, Exec>::allocate(s, opt.gate_batch);
+    ra::fill_normal(exec, t.q, seed + 1);
+    ra::fill_normal(exec, t.k, seed + 2);
+    ra::fill_normal(exec, t.v, seed + 3);
+    ra::fill_normal(exec, t.dout, seed + 4);
+    ra::fill_normal(exec, t.d, seed + 5);
+    auto g = Kokkos::create_mirror_view(t.gates);
+    for (int b = 0; b < opt.gate_batch; ++b)
+      for (int h = 0; h < s.H; ++h) g(b, h, 0) = 0.5, g(b, h, 1) = 0.3, g(b, h, 2) = 0.2;
+    Kokkos::deep_copy(t.gates, g);
+    exec.fence();
+  }
+
+  void run(bool backward) {
+    attn->forward(t);
+    if (backward) attn->backward(t);
+  }
+};
+
+template <class Exec>
+void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& results,
+                  const std::function<void(const Result&)>& on_done) {
+  for (const std::string& dtype : cfg.dtypes)
+    for (const std::string& vname : cfg.variants)
+      for (const std::string& pass : cfg.passes) {
+        const Variant v = ra::kk::parse_variant(vname);
+        ra::kk::Options opt;
+        opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
+        opt.window = v == Variant::ra_window ? cfg.window : -1;
+        Result r;
+        r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
+        const bool bwd = pass == "fwdbwd";
+        r.flops = ra::kk::forward_flops(v, s, opt) + (bwd ? ra::kk::backward_flops(v, s, opt) : 0);
+        results.push_back(r);
+        const std::size_t idx = results.size() - 1;
+        auto body = [&cfg, &results, on_done, idx, v, s, opt, bwd](benchmark::State& state,
+                                                                      auto tag) {
+          using Scalar = decltype(tag);
+          Result& res = results[idx];
+          Bench<Scalar, Exec> bench(v, s, opt, cfg.seed);
+          res.tiles = plan_str(bwd ? bench.attn->backward_plan() : bench.attn->forward_plan());
+          ra::DeviceTimer<Exec> timer(bench.exec);
+          for (int i = 0; i < cfg.warmup; ++i) bench.run(bwd);
+          for (auto _ : state) {
+            const double ms = timer.time_ms([&] { bench.run(bwd); });
+            res.ms.push_back(ms);
+            state.SetIterationTime(ms * 1e-3);
+          }
+          state.counters["GFLOP/s"] = res.flops * 1e-9 / (res.median() * 1e-3);
+          state.counters["median_ms"] = res.median();
+          state.SetLabel(res.tiles);
+          on_done(res);
+        };
+        const std::string name = vname + "/" + pass + "/" + dtype + "/B" + std::to_string(s.B) +
+                                 "_H" + std::to_string(s.H) + "_T" + std::to_string(s.T) + "_D" +
+                                 std::to_string(s.D);
+        benchmark::internal::Benchmark* b;
+        if (dtype == "float")
+          b = benchmark::RegisterBenchmark(name.c_str(),
+                                           [body](benchmark::State& st) { body(st, float{}); });
+        else
+          b = benchmark::RegisterBenchmark(name.c_str(),
+                                           [body](benchmark::State& st) { body(st, double{}); });
+        b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(cfg.reps);
+      }
+}
+
+void print_table(const std::vector<Result>& results) {
+  std::map<std::string, double> sdpa;  // pass/dtype -> sdpa_fused median
+  for (const auto& r : results)
+    if (r.variant == "sdpa_fused" && !r.ms.empty()) sdpa[r.pass + r.dtype] = r.median();
+  std::printf("\n%-11s %-7s %-6s %10s %10s %10s %10s %9s  %s\n", "variant", "pass", "dtype",
+              "median_ms", "min_ms", "max_ms", "GFLOP/s", "/sdpa_fu", "tiles");
+  for (const auto& r : results) {
+    if (r.ms.empty()) continue;
+    const auto it = sdpa.find(r.pass + r.dtype);
+    char ratio[32] = "-";
+    if (it != sdpa.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", r.median() / it->second);
+    std::printf("%-11s %-7s %-6s %10.3f %10.3f %10.3f %10.2f %9s  %s\n", r.variant.c_str(),
+                r.pass.c_str(), r.dtype.c_str(), r.median(), r.min(), r.max(),
+                r.flops * 1e-9 / (r.median() * 1e-3), ratio, r.tiles.c_str());
+  }
+}
+
+// The run file is created before the first benchmark (reserving its name)
+// and gets one row, flushed, as each benchmark finishes: a run killed midway
+// keeps every figure measured so far.
+ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Shape& s,
+                       const ra::DeviceInfo& dev, const std::string& cmdline,
+                       const std::string& json) {
+  auto attrs = dev.attributes();
+  attrs["program"] = "ra-bench";
+  attrs["git_revision"] = RA_GIT_REVISION;
+  attrs["build_type"] = RA_BUILD_TYPE;
+  attrs["command_line"] = cmdline;
+  attrs["benchmark_json"] = json;
+  std::ostringstream c;
+  c << "{\"B\":" << s.B << ",\"H\":" << s.H << ",\"T\":" << s.T << ",\"D\":" << s.D
+    << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
+    << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps << ",\"seed\":" << cfg.seed
+    << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
+  attrs["config"] = c.str();
+  std::string dtypes;
+  for (const auto& d : cfg.dtypes) dtypes += (dtypes.empty() ? "" : ",") + d;
+  attrs["precision"] = dtypes;
+
+  using Col = ra::Column;
+  using Ty = ra::Column::Type;
+  auto w = ra::RunWriter::create(path, attrs);
+  w.create_table(
+      "bench",
+      {Col{"variant", Ty::String, "", "attention variant (ra::kk::Variant)"},
+       Col{"pass", Ty::String, "", "fwd = forward; fwdbwd = forward + backward"},
+       Col{"dtype", Ty::String, "", "scalar type of storage and arithmetic"},
+       Col{"B", Ty::Int64, "", "batch"}, Col{"H", Ty::Int64, "", "heads"},
+       Col{"T", Ty::Int64, "tokens", "sequence length"}, Col{"D", Ty::Int64, "", "head dim"},
+       Col{"window", Ty::Int64, "tokens", "reciprocity window (-1: none)"},
+       Col{"median_ms", Ty::Float64, "ms", "median over repetitions"},
+       Col{"min_ms", Ty::Float64, "ms", "fastest repetition"},
+       Col{"max_ms", Ty::Float64, "ms", "slowest repetition"},
+       Col{"reps", Ty::Int64, "", "timed repetitions (after warm-up)"},
+       Col{"flops", Ty::Float64, "FLOP", "useful FLOPs per repetition, counted as in RA.md"},
+       Col{"gflops", Ty::Float64, "GFLOP/s", "flops / median"},
+       Col{"tiles", Ty::String, "", "fused tiling plan, or open-coded"},
+       Col{"backend", Ty::String, "", "Kokkos execution space"},
+       Col{"device", Ty::String, "", "device name"}},
+      "one row per (variant, pass, dtype), appended as each benchmark finishes");
+  return w;
+}
+
+void append_result(ra::RunWriter& w, const Result& r, const ra::DeviceInfo& dev) {
+  w.append_row("bench", {r.variant, r.pass, r.dtype, std::int64_t(r.shape.B),
+                         std::int64_t(r.shape.H), std::int64_t(r.shape.T), std::int64_t(r.shape.D),
+                         std::int64_t(r.window), r.median(), r.min(), r.max(),
+                         std::int64_t(r.ms.size()), r.flops, r.flops * 1e-9 / (r.median() * 1e-3),
+                         r.tiles, dev.backend, dev.device_name});
+}
+
+int bench_main(Config cfg, const std::string& cmdline) {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  const bool gpu = !std::is_same_v<Exec::memory_space, Kokkos::HostSpace>;
+  // Seeds' shape on a GPU; on a CPU something that finishes in under a minute.
+  ra::Shape s = gpu ? ra::Shape{8, 12, 1024, 64} : ra::Shape{2, 4, 256, 64};
+  if (cfg.B) s.B = cfg.B;
+  if (cfg.H) s.H = cfg.H;
+  if (cfg.T) s.T = cfg.T;
+  if (cfg.D) s.D = cfg.D;
+  s.validate("ra-bench");
+  if (cfg.reps == 0) cfg.reps = gpu ? 50 : 5;
+  if (cfg.variants.empty())
+    for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
+  for (const auto& v : cfg.variants) ra::kk::parse_variant(v);  // fail early on a bad name
+
+  // Output paths: never overwrite a previous run.
+  std::string stem = cfg.out;
+  if (stem.empty()) {
+    stem = ra::unique_run_path(cfg.out_dir, "ra-bench");
+    stem = stem.substr(0, stem.size() - 3);  // drop ".h5"
+  } else if (std::filesystem::exists(stem + ".h5") || std::filesystem::exists(stem + ".json")) {
+    throw std::runtime_error("output " + stem + ".h5/.json already exists; refusing to overwrite");
+  }
+  if (auto parent = std::filesystem::path(stem).parent_path(); !parent.empty())
+    std::filesystem::create_directories(parent);
+
+  const ra::DeviceInfo dev = ra::device_info<Exec>();
+  std::printf("ra-bench: %s on %s (%s), %s, %d warm-up + %d timed reps each\n",
+              s.str().c_str(), dev.device_name.c_str(), dev.backend.c_str(),
+              RA_GIT_REVISION, cfg.warmup, cfg.reps);
+
+  std::vector<Result> results;
+  results.reserve(cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size());
+  ra::RunWriter run = open_run(stem + ".h5", cfg, s, dev, cmdline, stem + ".json");
+  register_all<Exec>(cfg, s, results, [&](const Result& r) { append_result(run, r, dev); });
+
+  std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
+                                   "--benchmark_out_format=json"};
+  for (const auto& f : cfg.benchmark_flags) args.push_back(f);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  int argc = int(argv.size());
+  benchmark::Initialize(&argc, argv.data());
+  if (benchmark::ReportUnrecognizedArguments(argc, argv.data())) return 2;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+
+  print_table(results);
+  std::printf("\nwrote %s.h5 (table /bench) and %s.json\n", stem.c_str(), stem.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  CLI::App app{
+      "ra-bench: time SDPA and Reciprocal Attention kernels (forward and forward+backward)\n"
+      "and write the figures to an HDF5 run file and Google Benchmark JSON.",
+      "ra-bench"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--B", cfg.B, "batch (default: 8 on GPU, 2 on CPU)")->check(ra::cli::at_least(1));
+  app.add_option("--H", cfg.H, "heads (default: 12 on GPU, 4 on CPU)")->check(ra::cli::at_least(1));
+  app.add_option("--T", cfg.T, "sequence length (default: 1024 on GPU, 256 on CPU)")
+      ->check(ra::cli::at_least(1));
+  app.add_option("--D", cfg.D, "head dim (default: 64)")->check(ra::cli::at_least(1));
+  std::vector<std::string> names;
+  for (Variant v : ra::kk::all_variants()) names.push_back(ra::kk::variant_name(v));
+  app.add_option("--variants", cfg.variants, "variants to time (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(names));
+  app.add_option("--passes", cfg.passes, "fwd and/or fwdbwd")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"fwd", "fwdbwd"}));
+  app.add_option("--dtypes", cfg.dtypes, "float and/or double")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"float", "double"}));
+  app.add_option("--window", cfg.window, "reciprocity window of ra_window (tokens)")
+      ->check(ra::cli::at_least(0));
+  app.add_option("--gate-batch", cfg.gate_batch, "1: gates per head; B: per (batch, head)")
+      ->check(ra::cli::at_least(1));
+  app.add_option("--warmup", cfg.warmup, "untimed runs before timing")->check(ra::cli::at_least(0));
+  app.add_option("--reps", cfg.reps, "timed repetitions (default: 50 on GPU, 5 on CPU)")
+      ->check(ra::cli::at_least(1));
+  app.add_option("--seed", cfg.seed, "seed of the input tensors");
+  app.add_option("--out-dir", cfg.out_dir, "folder for the run files (a fresh name is picked)");
+  app.add_option("--out", cfg.out, "explicit path stem for <stem>.h5 and <stem>.json (must not exist)");
+  app.add_option("--benchmark-flag", cfg.benchmark_flags,
+                 "pass a flag to Google Benchmark, e.g. --benchmark-flag=--benchmark_filter=ra_");
+  app.footer("Kokkos flags (--kokkos-num-threads=N, --kokkos-device-id=N) are accepted too.");
+  app.allow_extras();  // Kokkos consumes its own --kokkos-* flags
+
+  std::string cmdline;
+  for (int i = 0; i < argc; ++i) cmdline += (i ? " " : "") + std::string(argv[i]);
+  // Parse first (so --help and bad flags never need a GPU), then start Kokkos
+  // with its own --kokkos-* flags.
+  return ra::cli::run(app, argc, argv, [&] {
+    for (const auto& extra : app.remaining())
+      if (extra.rfind("--kokkos-", 0) != 0)
+        throw CLI::ValidationError("unknown argument '" + extra + "' (see --help)");
+    if (cfg.gate_batch != 1 && cfg.B && cfg.gate_batch != cfg.B)
+      throw std::invalid_argument("--gate-batch " + std::to_string(cfg.gate_batch) +
+                                  " must be 1 or equal to --B");
+    Kokkos::ScopeGuard kokkos(argc, argv);
+    return bench_main(cfg, cmdline);
+  });
+}

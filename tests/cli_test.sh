@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Command-line behaviour of ra-bench: --help works, bad input gives a message
+# naming the bad value and a non-zero exit, a finished run's files are never
+# overwritten and stay readable.   usage: cli_test.sh <path-to-ra-bench>
+set -u
+bench=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+# expect <exit-code|nonzero> <substring of stderr+stdout> <args...>
+expect() {
+  local want=$1 text=$2; shift 2
+  local out rc
+  out=$("$bench" "$@" 2>&1); rc=$?
+  if { [ "$want" = nonzero ] && [ $rc -eq 0 ]; } || { [ "$want" != nonzero ] && [ $rc -ne "$want" ]; }; then
+    echo "FAIL: ra-bench $* exited $rc (wanted $want)"; echo "$out" | tail -5; fails=$((fails+1)); return
+  fi
+  if ! grep -qF -- "$text" <<<"$out"; then
+    echo "FAIL: ra-bench $* did not print '$text'"; echo "$out" | tail -5; fails=$((fails+1)); return
+  fi
+  echo "ok: ra-bench $* -> $rc, '$text'"
+}
+
+expect 0 "--variants" --help
+expect nonzero "0 is not >= 1" --T 0
+expect nonzero "'abc' is not an integer" --D abc
+expect nonzero "flash" --variants flash
+expect nonzero "unknown argument '--bogus'" --bogus
+expect nonzero "half" --dtypes half
+expect nonzero "D = 256" --variants sdpa_fused --D 256 --T 4 --B 1 --H 1 --reps 1 --out "$tmp/big"
+
+small=(--B 1 --H 2 --T 33 --D 16 --reps 2 --warmup 1)
+expect 0 "wrote $tmp/run.h5" "${small[@]}" --out "$tmp/run"
+before=$(md5sum "$tmp/run.h5")
+expect nonzero "refusing to overwrite" "${small[@]}" --out "$tmp/run"
+[ "$(md5sum "$tmp/run.h5")" = "$before" ] || { echo "FAIL: existing run file changed"; fails=$((fails+1)); }
+if command -v h5dump >/dev/null; then
+  h5dump -H "$tmp/run.h5" >/dev/null || { echo "FAIL: h5dump cannot read the run"; fails=$((fails+1)); }
+fi
+# Default naming picks a fresh file each time.
+expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"
+expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"
+n=$(ls "$tmp/dir"/*.h5 | wc -l)
+[ "$n" -eq 2 ] || { echo "FAIL: expected 2 run files, found $n"; fails=$((fails+1)); }
+
+[ $fails -eq 0 ] && echo "all CLI checks passed" || echo "$fails CLI checks failed"
+exit $fails
