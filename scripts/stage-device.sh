@@ -17,7 +17,7 @@ for preset in "$@"; do
     cp "$b/$exe" "$d/" && strip "$d/$(basename "$exe")"
     # non-system libraries (not glibc/libstdc++/CUDA's own) travel with them
     ldd "$b/$exe" | awk '/=> \//{print $3}' |
-      grep -v -E 'lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|cuda|cublas|cublasLt)\.so' |
+      { grep -v -E 'lib(c|m|dl|rt|pthread|resolv|stdc\+\+|gcc_s|cuda|cublas|cublasLt)\.so' || true; } |
       xargs -r -I{} cp -L -n {} "$out/lib/"
   done
   cat > "$d/CTestTestfile.cmake" <<CT

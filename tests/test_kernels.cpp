@@ -134,3 +134,52 @@ TEMPLATE_TEST_CASE("bad arguments throw with a message naming the problem", "[ke
   t2.dgates = typename kk::AttentionTensors<float, Exec>::T3("dgates", 2, 2, 3);
   REQUIRE_NOTHROW(A(kk::Variant::sdpa_open, ok).forward(t2));  // SDPA ignores RA tensors
 }
+
+// The two execution spaces of this build run the same kernels on the same
+// inputs and must agree far more tightly than either agrees with float64:
+// host builds compare Serial with OpenMP, CUDA builds Cuda with Serial.
+template <class Scalar>
+void check_spaces_agree(double tol) {
+#if defined(KOKKOS_ENABLE_CUDA)
+  using A = Kokkos::Cuda;
+  using B = Kokkos::Serial;
+#elif defined(KOKKOS_ENABLE_OPENMP)
+  using A = Kokkos::Serial;
+  using B = Kokkos::OpenMP;
+#else
+  using A = Kokkos::Serial;
+  using B = Kokkos::Serial;
+#endif
+  const Shape s{2, 3, 100, 64};
+  for (kk::Variant v : kk::all_variants()) {
+    kk::Options opt;
+    opt.window = v == kk::Variant::ra_window ? 17 : -1;
+    opt.gate_batch = 2;
+    Problem p(s, opt.gate_batch, opt.window, kk::is_ra(v), fresh_seed());
+    auto ta = make_tensors<Scalar, A>(p);
+    auto tb = make_tensors<Scalar, B>(p);
+    kk::Attention<Scalar, A> aa(v, s, opt);
+    kk::Attention<Scalar, B> ab(v, s, opt);
+    aa.forward(ta), aa.backward(ta), ab.forward(tb), ab.backward(tb);
+    Kokkos::fence();
+    INFO(kk::variant_name(v) << ": " << A::name() << " vs " << B::name() << " "
+                             << precision_name<Scalar>());
+    CHECK(max_rel_error(download(ta.o), download(tb.o)) <= tol);
+    CHECK(max_rel_error(download(ta.lse), download(tb.lse)) <= tol);
+    CHECK(max_rel_error(download(ta.dq), download(tb.dq)) <= tol);
+    CHECK(max_rel_error(download(ta.dk), download(tb.dk)) <= tol);
+    CHECK(max_rel_error(download(ta.dv), download(tb.dv)) <= tol);
+    if (kk::is_ra(v)) {
+      CHECK(max_rel_error(download(ta.dd), download(tb.dd)) <= tol);
+      CHECK(max_rel_error(download(ta.dgates), download(tb.dgates)) <= tol);
+    }
+  }
+}
+
+TEST_CASE("the build's execution spaces agree with each other", "[kernels][backends]") {
+  // Stated tolerances: 1e-5 (float) and 1e-13 (double), relative to max(|x|, 1);
+  // differences come only from summation order (cuBLAS vs KokkosBlas, thread
+  // layout of reductions).
+  check_spaces_agree<float>(1e-5);
+  check_spaces_agree<double>(1e-13);
+}
