@@ -4,6 +4,7 @@
 #include "ra/run_store.hpp"
 
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -664,6 +665,7 @@ const std::string& RunWriter::path() const { return state().path; }
 struct RunReader::Impl {
   std::string path;
   Handle file;
+  bool recovered = false;
 
   std::string where() const { return "run file " + path; }
 
@@ -791,6 +793,43 @@ RunReader::RunReader(const std::string& path) : impl_(std::make_unique<Impl>()) 
   }
   impl_->file = Handle(fid, H5Fclose);
 
+  // After every H5Fflush/H5Fclose the file ends exactly at HDF5's
+  // end-of-allocation mark (EOA, stored in the superblock). A file longer
+  // than its EOA was left by a writer killed in the middle of a flush: the
+  // superblock is written last, so objects written or grown in that flush
+  // can lie beyond the stored EOA, and HDF5 refuses to read them -- this
+  // includes a global heap collection grown in place, which would make
+  // already committed strings unreadable ("actual_len exceeds EOA").
+  // Recover by reading a temporary copy with the EOA raised to the file size
+  // (what `h5clear --increment=0` does), leaving the run file untouched.
+  // (H5Fincrement_filesize needs a SWMR-capable driver, so no in-memory copy.)
+  haddr_t eoa = 0;
+  if (H5Fget_eoa(fid, &eoa) < 0) fail(prefix + "reading the end-of-allocation mark");
+  std::error_code size_ec;
+  const std::uintmax_t eof = fs::file_size(path, size_ec);
+  if (!size_ec && eof > eoa) {
+    impl_->file.close_or_throw(prefix + "H5Fclose failed");
+    std::string tmpl = (fs::temp_directory_path() / "ra-run-recovery-XXXXXX").string();
+    int tmp_fd = mkstemp(tmpl.data());
+    if (tmp_fd < 0)
+      throw std::runtime_error(prefix + "cannot create a temporary copy to recover from an interrupted flush");
+    ::close(tmp_fd);
+    struct Unlink {
+      std::string p;
+      ~Unlink() { ::unlink(p.c_str()); }  // HDF5 keeps its descriptor open
+    } unlink_copy{tmpl};
+    std::error_code copy_ec;
+    fs::copy_file(path, tmpl, fs::copy_options::overwrite_existing, copy_ec);
+    if (copy_ec) throw std::runtime_error(prefix + "copying to " + tmpl + " failed: " + copy_ec.message());
+    Handle copy_fapl = file_access_plist();
+    hid_t copy = H5Fopen(tmpl.c_str(), H5F_ACC_RDWR, copy_fapl.get());
+    if (copy < 0) fail(prefix + "opening a temporary copy to recover from an interrupted flush");
+    impl_->file = Handle(copy, H5Fclose);
+    check(H5Fincrement_filesize(copy, 0), prefix + "raising the end-of-allocation mark of the temporary copy");
+    impl_->recovered = true;
+    fid = copy;
+  }
+
   htri_t has_schema = H5Aexists(fid, "schema");
   if (has_schema < 0) fail(prefix + "reading root attributes");
   if (has_schema == 0) throw std::runtime_error(prefix + "not a run file (no 'schema' attribute)");
@@ -811,6 +850,8 @@ const RunReader::Impl& RunReader::state() const {
 }
 
 const std::string& RunReader::path() const { return state().path; }
+
+bool RunReader::recovered() const { return state().recovered; }
 
 std::map<std::string, std::string> RunReader::attributes() const {
   const Impl& s = state();

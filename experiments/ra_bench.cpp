@@ -232,7 +232,14 @@ int bench_main(Config cfg, const std::string& cmdline) {
   if (cfg.reps == 0) cfg.reps = gpu ? 50 : 5;
   if (cfg.variants.empty())
     for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
-  for (const auto& v : cfg.variants) ra::kk::parse_variant(v);  // fail early on a bad name
+  // Fail before any file is written if a variant cannot run this shape.
+  for (const auto& name : cfg.variants) {
+    const Variant v = ra::kk::parse_variant(name);
+    ra::kk::Options opt;
+    opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
+    opt.window = v == Variant::ra_window ? cfg.window : -1;
+    ra::kk::check_supported(v, s, opt);
+  }
 
   // Output paths: never overwrite a previous run.
   std::string stem = cfg.out;

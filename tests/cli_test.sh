@@ -29,6 +29,7 @@ expect nonzero "flash" --variants flash
 expect nonzero "unknown argument '--bogus'" --bogus
 expect nonzero "half" --dtypes half
 expect nonzero "D = 256" --variants sdpa_fused --D 256 --T 4 --B 1 --H 1 --reps 1 --out "$tmp/big"
+[ ! -e "$tmp/big.h5" ] || { echo "FAIL: a rejected run left a file behind"; fails=$((fails+1)); }
 
 small=(--B 1 --H 2 --T 33 --D 16 --reps 2 --warmup 1)
 expect 0 "wrote $tmp/run.h5" "${small[@]}" --out "$tmp/run"

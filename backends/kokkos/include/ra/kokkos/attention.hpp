@@ -60,6 +60,11 @@ struct AttentionTensors {
   static AttentionTensors allocate(const Shape& s, int gate_batch);
 };
 
+// Throws std::invalid_argument naming the problem if the variant cannot run
+// this shape/options: extents >= 1, fused variants need D <= 128, ra_window
+// needs window >= 0, gate_batch is 1 or B. Cheap: allocates nothing.
+void check_supported(Variant v, const Shape& s, const Options& opt);
+
 // Fused-kernel tiling chosen for a problem (reported by ra-bench).
 struct TilePlan {
   int br = 0, bc = 0;          // query rows x key columns per tile
@@ -73,9 +78,7 @@ class Attention {
  public:
   using Tensors = AttentionTensors<Scalar, Exec>;
 
-  // Validates the combination (throws std::invalid_argument with the reason):
-  // shape extents >= 1, fused variants need D <= 128, ra_window needs
-  // window >= 0, gate_batch is 1 or B. Allocates the workspace once.
+  // Validates the combination (check_supported) and allocates the workspace once.
   Attention(Variant v, const Shape& s, const Options& opt = {}, const Exec& exec = Exec());
 
   // Reads q,k,v (+gates,d for RA); writes o, lse.

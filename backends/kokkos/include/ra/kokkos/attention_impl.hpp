@@ -59,21 +59,8 @@ Kokkos::TeamPolicy<Exec> team_policy(const Exec& exec, int league, const TilePla
 template <class Scalar, class Exec>
 Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt, const Exec& exec)
     : variant_(v), shape_(s), opt_(opt), exec_(exec) {
+  check_supported(v, s, opt);
   const std::string who = "ra::kk::Attention(" + variant_name(v) + ")";
-  s.validate(who);
-  if (opt.gate_batch != 1 && opt.gate_batch != s.B)
-    throw std::invalid_argument(who + ": gate_batch = " + std::to_string(opt.gate_batch) +
-                                " but must be 1 (gates per head) or B = " + std::to_string(s.B));
-  if (v == Variant::ra_window && opt.window < 0)
-    throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
-                                " but ra_window needs a window >= 0");
-  if (v != Variant::ra_window && v != Variant::ra_open && opt.window >= 0)
-    throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
-                                " is only meaningful for ra_window (and ra_open)");
-  if (is_fused(v) && s.D > 128)
-    throw std::invalid_argument(who + ": head dim D = " + std::to_string(s.D) +
-                                " is not supported by fused kernels (D <= 128); use the open-coded variant");
-
   const int W = is_ra(v) ? 2 * s.D : s.D;
   if (is_fused(v)) {
     using F = detail::FusedForward<Scalar, Exec>;
