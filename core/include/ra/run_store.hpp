@@ -33,9 +33,10 @@
 // a multi-page write at a page boundary on SIGKILL; if that write was a global
 // heap collection (variable-length strings) grown in place, the strings in it
 // cannot be read afterwards (numeric columns, rows() and attributes still
-// can). Measured with a writer appending non-stop: about 1 in 1000 kills with
-// 3000-byte strings, none seen in 2000 kills with short strings. Exercised by
-// the hidden test "[.stress]" in tests/test_run_store.cpp.
+// can). Measured with a writer appending non-stop and killed at random: a
+// few per thousand kills with 3000-byte strings, rarer with short ones; a real
+// run spends far less of its time in flushes. Exercised by the hidden test
+// "[.stress]" in tests/test_run_store.cpp.
 //
 // While a RunWriter has the file open, HDF5's file lock (flock) is held, so a
 // RunReader opened on a live run fails with a clear error instead of reading
