@@ -7,11 +7,19 @@
 #   libbenchmark-dev Google Benchmark (experiments/ra-bench)
 #   cmake ninja-build g++  the build itself
 #
+#   --plots: also python3-h5py python3-matplotlib for scripts/plot_bench.py
+#
 # Kokkos and Kokkos Kernels are not Debian packages: CMake builds them from
 # ../shared/deps (see cmake/Dependencies.cmake) and caches the result.
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config)
+for arg in "$@"; do
+  case "$arg" in
+    --plots) packages+=(python3-h5py python3-matplotlib) ;;
+    *) echo "install-deps: unknown option '$arg' (known: --plots)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

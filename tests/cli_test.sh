@@ -4,6 +4,7 @@
 # overwritten and stay readable.   usage: cli_test.sh <path-to-ra-bench>
 set -u
 bench=$1
+inspect=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0
@@ -39,6 +40,15 @@ expect nonzero "refusing to overwrite" "${small[@]}" --out "$tmp/run"
 if command -v h5dump >/dev/null; then
   h5dump -H "$tmp/run.h5" >/dev/null || { echo "FAIL: h5dump cannot read the run"; fails=$((fails+1)); }
 fi
+# ra-inspect reads it back: attributes and the table with units.
+out=$("$inspect" "$tmp/run.h5" 2>&1) || { echo "FAIL: ra-inspect exited non-zero"; fails=$((fails+1)); }
+for want in "program = ra-bench" "git_revision = " "median_ms [ms]" "ra_window" "table /bench (10 rows)"; do
+  grep -qF -- "$want" <<<"$out" || { echo "FAIL: ra-inspect output lacks '$want'"; fails=$((fails+1)); }
+done
+out=$("$inspect" "$tmp/missing.h5" 2>&1) && { echo "FAIL: ra-inspect of a missing file exited 0"; fails=$((fails+1)); }
+grep -qF "missing.h5" <<<"$out" || { echo "FAIL: ra-inspect did not name the missing file"; fails=$((fails+1)); }
+echo "ok: ra-inspect reads the run and rejects a missing file"
+
 # Default naming picks a fresh file each time.
 expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"
 expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"

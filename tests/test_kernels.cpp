@@ -3,6 +3,8 @@
 // double, on every execution space this build enables.
 #include "kokkos_testing.hpp"
 
+#include <ra/kokkos/discoverability.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -182,4 +184,49 @@ TEST_CASE("the build's execution spaces agree with each other", "[kernels][backe
   // layout of reductions).
   check_spaces_agree<float>(1e-5);
   check_spaces_agree<double>(1e-13);
+}
+
+TEMPLATE_TEST_CASE("discoverability forms match the reference", "[kernels][disc]", RA_TEST_SPACES) {
+  using Exec = TestType;
+  for (const Shape s : {Shape{2, 3, 7, 16}, Shape{1, 2, 100, 64}}) {
+    std::mt19937_64 rng(fresh_seed());
+    std::normal_distribution<double> n01;
+    auto randn = [&](std::size_t n, double sd) {
+      std::vector<double> x(n);
+      for (auto& e : x) e = sd * n01(rng);
+      return x;
+    };
+    const auto k = randn(s.qkv_elems(), 1), dk0 = randn(s.qkv_elems(), 1), dd = randn(s.row_elems(), 1);
+    const auto table = randn(std::size_t(s.H) * s.T, 1), u = randn(std::size_t(s.H) * s.D, 0.3);
+    std::vector<double> d_tab, dtable, d_con, du, dk = dk0;
+    ref::disc_table_forward(s, table, d_tab);
+    ref::disc_table_backward(s, dd, dtable);
+    ref::disc_content_forward(s, k, u, d_con);
+    ref::disc_content_backward(s, k, u, dd, dk, du);
+
+    auto check = [&](auto tag) {
+      using Scalar = decltype(tag);
+      INFO(Exec::name() << " " << precision_name<Scalar>() << " " << s.str());
+      Exec exec;
+      kk::Matrix<Scalar, Exec> tab_v("table", s.H, s.T), dtab_v("dtable", s.H, s.T);
+      kk::Matrix<Scalar, Exec> u_v("u", s.H, s.D), du_v("du", s.H, s.D);
+      Tensor3<Scalar, Exec> d_v("d", s.B, s.H, s.T), dd_v("dd", s.B, s.H, s.T);
+      Tensor4<Scalar, Exec> k_v("k", s.B, s.H, s.T, s.D), dk_v("dk", s.B, s.H, s.T, s.D);
+      upload(table, tab_v), upload(u, u_v), upload(dd, dd_v), upload(k, k_v), upload(dk0, dk_v);
+      const double tol = tolerance<Scalar>();
+      kk::disc_table_forward(exec, tab_v, d_v);
+      CHECK(max_rel_error(download(d_v), d_tab) <= tol);
+      kk::disc_table_backward(exec, dd_v, dtab_v);
+      CHECK(max_rel_error(download(dtab_v), dtable) <= tol);
+      kk::disc_content_forward(exec, k_v, u_v, d_v);
+      CHECK(max_rel_error(download(d_v), d_con) <= tol);
+      kk::disc_content_backward(exec, k_v, u_v, d_v, dd_v, dk_v, du_v);
+      CHECK(max_rel_error(download(dk_v), dk) <= tol);
+      CHECK(max_rel_error(download(du_v), du) <= tol);
+      kk::Matrix<Scalar, Exec> bad("u", s.H, s.D + 1);
+      REQUIRE_THROWS_WITH(kk::disc_content_forward(exec, k_v, bad, d_v), Catch::Contains("u extent 1"));
+    };
+    check(float{});
+    check(double{});
+  }
 }

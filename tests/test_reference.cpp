@@ -468,3 +468,50 @@ TEST_CASE("outputs are resized and may alias inputs", "[reference][forward]") {
   ra::ref::ra_forward(s, in.opt, in.q, in.k, v, in.gates, in.d, v, lse2);
   CHECK(v == o_ref);
 }
+
+// Both discoverability forms feed d into RA; their gradients chain through
+// dd. Checked end to end: finite differences of sum(dout * RA(..., d(params)))
+// against ra_backward followed by the form's own backward.
+TEST_CASE("discoverability forms: table and content gradients match finite differences") {
+  for (int gb : {1, 2}) {
+    Inputs in = make_inputs(4242 + gb, Shape{2, 3, 6, 4}, gb, -1);
+    std::mt19937_64 rng(99 + gb);
+    Vec table = randn(rng, std::size_t(in.s.H) * in.s.T);
+    Vec u = randn(rng, std::size_t(in.s.H) * in.s.D, 0.0, 0.5);
+
+    // table form: d = broadcast(table)
+    auto out_table = [&]() {
+      Inputs x = in;
+      ra::ref::disc_table_forward(in.s, table, x.d);
+      return ra_out(x);
+    };
+    Vec o, lse, dq, dk, dv, dd, dg, dtable;
+    ra::ref::disc_table_forward(in.s, table, in.d);
+    ra::ref::ra_backward(in.s, in.opt, in.q, in.k, in.v, in.gates, in.d, in.dout, dq, dk, dv, dd, dg);
+    ra::ref::disc_table_backward(in.s, dd, dtable);
+    check_gradient("dtable", table, dtable, in.dout, out_table);
+
+    // content form: d = sigmoid(K . u); K reaches the output through both paths.
+    auto out_content = [&]() {
+      Inputs x = in;
+      ra::ref::disc_content_forward(in.s, in.k, u, x.d);
+      return ra_out(x);
+    };
+    ra::ref::disc_content_forward(in.s, in.k, u, in.d);
+    ra::ref::ra_backward(in.s, in.opt, in.q, in.k, in.v, in.gates, in.d, in.dout, dq, dk, dv, dd, dg);
+    Vec du;
+    ra::ref::disc_content_backward(in.s, in.k, u, dd, dk, du);
+    check_gradient("du", u, du, in.dout, out_content);
+    check_gradient("dk (attention + content path)", in.k, dk, in.dout, out_content);
+  }
+}
+
+TEST_CASE("discoverability forms reject wrong sizes, naming the argument") {
+  using Catch::Contains;
+  const Shape s{2, 3, 5, 4};
+  Vec d, k(s.qkv_elems(), 0.1), u(std::size_t(s.H) * s.D, 0.2), dd(s.row_elems(), 1.0), du;
+  REQUIRE_THROWS_WITH(ra::ref::disc_table_forward(s, Vec(7), d), Contains("table has 7"));
+  REQUIRE_THROWS_WITH(ra::ref::disc_content_forward(s, k, Vec(3), d), Contains("u has 3"));
+  Vec short_dk(5);
+  REQUIRE_THROWS_WITH(ra::ref::disc_content_backward(s, k, u, dd, short_dk, du), Contains("dk has 5"));
+}

@@ -321,3 +321,79 @@ void ra_backward(const Shape& s, const RaOptions& opt, const std::vector<double>
 }
 
 }  // namespace ra::ref
+
+// ---- discoverability forms ------------------------------------------------
+namespace ra::ref {
+namespace {
+void check_size(const char* fn, const char* name, const std::vector<double>& x, std::size_t n,
+                const char* formula) {
+  if (x.size() != n)
+    fail(fn, std::string(name) + " has " + std::to_string(x.size()) + " elements, expected " +
+                 formula + " = " + std::to_string(n));
+}
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+}  // namespace
+
+void disc_table_forward(const Shape& s, const std::vector<double>& table, std::vector<double>& d) {
+  const char* fn = "disc_table_forward";
+  check_shape(fn, s);
+  check_size(fn, "table", table, std::size_t(s.H) * s.T, "H*T");
+  std::vector<double> out(s.row_elems());
+  for (int b = 0; b < s.B; ++b)
+    for (std::size_t i = 0; i < table.size(); ++i) out[b * table.size() + i] = table[i];
+  d = std::move(out);
+}
+
+void disc_table_backward(const Shape& s, const std::vector<double>& dd,
+                         std::vector<double>& dtable) {
+  const char* fn = "disc_table_backward";
+  check_shape(fn, s);
+  check_row(fn, "dd", s, dd);
+  const std::size_t n = std::size_t(s.H) * s.T;
+  std::vector<double> out(n, 0.0);
+  for (int b = 0; b < s.B; ++b)
+    for (std::size_t i = 0; i < n; ++i) out[i] += dd[b * n + i];
+  dtable = std::move(out);
+}
+
+void disc_content_forward(const Shape& s, const std::vector<double>& k,
+                          const std::vector<double>& u, std::vector<double>& d) {
+  const char* fn = "disc_content_forward";
+  check_shape(fn, s);
+  check_qkv(fn, "k", s, k);
+  check_size(fn, "u", u, std::size_t(s.H) * s.D, "H*D");
+  std::vector<double> out(s.row_elems());
+  for (std::size_t r = 0; r < out.size(); ++r) {
+    const int h = int((r / s.T) % s.H);
+    double x = 0;
+    for (int c = 0; c < s.D; ++c) x += k[r * s.D + c] * u[std::size_t(h) * s.D + c];
+    out[r] = sigmoid(x);
+  }
+  d = std::move(out);
+}
+
+void disc_content_backward(const Shape& s, const std::vector<double>& k,
+                           const std::vector<double>& u, const std::vector<double>& dd,
+                           std::vector<double>& dk, std::vector<double>& du) {
+  const char* fn = "disc_content_backward";
+  check_shape(fn, s);
+  check_qkv(fn, "k", s, k);
+  check_qkv(fn, "dk", s, dk);
+  check_size(fn, "u", u, std::size_t(s.H) * s.D, "H*D");
+  check_row(fn, "dd", s, dd);
+  std::vector<double> d;
+  disc_content_forward(s, k, u, d);
+  std::vector<double> dk_out = dk, du_out(u.size(), 0.0);
+  for (std::size_t r = 0; r < d.size(); ++r) {
+    const int h = int((r / s.T) % s.H);
+    const double g = dd[r] * d[r] * (1.0 - d[r]);  // d sigmoid(x)/dx = d (1 - d)
+    for (int c = 0; c < s.D; ++c) {
+      dk_out[r * s.D + c] += g * u[std::size_t(h) * s.D + c];
+      du_out[std::size_t(h) * s.D + c] += g * k[r * s.D + c];
+    }
+  }
+  dk = std::move(dk_out);
+  du = std::move(du_out);
+}
+
+}  // namespace ra::ref

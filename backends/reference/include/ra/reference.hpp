@@ -50,4 +50,19 @@ void ra_backward(const Shape& s, const RaOptions& opt, const std::vector<double>
                  std::vector<double>& dk, std::vector<double>& dv, std::vector<double>& dd,
                  std::vector<double>& dgates);
 
+// The two discoverability forms of the seeds (RA.md), producing d [B, H, T]:
+//   table:   d[b,h,t] = table[h,t]                 table: [H, T], learned
+//   content: d[b,h,t] = sigmoid(K[b,h,t,:] . u[h])  u: [H, D], learned
+// Backward maps dd [B, H, T] to the parameters; the content form also adds
+// its share to dk (the attention's own dk is computed separately, so the
+// caller passes that in and gets the sum back).
+void disc_table_forward(const Shape& s, const std::vector<double>& table, std::vector<double>& d);
+void disc_table_backward(const Shape& s, const std::vector<double>& dd,
+                         std::vector<double>& dtable);
+void disc_content_forward(const Shape& s, const std::vector<double>& k,
+                          const std::vector<double>& u, std::vector<double>& d);
+void disc_content_backward(const Shape& s, const std::vector<double>& k,
+                           const std::vector<double>& u, const std::vector<double>& dd,
+                           std::vector<double>& dk, std::vector<double>& du);
+
 }  // namespace ra::ref
