@@ -23,7 +23,6 @@
 #include <KokkosBatched_Gemm_Decl.hpp>
 #include <KokkosBatched_Gemm_TeamVector_Impl.hpp>
 #include <Kokkos_Core.hpp>
-
 #include <ra/kokkos/attention.hpp>
 
 namespace ra::kk::detail {
@@ -31,9 +30,30 @@ namespace ra::kk::detail {
 template <class Exec>
 using Member = typename Kokkos::TeamPolicy<Exec>::member_type;
 
+// A tile in team scratch. Rows are padded by one element: a vector lane per
+// row walking along the columns (TeamVectorGemm's access pattern) would
+// otherwise hit the same shared-memory bank in every lane whenever the row
+// length is a multiple of 32 words (W = 64, 128, ...).
 template <class Scalar, class Exec>
-using Scratch2 = Kokkos::View<Scalar**, Kokkos::LayoutRight, typename Exec::scratch_memory_space,
+using Scratch2 = Kokkos::View<Scalar**, Kokkos::LayoutStride, typename Exec::scratch_memory_space,
                               Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+template <class Scalar, class Exec>
+using Scratch2Dense =
+    Kokkos::View<Scalar**, Kokkos::LayoutRight, typename Exec::scratch_memory_space,
+                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+constexpr int kTilePad = 1;
+
+template <class Scalar, class Exec>
+std::size_t tile_bytes(int rows, int cols) {
+  return Scratch2Dense<Scalar, Exec>::shmem_size(rows, cols + kTilePad);
+}
+
+template <class Scalar, class Exec>
+KOKKOS_INLINE_FUNCTION Scratch2<Scalar, Exec> tile(const typename Exec::scratch_memory_space& sp,
+                                                   int rows, int cols) {
+  Scratch2Dense<Scalar, Exec> full(sp, rows, cols + kTilePad);
+  return Kokkos::subview(full, Kokkos::ALL, Kokkos::make_pair(0, cols));
+}
 template <class Scalar, class Exec>
 using Scratch1 = Kokkos::View<Scalar*, typename Exec::scratch_memory_space,
                               Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
@@ -63,7 +83,7 @@ struct FusedCommon {
   T3c gates, d;
   int B = 0, H = 0, T = 0, D = 0, W = 0;  // W: width of Qf/Kf (D for SDPA, 2D for RA)
   bool ra = false;
-  int window = -1;                        // < 0: reciprocity everywhere
+  int window = -1;  // < 0: reciprocity everywhere
   int gate_batch = 1;
   Scalar scale = 0;
   int br = 0, bc = 0, n_qtiles = 0, n_ktiles = 0;
@@ -85,7 +105,7 @@ struct FusedCommon {
     if (!ra) return TileKind::plain;
     if (window < 0) return TileKind::full;
     const int i_last = (i0 + br - 1 < T - 1) ? i0 + br - 1 : T - 1;
-    if (i_last - j0 <= window) return TileKind::full;   // farthest pair inside the band
+    if (i_last - j0 <= window) return TileKind::full;         // farthest pair inside the band
     if (i0 - (j0 + bc - 1) > window) return TileKind::plain;  // nearest pair outside
     return TileKind::mixed;
   }
@@ -159,8 +179,8 @@ struct FusedCommon {
                        Kokkos::subview(dst, Kokkos::ALL, first));
     if (kind == TileKind::mixed) {
       const auto second = Kokkos::make_pair(D, W);
-      tile_gemm<TA, NoT>(team, scale, dl_rec, Kokkos::subview(src, Kokkos::ALL, second),
-                         Scalar(1), Kokkos::subview(dst, Kokkos::ALL, second));
+      tile_gemm<TA, NoT>(team, scale, dl_rec, Kokkos::subview(src, Kokkos::ALL, second), Scalar(1),
+                         Kokkos::subview(dst, Kokkos::ALL, second));
     }
   }
 
@@ -183,9 +203,9 @@ struct FusedForward : FusedCommon<Scalar, Exec> {
   Tensor3<Scalar, Exec> lse;
 
   static std::size_t scratch_bytes(int br, int bc, int D, int W, bool mixed) {
-    return S2::shmem_size(br, W) + S2::shmem_size(bc, W) + S2::shmem_size(bc, D) +
-           S2::shmem_size(br, bc) * (mixed ? 2 : 1) + S2::shmem_size(br, D) +
-           S1::shmem_size(br) * 2 + S1::shmem_size(bc);
+    return tile_bytes<Scalar, Exec>(br, W) + tile_bytes<Scalar, Exec>(bc, W) +
+           tile_bytes<Scalar, Exec>(bc, D) + tile_bytes<Scalar, Exec>(br, bc) * (mixed ? 2 : 1) +
+           tile_bytes<Scalar, Exec>(br, D) + S1::shmem_size(br) * 2 + S1::shmem_size(bc);
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const Member<Exec>& team) const {
@@ -198,9 +218,10 @@ struct FusedForward : FusedCommon<Scalar, Exec> {
     const bool need_sb = this->ra && this->window >= 0;
 
     auto& sp = team.team_scratch(this->scratch_level);
-    S2 qf(sp, br, W), kf(sp, bc, W), vt(sp, bc, D), sa(sp, br, bc);
-    S2 sb = need_sb ? S2(sp, br, bc) : S2(sa.data(), br, bc);
-    S2 acc(sp, br, D);
+    S2 qf = tile<Scalar, Exec>(sp, br, W), kf = tile<Scalar, Exec>(sp, bc, W),
+       vt = tile<Scalar, Exec>(sp, bc, D), sa = tile<Scalar, Exec>(sp, br, bc);
+    S2 sb = need_sb ? tile<Scalar, Exec>(sp, br, bc) : sa;
+    S2 acc = tile<Scalar, Exec>(sp, br, D);
     S1 m(sp, br), l(sp, br), bias(sp, bc);
 
     this->load_qf(team, qf, b, h, i0, g);
@@ -242,7 +263,8 @@ struct FusedForward : FusedCommon<Scalar, Exec> {
             Kokkos::ThreadVectorRange(team, bc),
             [&](int c, Scalar& s) {
               const int j = j0 + c;
-              const Scalar p = (i < T && j <= i) ? Kokkos::exp(sa(r, c) + bias(c) - m_new) : Scalar(0);
+              const Scalar p =
+                  (i < T && j <= i) ? Kokkos::exp(sa(r, c) + bias(c) - m_new) : Scalar(0);
               sa(r, c) = p;
               s += p;
             },
@@ -250,7 +272,8 @@ struct FusedForward : FusedCommon<Scalar, Exec> {
         const Scalar alpha = (i < T && m_old != -Kokkos::Experimental::infinity_v<Scalar>)
                                  ? Kokkos::exp(m_old - m_new)
                                  : Scalar(0);
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int c) { acc(r, c) *= alpha; });
+        Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D),
+                             [&](int c) { acc(r, c) *= alpha; });
         Kokkos::single(Kokkos::PerThread(team), [&]() {
           if (i < T) {
             m(r) = m_new;
@@ -342,9 +365,10 @@ struct FusedBwdKV : FusedBackwardTile<Scalar, Exec> {
   Tensor4<Scalar, Exec> gate_partials;  // [B,H,n,3]; slot 2 written here
 
   static std::size_t scratch_bytes(int br, int bc, int D, int W) {
-    return 2 * S2::shmem_size(bc, W) + 2 * S2::shmem_size(bc, D) + S1::shmem_size(bc) * 2 +
-           S2::shmem_size(br, W) + S2::shmem_size(br, D) + S1::shmem_size(br) * 2 +
-           S2::shmem_size(br, bc) * 2;
+    return 2 * tile_bytes<Scalar, Exec>(bc, W) + 2 * tile_bytes<Scalar, Exec>(bc, D) +
+           S1::shmem_size(bc) * 2 + tile_bytes<Scalar, Exec>(br, W) +
+           tile_bytes<Scalar, Exec>(br, D) + S1::shmem_size(br) * 2 +
+           tile_bytes<Scalar, Exec>(br, bc) * 2;
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const Member<Exec>& team) const {
@@ -355,11 +379,12 @@ struct FusedBwdKV : FusedBackwardTile<Scalar, Exec> {
     const auto g = this->gates_of(b, h);
 
     auto& sp = team.team_scratch(this->scratch_level);
-    S2 kf(sp, bc, W), dkf(sp, bc, W), vt(sp, bc, D), dvt(sp, bc, D);
+    S2 kf = tile<Scalar, Exec>(sp, bc, W), dkf = tile<Scalar, Exec>(sp, bc, W),
+       vt = tile<Scalar, Exec>(sp, bc, D), dvt = tile<Scalar, Exec>(sp, bc, D);
     S1 bias(sp, bc), colsum(sp, bc);
-    S2 qf(sp, br, W), dot(sp, br, D);
+    S2 qf = tile<Scalar, Exec>(sp, br, W), dot = tile<Scalar, Exec>(sp, br, D);
     S1 lse_t(sp, br), delta_t(sp, br);
-    S2 sa(sp, br, bc), sb(sp, br, bc);
+    S2 sa = tile<Scalar, Exec>(sp, br, bc), sb = tile<Scalar, Exec>(sp, br, bc);
 
     this->load_kv(team, kf, vt, bias, b, h, j0, g);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, bc), [&](int r) {
@@ -396,9 +421,11 @@ struct FusedBwdKV : FusedBackwardTile<Scalar, Exec> {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int c) {
         dv(b, h, j, c) = dvt(r, c);
         dk(b, h, j, c) = dkf(r, c);
-        if (this->ra) dq(b, h, j, c) = dkf(r, D + c);  // the Kf = [K, Q] half; FusedBwdQ adds the rest
+        if (this->ra)
+          dq(b, h, j, c) = dkf(r, D + c);  // the Kf = [K, Q] half; FusedBwdQ adds the rest
       });
-      if (this->ra) Kokkos::single(Kokkos::PerThread(team), [&]() { dd(b, h, j) = g.disc * colsum(r); });
+      if (this->ra)
+        Kokkos::single(Kokkos::PerThread(team), [&]() { dd(b, h, j) = g.disc * colsum(r); });
     });
     if (this->ra) {
       Scalar disc = 0;
@@ -425,9 +452,10 @@ struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
   Tensor4<Scalar, Exec> gate_partials;  // slots 0, 1 written here
 
   static std::size_t scratch_bytes(int br, int bc, int D, int W) {
-    return 2 * S2::shmem_size(br, W) + S2::shmem_size(br, D) + S1::shmem_size(br) * 2 +
-           S2::shmem_size(bc, W) + S2::shmem_size(bc, D) + S1::shmem_size(bc) +
-           S2::shmem_size(br, bc) * 2;
+    return 2 * tile_bytes<Scalar, Exec>(br, W) + tile_bytes<Scalar, Exec>(br, D) +
+           S1::shmem_size(br) * 2 + tile_bytes<Scalar, Exec>(bc, W) +
+           tile_bytes<Scalar, Exec>(bc, D) + S1::shmem_size(bc) +
+           tile_bytes<Scalar, Exec>(br, bc) * 2;
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const Member<Exec>& team) const {
@@ -439,11 +467,12 @@ struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
     const auto g = this->gates_of(b, h);
 
     auto& sp = team.team_scratch(this->scratch_level);
-    S2 qf(sp, br, W), dqf(sp, br, W), dot(sp, br, D);
+    S2 qf = tile<Scalar, Exec>(sp, br, W), dqf = tile<Scalar, Exec>(sp, br, W),
+       dot = tile<Scalar, Exec>(sp, br, D);
     S1 lse_t(sp, br), delta_t(sp, br);
-    S2 kf(sp, bc, W), vt(sp, bc, D);
+    S2 kf = tile<Scalar, Exec>(sp, bc, W), vt = tile<Scalar, Exec>(sp, bc, D);
     S1 bias(sp, bc);
-    S2 sa(sp, br, bc), sb(sp, br, bc);
+    S2 sa = tile<Scalar, Exec>(sp, br, bc), sb = tile<Scalar, Exec>(sp, br, bc);
 
     this->load_qf(team, qf, b, h, i0, g);
     this->load_rows(team, lse, delta, dout, dot, lse_t, delta_t, b, h, i0);
