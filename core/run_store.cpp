@@ -941,29 +941,29 @@ std::size_t RunReader::length(const std::string& dataset_path) const {
   return s.committed_length(d.get(), dataset_path);
 }
 
-std::vector<double> RunReader::read_f64(const std::string& dataset_path) const {
+// Integer columns read as float64 too, never the other way round.
+template <class T>
+std::vector<T> RunReader::read_numeric(const std::string& dataset_path, std::int64_t mem_type,
+                                       bool accept_float, const char* as) const {
   const Impl& s = state();
   const std::string what = s.where() + ": reading '" + dataset_path + "'";
   Handle d = s.open_dataset(dataset_path);
   Handle ftype = checked(H5Dget_type(d.get()), H5Tclose, what);
-  H5T_class_t cls = H5Tget_class(ftype.get());
-  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-    throw std::runtime_error(what + " as float64: dataset is not numeric");
-  std::vector<double> out(s.committed_length(d.get(), dataset_path));
-  if (!out.empty()) s.read_prefix(d.get(), H5T_NATIVE_DOUBLE, out.size(), out.data(), what);
+  const H5T_class_t cls = H5Tget_class(ftype.get());
+  if (cls != H5T_INTEGER && !(accept_float && cls == H5T_FLOAT))
+    throw std::runtime_error(what + " as " + as + ": dataset is not " +
+                             (accept_float ? "numeric" : "an integer dataset"));
+  std::vector<T> out(s.committed_length(d.get(), dataset_path));
+  if (!out.empty()) s.read_prefix(d.get(), mem_type, out.size(), out.data(), what);
   return out;
 }
 
+std::vector<double> RunReader::read_f64(const std::string& dataset_path) const {
+  return read_numeric<double>(dataset_path, H5T_NATIVE_DOUBLE, true, "float64");
+}
+
 std::vector<std::int64_t> RunReader::read_i64(const std::string& dataset_path) const {
-  const Impl& s = state();
-  const std::string what = s.where() + ": reading '" + dataset_path + "'";
-  Handle d = s.open_dataset(dataset_path);
-  Handle ftype = checked(H5Dget_type(d.get()), H5Tclose, what);
-  if (H5Tget_class(ftype.get()) != H5T_INTEGER)
-    throw std::runtime_error(what + " as int64: dataset is not an integer dataset");
-  std::vector<std::int64_t> out(s.committed_length(d.get(), dataset_path));
-  if (!out.empty()) s.read_prefix(d.get(), H5T_NATIVE_INT64, out.size(), out.data(), what);
-  return out;
+  return read_numeric<std::int64_t>(dataset_path, H5T_NATIVE_INT64, false, "int64");
 }
 
 std::vector<std::string> RunReader::read_str(const std::string& dataset_path) const {

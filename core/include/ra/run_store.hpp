@@ -168,6 +168,10 @@ class RunReader {
  private:
   struct Impl;
   const Impl& state() const;  // throws std::logic_error if moved-from
+  // read_f64 / read_i64: the committed prefix converted to `mem_type` (an hid_t).
+  template <class T>
+  std::vector<T> read_numeric(const std::string& dataset_path, std::int64_t mem_type,
+                              bool accept_float, const char* as) const;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -451,6 +451,26 @@ struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
   Tensor4<Scalar, Exec> dout, dq, dk;
   Tensor4<Scalar, Exec> gate_partials;  // slots 0, 1 written here
 
+  // sum over the tile's rows i of X_i . dqf(r, off : off + D)  (gate gradients)
+  template <class X>
+  KOKKOS_INLINE_FUNCTION Scalar rows_dot(const Member<Exec>& team, const X& x, const S2& dqf, int b,
+                                         int h, int i0, int off) const {
+    Scalar total = 0;
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(team, this->br),
+        [&](int r, Scalar& a) {
+          const int i = i0 + r;
+          if (i >= this->T) return;
+          Scalar s = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::ThreadVectorRange(team, this->D),
+              [&](int c, Scalar& acc) { acc += x(b, h, i, c) * dqf(r, off + c); }, s);
+          Kokkos::single(Kokkos::PerThread(team), [&]() { a += s; });
+        },
+        total);
+    return total;
+  }
+
   static std::size_t scratch_bytes(int br, int bc, int D, int W) {
     return 2 * tile_bytes<Scalar, Exec>(br, W) + tile_bytes<Scalar, Exec>(br, D) +
            S1::shmem_size(br) * 2 + tile_bytes<Scalar, Exec>(bc, W) +
@@ -508,31 +528,8 @@ struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
       });
     });
     if (this->ra) {
-      Scalar ws = 0, wr = 0;
-      Kokkos::parallel_reduce(
-          Kokkos::TeamThreadRange(team, br),
-          [&](int r, Scalar& a) {
-            const int i = i0 + r;
-            if (i >= T) return;
-            Scalar s = 0;
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, D),
-                [&](int c, Scalar& x) { x += this->q(b, h, i, c) * dqf(r, c); }, s);
-            Kokkos::single(Kokkos::PerThread(team), [&]() { a += s; });
-          },
-          ws);
-      Kokkos::parallel_reduce(
-          Kokkos::TeamThreadRange(team, br),
-          [&](int r, Scalar& a) {
-            const int i = i0 + r;
-            if (i >= T) return;
-            Scalar s = 0;
-            Kokkos::parallel_reduce(
-                Kokkos::ThreadVectorRange(team, D),
-                [&](int c, Scalar& x) { x += this->k(b, h, i, c) * dqf(r, D + c); }, s);
-            Kokkos::single(Kokkos::PerThread(team), [&]() { a += s; });
-          },
-          wr);
+      const Scalar ws = rows_dot(team, this->q, dqf, b, h, i0, 0);
+      const Scalar wr = rows_dot(team, this->k, dqf, b, h, i0, D);
       Kokkos::single(Kokkos::PerTeam(team), [&]() {
         gate_partials(b, h, qt, 0) = ws;
         gate_partials(b, h, qt, 1) = wr;

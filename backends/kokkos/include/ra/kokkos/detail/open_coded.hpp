@@ -13,7 +13,6 @@
 
 #include <KokkosBlas3_gemm.hpp>
 #include <Kokkos_Core.hpp>
-
 #include <ra/kokkos/attention.hpp>
 
 namespace ra::kk::detail {
@@ -47,35 +46,52 @@ struct OpenCoded {
     return Policy(exec, s.B * s.H * s.T, 1, vl);
   }
 
+  // Row i of (b, h) as one team sees it: its gates and its logits
+  //   L_ij = w_std S_ij + w_rec [band] S_ji + w_disc d_j  (SDPA: S_ij).
+  struct RowLogits {
+    T4 sm;
+    T3 gates, d;
+    int T, H, window, gate_batch;
+    bool ra;
+    struct Row {
+      int b, h, i;
+      Scalar ws, wr, wd;
+    };
+    KOKKOS_INLINE_FUNCTION Row row(int league) const {
+      Row r{0, 0, league % T, Scalar(1), Scalar(0), Scalar(0)};
+      r.b = league / T / H, r.h = (league / T) % H;
+      if (ra) {
+        const int g = gate_batch == 1 ? 0 : r.b;
+        r.ws = gates(g, r.h, 0), r.wr = gates(g, r.h, 1), r.wd = gates(g, r.h, 2);
+      }
+      return r;
+    }
+    KOKKOS_INLINE_FUNCTION Scalar logit(const Row& r, int j) const {
+      Scalar x = r.ws * sm(r.b, r.h, r.i, j);
+      if (ra) {
+        if (window < 0 || r.i - j <= window) x += r.wr * sm(r.b, r.h, j, r.i);
+        x += r.wd * d(r.b, r.h, j);
+      }
+      return x;
+    }
+  };
+  RowLogits row_logits(const T4& sm, const T3& gates, const T3& d) const {
+    return RowLogits{sm, gates, d, s.T, s.H, window, gate_batch, ra};
+  }
+
   // p(b,h,i,:) <- softmax of row i's logits (0 above the diagonal); lse(b,h,i).
   void softmax_rows(const T4& sm, const T4& p, const T3& gates, const T3& d, const T3& lse) const {
-    const int T = s.T, H = s.H;
-    const bool ra_ = ra;
-    const int win = window, gb1 = gate_batch == 1;
-    const Scalar neg_inf = -Kokkos::Experimental::infinity_v<Scalar>;
+    const RowLogits lg = row_logits(sm, gates, d);
+    const int T = s.T;
     Kokkos::parallel_for(
         "ra::open::softmax", row_policy(), KOKKOS_LAMBDA(const M& team) {
-          const int i = team.league_rank() % T;
-          const int bh = team.league_rank() / T;
-          const int b = bh / H, h = bh % H;
-          Scalar ws = 1, wr = 0, wd = 0;
-          if (ra_) {
-            const int g = gb1 ? 0 : b;
-            ws = gates(g, h, 0), wr = gates(g, h, 1), wd = gates(g, h, 2);
-          }
-          auto logit = [&](int j) {
-            Scalar x = ws * sm(b, h, i, j);
-            if (ra_) {
-              if (win < 0 || i - j <= win) x += wr * sm(b, h, j, i);
-              x += wd * d(b, h, j);
-            }
-            return x;
-          };
-          Scalar mx = neg_inf;
+          const auto r = lg.row(team.league_rank());
+          const int b = r.b, h = r.h, i = r.i;
+          Scalar mx = -Kokkos::Experimental::infinity_v<Scalar>;
           Kokkos::parallel_reduce(
               Kokkos::TeamVectorRange(team, i + 1),
               [&](int j, Scalar& m) {
-                const Scalar x = logit(j);
+                const Scalar x = lg.logit(r, j);
                 m = x > m ? x : m;
               },
               Kokkos::Max<Scalar>(mx));
@@ -83,7 +99,7 @@ struct OpenCoded {
           Kokkos::parallel_reduce(
               Kokkos::TeamVectorRange(team, T),
               [&](int j, Scalar& acc) {
-                const Scalar e = j <= i ? Kokkos::exp(logit(j) - mx) : Scalar(0);
+                const Scalar e = j <= i ? Kokkos::exp(lg.logit(r, j) - mx) : Scalar(0);
                 p(b, h, i, j) = e;
                 acc += e;
               },
@@ -97,31 +113,14 @@ struct OpenCoded {
 
   // p(b,h,i,j) <- exp(L_ij - lse_i) for j <= i, else 0.
   void recompute_p(const T4& sm, const T4& p, const T3& gates, const T3& d, const T3& lse) const {
-    const int T = s.T, H = s.H;
-    const bool ra_ = ra;
-    const int win = window, gb1 = gate_batch == 1;
+    const RowLogits lg = row_logits(sm, gates, d);
+    const int T = s.T;
     Kokkos::parallel_for(
         "ra::open::recompute_p", row_policy(), KOKKOS_LAMBDA(const M& team) {
-          const int i = team.league_rank() % T;
-          const int bh = team.league_rank() / T;
-          const int b = bh / H, h = bh % H;
-          Scalar ws = 1, wr = 0, wd = 0;
-          if (ra_) {
-            const int g = gb1 ? 0 : b;
-            ws = gates(g, h, 0), wr = gates(g, h, 1), wd = gates(g, h, 2);
-          }
-          const Scalar l = lse(b, h, i);
+          const auto r = lg.row(team.league_rank());
+          const Scalar l = lse(r.b, r.h, r.i);
           Kokkos::parallel_for(Kokkos::TeamVectorRange(team, T), [&](int j) {
-            Scalar x = 0;
-            if (j <= i) {
-              x = ws * sm(b, h, i, j);
-              if (ra_) {
-                if (win < 0 || i - j <= win) x += wr * sm(b, h, j, i);
-                x += wd * d(b, h, j);
-              }
-              x = Kokkos::exp(x - l);
-            }
-            p(b, h, i, j) = x;
+            p(r.b, r.h, r.i, j) = j <= r.i ? Kokkos::exp(lg.logit(r, j) - l) : Scalar(0);
           });
         });
   }
