@@ -1,7 +1,8 @@
 // Deterministic random numbers: element i of a tensor filled with seed s is
 // a pure function of (s, i) -- a counter-based generator (splitmix64 +
-// Box-Muller), so every backend, thread count and tile size draws exactly
-// the same inputs for the same seed.
+// Box-Muller), so every backend, thread count and tile size draws the same
+// inputs for the same seed: bit for bit on host backends, to the last bit of
+// the device's log/cos on a GPU.
 #pragma once
 
 #include <Kokkos_Core.hpp>
