@@ -175,6 +175,16 @@ else()
   message(STATUS "ra-kokkos: Kokkos from cache ${_ra_kokkos_prefix}")
 endif()
 
+# An installed Kokkos must have the backends this preset asks for.
+if(RA_BACKEND STREQUAL "cuda" AND NOT "CUDA" IN_LIST Kokkos_DEVICES)
+  message(FATAL_ERROR "ra-kokkos: the Kokkos found at ${Kokkos_DIR} has devices '${Kokkos_DEVICES}' but "
+                      "RA_BACKEND=cuda needs CUDA. Point CMAKE_PREFIX_PATH elsewhere or unset it to build one.")
+endif()
+if(RA_BACKEND STREQUAL "host" AND NOT "OPENMP" IN_LIST Kokkos_DEVICES)
+  message(FATAL_ERROR "ra-kokkos: the Kokkos found at ${Kokkos_DIR} has devices '${Kokkos_DEVICES}' but "
+                      "RA_BACKEND=host needs OPENMP (and SERIAL).")
+endif()
+
 # --- Kokkos Kernels ---------------------------------------------------------
 find_package(KokkosKernels QUIET)
 if(KokkosKernels_FOUND)

@@ -260,7 +260,15 @@ int bench_main(Config cfg, const std::string& cmdline) {
   std::vector<Result> results;
   results.reserve(cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size());
   ra::RunWriter run = open_run(stem + ".h5", cfg, s, dev, cmdline, stem + ".json");
-  register_all<Exec>(cfg, s, results, [&](const Result& r) { append_result(run, r, dev); });
+  const std::size_t total = cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size();
+  std::size_t done = 0;
+  register_all<Exec>(cfg, s, results, [&, total](const Result& r) {
+    append_result(run, r, dev);
+    // Progress on stderr (unbuffered), after the row is safely in the file.
+    std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s: median %.3f ms, saved to %s\n", ++done,
+                 total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.median(),
+                 run.path().c_str());
+  });
 
   std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
                                    "--benchmark_out_format=json"};

@@ -49,6 +49,20 @@ out=$("$inspect" "$tmp/missing.h5" 2>&1) && { echo "FAIL: ra-inspect of a missin
 grep -qF "missing.h5" <<<"$out" || { echo "FAIL: ra-inspect did not name the missing file"; fails=$((fails+1)); }
 echo "ok: ra-inspect reads the run and rejects a missing file"
 
+# A run killed with SIGKILL keeps every row it reported as saved.
+"$bench" --B 1 --H 2 --T 128 --D 16 --reps 1000 --warmup 0 --out "$tmp/killed" >/dev/null 2>"$tmp/killed.err" &
+pid=$!
+for _ in $(seq 1 600); do grep -q "\[2/10\]" "$tmp/killed.err" && break; sleep 0.1; done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+saved=$(grep -c "saved to" "$tmp/killed.err")
+out=$("$inspect" "$tmp/killed.h5" 2>&1)
+rows=$(sed -n 's/^table \/bench (\([0-9]*\) rows).*/\1/p' <<<"$out")
+if [ "$saved" -ge 2 ] && [ "$saved" -lt 10 ] && [ "${rows:-0}" -ge "$saved" ]; then
+  echo "ok: ra-bench killed after $saved saved rows; the file holds $rows"
+else
+  echo "FAIL: killed run: $saved rows reported saved, file holds '${rows}'"; echo "$out" | tail -5; fails=$((fails+1))
+fi
+
 # Default naming picks a fresh file each time.
 expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"
 expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"
