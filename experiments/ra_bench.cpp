@@ -40,6 +40,7 @@ struct Config {
   std::vector<std::string> dtypes = {"float"};
   int window = 128;
   int gate_batch = 1;
+  int tile = 0;  // 0: kernel_traits table
   int warmup = 3;
   int reps = 0;  // 0: backend default
   std::uint64_t seed = 1234;
@@ -110,6 +111,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         ra::kk::Options opt;
         opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
         opt.window = v == Variant::ra_window ? cfg.window : -1;
+        opt.tile = cfg.tile;
         Result r;
         r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
         const bool bwd = pass == "fwdbwd";
@@ -180,6 +182,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
   std::ostringstream c;
   c << "{\"B\":" << s.B << ",\"H\":" << s.H << ",\"T\":" << s.T << ",\"D\":" << s.D
     << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
+    << ",\"tile\":" << cfg.tile
     << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps << ",\"seed\":" << cfg.seed
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
@@ -238,6 +241,7 @@ int bench_main(Config cfg, const std::string& cmdline) {
     ra::kk::Options opt;
     opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
     opt.window = v == Variant::ra_window ? cfg.window : -1;
+    opt.tile = cfg.tile;
     ra::kk::check_supported(v, s, opt);
   }
 
@@ -315,6 +319,8 @@ int main(int argc, char** argv) {
       ->check(ra::cli::at_least(0));
   app.add_option("--gate-batch", cfg.gate_batch, "1: gates per head; B: per (batch, head)")
       ->check(ra::cli::at_least(1));
+  app.add_option("--tile", cfg.tile, "fused tile br = bc: 0 = per-GPU table, or 8/16/32/64")
+      ->check(CLI::IsMember({0, 8, 16, 32, 64}));
   app.add_option("--warmup", cfg.warmup, "untimed runs before timing")->check(ra::cli::at_least(0));
   app.add_option("--reps", cfg.reps, "timed repetitions (default: 50 on GPU, 5 on CPU)")
       ->check(ra::cli::at_least(1));

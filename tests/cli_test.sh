@@ -29,6 +29,7 @@ expect nonzero "'abc' is not an integer" --D abc
 expect nonzero "flash" --variants flash
 expect nonzero "unknown argument '--bogus'" --bogus
 expect nonzero "half" --dtypes half
+expect nonzero "--tile" --tile 12
 expect nonzero "D = 256" --variants sdpa_fused --D 256 --T 4 --B 1 --H 1 --reps 1 --out "$tmp/big"
 [ ! -e "$tmp/big.h5" ] || { echo "FAIL: a rejected run left a file behind"; fails=$((fails+1)); }
 

@@ -30,19 +30,21 @@ std::uint64_t fresh_seed() {
 }
 
 template <class Scalar, class Exec>
-void check_variant(kk::Variant v, const Case& c, int gate_batch, int window) {
+void check_variant(kk::Variant v, const Case& c, int gate_batch, int window, int tile = 0) {
   const Shape s{c.B, c.H, c.T, c.D};
   const std::uint64_t seed = fresh_seed();
   const bool ra = kk::is_ra(v);
   const int gb = gate_batch == 1 ? 1 : c.B;
   INFO(kk::variant_name(v) << " on " << Exec::name() << " " << precision_name<Scalar>() << " "
-                           << s.str() << " Gb=" << gb << " window=" << window << " seed=" << seed);
+                           << s.str() << " Gb=" << gb << " window=" << window << " tile=" << tile
+                           << " seed=" << seed);
   Problem p(s, gb, window, ra, seed);
   auto t = make_tensors<Scalar, Exec>(p);
 
   kk::Options opt;
   opt.gate_batch = gb;
   opt.window = window;
+  opt.tile = tile;
   kk::Attention<Scalar, Exec> attn(v, s, opt);
   attn.forward(t);
   attn.backward(t);
@@ -74,6 +76,10 @@ void check_all_variants() {
       }
     }
   }
+  // Every tile the table can pick, pinned, on a T that is a multiple of none.
+  for (int tile : {8, 16, 32, 64})
+    for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused, kk::Variant::ra_window})
+      check_variant<Scalar, Exec>(v, {1, 2, 77, 32}, 1, v == kk::Variant::ra_window ? 9 : -1, tile);
   // The open-coded RA honours a window too.
   check_variant<Scalar, Exec>(kk::Variant::ra_open, {2, 2, 100, 32}, 1, 7);
 }
@@ -126,6 +132,9 @@ TEMPLATE_TEST_CASE("bad arguments throw with a message naming the problem", "[ke
   bad_gb.gate_batch = 3;
   REQUIRE_THROWS_WITH(A(kk::Variant::ra_fused, ok, bad_gb), Contains("gate_batch = 3"));
   REQUIRE_THROWS_WITH(kk::parse_variant("flash"), Contains("sdpa_fused"));
+  kk::Options bad_tile;
+  bad_tile.tile = 12;
+  REQUIRE_THROWS_WITH(A(kk::Variant::sdpa_fused, ok, bad_tile), Contains("tile = 12"));
 
   // Tensors of the wrong shape: the message names the tensor and both shapes.
   auto t = kk::AttentionTensors<float, Exec>::allocate(Shape{1, 2, 16, 16}, 1);

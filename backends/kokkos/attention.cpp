@@ -43,6 +43,9 @@ void check_supported(Variant v, const Shape& s, const Options& opt) {
   if (v != Variant::ra_window && v != Variant::ra_open && opt.window >= 0)
     throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
                                 " is only meaningful for ra_window (and ra_open)");
+  if (opt.tile != 0 && opt.tile != 8 && opt.tile != 16 && opt.tile != 32 && opt.tile != 64)
+    throw std::invalid_argument(who + ": tile = " + std::to_string(opt.tile) +
+                                " but must be 0 (automatic) or one of 8, 16, 32, 64");
   if (is_fused(v) && s.D > 128)
     throw std::invalid_argument(who + ": head dim D = " + std::to_string(s.D) +
                                 " is not supported by fused kernels (D <= 128); use the "

@@ -40,6 +40,7 @@ inline bool is_fused(Variant v) { return v != Variant::sdpa_open && v != Variant
 struct Options {
   int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
   int gate_batch = 1;  // Gb: 1 = gates per head, B = gates per (batch, head)
+  int tile = 0;        // fused variants: 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc
 };
 
 // Every tensor a forward and backward pass touches, allocated together so a

@@ -31,17 +31,18 @@ AttentionTensors<Scalar, Exec> AttentionTensors<Scalar, Exec>::allocate(const Sh
 namespace detail {
 
 // Largest tile of the traits table whose scratch fits level 0; else level 1.
+// forced > 0 pins the tile (an experiment knob: Options::tile).
 template <class Exec, class Bytes>
-TilePlan plan_tiles(const Bytes& bytes_for_tile) {
+TilePlan plan_tiles(const Bytes& bytes_for_tile, int forced) {
   constexpr KernelTraits tr = kernel_traits<Exec>();
   using Policy = Kokkos::TeamPolicy<Exec>;
   const std::size_t cap = std::min<std::size_t>(tr.scratch_budget, Policy::scratch_size_max(0));
   TilePlan p;
   p.vector_length = std::min(tr.vector_length, Policy::vector_length_max());
   for (int t : tr.tiles) {
-    p.br = p.bc = t;
-    p.scratch_bytes = bytes_for_tile(t);
-    if (p.scratch_bytes <= cap) break;
+    p.br = p.bc = forced > 0 ? forced : t;
+    p.scratch_bytes = bytes_for_tile(p.br);
+    if (forced > 0 || p.scratch_bytes <= cap) break;
   }
   p.scratch_level = p.scratch_bytes <= cap ? 0 : 1;
   p.team_size = tr.team_size == 0 ? p.br : tr.team_size;
@@ -67,10 +68,11 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
     using KV = detail::FusedBwdKV<Scalar, Exec>;
     using Q = detail::FusedBwdQ<Scalar, Exec>;
     const bool mixed = v == Variant::ra_window;
-    fwd_plan_ = detail::plan_tiles<Exec>([&](int t) { return F::scratch_bytes(t, t, s.D, W, mixed); });
+    fwd_plan_ = detail::plan_tiles<Exec>(
+        [&](int t) { return F::scratch_bytes(t, t, s.D, W, mixed); }, opt.tile);
     bwd_plan_ = detail::plan_tiles<Exec>([&](int t) {
       return std::max(KV::scratch_bytes(t, t, s.D, W), Q::scratch_bytes(t, t, s.D, W));
-    });
+    }, opt.tile);
     const int n_tiles = (s.T + bwd_plan_.br - 1) / bwd_plan_.br;
     gate_partials_ = Tensor4<Scalar, Exec>("gate_partials", s.B, s.H, n_tiles, 3);
   } else {
