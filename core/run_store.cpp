@@ -122,6 +122,15 @@ Handle vlen_utf8_type() {
   return t;
 }
 
+// Memory type for reading variable-length strings stored as `file_type`
+// (same character set, so UTF-8 stays UTF-8).
+Handle vlen_string_type_like(hid_t file_type, const std::string& what) {
+  Handle mtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, what);
+  check(H5Tset_size(mtype.get(), H5T_VARIABLE), what);
+  check(H5Tset_cset(mtype.get(), H5Tget_cset(file_type)), what);
+  return mtype;
+}
+
 Handle scalar_space() { return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate(scalar)"); }
 
 // File access properties shared by writer and reader: file locking on where
@@ -223,9 +232,7 @@ bool read_attribute_text(hid_t attr, std::string& out, const std::string& what) 
       htri_t is_var = H5Tis_variable_str(ftype.get());
       if (is_var < 0) fail(what);
       if (is_var) {
-        Handle mtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, what);
-        check(H5Tset_size(mtype.get(), H5T_VARIABLE), what);
-        check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), what);
+        Handle mtype = vlen_string_type_like(ftype.get(), what);
         std::vector<char*> ptrs(n, nullptr);
         check(H5Aread(attr, mtype.get(), ptrs.data()), what);
         for (char* p : ptrs) items.emplace_back(p ? p : "");
@@ -979,9 +986,7 @@ std::vector<std::string> RunReader::read_str(const std::string& dataset_path) co
   htri_t is_var = H5Tis_variable_str(ftype.get());
   if (is_var < 0) fail(what);
   if (is_var) {
-    Handle mtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, what);
-    check(H5Tset_size(mtype.get(), H5T_VARIABLE), what);
-    check(H5Tset_cset(mtype.get(), H5Tget_cset(ftype.get())), what);
+    Handle mtype = vlen_string_type_like(ftype.get(), what);
     std::vector<char*> ptrs(n, nullptr);
     Handle mspace = s.read_prefix(d.get(), mtype.get(), n, ptrs.data(), what);
     out.reserve(n);
