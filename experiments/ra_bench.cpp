@@ -9,6 +9,7 @@
 //
 // Inputs are drawn by the deterministic counter-based RNG, so every backend
 // times the same numbers.
+#include <ra/checks.hpp>
 #include <ra/cli.hpp>
 #include <ra/device_info.hpp>
 #include <ra/git_revision.hpp>
@@ -44,6 +45,7 @@ struct Config {
   int warmup = 3;
   int reps = 0;  // 0: backend default
   std::uint64_t seed = 1234;
+  double input_scale = 1.0;  // stddev of q, k, v
   std::string out_dir = "runs";
   std::string out;  // explicit path stem (no extension); must not exist
   std::vector<std::string> benchmark_flags;
@@ -80,12 +82,13 @@ struct Bench {
   std::unique_ptr<ra::kk::Attention<Scalar, Exec>> attn;
   Exec exec;
 
-  Bench(Variant v, const ra::Shape& s, const ra::kk::Options& opt, std::uint64_t seed) {
+  Bench(Variant v, const ra::Shape& s, const ra::kk::Options& opt, std::uint64_t seed,
+        double scale) {
     attn = std::make_unique<ra::kk::Attention<Scalar, Exec>>(v, s, opt, exec);
     t = ra::kk::AttentionTensors<Scalar, Exec>::allocate(s, opt.gate_batch);
-    ra::fill_normal(exec, t.q, seed + 1);
-    ra::fill_normal(exec, t.k, seed + 2);
-    ra::fill_normal(exec, t.v, seed + 3);
+    ra::fill_normal(exec, t.q, seed + 1, scale);
+    ra::fill_normal(exec, t.k, seed + 2, scale);
+    ra::fill_normal(exec, t.v, seed + 3, scale);
     ra::fill_normal(exec, t.dout, seed + 4);
     ra::fill_normal(exec, t.d, seed + 5);
     auto g = Kokkos::create_mirror_view(t.gates);
@@ -99,11 +102,25 @@ struct Bench {
     attn->forward(t);
     if (backward) attn->backward(t);
   }
+
+  // "" if every output of the pass is finite, else which tensor is not.
+  std::string nonfinite(bool backward) const {
+    std::vector<std::pair<const char*, std::size_t>> counts = {
+        {"o", ra::count_nonfinite(exec, t.o)}, {"lse", ra::count_nonfinite(exec, t.lse)}};
+    if (backward) {
+      counts.emplace_back("dq", ra::count_nonfinite(exec, t.dq));
+      counts.emplace_back("dk", ra::count_nonfinite(exec, t.dk));
+      counts.emplace_back("dv", ra::count_nonfinite(exec, t.dv));
+    }
+    for (auto [name, n] : counts)
+      if (n) return std::to_string(n) + " non-finite values in '" + name + "'";
+    return {};
+  }
 };
 
 template <class Exec>
 void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& results,
-                  const std::function<void(const Result&)>& on_done) {
+                  const std::function<void(const Result&)>& on_done, int* failures) {
   for (const std::string& dtype : cfg.dtypes)
     for (const std::string& vname : cfg.variants)
       for (const std::string& pass : cfg.passes) {
@@ -118,14 +135,22 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         r.flops = ra::kk::forward_flops(v, s, opt) + (bwd ? ra::kk::backward_flops(v, s, opt) : 0);
         results.push_back(r);
         const std::size_t idx = results.size() - 1;
-        auto body = [&cfg, &results, on_done, idx, v, s, opt, bwd](benchmark::State& state,
+        auto body = [&cfg, &results, on_done, failures, idx, v, s, opt, bwd](benchmark::State& state,
                                                                       auto tag) {
           using Scalar = decltype(tag);
           Result& res = results[idx];
-          Bench<Scalar, Exec> bench(v, s, opt, cfg.seed);
+          Bench<Scalar, Exec> bench(v, s, opt, cfg.seed, cfg.input_scale);
           res.tiles = plan_str(bwd ? bench.attn->backward_plan() : bench.attn->forward_plan());
           ra::DeviceTimer<Exec> timer(bench.exec);
           for (int i = 0; i < cfg.warmup; ++i) bench.run(bwd);
+          // A kernel that produces NaN/Inf is reported and gets no row.
+          if (const std::string bad = bench.nonfinite(bwd); !bad.empty()) {
+            state.SkipWithError((res.variant + " " + res.pass + ": " + bad).c_str());
+            std::fprintf(stderr, "ra-bench: error: %s %s %s: %s; no row written\n",
+                         res.variant.c_str(), res.pass.c_str(), res.dtype.c_str(), bad.c_str());
+            ++*failures;
+            return;
+          }
           for (auto _ : state) {
             const double ms = timer.time_ms([&] { bench.run(bwd); });
             res.ms.push_back(ms);
@@ -183,7 +208,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
   c << "{\"B\":" << s.B << ",\"H\":" << s.H << ",\"T\":" << s.T << ",\"D\":" << s.D
     << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
     << ",\"tile\":" << cfg.tile
-    << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps << ",\"seed\":" << cfg.seed
+    << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
   std::string dtypes;
@@ -266,13 +291,14 @@ int bench_main(Config cfg, const std::string& cmdline) {
   ra::RunWriter run = open_run(stem + ".h5", cfg, s, dev, cmdline, stem + ".json");
   const std::size_t total = cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size();
   std::size_t done = 0;
+  int failures = 0;
   register_all<Exec>(cfg, s, results, [&, total](const Result& r) {
     append_result(run, r, dev);
     // Progress on stderr (unbuffered), after the row is safely in the file.
     std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s: median %.3f ms, saved to %s\n", ++done,
                  total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.median(),
                  run.path().c_str());
-  });
+  }, &failures);
 
   std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
                                    "--benchmark_out_format=json"};
@@ -287,6 +313,11 @@ int bench_main(Config cfg, const std::string& cmdline) {
 
   print_table(results);
   std::printf("\nwrote %s.h5 (table /bench) and %s.json\n", stem.c_str(), stem.c_str());
+  if (failures) {
+    std::fprintf(stderr, "ra-bench: error: %d benchmark(s) produced non-finite output (see above)\n",
+                 failures);
+    return 1;
+  }
   return 0;
 }
 
@@ -325,6 +356,8 @@ int main(int argc, char** argv) {
   app.add_option("--reps", cfg.reps, "timed repetitions (default: 50 on GPU, 5 on CPU)")
       ->check(ra::cli::at_least(1));
   app.add_option("--seed", cfg.seed, "seed of the input tensors");
+  app.add_option("--input-scale", cfg.input_scale, "standard deviation of q, k, v (large values probe overflow)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--out-dir", cfg.out_dir, "folder for the run files (a fresh name is picked)");
   app.add_option("--out", cfg.out, "explicit path stem for <stem>.h5 and <stem>.json (must not exist)");
   app.add_option("--benchmark-flag", cfg.benchmark_flags,

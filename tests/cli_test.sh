@@ -64,6 +64,13 @@ else
   echo "FAIL: killed run: $saved rows reported saved, file holds '${rows}'"; echo "$out" | tail -5; fails=$((fails+1))
 fi
 
+# Overflowing inputs: the kernels' NaN/Inf output is reported, gets no row,
+# and the exit code says so.
+expect nonzero "non-finite values in 'o'" --B 1 --H 1 --T 16 --D 16 --reps 1 --warmup 1 \
+  --variants sdpa_open,sdpa_fused --passes fwd --input-scale 1e30 --out "$tmp/nan"
+out=$("$inspect" "$tmp/nan.h5" 2>&1)
+grep -qF "table /bench (0 rows)" <<<"$out" || { echo "FAIL: non-finite runs were saved"; echo "$out" | tail -3; fails=$((fails+1)); }
+
 # Default naming picks a fresh file each time.
 expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"
 expect 0 "wrote $tmp/dir/ra-bench-" "${small[@]}" --variants sdpa_fused --passes fwd --out-dir "$tmp/dir"

@@ -1,5 +1,6 @@
 // The Kokkos-facing core services: the counter-based RNG is the same on every
 // execution space and thread count, the device timer measures what it wraps.
+#include <ra/checks.hpp>
 #include <ra/rng.hpp>
 #include <ra/tensor.hpp>
 #include <ra/timer.hpp>
@@ -54,4 +55,16 @@ TEST_CASE("DeviceTimer covers the work it wraps", "[core][timer]") {
   Kokkos::View<double*, Exec::memory_space> v("v", 1 << 20);
   const double kernel_ms = dev_timer.time_ms([&] { fill_normal(exec, v, 1); });
   CHECK(kernel_ms > 0.0);
+}
+
+TEST_CASE("count_nonfinite finds NaN and Inf", "[core][checks]") {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  Kokkos::View<float*, Exec::memory_space> v("v", 1000);
+  fill_normal(Exec(), v, 3);
+  CHECK(count_nonfinite(Exec(), v) == 0);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  h(7) = std::numeric_limits<float>::quiet_NaN();
+  h(999) = std::numeric_limits<float>::infinity();
+  Kokkos::deep_copy(v, h);
+  CHECK(count_nonfinite(Exec(), v) == 2);
 }
