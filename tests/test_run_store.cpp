@@ -112,6 +112,21 @@ void write_marker(int fd, char c) {
   }
 }
 
+// Forks a child_writer; returns its pid and (in marker_fd) the pipe's read end.
+pid_t spawn_writer(const std::string& path, int rows, std::size_t pad, int& marker_fd) {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    child_writer(path, rows, fds[1], pad);
+  }
+  close(fds[1]);
+  marker_fd = fds[0];
+  return pid;
+}
+
 // Checks that a file left by child_writer holds between `min_rows` and
 // `max_rows` complete, correct rows; returns the row count.
 std::size_t check_child_file(const std::string& path, std::size_t min_rows, std::size_t max_rows,
@@ -265,18 +280,11 @@ TEST_CASE("run store: a SIGKILLed writer leaves every appended row readable", "[
   TempDir dir;
   const std::string path = dir.file("killed.h5");
   const int rows = 300;  // crosses a chunk boundary
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    close(fds[0]);
-    child_writer(path, rows, fds[1]);
-  }
-  close(fds[1]);
+  int marker_fd = -1;
+  const pid_t pid = spawn_writer(path, rows, 0, marker_fd);
   bool child_error = false;
-  const int got = wait_markers(fds[0], rows, 20000, child_error);
-  close(fds[0]);
+  const int got = wait_markers(marker_fd, rows, 20000, child_error);
+  close(marker_fd);
 
   // While the writer is alive, a reader must fail cleanly (HDF5 file lock) or,
   // where locking is disabled, read without disturbing the writer.
@@ -374,23 +382,16 @@ TEST_CASE("run store: SIGKILL at random moments during appends", "[run_store][.s
   for (int it = 0; it < iterations; ++it) {
     TempDir dir;
     const std::string path = dir.file("stress.h5");
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(fds[0]);
-      child_writer(path, -1, fds[1], pad);
-    }
-    close(fds[1]);
+    int marker_fd = -1;
+    const pid_t pid = spawn_writer(path, -1, pad, marker_fd);
     const int want = std::uniform_int_distribution<int>(1, 600)(rng);
     bool child_error = false;
-    const int got = wait_markers(fds[0], want, 20000, child_error);
+    const int got = wait_markers(marker_fd, want, 20000, child_error);
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 300)(rng)));
     kill(pid, SIGKILL);
     int status = 0;
     REQUIRE(waitpid(pid, &status, 0) == pid);
-    close(fds[0]);
+    close(marker_fd);
     REQUIRE_FALSE(child_error);
     REQUIRE(got == want);
     INFO("iteration " << it << ": " << got << " rows acknowledged");
