@@ -214,7 +214,6 @@ endif()
 # Sources that include Kokkos headers must be compiled by nvcc in CUDA builds.
 function(ra_kokkos_sources)
   if(RA_BACKEND STREQUAL "cuda")
-    set_source_files_properties(${ARGN} DIRECTORY ${PROJECT_SOURCE_DIR} PROPERTIES LANGUAGE CUDA)
     set_source_files_properties(${ARGN} PROPERTIES LANGUAGE CUDA)
   endif()
 endfunction()

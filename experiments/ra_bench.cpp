@@ -9,15 +9,6 @@
 //
 // Inputs are drawn by the deterministic counter-based RNG, so every backend
 // times the same numbers.
-#include <ra/checks.hpp>
-#include <ra/cli.hpp>
-#include <ra/device_info.hpp>
-#include <ra/git_revision.hpp>
-#include <ra/kokkos/attention.hpp>
-#include <ra/rng.hpp>
-#include <ra/run_store.hpp>
-#include <ra/timer.hpp>
-
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -27,6 +18,14 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <ra/checks.hpp>
+#include <ra/cli.hpp>
+#include <ra/device_info.hpp>
+#include <ra/git_revision.hpp>
+#include <ra/kokkos/attention.hpp>
+#include <ra/rng.hpp>
+#include <ra/run_store.hpp>
+#include <ra/timer.hpp>
 #include <sstream>
 #include <vector>
 
@@ -135,26 +134,27 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         r.flops = ra::kk::forward_flops(v, s, opt) + (bwd ? ra::kk::backward_flops(v, s, opt) : 0);
         results.push_back(r);
         const std::size_t idx = results.size() - 1;
-        auto body = [&cfg, &results, on_done, failures, idx, v, s, opt, bwd](benchmark::State& state,
-                                                                      auto tag) {
+        auto body = [&cfg, &results, on_done, failures, idx, v, s, opt, bwd](
+                        benchmark::State& state, auto tag) {
           using Scalar = decltype(tag);
           Result& res = results[idx];
           Bench<Scalar, Exec> bench(v, s, opt, cfg.seed, cfg.input_scale);
           res.tiles = plan_str(bwd ? bench.attn->backward_plan() : bench.attn->forward_plan());
           ra::DeviceTimer<Exec> timer(bench.exec);
           for (int i = 0; i < cfg.warmup; ++i) bench.run(bwd);
-          // A kernel that produces NaN/Inf is reported and gets no row.
+          for (auto _ : state) {
+            const double ms = timer.time_ms([&] { bench.run(bwd); });
+            res.ms.push_back(ms);
+            state.SetIterationTime(ms * 1e-3);
+          }
+          // Outputs of the last timed run: a kernel that produced NaN/Inf is reported and gets no
+          // row.
           if (const std::string bad = bench.nonfinite(bwd); !bad.empty()) {
             state.SkipWithError((res.variant + " " + res.pass + ": " + bad).c_str());
             std::fprintf(stderr, "ra-bench: error: %s %s %s: %s; no row written\n",
                          res.variant.c_str(), res.pass.c_str(), res.dtype.c_str(), bad.c_str());
             ++*failures;
             return;
-          }
-          for (auto _ : state) {
-            const double ms = timer.time_ms([&] { bench.run(bwd); });
-            res.ms.push_back(ms);
-            state.SetIterationTime(ms * 1e-3);
           }
           state.counters["GFLOP/s"] = res.flops * 1e-9 / (res.median() * 1e-3);
           state.counters["median_ms"] = res.median();
@@ -207,8 +207,8 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
   std::ostringstream c;
   c << "{\"B\":" << s.B << ",\"H\":" << s.H << ",\"T\":" << s.T << ",\"D\":" << s.D
     << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
-    << ",\"tile\":" << cfg.tile
-    << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
+    << ",\"tile\":" << cfg.tile << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
+    << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
   std::string dtypes;
@@ -240,11 +240,11 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
 }
 
 void append_result(ra::RunWriter& w, const Result& r, const ra::DeviceInfo& dev) {
-  w.append_row("bench", {r.variant, r.pass, r.dtype, std::int64_t(r.shape.B),
-                         std::int64_t(r.shape.H), std::int64_t(r.shape.T), std::int64_t(r.shape.D),
-                         std::int64_t(r.window), r.median(), r.min(), r.max(),
-                         std::int64_t(r.ms.size()), r.flops, r.flops * 1e-9 / (r.median() * 1e-3),
-                         r.tiles, dev.backend, dev.device_name});
+  w.append_row("bench",
+               {r.variant, r.pass, r.dtype, std::int64_t(r.shape.B), std::int64_t(r.shape.H),
+                std::int64_t(r.shape.T), std::int64_t(r.shape.D), std::int64_t(r.window),
+                r.median(), r.min(), r.max(), std::int64_t(r.ms.size()), r.flops,
+                r.flops * 1e-9 / (r.median() * 1e-3), r.tiles, dev.backend, dev.device_name});
 }
 
 int bench_main(Config cfg, const std::string& cmdline) {
@@ -282,9 +282,8 @@ int bench_main(Config cfg, const std::string& cmdline) {
     std::filesystem::create_directories(parent);
 
   const ra::DeviceInfo dev = ra::device_info<Exec>();
-  std::printf("ra-bench: %s on %s (%s), %s, %d warm-up + %d timed reps each\n",
-              s.str().c_str(), dev.device_name.c_str(), dev.backend.c_str(),
-              RA_GIT_REVISION, cfg.warmup, cfg.reps);
+  std::printf("ra-bench: %s on %s (%s), %s, %d warm-up + %d timed reps each\n", s.str().c_str(),
+              dev.device_name.c_str(), dev.backend.c_str(), RA_GIT_REVISION, cfg.warmup, cfg.reps);
 
   std::vector<Result> results;
   results.reserve(cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size());
@@ -292,13 +291,16 @@ int bench_main(Config cfg, const std::string& cmdline) {
   const std::size_t total = cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size();
   std::size_t done = 0;
   int failures = 0;
-  register_all<Exec>(cfg, s, results, [&, total](const Result& r) {
-    append_result(run, r, dev);
-    // Progress on stderr (unbuffered), after the row is safely in the file.
-    std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s: median %.3f ms, saved to %s\n", ++done,
-                 total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.median(),
-                 run.path().c_str());
-  }, &failures);
+  register_all<Exec>(
+      cfg, s, results,
+      [&, total](const Result& r) {
+        append_result(run, r, dev);
+        // Progress on stderr (unbuffered), after the row is safely in the file.
+        std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s: median %.3f ms, saved to %s\n", ++done,
+                     total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.median(),
+                     run.path().c_str());
+      },
+      &failures);
 
   std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
                                    "--benchmark_out_format=json"};
@@ -314,7 +316,8 @@ int bench_main(Config cfg, const std::string& cmdline) {
   print_table(results);
   std::printf("\nwrote %s.h5 (table /bench) and %s.json\n", stem.c_str(), stem.c_str());
   if (failures) {
-    std::fprintf(stderr, "ra-bench: error: %d benchmark(s) produced non-finite output (see above)\n",
+    std::fprintf(stderr,
+                 "ra-bench: error: %d benchmark(s) produced non-finite output (see above)\n",
                  failures);
     return 1;
   }
@@ -356,10 +359,12 @@ int main(int argc, char** argv) {
   app.add_option("--reps", cfg.reps, "timed repetitions (default: 50 on GPU, 5 on CPU)")
       ->check(ra::cli::at_least(1));
   app.add_option("--seed", cfg.seed, "seed of the input tensors");
-  app.add_option("--input-scale", cfg.input_scale, "standard deviation of q, k, v (large values probe overflow)")
+  app.add_option("--input-scale", cfg.input_scale,
+                 "standard deviation of q, k, v (large values probe overflow)")
       ->check(CLI::PositiveNumber);
   app.add_option("--out-dir", cfg.out_dir, "folder for the run files (a fresh name is picked)");
-  app.add_option("--out", cfg.out, "explicit path stem for <stem>.h5 and <stem>.json (must not exist)");
+  app.add_option("--out", cfg.out,
+                 "explicit path stem for <stem>.h5 and <stem>.json (must not exist)");
   app.add_option("--benchmark-flag", cfg.benchmark_flags,
                  "pass a flag to Google Benchmark, e.g. --benchmark-flag=--benchmark_filter=ra_");
   app.footer("Kokkos flags (--kokkos-num-threads=N, --kokkos-device-id=N) are accepted too.");
