@@ -41,6 +41,7 @@ struct Config {
   int window = 128;
   int gate_batch = 1;
   int tile = 0;  // 0: kernel_traits table
+  bool portable = false;  // force the portable kernels (ra-bench --portable)
   int warmup = 3;
   int reps = 0;  // 0: backend default
   std::uint64_t seed = 1234;
@@ -69,7 +70,7 @@ struct Result {
 std::string plan_str(const ra::kk::TilePlan& p) {
   if (p.br == 0) return "open-coded";
   std::ostringstream s;
-  s << p.br << "x" << p.bc << " team " << p.team_size << "x" << p.vector_length << " L"
+  s << p.path << " " << p.br << "x" << p.bc << " team " << p.team_size << "x" << p.vector_length << " L"
     << p.scratch_level << " " << p.scratch_bytes / 1024 << "KiB";
   return s.str();
 }
@@ -128,6 +129,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
         opt.window = v == Variant::ra_window ? cfg.window : -1;
         opt.tile = cfg.tile;
+        opt.portable = cfg.portable;
         Result r;
         r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
         const bool bwd = pass == "fwdbwd";
@@ -168,6 +170,11 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         if (dtype == "float")
           b = benchmark::RegisterBenchmark(name.c_str(),
                                            [body](benchmark::State& st) { body(st, float{}); });
+#if defined(RA_HAVE_BF16)
+        else if (dtype == "bf16")
+          b = benchmark::RegisterBenchmark(name.c_str(),
+                                           [body](benchmark::State& st) { body(st, ra::bf16{}); });
+#endif
         else
           b = benchmark::RegisterBenchmark(name.c_str(),
                                            [body](benchmark::State& st) { body(st, double{}); });
@@ -207,7 +214,8 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
   std::ostringstream c;
   c << "{\"B\":" << s.B << ",\"H\":" << s.H << ",\"T\":" << s.T << ",\"D\":" << s.D
     << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
-    << ",\"tile\":" << cfg.tile << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
+    << ",\"tile\":" << cfg.tile << ",\"portable\":" << (cfg.portable ? "true" : "false")
+    << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
     << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
@@ -222,7 +230,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
       "bench",
       {Col{"variant", Ty::String, "", "attention variant (ra::kk::Variant)"},
        Col{"pass", Ty::String, "", "fwd = forward; fwdbwd = forward + backward"},
-       Col{"dtype", Ty::String, "", "scalar type of storage and arithmetic"},
+       Col{"dtype", Ty::String, "", "storage type: float, double (math in it), bf16 (fp32 math)"},
        Col{"B", Ty::Int64, "", "batch"}, Col{"H", Ty::Int64, "", "heads"},
        Col{"T", Ty::Int64, "tokens", "sequence length"}, Col{"D", Ty::Int64, "", "head dim"},
        Col{"window", Ty::Int64, "tokens", "reciprocity window (-1: none)"},
@@ -232,7 +240,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
        Col{"reps", Ty::Int64, "", "timed repetitions (after warm-up)"},
        Col{"flops", Ty::Float64, "FLOP", "useful FLOPs per repetition, counted as in RA.md"},
        Col{"gflops", Ty::Float64, "GFLOP/s", "flops / median"},
-       Col{"tiles", Ty::String, "", "fused tiling plan, or open-coded"},
+       Col{"tiles", Ty::String, "", "path that ran (tensor-core bf16 / portable [why] / open-coded) and its tiling plan"},
        Col{"backend", Ty::String, "", "Kokkos execution space"},
        Col{"device", Ty::String, "", "device name"}},
       "one row per (variant, pass, dtype), appended as each benchmark finishes");
@@ -261,6 +269,17 @@ int bench_main(Config cfg, const std::string& cmdline) {
   if (cfg.variants.empty())
     for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
   // Fail before any file is written if a variant cannot run this shape.
+  for (const auto& dtype : cfg.dtypes) {
+#if !defined(RA_HAVE_BF16)
+    if (dtype == "bf16")
+      throw std::invalid_argument(
+          "--dtypes bf16: this build's Kokkos has no bf16 type (bf16 needs a CUDA build)");
+#endif
+    for (const auto& name : cfg.variants)
+      if (dtype == "bf16" && !ra::kk::is_fused(ra::kk::parse_variant(name)))
+        throw std::invalid_argument("--dtypes bf16: variant " + name +
+                                    " is open-coded; bf16 runs the fused variants only");
+  }
   for (const auto& name : cfg.variants) {
     const Variant v = ra::kk::parse_variant(name);
     ra::kk::Options opt;
@@ -346,9 +365,12 @@ int main(int argc, char** argv) {
   app.add_option("--passes", cfg.passes, "fwd and/or fwdbwd")
       ->delimiter(',')
       ->check(CLI::IsMember({"fwd", "fwdbwd"}));
-  app.add_option("--dtypes", cfg.dtypes, "float and/or double")
+  app.add_option("--dtypes", cfg.dtypes,
+                 "float, double and/or bf16 (bf16 storage, fp32 math: CUDA builds only)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"float", "double"}));
+      ->check(CLI::IsMember({"float", "double", "bf16"}));
+  app.add_flag("--portable", cfg.portable,
+               "run the portable kernels even where a tensor-core path exists");
   app.add_option("--window", cfg.window, "reciprocity window of ra_window (tokens)")
       ->check(ra::cli::at_least(0));
   app.add_option("--gate-batch", cfg.gate_batch, "1: gates per head; B: per (batch, head)")

@@ -104,6 +104,78 @@ TEMPLATE_TEST_CASE("every variant matches the float64 reference (double)", "[ker
   check_all_variants<double, TestType>();
 }
 
+#if defined(RA_HAVE_BF16)
+// bf16 storage: the fused variants (the tensor-core kernels on CUDA where they
+// take the shape, the portable kernels elsewhere and as the fallback), on
+// head dims that exercise every path: 16/32/64/128 (tuned), 48/96 (padded to
+// the next tuned width), 40 (padded, not a multiple of 16), 20 (not a
+// multiple of 8: portable fallback), T not a multiple of any tile.
+template <class Exec>
+void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool portable) {
+  const Shape s{c.B, c.H, c.T, c.D};
+  const std::uint64_t seed = fresh_seed();
+  const bool ra = kk::is_ra(v);
+  Problem p(s, gate_batch, window, ra, seed, /*round_to_bf16=*/true);
+  auto t = make_tensors<bf16, Exec>(p);
+  kk::Options opt;
+  opt.gate_batch = gate_batch, opt.window = window, opt.portable = portable;
+  kk::Attention<bf16, Exec> attn(v, s, opt);
+  INFO(kk::variant_name(v) << " on " << Exec::name() << " bf16 " << s.str() << " Gb=" << gate_batch
+                           << " window=" << window << " seed=" << seed << " paths "
+                           << attn.forward_plan().path << " / " << attn.backward_plan().path);
+  attn.forward(t);
+  attn.backward(t);
+  Kokkos::fence();
+  const double tol = tolerance<bf16>();
+  CHECK(max_rel_error(download(t.o), p.o) <= tol);
+  CHECK(max_rel_error(download(t.lse), p.lse) <= tol);
+  CHECK(max_rel_error(download(t.dq), p.dq) <= tol);
+  CHECK(max_rel_error(download(t.dk), p.dk) <= tol);
+  CHECK(max_rel_error(download(t.dv), p.dv) <= tol);
+  if (ra) {
+    CHECK(max_rel_error(download(t.dd), p.dd) <= tol);
+    CHECK(max_rel_error(download(t.dgates), p.dgates) <= tol);
+  }
+}
+
+TEMPLATE_TEST_CASE("bf16 storage matches the float64 reference (fused variants)", "[kernels][bf16]",
+                   RA_TEST_SPACES) {
+  using Exec = TestType;
+  const Case cases[] = {{1, 1, 1, 16},  {2, 3, 7, 32},   {1, 2, 64, 64},  {2, 1, 100, 128},
+                        {1, 2, 257, 48}, {1, 1, 257, 64}, {3, 2, 100, 96}, {1, 1, 7, 128},
+                        {2, 2, 65, 64},  {1, 1, 130, 40}, {1, 1, 50, 20}};
+  for (const Case& c : cases) {
+    check_bf16<Exec>(kk::Variant::sdpa_fused, c, 1, -1, false);
+    check_bf16<Exec>(kk::Variant::ra_fused, c, 1, -1, false);
+    check_bf16<Exec>(kk::Variant::ra_fused, c, c.B, -1, false);
+    for (int w : {0, 5, 40}) check_bf16<Exec>(kk::Variant::ra_window, c, c.B, w, false);
+  }
+  // The portable kernels in bf16, where the tensor-core ones would run.
+  for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused, kk::Variant::ra_window})
+    check_bf16<Exec>(v, {2, 2, 100, 64}, 1, v == kk::Variant::ra_window ? 9 : -1, true);
+}
+
+TEMPLATE_TEST_CASE("bf16 picks the tensor-core path on CUDA and says why not elsewhere",
+                   "[kernels][bf16]", RA_TEST_SPACES) {
+  using Exec = TestType;
+  using A = kk::Attention<bf16, Exec>;
+  const bool cuda = !std::is_same_v<Exec, Kokkos::Serial>;  // bf16 builds are CUDA + Serial
+  kk::Options opt;
+  const std::string fwd = A(kk::Variant::ra_fused, Shape{1, 2, 64, 64}, opt).forward_plan().path;
+  CHECK(fwd == (cuda ? "tensor-core bf16" : "portable"));
+  if (cuda) {
+    // D = 20 cannot use 16-byte rows; RA backward at D = 128 has no kernel yet.
+    CHECK_THAT(A(kk::Variant::ra_fused, Shape{1, 2, 64, 20}).forward_plan().path,
+               Catch::Contains("not a multiple of 8"));
+    CHECK_THAT(A(kk::Variant::ra_fused, Shape{1, 2, 64, 128}).backward_plan().path,
+               Catch::Contains("portable ("));
+  }
+  REQUIRE_THROWS_WITH(A(kk::Variant::sdpa_open, Shape{1, 2, 16, 32}),
+                      Catch::Contains("fused variants only"));
+}
+
+#endif  // RA_HAVE_BF16
+
 TEMPLATE_TEST_CASE("ra_window with a window covering T equals ra_fused", "[kernels]",
                    RA_TEST_SPACES) {
   using Exec = TestType;

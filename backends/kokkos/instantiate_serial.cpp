@@ -8,5 +8,9 @@ template struct AttentionTensors<float, Kokkos::Serial>;
 template struct AttentionTensors<double, Kokkos::Serial>;
 template class Attention<float, Kokkos::Serial>;
 template class Attention<double, Kokkos::Serial>;
+#if defined(RA_HAVE_BF16)  // bf16 storage where Kokkos has a real bf16 type
+template struct AttentionTensors<bf16, Kokkos::Serial>;
+template class Attention<bf16, Kokkos::Serial>;
+#endif
 }  // namespace ra::kk
 #endif

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
+#include <ra/tensor.hpp>
 
 #include <cstddef>
 
@@ -16,7 +17,7 @@ std::size_t count_nonfinite(const Exec& exec, const View& view) {
   std::size_t bad = 0;
   Kokkos::parallel_reduce(
       "ra::count_nonfinite", Kokkos::RangePolicy<Exec>(exec, 0, view.span()),
-      KOKKOS_LAMBDA(std::size_t i, std::size_t & n) { n += Kokkos::isfinite(data[i]) ? 0 : 1; },
+      KOKKOS_LAMBDA(std::size_t i, std::size_t & n) { n += Kokkos::isfinite(static_cast<accum_t<T>>(data[i])) ? 0 : 1; },
       bad);
   return bad;
 }

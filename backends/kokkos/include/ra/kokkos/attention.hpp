@@ -15,9 +15,17 @@
 //   ra_window     ra_fused with reciprocity only where i - j <= w:   yes
 //                 tiles outside the band skip the reciprocal half
 //
-// The kernels are templates on the scalar (float, double) and the Kokkos
-// execution space; explicit instantiations live in instantiate_*.cpp, one
-// file per execution space so they compile in parallel.
+// The kernels are templates on the storage type (float, double, bf16) and the
+// Kokkos execution space; explicit instantiations live in instantiate_*.cpp,
+// one file per execution space so they compile in parallel.
+//
+// Two paths implement the fused variants:
+//   portable     Kokkos team kernels on TeamVectorGemm (every backend, every
+//                precision; bf16 is converted to float in team scratch)
+//   tensor-core  CUDA only, bf16: warp-level mma.sync inside the same Kokkos
+//                TeamPolicy launch (detail/tensor_core.hpp); picked
+//                automatically where it supports the shape, else portable.
+// TilePlan::path says which one ran.
 #pragma once
 
 #include <ra/shape.hpp>
@@ -25,6 +33,12 @@
 
 #include <string>
 #include <vector>
+
+#if defined(KOKKOS_ENABLE_CUDA)
+namespace ra::kk::detail::tc {
+struct Args;
+}
+#endif
 
 namespace ra::kk {
 
@@ -41,14 +55,18 @@ struct Options {
   int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
   int gate_batch = 1;  // Gb: 1 = gates per head, B = gates per (batch, head)
   int tile = 0;        // fused variants: 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc
+                       // (pinning a tile also pins the portable path)
+  bool portable = false;  // force the portable path even where a tensor-core path exists
 };
 
 // Every tensor a forward and backward pass touches, allocated together so a
 // benchmark or test owns one object. SDPA variants ignore gates, d, dd, dgates.
+// [B,H,T,D] tensors hold Scalar (the storage type); the small [B,H,T] and
+// gate tensors hold accum_t<Scalar> (float for bf16).
 template <class Scalar, class Exec>
 struct AttentionTensors {
   using T4 = Tensor4<Scalar, Exec>;
-  using T3 = Tensor3<Scalar, Exec>;
+  using T3 = Tensor3<accum_t<Scalar>, Exec>;
   T4 q, k, v;        // inputs [B,H,T,D]
   T3 gates;          // [Gb,H,3] (w_std, w_rec, w_disc)
   T3 d;              // [B,H,T]  discoverability bias per key
@@ -68,6 +86,7 @@ void check_supported(Variant v, const Shape& s, const Options& opt);
 
 // Fused-kernel tiling chosen for a problem (reported by ra-bench).
 struct TilePlan {
+  std::string path;            // "portable", "tensor-core bf16" or "open-coded"
   int br = 0, bc = 0;          // query rows x key columns per tile
   int team_size = 0, vector_length = 0;
   int scratch_level = 0;       // 0: on-chip (CUDA shared memory); 1: global fallback
@@ -96,16 +115,22 @@ class Attention {
 
  private:
   void check_tensors(const Tensors& t, bool backward) const;
+#if defined(KOKKOS_ENABLE_CUDA)
+  detail::tc::Args tensor_core_args(const Tensors& t) const;
+#endif
 
   Variant variant_;
   Shape shape_;
   Options opt_;
   Exec exec_;
   TilePlan fwd_plan_, bwd_plan_;
-  // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials.
+  bool tensor_core_fwd_ = false, tensor_core_bwd_ = false;
+  // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials;
+  // the tensor-core RA backward's float dQ/dK parts (key-owned kernel -> query-owned kernel).
   Tensor4<Scalar, Exec> s_, p_, dp_;
-  Tensor3<Scalar, Exec> delta_;
-  Tensor4<Scalar, Exec> gate_partials_;  // [B, H, n_partials, 3]
+  Tensor3<accum_t<Scalar>, Exec> delta_;
+  Tensor4<accum_t<Scalar>, Exec> gate_partials_;  // [B, H, n_partials, 3]
+  Tensor4<float, Exec> part_dq_, part_dk_;
 };
 
 // Useful FLOPs of one pass, counted as in RA.md (2 flops per multiply-add,

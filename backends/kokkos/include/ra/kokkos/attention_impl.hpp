@@ -5,6 +5,7 @@
 #include <ra/kokkos/attention.hpp>
 #include <ra/kokkos/detail/fused.hpp>
 #include <ra/kokkos/detail/open_coded.hpp>
+#include <ra/kokkos/detail/tensor_core.hpp>
 #include <ra/kokkos/kernel_traits.hpp>
 
 #include <cmath>
@@ -49,6 +50,16 @@ TilePlan plan_tiles(const Bytes& bytes_for_tile, int forced) {
   return p;
 }
 
+// The CUDA tensor-core kernels exist for bf16 storage on Kokkos::Cuda.
+template <class Scalar, class Exec>
+constexpr bool has_tensor_core_path() {
+#if defined(KOKKOS_ENABLE_CUDA)
+  return std::is_same_v<Exec, Kokkos::Cuda> && std::is_same_v<Scalar, bf16>;
+#else
+  return false;
+#endif
+}
+
 template <class Exec>
 Kokkos::TeamPolicy<Exec> team_policy(const Exec& exec, int league, const TilePlan& p) {
   Kokkos::TeamPolicy<Exec> pol(exec, league, p.team_size, p.vector_length);
@@ -62,6 +73,13 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
     : variant_(v), shape_(s), opt_(opt), exec_(exec) {
   check_supported(v, s, opt);
   const int W = is_ra(v) ? 2 * s.D : s.D;
+  if constexpr (!std::is_same_v<Scalar, accum_t<Scalar>>) {
+    if (!is_fused(v))
+      throw std::invalid_argument("ra::kk::Attention(" + variant_name(v) + "): " +
+                                  precision_name<Scalar>() +
+                                  " storage is supported by the fused variants only; the "
+                                  "open-coded ones take float or double");
+  }
   if (is_fused(v)) {
     using F = detail::FusedForward<Scalar, Exec>;
     using KV = detail::FusedBwdKV<Scalar, Exec>;
@@ -72,16 +90,43 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
     bwd_plan_ = detail::plan_tiles<Exec>([&](int t) {
       return std::max(KV::scratch_bytes(t, t, s.D, W), Q::scratch_bytes(t, t, s.D, W));
     }, opt.tile);
-    const int n_tiles = (s.T + bwd_plan_.br - 1) / bwd_plan_.br;
-    gate_partials_ = Tensor4<Scalar, Exec>("gate_partials", s.B, s.H, n_tiles, 3);
+    fwd_plan_.path = bwd_plan_.path = "portable";
+    int n_tiles = (s.T + bwd_plan_.br - 1) / bwd_plan_.br;
+#if defined(KOKKOS_ENABLE_CUDA)
+    if constexpr (detail::has_tensor_core_path<Scalar, Exec>()) {
+      // The tensor-core kernels run unless a tile is pinned (an experiment on
+      // the portable kernels), the caller asks for the portable path, or the
+      // shape is one they cannot take -- then the reason is in the plan's path.
+      const bool ra = is_ra(v);
+      const bool wanted = !opt.portable && opt.tile == 0;
+      const std::string why_fwd = detail::tc::unsupported(ra, s.D, false);
+      const std::string why_bwd = detail::tc::unsupported(ra, s.D, true);
+      tensor_core_fwd_ = wanted && why_fwd.empty();
+      tensor_core_bwd_ = wanted && why_bwd.empty();
+      if (tensor_core_fwd_) fwd_plan_ = detail::tc::forward_plan(ra, s.D);
+      else if (wanted) fwd_plan_.path = "portable (" + why_fwd + ")";
+      if (tensor_core_bwd_) {
+        bwd_plan_ = detail::tc::backward_plan(ra, s.D);
+        n_tiles = detail::tc::backward_partials(ra, s.D, s.T);
+        if (ra) {
+          part_dq_ = Tensor4<float, Exec>("tc_part_dq", s.B, s.H, s.T, s.D);
+          part_dk_ = Tensor4<float, Exec>("tc_part_dk", s.B, s.H, s.T, s.D);
+        }
+      } else if (wanted) {
+        bwd_plan_.path = "portable (" + why_bwd + ")";
+      }
+    }
+#endif
+    gate_partials_ = Tensor4<accum_t<Scalar>, Exec>("gate_partials", s.B, s.H, n_tiles, 3);
   } else {
     // Too large a T x T workspace fails here with Kokkos' allocation error (label open_*).
     s_ = Tensor4<Scalar, Exec>("open_S", s.B, s.H, s.T, s.T);
     p_ = Tensor4<Scalar, Exec>("open_P", s.B, s.H, s.T, s.T);
     dp_ = Tensor4<Scalar, Exec>("open_dP", s.B, s.H, s.T, s.T);
-    gate_partials_ = Tensor4<Scalar, Exec>("gate_partials", s.B, s.H, s.T, 3);
+    gate_partials_ = Tensor4<accum_t<Scalar>, Exec>("gate_partials", s.B, s.H, s.T, 3);
+    fwd_plan_.path = bwd_plan_.path = "open-coded";
   }
-  delta_ = Tensor3<Scalar, Exec>("delta", s.B, s.H, s.T);
+  delta_ = Tensor3<accum_t<Scalar>, Exec>("delta", s.B, s.H, s.T);
 }
 
 template <class Scalar, class Exec>
@@ -130,12 +175,21 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
   check_tensors(t, false);
   const Shape& s = shape_;
   const bool ra = is_ra(variant_);
+#if defined(KOKKOS_ENABLE_CUDA)
+  if constexpr (detail::has_tensor_core_path<Scalar, Exec>()) {
+    if (tensor_core_fwd_) {
+      detail::tc::forward(exec_, tensor_core_args(t));
+      return;
+    }
+  }
+#endif
   if (is_fused(variant_)) {
+    using Acc = accum_t<Scalar>;
     detail::FusedForward<Scalar, Exec> f;
     f.q = t.q, f.k = t.k, f.v = t.v, f.gates = t.gates, f.d = t.d;
     f.B = s.B, f.H = s.H, f.T = s.T, f.D = s.D, f.W = ra ? 2 * s.D : s.D;
     f.ra = ra, f.window = opt_.window, f.gate_batch = opt_.gate_batch;
-    f.scale = Scalar(1) / std::sqrt(Scalar(s.D));
+    f.scale = Acc(1) / std::sqrt(Acc(s.D));
     f.br = fwd_plan_.br, f.bc = fwd_plan_.bc, f.scratch_level = fwd_plan_.scratch_level;
     f.n_qtiles = (s.T + f.br - 1) / f.br, f.n_ktiles = (s.T + f.bc - 1) / f.bc;
     f.o = t.o, f.lse = t.lse;
@@ -143,23 +197,26 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
                          detail::team_policy(exec_, s.B * s.H * f.n_qtiles, fwd_plan_), f);
     return;
   }
-  detail::OpenCoded<Scalar, Exec> oc{exec_, s, ra, opt_.window, opt_.gate_batch};
-  oc.batched_gemm("N", "T", Scalar(1) / std::sqrt(Scalar(s.D)), t.q, t.k, s_);
-  oc.softmax_rows(s_, p_, t.gates, t.d, t.lse);
-  oc.batched_gemm("N", "N", Scalar(1), p_, t.v, t.o);
+  if constexpr (std::is_same_v<Scalar, accum_t<Scalar>>) {  // bf16 is refused at construction
+    detail::OpenCoded<Scalar, Exec> oc{exec_, s, ra, opt_.window, opt_.gate_batch};
+    oc.batched_gemm("N", "T", Scalar(1) / std::sqrt(Scalar(s.D)), t.q, t.k, s_);
+    oc.softmax_rows(s_, p_, t.gates, t.d, t.lse);
+    oc.batched_gemm("N", "N", Scalar(1), p_, t.v, t.o);
+  }
 }
 
 namespace detail {
-// Delta_i = dO_i . O_i, the softmax-backward row term.
+// Delta_i = dO_i . O_i, the softmax-backward row term (accumulated in accum_t).
 template <class Scalar, class Exec>
 void row_delta(const Exec& exec, const Tensor4<Scalar, Exec>& dout, const Tensor4<Scalar, Exec>& o,
-               const Tensor3<Scalar, Exec>& delta) {
+               const Tensor3<accum_t<Scalar>, Exec>& delta) {
+  using Acc = accum_t<Scalar>;
   const int H = o.extent_int(1), T = o.extent_int(2), D = o.extent_int(3);
   Kokkos::parallel_for(
       "ra::delta", Kokkos::RangePolicy<Exec>(exec, 0, o.extent(0) * H * T), KOKKOS_LAMBDA(int r) {
         const int i = r % T, h = (r / T) % H, b = r / (T * H);
-        Scalar acc = 0;
-        for (int c = 0; c < D; ++c) acc += dout(b, h, i, c) * o(b, h, i, c);
+        Acc acc = 0;
+        for (int c = 0; c < D; ++c) acc += Acc(dout(b, h, i, c)) * Acc(o(b, h, i, c));
         delta(b, h, i) = acc;
       });
 }
@@ -188,8 +245,19 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
   check_tensors(t, true);
   const Shape& s = shape_;
   const bool ra = is_ra(variant_);
-  const Scalar scale = Scalar(1) / std::sqrt(Scalar(s.D));
+  using Acc = accum_t<Scalar>;
+  const Acc scale = Acc(1) / std::sqrt(Acc(s.D));
   detail::row_delta(exec_, t.dout, t.o, delta_);
+#if defined(KOKKOS_ENABLE_CUDA)
+  if constexpr (detail::has_tensor_core_path<Scalar, Exec>()) {
+    if (tensor_core_bwd_) {
+      Kokkos::deep_copy(exec_, gate_partials_, 0.f);  // slots a kernel does not own stay 0
+      detail::tc::backward(exec_, tensor_core_args(t));
+      if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, gate_partials_.extent_int(2));
+      return;
+    }
+  }
+#endif
 
   if (is_fused(variant_)) {
     detail::FusedBwdKV<Scalar, Exec> kv;
@@ -213,6 +281,7 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
     return;
   }
 
+  if constexpr (std::is_same_v<Scalar, accum_t<Scalar>>) {  // bf16 is refused at construction
   detail::OpenCoded<Scalar, Exec> oc{exec_, s, ra, opt_.window, opt_.gate_batch};
   oc.batched_gemm("N", "T", scale, t.q, t.k, s_);
   oc.recompute_p(s_, p_, t.gates, t.d, t.lse);
@@ -227,6 +296,27 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
   }
   oc.batched_gemm("N", "N", scale, ds, t.k, t.dq);
   oc.batched_gemm("T", "N", scale, ds, t.q, t.dk);
+  }
 }
+
+#if defined(KOKKOS_ENABLE_CUDA)
+template <class Scalar, class Exec>
+detail::tc::Args Attention<Scalar, Exec>::tensor_core_args(const Tensors& t) const {
+  detail::tc::Args a;
+  a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data(), a.dout = t.dout.data();
+  a.o = t.o.data(), a.dq = t.dq.data(), a.dk = t.dk.data(), a.dv = t.dv.data();
+  if constexpr (std::is_same_v<accum_t<Scalar>, float>) {
+    a.gates = t.gates.data(), a.d = t.d.data(), a.lse = t.lse.data(), a.lse_in = t.lse.data();
+    a.delta = delta_.data(), a.dd = t.dd.data(), a.gate_partials = gate_partials_.data();
+  }
+  a.part_dq = part_dq_.data(), a.part_dk = part_dk_.data();
+  a.n_partials = gate_partials_.extent_int(2);
+  a.B = shape_.B, a.H = shape_.H, a.T = shape_.T, a.D = shape_.D;
+  a.ra = is_ra(variant_);
+  a.window = variant_ == Variant::ra_window ? opt_.window : -1;
+  a.gate_batch = opt_.gate_batch;
+  return a;
+}
+#endif
 
 }  // namespace ra::kk

@@ -17,7 +17,11 @@
 //                                              column sums of dL (-> dd, dw_disc)
 //   FusedBwdQ     team per (b, h, query tile): dQf (-> dQ, dK's Qf part, dw_std, dw_rec)
 // Tile products use KokkosBatched::TeamVectorGemm on team scratch (portable,
-// plain FMA loops); the tensor-core CUDA path is a later, tuned variant.
+// plain FMA loops); the tensor-core CUDA path is detail/tensor_core.hpp.
+//
+// Precision: the kernels are templates on the storage type; tiles in scratch
+// and every sum are accum_t<Storage> (float for bf16): loads convert up,
+// stores of [B,H,T,D] outputs convert down.
 #pragma once
 
 #include <KokkosBatched_Gemm_Decl.hpp>
@@ -72,9 +76,10 @@ using Tr = KokkosBatched::Trans::Transpose;
 
 // Everything the three kernels share: problem geometry, gates, inputs, and the
 // per-tile building blocks (load, logits, classification).
-template <class Scalar, class Exec>
+template <class Storage, class Exec>
 struct FusedCommon {
-  using T4c = Kokkos::View<const Scalar****, Kokkos::LayoutRight, typename Exec::memory_space>;
+  using Scalar = accum_t<Storage>;
+  using T4c = Kokkos::View<const Storage****, Kokkos::LayoutRight, typename Exec::memory_space>;
   using T3c = Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename Exec::memory_space>;
   using S2 = Scratch2<Scalar, Exec>;
   using S1 = Scratch1<Scalar, Exec>;
@@ -116,8 +121,8 @@ struct FusedCommon {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, br), [&](int r) {
       const int i = i0 + r;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int c) {
-        qf(r, c) = i < T ? g.std * q(b, h, i, c) : Scalar(0);
-        if (ra) qf(r, D + c) = i < T ? g.rec * k(b, h, i, c) : Scalar(0);
+        qf(r, c) = i < T ? g.std * Scalar(q(b, h, i, c)) : Scalar(0);
+        if (ra) qf(r, D + c) = i < T ? g.rec * Scalar(k(b, h, i, c)) : Scalar(0);
       });
     });
   }
@@ -128,9 +133,9 @@ struct FusedCommon {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, bc), [&](int r) {
       const int j = j0 + r;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int c) {
-        kf(r, c) = j < T ? k(b, h, j, c) : Scalar(0);
-        if (ra) kf(r, D + c) = j < T ? q(b, h, j, c) : Scalar(0);
-        vt(r, c) = j < T ? v(b, h, j, c) : Scalar(0);
+        kf(r, c) = j < T ? Scalar(k(b, h, j, c)) : Scalar(0);
+        if (ra) kf(r, D + c) = j < T ? Scalar(q(b, h, j, c)) : Scalar(0);
+        vt(r, c) = j < T ? Scalar(v(b, h, j, c)) : Scalar(0);
       });
       Kokkos::single(Kokkos::PerThread(team),
                      [&]() { bias(r) = (ra && j < T) ? g.disc * d(b, h, j) : Scalar(0); });
@@ -194,12 +199,13 @@ struct FusedCommon {
 };
 
 // ---------------------------------------------------------------------------
-template <class Scalar, class Exec>
-struct FusedForward : FusedCommon<Scalar, Exec> {
-  using Base = FusedCommon<Scalar, Exec>;
+template <class Storage, class Exec>
+struct FusedForward : FusedCommon<Storage, Exec> {
+  using Base = FusedCommon<Storage, Exec>;
   using typename Base::S1;
   using typename Base::S2;
-  Tensor4<Scalar, Exec> o;
+  using typename Base::Scalar;
+  Tensor4<Storage, Exec> o;
   Tensor3<Scalar, Exec> lse;
 
   static std::size_t scratch_bytes(int br, int bc, int D, int W, bool mixed) {
@@ -290,7 +296,7 @@ struct FusedForward : FusedCommon<Scalar, Exec> {
       if (i >= T) return;
       const Scalar inv = Scalar(1) / l(r);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D),
-                           [&](int c) { o(b, h, i, c) = acc(r, c) * inv; });
+                           [&](int c) { o(b, h, i, c) = Storage(acc(r, c) * inv); });
       Kokkos::single(Kokkos::PerThread(team), [&]() { lse(b, h, i) = m(r) + Kokkos::log(l(r)); });
     });
   }
@@ -298,11 +304,12 @@ struct FusedForward : FusedCommon<Scalar, Exec> {
 
 // Shared by both backward kernels: P = exp(L - lse), dP = dO V^T, and
 // dL = P (dP - Delta) into sa; for mixed tiles sb <- dL masked to the band.
-template <class Scalar, class Exec>
-struct FusedBackwardTile : FusedCommon<Scalar, Exec> {
-  using Base = FusedCommon<Scalar, Exec>;
+template <class Storage, class Exec>
+struct FusedBackwardTile : FusedCommon<Storage, Exec> {
+  using Base = FusedCommon<Storage, Exec>;
   using typename Base::S1;
   using typename Base::S2;
+  using typename Base::Scalar;
 
   // On entry sa holds the scaled logits without bias (from logits()).
   // dv (optional): dV tile += P^T dO before P is overwritten.
@@ -337,14 +344,14 @@ struct FusedBackwardTile : FusedCommon<Scalar, Exec> {
   // Rows [lse_i, Delta_i] and dO of a query tile.
   KOKKOS_INLINE_FUNCTION void load_rows(const Member<Exec>& team, const Tensor3<Scalar, Exec>& lse,
                                         const Tensor3<Scalar, Exec>& delta,
-                                        const Tensor4<Scalar, Exec>& dout, const S2& dot,
+                                        const Tensor4<Storage, Exec>& dout, const S2& dot,
                                         const S1& lse_t, const S1& delta_t, int b, int h,
                                         int i0) const {
     const int T = this->T;
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, this->br), [&](int r) {
       const int i = i0 + r;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, this->D),
-                           [&](int c) { dot(r, c) = i < T ? dout(b, h, i, c) : Scalar(0); });
+                           [&](int c) { dot(r, c) = i < T ? Scalar(dout(b, h, i, c)) : Scalar(0); });
       Kokkos::single(Kokkos::PerThread(team), [&]() {
         lse_t(r) = i < T ? lse(b, h, i) : Scalar(0);
         delta_t(r) = i < T ? delta(b, h, i) : Scalar(0);
@@ -354,13 +361,14 @@ struct FusedBackwardTile : FusedCommon<Scalar, Exec> {
 };
 
 // ---------------------------------------------------------------------------
-template <class Scalar, class Exec>
-struct FusedBwdKV : FusedBackwardTile<Scalar, Exec> {
-  using Base = FusedBackwardTile<Scalar, Exec>;
+template <class Storage, class Exec>
+struct FusedBwdKV : FusedBackwardTile<Storage, Exec> {
+  using Base = FusedBackwardTile<Storage, Exec>;
   using typename Base::S1;
   using typename Base::S2;
+  using typename Base::Scalar;
   Tensor3<Scalar, Exec> lse, delta;
-  Tensor4<Scalar, Exec> dout, dq, dk, dv;
+  Tensor4<Storage, Exec> dout, dq, dk, dv;
   Tensor3<Scalar, Exec> dd;
   Tensor4<Scalar, Exec> gate_partials;  // [B,H,n,3]; slot 2 written here
 
@@ -419,10 +427,10 @@ struct FusedBwdKV : FusedBackwardTile<Scalar, Exec> {
       const int j = j0 + r;
       if (j >= T) return;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int c) {
-        dv(b, h, j, c) = dvt(r, c);
-        dk(b, h, j, c) = dkf(r, c);
+        dv(b, h, j, c) = Storage(dvt(r, c));
+        dk(b, h, j, c) = Storage(dkf(r, c));
         if (this->ra)
-          dq(b, h, j, c) = dkf(r, D + c);  // the Kf = [K, Q] half; FusedBwdQ adds the rest
+          dq(b, h, j, c) = Storage(dkf(r, D + c));  // the Kf = [K, Q] half; FusedBwdQ adds the rest
       });
       if (this->ra)
         Kokkos::single(Kokkos::PerThread(team), [&]() { dd(b, h, j) = g.disc * colsum(r); });
@@ -442,13 +450,14 @@ struct FusedBwdKV : FusedBackwardTile<Scalar, Exec> {
 };
 
 // ---------------------------------------------------------------------------
-template <class Scalar, class Exec>
-struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
-  using Base = FusedBackwardTile<Scalar, Exec>;
+template <class Storage, class Exec>
+struct FusedBwdQ : FusedBackwardTile<Storage, Exec> {
+  using Base = FusedBackwardTile<Storage, Exec>;
   using typename Base::S1;
   using typename Base::S2;
+  using typename Base::Scalar;
   Tensor3<Scalar, Exec> lse, delta;
-  Tensor4<Scalar, Exec> dout, dq, dk;
+  Tensor4<Storage, Exec> dout, dq, dk;
   Tensor4<Scalar, Exec> gate_partials;  // slots 0, 1 written here
 
   // sum over the tile's rows i of X_i . dqf(r, off : off + D)  (gate gradients)
@@ -464,7 +473,7 @@ struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
           Scalar s = 0;
           Kokkos::parallel_reduce(
               Kokkos::ThreadVectorRange(team, this->D),
-              [&](int c, Scalar& acc) { acc += x(b, h, i, c) * dqf(r, off + c); }, s);
+              [&](int c, Scalar& acc) { acc += Scalar(x(b, h, i, c)) * dqf(r, off + c); }, s);
           Kokkos::single(Kokkos::PerThread(team), [&]() { a += s; });
         },
         total);
@@ -519,11 +528,12 @@ struct FusedBwdQ : FusedBackwardTile<Scalar, Exec> {
       const int i = i0 + r;
       if (i >= T) return;
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, D), [&](int c) {
+        // (bf16 storage: the key-owned kernel's part was rounded once already)
         if (this->ra) {
-          dq(b, h, i, c) += g.std * dqf(r, c);
-          dk(b, h, i, c) += g.rec * dqf(r, D + c);
+          dq(b, h, i, c) = Storage(Scalar(dq(b, h, i, c)) + g.std * dqf(r, c));
+          dk(b, h, i, c) = Storage(Scalar(dk(b, h, i, c)) + g.rec * dqf(r, D + c));
         } else {
-          dq(b, h, i, c) = dqf(r, c);
+          dq(b, h, i, c) = Storage(dqf(r, c));
         }
       });
     });

@@ -1,0 +1,46 @@
+// Host-side interface of the CUDA tensor-core attention kernels (bf16 storage,
+// fp32 accumulation and softmax). The kernels themselves are Kokkos TeamPolicy
+// functors whose device body issues warp-level mma.sync (m16n8k16 bf16),
+// ldmatrix and cp.async; they live in tensor_core_cuda.cpp, compiled only in
+// CUDA builds. ra::kk::Attention<bf16, Kokkos::Cuda> calls them for fused
+// variants when supported() says yes, and otherwise runs the portable path.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <ra/kokkos/attention.hpp>
+
+#include <string>
+
+#if defined(KOKKOS_ENABLE_CUDA)
+namespace ra::kk::detail::tc {
+
+// Raw device pointers ([B,H,T,D] tensors are bf16, the rest float) and the
+// problem. Forward reads q,k,v,gates,d and writes o,lse; backward reads those
+// plus o, dout, delta and writes dq,dk,dv,dd and gate_partials
+// ([B,H,n_partials,3]: slot 2 per key tile, slots 0,1 per query tile).
+struct Args {
+  const void *q = nullptr, *k = nullptr, *v = nullptr, *dout = nullptr;
+  const float *gates = nullptr, *d = nullptr, *lse_in = nullptr, *delta = nullptr;
+  void *o = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  float *lse = nullptr, *dd = nullptr, *gate_partials = nullptr;
+  float *part_dq = nullptr, *part_dk = nullptr;  // RA: float [B,H,T,D] each
+  int n_partials = 0;
+  int B = 0, H = 0, T = 0, D = 0;
+  bool ra = false;
+  int window = -1, gate_batch = 1;
+};
+
+// "" if the tensor-core kernels take this problem, else why not (for the
+// reason ra-bench prints beside the portable path).
+std::string unsupported(bool ra, int D, bool backward);
+// Tiling of the kernels that would run (path "tensor-core bf16").
+TilePlan forward_plan(bool ra, int D);
+TilePlan backward_plan(bool ra, int D);
+// Number of gate-partial slots the backward writes (max of key and query tiles).
+int backward_partials(bool ra, int D, int T);
+
+void forward(const Kokkos::Cuda& exec, const Args& a);
+void backward(const Kokkos::Cuda& exec, const Args& a);
+
+}  // namespace ra::kk::detail::tc
+#endif

@@ -1,0 +1,849 @@
+// Tensor-core attention kernels for CUDA (sm_80 / sm_86 / sm_90): bf16 storage,
+// fp32 accumulation, online softmax in registers. Same algorithm and the same
+// deterministic three-kernel structure as the portable kernels in
+// detail/fused.hpp (forward; backward = a key-owned and a query-owned kernel,
+// no atomics), same folded RA form (RA.md):
+//     Qf_i = [w_std Q_i, w_rec K_i],  Kf_j = [K_j, Q_j],  L_ij = s Qf_i.Kf_j + w_disc d_j
+// but every tile product is a warp-level mma.sync.m16n8k16 (bf16 in, fp32 out)
+// fed by ldmatrix from swizzled shared memory, and the streamed tiles arrive by
+// cp.async in a two-stage pipeline.
+//
+// Each kernel is a Kokkos TeamPolicy functor (team = one CUDA block of
+// 32 * WARPS threads, vector_length 1, so team ranks 0..31 are warp 0, ...);
+// its device body is warp-synchronous CUDA. Each warp owns 16 rows of the
+// team's tile and keeps them in registers as mma A-fragments; the gates are
+// folded into those fragments, so the staged tiles are plain copies of Q, K,
+// V, dO. Tile shapes come from ra::kk::tensor_core_traits (kernel_traits.hpp).
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16, lane = 4 g + t):
+//   A (16x16, row): a0 = A[g][2t,2t+1]   a1 = A[g+8][2t..]  a2 = A[g][2t+8..]  a3 = A[g+8][2t+8..]
+//   B (16x8, col):  b0 = B[2t,2t+1][g]   b1 = B[2t+8,2t+9][g]
+//   C (16x8):       c0,c1 = C[g][2t,2t+1]   c2,c3 = C[g+8][2t,2t+1]
+// so a C tile pair (n-blocks 2k, 2k+1) re-packed to bf16 is exactly the A
+// fragment of the next product (P -> P V, dL -> dL K), without shared memory.
+#include <ra/kokkos/detail/tensor_core.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+
+namespace ra::kk::detail::tc {
+namespace {
+
+using u32 = std::uint32_t;
+using bf16_t = __nv_bfloat16;
+using Member = Kokkos::TeamPolicy<Kokkos::Cuda>::member_type;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// ------------------------------------------------------------------ primitives
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void ldsm_x4(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_trans(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// c += a b  (16x16 bf16 times 16x8 bf16, fp32 accumulators)
+__device__ __forceinline__ void mma(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// 16-byte (resp. 4-byte) asynchronous global -> shared copy; zero-fills when !valid
+// (src must still be a mapped address: callers pass the matrix base then).
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(u32 dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<u32*>(&v);
+}
+__device__ __forceinline__ u32 scale_bf16x2(u32 x, float s) {
+  const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&x));
+  return pack_bf16(f.x * s, f.y * s);
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+// A tile of bf16 rows COLS wide in shared memory, in 16-byte chunks whose
+// order is XOR-swizzled per row so that the 8 rows an ldmatrix reads at one
+// chunk index fall in 8 different bank groups (no padding, no conflicts).
+template <int COLS>
+struct Swizzled {
+  static constexpr int kChunks = COLS / 8;
+  static_assert(kChunks == 4 || kChunks % 8 == 0, "tile widths are 32 or multiples of 64");
+  static constexpr int kShift = kChunks >= 8 ? 0 : 1;  // 32 wide: two rows per 128 bytes
+  static constexpr int kMask = kChunks >= 8 ? 7 : 3;
+  static constexpr int bytes(int rows) { return rows * COLS * 2; }
+  __device__ static u32 offset(int row, int chunk) {
+    return u32(row * COLS * 2 + ((chunk ^ ((row >> kShift) & kMask)) << 4));
+  }
+};
+
+// Rows row0.. of one (b, h) matrix pair into a swizzled tile: columns [0, D)
+// from a, [D, 2D) from b (when COLS = 2D); zero past T and past the real head
+// dim Dact (D is the padded one). Issued by all NT threads, no wait.
+template <int ROWS, int COLS, int D, int NT>
+__device__ __forceinline__ void stage_rows(u32 tile, const bf16_t* a, const bf16_t* b, int row0,
+                                           int T, int Dact, int tid) {
+  constexpr int kCh = COLS / 8, kChD = D / 8;
+  for (int idx = tid; idx < ROWS * kCh; idx += NT) {
+    const int r = idx / kCh, c = idx % kCh;
+    const int cc = c % kChD, row = row0 + r;
+    const bool valid = row < T && cc * 8 < Dact;
+    const bf16_t* src = (c < kChD ? a : b) + (valid ? std::size_t(row) * Dact + cc * 8 : 0);
+    cp_async16(tile + Swizzled<COLS>::offset(r, c), src, valid);
+  }
+}
+// n floats [row0, row0 + n) of a [T] vector, zero past T.
+template <int N, int NT>
+__device__ __forceinline__ void stage_vec(u32 dst, const float* src, int row0, int T, int tid) {
+  for (int r = tid; r < N; r += NT) {
+    const bool valid = row0 + r < T;
+    cp_async4(dst + 4 * r, src + (valid ? row0 + r : 0), valid);
+  }
+}
+
+// A-fragments of this warp's 16 rows of a staged tile, k-steps K0..K1-1.
+template <int COLS, int KSTEPS>
+__device__ __forceinline__ void load_a(u32 (&frag)[KSTEPS][4], u32 tile, int row0, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < KSTEPS; ++kk)
+    ldsm_x4(frag[kk], tile + Swizzled<COLS>::offset(row0 + (lane & 15), 2 * kk + (lane >> 4)));
+}
+
+// acc[16 x N] += A[16 x K-range] . Bt^T where Bt is a staged tile of N rows
+// (its rows are the product's columns): k-steps K0..K1-1 of 16.
+template <int K0, int K1, int N, int COLS, int KSTEPS>
+__device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const u32 (&a)[KSTEPS][4], u32 bt,
+                                        int lane) {
+#pragma unroll
+  for (int kk = K0; kk < K1; ++kk)
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      u32 b[4];
+      ldsm_x4(b, bt + Swizzled<COLS>::offset(np * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                             2 * kk + ((lane >> 3) & 1)));
+      mma(acc[2 * np], a[kk], b[0], b[1]);
+      mma(acc[2 * np + 1], a[kk], b[2], b[3]);
+    }
+}
+
+// acc[16 x NCOLS] (n-blocks of 8, first NB0..NB1-1 pairs) += P[16 x K] . Bs where P is
+// given as fp32 C-fragments (K/8 blocks) and Bs a staged tile of K rows.
+// `p2` replaces `p` for n-pairs >= NSPLIT/16 (the band-masked dL of mixed tiles).
+template <int K, int COLS, int NACC>
+__device__ __forceinline__ void mma_pb(float (&acc)[NACC][4], const float (&p)[K / 8][4],
+                                       const float (&p2)[K / 8][4], int npairs, int nsplit_pairs,
+                                       u32 bs, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    u32 a[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
+                      pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                      pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+    u32 a2[4] = {a[0], a[1], a[2], a[3]};
+    if (nsplit_pairs < NACC / 2) {
+      a2[0] = pack_bf16(p2[2 * kk][0], p2[2 * kk][1]);
+      a2[1] = pack_bf16(p2[2 * kk][2], p2[2 * kk][3]);
+      a2[2] = pack_bf16(p2[2 * kk + 1][0], p2[2 * kk + 1][1]);
+      a2[3] = pack_bf16(p2[2 * kk + 1][2], p2[2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int np = 0; np < NACC / 2; ++np) {
+      if (np >= npairs) break;
+      u32 b[4];
+      ldsm_x4_trans(b, bs + Swizzled<COLS>::offset(kk * 16 + (lane & 15), 2 * np + (lane >> 4)));
+      if (np < nsplit_pairs) {
+        mma(acc[2 * np], a, b[0], b[1]);
+        mma(acc[2 * np + 1], a, b[2], b[3]);
+      } else {
+        mma(acc[2 * np], a2, b[0], b[1]);
+        mma(acc[2 * np + 1], a2, b[2], b[3]);
+      }
+    }
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void zero(float (&x)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) x[i][0] = x[i][1] = x[i][2] = x[i][3] = 0.f;
+}
+
+// Row r (0..15) and column c (0..8N-1) of element e of C-fragment n.
+__device__ __forceinline__ int frag_row(int lane, int e) { return (lane >> 2) + ((e >> 1) << 3); }
+__device__ __forceinline__ int frag_col(int lane, int n, int e) {
+  return n * 8 + ((lane & 3) << 1) + (e & 1);
+}
+
+enum Kind { kPlain, kMixed, kFull };
+// How a (query rows i0.., key rows j0..) tile meets the reciprocity band
+// i - j <= window (window < 0: everywhere). Team-uniform.
+__device__ __forceinline__ Kind classify(bool ra, int window, int i0, int nq, int j0, int nk,
+                                         int T) {
+  if (!ra) return kPlain;
+  if (window < 0) return kFull;
+  const int i_last = min(i0 + nq - 1, T - 1);
+  if (i_last - j0 <= window) return kFull;
+  if (i0 - (j0 + nk - 1) > window) return kPlain;
+  return kMixed;
+}
+
+struct Gates {
+  float std = 1.f, rec = 0.f, disc = 0.f;
+};
+__device__ __forceinline__ Gates gates_of(const Args& a, int b, int h) {
+  Gates g;
+  if (a.ra) {
+    const float* p = a.gates + (std::size_t(a.gate_batch == 1 ? 0 : b) * a.H + h) * 3;
+    g.std = p[0], g.rec = p[1], g.disc = p[2];
+  }
+  return g;
+}
+
+__device__ __forceinline__ char* aligned_scratch(const Member& team, std::size_t bytes) {
+  auto p = reinterpret_cast<std::uintptr_t>(team.team_scratch(0).get_shmem(bytes + 128));
+  return reinterpret_cast<char*>((p + 127) & ~std::uintptr_t(127));
+}
+__device__ __forceinline__ int thread_id() { return threadIdx.x + threadIdx.y * blockDim.x; }
+
+// QK^T of a tile with the band logic: plain tiles use only the first D columns
+// (SDPA cost), full tiles all W, mixed tiles add the reciprocal half inside the
+// band only (computed first and masked, then the first half accumulates on top).
+template <int D, bool RA, int N, int W>
+__device__ __forceinline__ void folded_logits(float (&s)[N / 8][4], const u32 (&a)[W / 16][4],
+                                              u32 bt, Kind kind, int lane, int row_base,
+                                              int col_base, bool rows_are_queries, int window) {
+  zero(s);
+  if constexpr (RA) {
+    if (kind != kPlain) {
+      mma_abt<D / 16, W / 16, N, W>(s, a, bt, lane);
+      if (kind == kMixed) {
+#pragma unroll
+        for (int n = 0; n < N / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = row_base + frag_row(lane, e), c = col_base + frag_col(lane, n, e);
+            const int gap = rows_are_queries ? r - c : c - r;  // i - j
+            if (gap > window) s[n][e] = 0.f;
+          }
+      }
+    }
+  }
+  mma_abt<0, D / 16, N, W>(s, a, bt, lane);
+}
+
+// ------------------------------------------------------------------ forward
+template <int D, bool RA, int WARPS, int BC>
+struct Forward {
+  static constexpr int W = RA ? 2 * D : D, BR = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
+  static constexpr std::size_t kScratch =
+      std::max<std::size_t>(Swizzled<W>::bytes(BR), 2 * std::size_t(kStage));
+  Args a;
+  int n_qtiles = 0;
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const int T = a.T, Dact = a.D;
+    const int qt = n_qtiles - 1 - team.league_rank() % n_qtiles;  // heaviest tiles first
+    const int bh = team.league_rank() / n_qtiles, b = bh / a.H, h = bh % a.H;
+    const int i0 = qt * BR;
+    const std::size_t mat = std::size_t(bh) * T * Dact;
+    const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+    const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+    const auto* V = static_cast<const bf16_t*>(a.v) + mat;
+    const float* dvec = RA ? a.d + std::size_t(bh) * T : nullptr;
+    const Gates g = gates_of(a, b, h);
+    char* smem = aligned_scratch(team, kScratch);
+    const u32 s0 = smem_u32(smem);
+
+    // This warp's 16 query rows of Qf, as A-fragments with the gates folded in.
+    stage_rows<BR, W, D, NT>(s0, Q, K, i0, T, Dact, tid);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    u32 qa[W / 16][4];
+    load_a<W, W / 16>(qa, s0, warp * 16, lane);
+    if constexpr (RA) {
+#pragma unroll
+      for (int kk = 0; kk < W / 16; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) qa[kk][e] = scale_bf16x2(qa[kk][e], kk < D / 16 ? g.std : g.rec);
+    }
+    __syncthreads();  // the staging area becomes the K/V pipeline
+
+    const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
+    auto stage_kv = [&](int kt) {
+      const u32 st = s0 + (kt & 1) * kStage;
+      stage_rows<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid);
+      stage_rows<BC, D, D, NT>(st + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
+      if constexpr (RA) stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
+      cp_commit();
+    };
+
+    float o[D / 8][4];
+    zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    const int row0 = i0 + warp * 16;
+    stage_kv(0);
+    for (int kt = 0; kt <= kt_last; ++kt) {
+      if (kt < kt_last) {
+        stage_kv(kt + 1);
+        cp_wait<1>();
+      } else {
+        cp_wait<0>();
+      }
+      __syncthreads();
+      const u32 kf = s0 + (kt & 1) * kStage, vs = kf + Swizzled<W>::bytes(BC);
+      const float* bias = reinterpret_cast<const float*>(smem + (kt & 1) * kStage +
+                                                         Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
+      const int j0 = kt * BC;
+      float s[BC / 8][4];
+      folded_logits<D, RA, BC, W>(s, qa, kf, classify(RA, a.window, i0, BR, j0, BC, T), lane, row0,
+                                  j0, true, a.window);
+
+      // Online softmax in the log2 domain; each quad of lanes shares two rows.
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
+          float x = -INFINITY;
+          if (j <= i && j < T) x = s[n][e] * sl + (RA ? bias[c] * bl : 0.f);
+          s[n][e] = x;
+          mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+      float alpha[2], m_use[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float m_new = fmaxf(m[r], quad_max(mx[r]));
+        m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
+        alpha[r] = exp2f(m[r] - m_use[r]);
+        m[r] = m_new;
+      }
+      float sum[2] = {0.f, 0.f};
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float p = exp2f(s[n][e] - m_use[e >> 1]);
+          s[n][e] = p;
+          sum[e >> 1] += p;
+        }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + sum[r];
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e >> 1];
+      mma_pb<BC, D, D / 8>(o, s, s, D / 16, D / 16, vs, lane);
+      __syncthreads();  // this stage is refilled two iterations on
+    }
+
+    bf16_t* O = static_cast<bf16_t*>(a.o) + mat;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = row0 + (lane >> 2) + 8 * r;
+      const float lsum = quad_sum(l[r]);
+      if (i >= T) continue;
+      const float inv = 1.f / lsum;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        const int c = frag_col(lane, n, 0);
+        if (c < Dact)
+          *reinterpret_cast<__nv_bfloat162*>(O + std::size_t(i) * Dact + c) =
+              __floats2bfloat162_rn(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+      }
+      if ((lane & 3) == 0) a.lse[std::size_t(bh) * T + i] = (m[r] + log2f(lsum)) * kLn2;
+    }
+  }
+};
+
+// ------------------------------------------------------------------ backward
+// Query-owned kernel: dQf_i = s sum_j dL_ij Kf_j for this team's query rows,
+// then dQ (and, for RA, dK's Qf part and dw_std, dw_rec partials).
+template <int D, bool RA, int WARPS, int BC>
+struct BackwardQ {
+  static constexpr int W = RA ? 2 * D : D, BR = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
+  static constexpr std::size_t kScratch = std::max<std::size_t>(
+      Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR), 2 * std::size_t(kStage));
+  Args a;
+  int n_qtiles = 0;
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const int T = a.T, Dact = a.D;
+    const int qt = n_qtiles - 1 - team.league_rank() % n_qtiles;
+    const int bh = team.league_rank() / n_qtiles, b = bh / a.H, h = bh % a.H;
+    const int i0 = qt * BR, row0 = i0 + warp * 16;
+    const std::size_t mat = std::size_t(bh) * T * Dact;
+    const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+    const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+    const auto* V = static_cast<const bf16_t*>(a.v) + mat;
+    const auto* dO = static_cast<const bf16_t*>(a.dout) + mat;
+    const float* dvec = RA ? a.d + std::size_t(bh) * T : nullptr;
+    const Gates g = gates_of(a, b, h);
+    char* smem = aligned_scratch(team, kScratch);
+    const u32 s0 = smem_u32(smem);
+
+    stage_rows<BR, W, D, NT>(s0, Q, K, i0, T, Dact, tid);
+    stage_rows<BR, D, D, NT>(s0 + Swizzled<W>::bytes(BR), dO, dO, i0, T, Dact, tid);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    u32 qa[W / 16][4], da[D / 16][4];
+    load_a<W, W / 16>(qa, s0, warp * 16, lane);
+    load_a<D, D / 16>(da, s0 + Swizzled<W>::bytes(BR), warp * 16, lane);
+    if constexpr (RA) {
+#pragma unroll
+      for (int kk = 0; kk < W / 16; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) qa[kk][e] = scale_bf16x2(qa[kk][e], kk < D / 16 ? g.std : g.rec);
+    }
+    float lse2[2], delta[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = row0 + (lane >> 2) + 8 * r;
+      lse2[r] = i < T ? a.lse_in[std::size_t(bh) * T + i] * kLog2e : 0.f;
+      delta[r] = i < T ? a.delta[std::size_t(bh) * T + i] : 0.f;
+    }
+    __syncthreads();
+
+    const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
+    auto stage_kv = [&](int kt) {
+      const u32 st = s0 + (kt & 1) * kStage;
+      stage_rows<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid);
+      stage_rows<BC, D, D, NT>(st + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
+      if constexpr (RA) stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
+      cp_commit();
+    };
+
+    float dqf[W / 8][4];
+    zero(dqf);
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    stage_kv(0);
+    for (int kt = 0; kt <= kt_last; ++kt) {
+      if (kt < kt_last) {
+        stage_kv(kt + 1);
+        cp_wait<1>();
+      } else {
+        cp_wait<0>();
+      }
+      __syncthreads();
+      const u32 kf = s0 + (kt & 1) * kStage, vs = kf + Swizzled<W>::bytes(BC);
+      const float* bias = reinterpret_cast<const float*>(smem + (kt & 1) * kStage +
+                                                         Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
+      const int j0 = kt * BC;
+      const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
+      float p[BC / 8][4], dp[BC / 8][4];
+      folded_logits<D, RA, BC, W>(p, qa, kf, kind, lane, row0, j0, true, a.window);
+      zero(dp);
+      mma_abt<0, D / 16, BC, D>(dp, da, vs, lane);  // dP = dO V^T
+      float dlb[BC / 8][4];                          // dL inside the band (mixed tiles)
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = frag_row(lane, e), i = row0 + r, c = frag_col(lane, n, e), j = j0 + c;
+          const bool vis = j <= i && j < T && i < T;
+          const float pr = vis ? exp2f(p[n][e] * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
+          const float dl = pr * (dp[n][e] - delta[e >> 1]);
+          p[n][e] = dl;
+          dlb[n][e] = (i - j <= a.window) ? dl : 0.f;
+        }
+      const int pairs = kind == kPlain ? D / 16 : W / 16;
+      mma_pb<BC, W, W / 8>(dqf, p, dlb, pairs, kind == kMixed ? D / 16 : W / 16, kf, lane);
+      __syncthreads();
+    }
+
+    // Epilogue: rows of this thread, columns in pairs.
+    auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
+    auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+    float gstd = 0.f, grec = 0.f;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = row0 + (lane >> 2) + 8 * r;
+      if (i >= T) continue;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        const int c = frag_col(lane, n, 0);
+        if (c >= Dact) continue;
+        const std::size_t at = std::size_t(i) * Dact + c;
+        const float q0 = dqf[n][2 * r] * scale, q1 = dqf[n][2 * r + 1] * scale;
+        if constexpr (RA) {
+          const float k0 = dqf[D / 8 + n][2 * r] * scale, k1 = dqf[D / 8 + n][2 * r + 1] * scale;
+          const float* pq = a.part_dq + mat + at;
+          const float* pk = a.part_dk + mat + at;
+          *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
+              __floats2bfloat162_rn(pq[0] + g.std * q0, pq[1] + g.std * q1);
+          *reinterpret_cast<__nv_bfloat162*>(dK + at) =
+              __floats2bfloat162_rn(pk[0] + g.rec * k0, pk[1] + g.rec * k1);
+          const float2 qv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
+          const float2 kv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
+          gstd += qv.x * q0 + qv.y * q1;
+          grec += kv.x * k0 + kv.y * k1;
+        } else {
+          *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
+        }
+      }
+    }
+    if constexpr (RA) {
+      // Team sum of the gate partials through (now idle) shared memory.
+      float* red = reinterpret_cast<float*>(smem);
+      gstd = warp_sum(gstd), grec = warp_sum(grec);
+      if (lane == 0) red[2 * warp] = gstd, red[2 * warp + 1] = grec;
+      __syncthreads();
+      if (tid == 0) {
+        float s_std = 0.f, s_rec = 0.f;
+        for (int w = 0; w < WARPS; ++w) s_std += red[2 * w], s_rec += red[2 * w + 1];
+        float* gp = a.gate_partials + (std::size_t(bh) * a.n_partials + qt) * 3;
+        gp[0] = s_std, gp[1] = s_rec;
+      }
+    }
+  }
+};
+
+// Key-owned kernel: for this team's key rows j, dV_j = sum_i P_ij dO_i and
+// dKf_j = s sum_i dL_ij Qf_i, plus the column sums of dL (dd_j, dw_disc).
+template <int D, bool RA, int WARPS, int BR>
+struct BackwardKV {
+  static constexpr int W = RA ? 2 * D : D, BK = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int kStage = Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR) + 8 * BR;
+  static constexpr std::size_t kScratch = std::max<std::size_t>(
+      Swizzled<W>::bytes(BK) + Swizzled<D>::bytes(BK), 2 * std::size_t(kStage));
+  Args a;
+  int n_ktiles = 0, n_qtiles = 0;  // n_qtiles counts tiles of BR queries
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const int T = a.T, Dact = a.D;
+    const int kt = team.league_rank() % n_ktiles;  // low key tiles see the most queries
+    const int bh = team.league_rank() / n_ktiles, b = bh / a.H, h = bh % a.H;
+    const int j0 = kt * BK, key0 = j0 + warp * 16;
+    const std::size_t mat = std::size_t(bh) * T * Dact;
+    const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+    const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+    const auto* V = static_cast<const bf16_t*>(a.v) + mat;
+    const auto* dO = static_cast<const bf16_t*>(a.dout) + mat;
+    const float* lse = a.lse_in + std::size_t(bh) * T;
+    const float* dlt = a.delta + std::size_t(bh) * T;
+    const Gates g = gates_of(a, b, h);
+    char* smem = aligned_scratch(team, kScratch);
+    const u32 s0 = smem_u32(smem);
+
+    // Own rows: Kf' = [w_std K_j, w_rec Q_j] (gates folded: Kf'.[Q_i, K_i] = the RA logit) and V_j.
+    stage_rows<BK, W, D, NT>(s0, K, Q, j0, T, Dact, tid);
+    stage_rows<BK, D, D, NT>(s0 + Swizzled<W>::bytes(BK), V, V, j0, T, Dact, tid);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    u32 ka[W / 16][4], va[D / 16][4];
+    load_a<W, W / 16>(ka, s0, warp * 16, lane);
+    load_a<D, D / 16>(va, s0 + Swizzled<W>::bytes(BK), warp * 16, lane);
+    if constexpr (RA) {
+#pragma unroll
+      for (int kk = 0; kk < W / 16; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) ka[kk][e] = scale_bf16x2(ka[kk][e], kk < D / 16 ? g.std : g.rec);
+    }
+    float bias2[2] = {0.f, 0.f};  // w_disc d_j in log2 units, for this thread's two key rows
+    if constexpr (RA) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int j = key0 + (lane >> 2) + 8 * r;
+        bias2[r] = j < T ? g.disc * a.d[std::size_t(bh) * T + j] * kLog2e : 0.f;
+      }
+    }
+    __syncthreads();
+
+    const int qt_first = j0 / BR;
+    auto stage_q = [&](int qt) {
+      const u32 st = s0 + (qt & 1) * kStage;
+      stage_rows<BR, W, D, NT>(st, Q, K, qt * BR, T, Dact, tid);
+      stage_rows<BR, D, D, NT>(st + Swizzled<W>::bytes(BR), dO, dO, qt * BR, T, Dact, tid);
+      const u32 vec = st + Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR);
+      stage_vec<BR, NT>(vec, lse, qt * BR, T, tid);
+      stage_vec<BR, NT>(vec + 4 * BR, dlt, qt * BR, T, tid);
+      cp_commit();
+    };
+
+    float dkf[W / 8][4], dv[D / 8][4];
+    zero(dkf);
+    zero(dv);
+    float colsum[2] = {0.f, 0.f};
+    const float sl = scale * kLog2e;
+    stage_q(qt_first);
+    for (int qt = qt_first; qt < n_qtiles; ++qt) {
+      if (qt + 1 < n_qtiles) {
+        stage_q(qt + 1);
+        cp_wait<1>();
+      } else {
+        cp_wait<0>();
+      }
+      __syncthreads();
+      const u32 qs = s0 + (qt & 1) * kStage, dos = qs + Swizzled<W>::bytes(BR);
+      const float* vec = reinterpret_cast<const float*>(smem + (qt & 1) * kStage +
+                                                        Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR));
+      const int i0 = qt * BR;
+      const Kind kind = classify(RA, a.window, i0, BR, j0, BK, T);
+      // Transposed tiles: rows are this warp's keys j, columns the queries i.
+      float p[BR / 8][4], dp[BR / 8][4];
+      folded_logits<D, RA, BR, W>(p, ka, qs, kind, lane, key0, i0, false, a.window);
+      zero(dp);
+      mma_abt<0, D / 16, BR, D>(dp, va, dos, lane);  // dP^T = V dO^T
+      float dlb[BR / 8][4];
+#pragma unroll
+      for (int n = 0; n < BR / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int j = key0 + frag_row(lane, e), c = frag_col(lane, n, e), i = i0 + c;
+          const bool vis = j <= i && i < T && j < T;
+          const float pr = vis ? exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e) : 0.f;
+          p[n][e] = pr;
+          dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
+          colsum[e >> 1] += dp[n][e];
+          dlb[n][e] = (i - j <= a.window) ? dp[n][e] : 0.f;
+        }
+      mma_pb<BR, D, D / 8>(dv, p, p, D / 16, D / 16, dos, lane);  // dV += P^T dO
+      const int pairs = kind == kPlain ? D / 16 : W / 16;
+      mma_pb<BR, W, W / 8>(dkf, dp, dlb, pairs, kind == kMixed ? D / 16 : W / 16, qs, lane);
+      __syncthreads();
+    }
+
+    auto* dV = static_cast<bf16_t*>(a.dv) + mat;
+    auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+    float gdisc = 0.f;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int j = key0 + (lane >> 2) + 8 * r;
+      const float cs = quad_sum(colsum[r]);
+      if (j >= T) continue;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        const int c = frag_col(lane, n, 0);
+        if (c >= Dact) continue;
+        const std::size_t at = std::size_t(j) * Dact + c;
+        *reinterpret_cast<__nv_bfloat162*>(dV + at) =
+            __floats2bfloat162_rn(dv[n][2 * r], dv[n][2 * r + 1]);
+        const float k0 = dkf[n][2 * r] * scale * g.std, k1 = dkf[n][2 * r + 1] * scale * g.std;
+        if constexpr (RA) {
+          a.part_dk[mat + at] = k0, a.part_dk[mat + at + 1] = k1;
+          a.part_dq[mat + at] = dkf[D / 8 + n][2 * r] * scale * g.rec;
+          a.part_dq[mat + at + 1] = dkf[D / 8 + n][2 * r + 1] * scale * g.rec;
+        } else {
+          *reinterpret_cast<__nv_bfloat162*>(dK + at) = __floats2bfloat162_rn(k0, k1);
+        }
+      }
+      if constexpr (RA) {
+        if ((lane & 3) == 0) {
+          a.dd[std::size_t(bh) * T + j] = g.disc * cs;
+          gdisc += a.d[std::size_t(bh) * T + j] * cs;
+        }
+      }
+    }
+    if constexpr (RA) {
+      float* red = reinterpret_cast<float*>(smem);
+      gdisc = warp_sum(gdisc);
+      if (lane == 0) red[warp] = gdisc;
+      __syncthreads();
+      if (tid == 0) {
+        float s = 0.f;
+        for (int w = 0; w < WARPS; ++w) s += red[w];
+        a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 2] = s;
+      }
+    }
+  }
+};
+
+// ------------------------------------------------------------------ dispatch
+int pad_dim(int D) { return D <= 32 ? 32 : D <= 64 ? 64 : 128; }
+
+template <class Functor>
+Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<Functor::NT, 1>> policy(
+    const Kokkos::Cuda& exec, int league) {
+  Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<Functor::NT, 1>> p(exec, league,
+                                                                          Functor::NT, 1);
+  return p.set_scratch_size(0, Kokkos::PerTeam(Functor::kScratch + 128));
+}
+
+// Calls f(integral_constant<D_pad>, bool_constant<RA>) for the problem's padded head dim.
+template <class F>
+void with_dims(int D, bool ra, F&& f) {
+  const int dp = pad_dim(D);
+  if (ra) {
+    if (dp == 32) return f(std::integral_constant<int, 32>{}, std::true_type{});
+    if (dp == 64) return f(std::integral_constant<int, 64>{}, std::true_type{});
+    return f(std::integral_constant<int, 128>{}, std::true_type{});
+  }
+  if (dp == 32) return f(std::integral_constant<int, 32>{}, std::false_type{});
+  if (dp == 64) return f(std::integral_constant<int, 64>{}, std::false_type{});
+  return f(std::integral_constant<int, 128>{}, std::false_type{});
+}
+
+TilePlan make_plan(int warps, int rows, int cols, std::size_t scratch) {
+  TilePlan p;
+  p.path = "tensor-core bf16";
+  p.br = rows, p.bc = cols, p.team_size = 32 * warps, p.vector_length = 1;
+  p.scratch_level = 0, p.scratch_bytes = scratch + 128;
+  return p;
+}
+
+}  // namespace
+
+std::string unsupported(bool ra, int D, bool backward) {
+  if (D % 8 != 0)
+    return "head dim D = " + std::to_string(D) + " is not a multiple of 8 (16-byte rows)";
+  if (D > 128) return "head dim D = " + std::to_string(D) + " > 128";
+  const TcPass pass = backward ? TcPass::backward_q : TcPass::forward;
+  if (tensor_core_traits(pad_dim(D), ra, pass).warps == 0 ||
+      (backward && tensor_core_traits(pad_dim(D), ra, TcPass::backward_kv).warps == 0))
+    return std::string(ra ? "RA" : "SDPA") + " " + (backward ? "backward" : "forward") +
+           " at padded head dim " + std::to_string(pad_dim(D)) +
+           " has no tensor-core kernel (register budget)";
+  return "";
+}
+
+TilePlan forward_plan(bool ra, int D) {
+  TilePlan plan;
+  with_dims(D, ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    constexpr TensorCoreTraits tr = tensor_core_traits(dp, is_ra, TcPass::forward);
+    if constexpr (tr.warps > 0) {
+      using F = Forward<dp, is_ra, tr.warps, tr.tile>;
+      plan = make_plan(tr.warps, F::BR, tr.tile, F::kScratch);
+    }
+  });
+  return plan;
+}
+
+TilePlan backward_plan(bool ra, int D) {
+  TilePlan plan;
+  with_dims(D, ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    constexpr TensorCoreTraits q = tensor_core_traits(dp, is_ra, TcPass::backward_q);
+    constexpr TensorCoreTraits kv = tensor_core_traits(dp, is_ra, TcPass::backward_kv);
+    if constexpr (q.warps > 0 && kv.warps > 0) {
+      using FQ = BackwardQ<dp, is_ra, q.warps, q.tile>;
+      using FKV = BackwardKV<dp, is_ra, kv.warps, kv.tile>;
+      // Reported as the query-owned kernel's tile; the scratch is the larger of the two.
+      plan = make_plan(q.warps, FQ::BR, q.tile, std::max(FQ::kScratch, FKV::kScratch));
+    }
+  });
+  return plan;
+}
+
+int backward_partials(bool ra, int D, int T) {
+  int n = 1;
+  with_dims(D, ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    constexpr TensorCoreTraits q = tensor_core_traits(dp, is_ra, TcPass::backward_q);
+    constexpr TensorCoreTraits kv = tensor_core_traits(dp, is_ra, TcPass::backward_kv);
+    if constexpr (q.warps > 0 && kv.warps > 0) {
+      const int nq = (T + 16 * q.warps - 1) / (16 * q.warps);
+      const int nk = (T + 16 * kv.warps - 1) / (16 * kv.warps);
+      n = std::max(nq, nk);
+    }
+  });
+  return n;
+}
+
+void forward(const Kokkos::Cuda& exec, const Args& a) {
+  with_dims(a.D, a.ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    constexpr TensorCoreTraits tr = tensor_core_traits(dp, is_ra, TcPass::forward);
+    if constexpr (tr.warps > 0) {
+      using F = Forward<dp, is_ra, tr.warps, tr.tile>;
+      F f;
+      f.a = a;
+      f.n_qtiles = (a.T + F::BR - 1) / F::BR;
+      f.scale = 1.f / std::sqrt(float(a.D));
+      Kokkos::parallel_for("ra::tc::forward", policy<F>(exec, a.B * a.H * f.n_qtiles), f);
+    } else {
+      throw std::logic_error("ra::kk::tc::forward called for an unsupported problem");
+    }
+  });
+}
+
+void backward(const Kokkos::Cuda& exec, const Args& a) {
+  with_dims(a.D, a.ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    constexpr TensorCoreTraits q = tensor_core_traits(dp, is_ra, TcPass::backward_q);
+    constexpr TensorCoreTraits kv = tensor_core_traits(dp, is_ra, TcPass::backward_kv);
+    if constexpr (q.warps > 0 && kv.warps > 0) {
+      using FKV = BackwardKV<dp, is_ra, kv.warps, kv.tile>;
+      using FQ = BackwardQ<dp, is_ra, q.warps, q.tile>;
+      const float scale = 1.f / std::sqrt(float(a.D));
+      FKV fkv;
+      fkv.a = a;
+      fkv.n_ktiles = (a.T + FKV::BK - 1) / FKV::BK;
+      fkv.n_qtiles = (a.T + kv.tile - 1) / kv.tile;
+      fkv.scale = scale;
+      Kokkos::parallel_for("ra::tc::backward_kv", policy<FKV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
+      FQ fq;
+      fq.a = a;
+      fq.n_qtiles = (a.T + FQ::BR - 1) / FQ::BR;
+      fq.scale = scale;
+      Kokkos::parallel_for("ra::tc::backward_q", policy<FQ>(exec, a.B * a.H * fq.n_qtiles), fq);
+    } else {
+      throw std::logic_error("ra::kk::tc::backward called for an unsupported problem");
+    }
+  });
+}
+
+}  // namespace ra::kk::detail::tc
