@@ -1,0 +1,428 @@
+// The whole GPT-2 model (ra::model::GPT2) against the float64 reference model
+// for every attention variant, finite differences of its loss, memorising a
+// batch, deterministic initialisation, the annealed SDPA dispatch, training
+// state round trips, and the messages bad configurations get.
+#include "model_testing.hpp"
+
+#include <ra/model/gpt2.hpp>
+#include <ra/model/reference.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+using namespace ra;
+using namespace ra::testing;
+using model::GPT2;
+using model::GPTConfig;
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Random parameters, larger than GPT-2's init so attention is far from
+// uniform and every term matters (the padded wte rows too: their logits must
+// be ignored). Returns them as float64.
+template <class Model>
+std::vector<double> randomize_params(Model& m, std::uint64_t seed) {
+  using S = typename Model::Vec::non_const_value_type;
+  auto st = m.save_state();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n01(0.0, 1.0);
+  const double gate_base[3] = {0.5, 0.3, 0.2};
+  for (const auto& t : m.layout().tensors)
+    for (std::size_t i = 0; i < t.size; ++i) {
+      double x;
+      if (ends_with(t.name, "ln1.w") || ends_with(t.name, "ln2.w") || t.name == "lnf.w")
+        x = 1.0 + 0.1 * n01(rng);
+      else if (ends_with(t.name, "gates"))
+        x = gate_base[i % 3] + 0.1 * n01(rng);
+      else if (ends_with(t.name, "disc_table") || ends_with(t.name, "disc_u"))
+        x = 0.5 * n01(rng);
+      else
+        x = 0.3 * n01(rng);
+      st.params[t.offset + i] = S(x);
+    }
+  m.load_state(st);
+  return std::vector<double>(st.params.begin(), st.params.end());
+}
+
+struct Errors {
+  double loss = 0, grads = 0;  // relative to max(|ref|, 1) (loss; per gradient tensor)
+  double grads_own = 0;        // per gradient tensor, relative to that tensor's max |ref|
+  std::string worst;
+};
+
+// Loss and every parameter gradient of one forward/backward against the
+// reference, relative to max(|ref|, 1) per tensor.
+template <class Scalar, class E>
+Errors compare_with_reference(GPT2<Scalar, E>& m, const std::vector<double>& params,
+                              const std::vector<int>& in, const std::vector<int>& tg) {
+  std::vector<double> ref_grads(m.layout().total, 0.0);
+  const double ref_loss = model::ref::gpt2_forward_backward(m.config(), m.batch(), m.seq_len(), params,
+                                                            in, tg, m.reciprocity_scale(), ref_grads);
+  m.set_batch(in, tg);
+  m.poison_activations();
+  const double loss = m.forward();
+  m.zero_grad();
+  m.backward();
+  const auto grads = download(m.grads());
+  Errors e;
+  e.loss = std::abs(loss - ref_loss) / std::max(std::abs(ref_loss), 1.0);
+  for (const auto& t : m.layout().tensors) {
+    const std::vector<double> got(grads.begin() + t.offset, grads.begin() + t.offset + t.size);
+    const std::vector<double> want(ref_grads.begin() + t.offset, ref_grads.begin() + t.offset + t.size);
+    const double err = max_rel_error(got, want);
+    if (!(err <= e.grads)) e.grads = err, e.worst = t.name;
+    double diff = 0, size = 0;
+    for (std::size_t i = 0; i < t.size; ++i)
+      diff = std::max(diff, std::abs(got[i] - want[i])), size = std::max(size, std::abs(want[i]));
+    if (size > 0) e.grads_own = std::max(e.grads_own, diff / size);
+  }
+  // The alignment gaps between tensors carry no gradient.
+  double gaps = 0;
+  std::vector<bool> used(grads.size(), false);
+  for (const auto& t : m.layout().tensors)
+    for (std::size_t i = 0; i < t.size; ++i) used[t.offset + i] = true;
+  for (std::size_t i = 0; i < grads.size(); ++i)
+    if (!used[i]) gaps = std::max(gaps, std::abs(grads[i]));
+  CHECK(gaps == 0.0);
+  return e;
+}
+
+struct VariantCase {
+  std::string label;
+  GPTConfig cfg;
+  double scale = 1.0;
+};
+
+std::vector<VariantCase> variant_cases() {
+  std::vector<VariantCase> cases;
+  for (const char* v : {"sdpa_open", "sdpa_fused", "ra_open", "ra_fused", "ra_window"})
+    cases.push_back({v, small_config(v)});
+  VariantCase hybrid{"hybrid sdpa_fused + ra_open in layer 1", small_config("sdpa_fused")};
+  hybrid.cfg.attn.ra_layers = "1", hybrid.cfg.attn.ra_variant = "ra_open";
+  cases.push_back(hybrid);
+  VariantCase content{"ra_fused, content discoverability", small_config("ra_fused")};
+  content.cfg.attn.disc = model::DiscForm::content;
+  cases.push_back(content);
+  VariantCase window_content{"ra_window, content discoverability", small_config("ra_window")};
+  window_content.cfg.attn.disc = model::DiscForm::content;
+  cases.push_back(window_content);
+  VariantCase half{"ra_fused annealed to 0.5 (rec_disc)", small_config("ra_fused"), 0.5};
+  cases.push_back(half);
+  VariantCase half_rec{"ra_open annealed to 0.5 (rec)", small_config("ra_open"), 0.5};
+  half_rec.cfg.attn.anneal = model::Anneal::rec;
+  cases.push_back(half_rec);
+  VariantCase zero{"ra_fused annealed to 0 (rec_disc: SDPA dispatch)", small_config("ra_fused"), 0.0};
+  cases.push_back(zero);
+  VariantCase zero_open{"ra_open annealed to 0 (rec_disc: SDPA dispatch), content",
+                        small_config("ra_open"), 0.0};
+  zero_open.cfg.attn.disc = model::DiscForm::content;
+  cases.push_back(zero_open);
+  return cases;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("GPT-2 loss and every parameter gradient match the float64 reference",
+                   "[model][gpt2]", float, double) {
+  const int B = 2, T = 12;  // T < T_max = 16: the position and discoverability tables are read in part
+  const double tol = model_tolerance<TestType>();
+  double worst = 0;
+  for (const auto& c : variant_cases()) {
+    GPT2<TestType, Exec> m(c.cfg, B, T, 7);
+    m.set_reciprocity_scale(c.scale);
+    const auto params = randomize_params(m, 11);
+    const auto in = random_tokens(B * T, c.cfg.V, 12), tg = random_tokens(B * T, c.cfg.V, 13);
+    const Errors e = compare_with_reference(m, params, in, tg);
+    INFO(c.label << " (" << precision_name<TestType>() << "): loss error " << e.loss
+                 << ", worst gradient error " << e.grads << " in " << e.worst);
+    CHECK(e.loss <= tol);
+    CHECK(e.grads <= tol);
+    // Also tensor by tensor at that tensor's own scale (gradients are ~1e-2).
+    CHECK(e.grads_own <= 10 * tol);
+    worst = std::max({worst, e.loss, e.grads});
+    std::printf("model vs reference [%s] %-58s loss %.1e  grads %.1e (%s), own scale %.1e\n",
+                precision_name<TestType>(), c.label.c_str(), e.loss, e.grads, e.worst.c_str(),
+                e.grads_own);
+  }
+  std::printf("model vs reference [%s]: worst %.2e (tolerance %.0e)\n", precision_name<TestType>(), worst, tol);
+}
+
+TEST_CASE("GPT-2 gradients match finite differences of the loss", "[model][gpt2]") {
+  for (const char* variant : {"ra_fused", "sdpa_open"}) {
+    GPTConfig cfg = small_config(variant);
+    cfg.attn.disc = model::DiscForm::content;
+    const int B = 2, T = 8;
+    GPT2<double, Exec> m(cfg, B, T, 3);
+    randomize_params(m, 5);
+    const auto in = random_tokens(B * T, cfg.V, 6), tg = random_tokens(B * T, cfg.V, 7);
+    m.set_batch(in, tg);
+    m.forward();
+    m.zero_grad();
+    m.backward();
+    const auto grads = download(m.grads());
+    auto state = m.save_state();
+    auto loss_at = [&](std::size_t i, double x) {
+      auto s = state;
+      s.params[i] = x;
+      m.load_state(s);
+      return m.forward();
+    };
+    std::vector<std::pair<std::string, std::size_t>> probes = {
+        {"wte", std::size_t(in[0]) * cfg.C + 3}, {"wpe", 5}, {"h0.qkv.w", 17}, {"h1.qkv.w", 700},
+        {"h0.attn_proj.b", 2}, {"h1.fc.w", 123}, {"h0.fc_proj.w", 55}, {"h1.ln1.w", 4},
+        {"h0.ln2.b", 9}, {"lnf.w", 1}};
+    if (cfg.attn.variant == "ra_fused")
+      for (std::size_t g : {0, 1, 2, 4}) probes.push_back({"h1.gates", g});
+    if (cfg.attn.variant == "ra_fused") probes.push_back({"h0.disc_u", 3});
+    double worst = 0;
+    for (const auto& [name, k] : probes) {
+      const std::size_t i = m.layout().at(name).offset + k;
+      const double h = 1e-5, x = state.params[i];
+      const double fd = (loss_at(i, x + h) - loss_at(i, x - h)) / (2 * h);
+      const double err = std::abs(fd - grads[i]) / std::max(std::abs(grads[i]), 1e-3);
+      INFO(variant << " " << name << "[" << k << "]: analytic " << grads[i] << ", finite difference " << fd);
+      CHECK(err <= 1e-5);
+      worst = std::max(worst, err);
+    }
+    std::printf("model finite differences [%s]: worst relative error %.2e over %zu parameters\n",
+                variant, worst, probes.size());
+  }
+}
+
+TEST_CASE("GPT-2 memorises one batch with AdamW", "[model][gpt2][train]") {
+  for (const char* variant : {"ra_fused", "sdpa_fused"}) {
+    const GPTConfig cfg = small_config(variant);
+    const int B = 4, T = 16;
+    GPT2<float, Exec> m(cfg, B, T, 1);
+    const auto in = random_tokens(B * T, cfg.V, 2), tg = random_tokens(B * T, cfg.V, 3);
+    m.set_batch(in, tg);
+    model::AdamWConfig hp;
+    hp.lr = 1e-2, hp.weight_decay = 0.0;
+    const auto t0 = std::chrono::steady_clock::now();
+    double loss = m.forward(), first = loss;
+    int steps = 0;
+    for (; steps < 400 && loss >= 0.1; ++steps) {
+      m.zero_grad();
+      m.backward();
+      m.clip_grad_norm(1.0);
+      m.step(hp);
+      loss = m.forward();
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("memorise [%s]: loss %.3f -> %.4f in %d AdamW steps, %.2f s\n", variant, first, loss,
+                steps, s);
+    CHECK(first > 3.5);  // ~ln(64) at init
+    CHECK(loss < 0.1);
+    CHECK(m.optimizer_steps() == steps);
+  }
+}
+
+TEST_CASE("GPT-2 initialisation is deterministic and follows GPT-2's scheme", "[model][gpt2]") {
+  GPTConfig cfg = small_config("ra_fused");
+  cfg.attn.disc = model::DiscForm::content;
+  GPT2<float, Kokkos::Serial> serial(cfg, 2, 8, 42);
+  GPT2<float, Exec> parallel(cfg, 2, 8, 42);
+  const auto a = serial.save_state().params, b = parallel.save_state().params;
+  // Element i of a tensor depends only on (seed, name, i): bit-identical on
+  // host spaces; a GPU's log/cos may differ from the host's in the last bit.
+  if (std::is_same_v<Exec::memory_space, Kokkos::HostSpace>)
+    CHECK(a == b);
+  else
+    CHECK(max_rel_error(std::vector<double>(b.begin(), b.end()), std::vector<double>(a.begin(), a.end())) <= 1e-6);
+  GPT2<float, Kokkos::Serial> other(cfg, 2, 8, 43);
+  CHECK(other.save_state().params != a);
+  // An SDPA model from the same seed shares every common tensor.
+  GPT2<float, Kokkos::Serial> sdpa(small_config("sdpa_fused"), 2, 8, 42);
+  const auto c = sdpa.save_state().params;
+  for (const auto& t : sdpa.layout().tensors) {
+    const auto& u = serial.layout().at(t.name);
+    CHECK(std::equal(c.begin() + t.offset, c.begin() + t.offset + t.size, a.begin() + u.offset));
+  }
+
+  const auto& L = serial.layout();
+  auto stats = [&](const std::string& name) {
+    const auto& t = L.at(name);
+    double mean = 0, sq = 0;
+    for (std::size_t i = 0; i < t.size; ++i) mean += a[t.offset + i] / t.size;
+    for (std::size_t i = 0; i < t.size; ++i) sq += (a[t.offset + i] - mean) * (a[t.offset + i] - mean) / t.size;
+    return std::make_pair(mean, std::sqrt(sq));
+  };
+  CHECK(std::abs(stats("h0.fc.w").second - 0.02) < 0.002);
+  CHECK(std::abs(stats("h1.fc_proj.w").second - 0.02 / std::sqrt(2.0 * cfg.L)) < 0.001);
+  CHECK(std::abs(stats("h0.attn_proj.w").second - 0.02 / std::sqrt(2.0 * cfg.L)) < 0.001);
+  CHECK(stats("h0.ln1.w") == std::make_pair(1.0, 0.0));
+  CHECK(stats("h1.fc.b") == std::make_pair(0.0, 0.0));
+  const auto gates = serial.gate_means();
+  CHECK(gates[1].w_std == Approx(0.5));
+  CHECK(gates[1].w_rec == Approx(0.3));
+  CHECK(gates[1].w_disc == Approx(0.2));
+  const auto& wte = L.at("wte");
+  for (std::size_t i = std::size_t(cfg.V) * cfg.C; i < wte.size; ++i) CHECK(a[wte.offset + i] == 0.0f);
+
+  // Same loss on both spaces to rounding.
+  const auto in = random_tokens(16, cfg.V, 1), tg = random_tokens(16, cfg.V, 2);
+  serial.set_batch(in, tg), parallel.set_batch(in, tg);
+  CHECK(std::abs(serial.forward() - parallel.forward()) < 1e-5);
+}
+
+TEST_CASE("An annealed RA layer at w_rec = 0 dispatches to SDPA, with the RA kernel's loss and "
+          "gradients", "[model][gpt2][anneal]") {
+  const int B = 2, T = 12;
+  for (const char* variant : {"ra_fused", "ra_open", "ra_window"}) {
+    const GPTConfig cfg = small_config(variant);
+    GPT2<double, Exec> dispatched(cfg, B, T, 9);
+    const auto params = randomize_params(dispatched, 10);
+    dispatched.set_reciprocity_scale(0.0);
+    const std::string sdpa = std::string(variant) == "ra_open" ? "sdpa_open" : "sdpa_fused";
+    CHECK(dispatched.layer_kernels() == std::vector<std::string>{sdpa, sdpa});
+
+    // The same model run by its RA kernel with gates (w_std, 0, 0): the
+    // seeds' annealing (w_rec only) at scale 0, with w_disc set to 0.
+    GPTConfig rec_cfg = cfg;
+    rec_cfg.attn.anneal = model::Anneal::rec;
+    GPT2<double, Exec> ra_kernel(rec_cfg, B, T, 9);
+    auto st = dispatched.save_state();
+    for (int l = 0; l < cfg.L; ++l) {
+      const auto& g = ra_kernel.layout().at("h" + std::to_string(l) + ".gates");
+      for (int h = 0; h < cfg.H; ++h) st.params[g.offset + 3 * h + kDisc] = 0.0;
+    }
+    ra_kernel.load_state(st);
+    ra_kernel.set_reciprocity_scale(0.0);
+    CHECK(ra_kernel.layer_kernels() == std::vector<std::string>{variant, variant});
+
+    const auto in = random_tokens(B * T, cfg.V, 1), tg = random_tokens(B * T, cfg.V, 2);
+    dispatched.set_batch(in, tg), ra_kernel.set_batch(in, tg);
+    const double loss_sdpa = dispatched.forward(), loss_ra = ra_kernel.forward();
+    dispatched.zero_grad(), ra_kernel.zero_grad();
+    dispatched.backward(), ra_kernel.backward();
+    INFO(variant << ": loss via SDPA " << loss_sdpa << ", via the RA kernel " << loss_ra);
+    CHECK(std::abs(loss_sdpa - loss_ra) <= 1e-12 * std::abs(loss_ra));
+    // Every gradient agrees except dw_disc: under rec_disc it is a * (...) = 0,
+    // under rec the RA model still learns w_disc.
+    auto g_sdpa = download(dispatched.grads()), g_ra = download(ra_kernel.grads());
+    double worst = 0;
+    for (int l = 0; l < cfg.L; ++l) {
+      const auto& g = dispatched.layout().at("h" + std::to_string(l) + ".gates");
+      for (int h = 0; h < cfg.H; ++h) {
+        CHECK(g_sdpa[g.offset + 3 * h + kRec] == 0.0);
+        CHECK(g_ra[g.offset + 3 * h + kRec] == 0.0);
+        CHECK(g_sdpa[g.offset + 3 * h + kDisc] == 0.0);
+        g_ra[g.offset + 3 * h + kDisc] = 0.0;
+      }
+      const auto& d = dispatched.layout().at("h" + std::to_string(l) + ".disc_table");
+      for (std::size_t i = 0; i < d.size; ++i) CHECK(g_sdpa[d.offset + i] == 0.0);
+    }
+    for (std::size_t i = 0; i < g_ra.size(); ++i) worst = std::max(worst, std::abs(g_sdpa[i] - g_ra[i]));
+    CHECK(worst <= 1e-12);
+    std::printf("anneal [%s]: SDPA dispatch vs RA kernel at w_rec = 0: loss diff %.1e, grad diff %.1e\n",
+                variant, std::abs(loss_sdpa - loss_ra), worst);
+
+    dispatched.set_reciprocity_scale(0.25);
+    CHECK(dispatched.layer_kernels() == std::vector<std::string>{variant, variant});
+  }
+}
+
+TEST_CASE("GPT-2 training state: save/load, gradient accumulation, clipping", "[model][gpt2]") {
+  const GPTConfig cfg = small_config("ra_fused");
+  const int B = 2, T = 8;
+  GPT2<double, Exec> m(cfg, B, T, 1);
+  const auto in = random_tokens(B * T, cfg.V, 1), tg = random_tokens(B * T, cfg.V, 2);
+  m.set_batch(in, tg);
+  m.forward();
+  m.zero_grad();
+  m.backward();
+  const auto once = download(m.grads());
+  m.forward();
+  m.backward();  // accumulates a second copy
+  const auto twice = download(m.grads());
+  for (std::size_t i = 0; i < once.size(); ++i) CHECK(twice[i] == Approx(2 * once[i]).margin(1e-15));
+  const double norm = m.grad_norm();
+  CHECK(m.clip_grad_norm(norm / 4) == Approx(norm));
+  CHECK(m.grad_norm() == Approx(norm / 4));
+  CHECK(m.clip_grad_norm(1e9) == Approx(norm / 4));  // below the limit: unchanged
+  model::AdamWConfig hp;
+  m.step(hp), m.step(hp);
+  const auto saved = m.save_state();
+  CHECK(saved.step == 2);
+
+  GPT2<double, Exec> copy(cfg, B, T, 99);
+  copy.load_state(saved);
+  CHECK(copy.optimizer_steps() == 2);
+  CHECK(copy.save_state().params == saved.params);
+  copy.set_batch(in, tg), m.set_batch(in, tg);
+  CHECK(copy.forward() == m.forward());
+  // Both continue identically (the moments came along).
+  copy.zero_grad(), m.zero_grad();
+  copy.backward(), m.backward();
+  copy.step(hp), m.step(hp);
+  CHECK(copy.save_state().params == m.save_state().params);
+
+  GPT2<double, Exec> sdpa(small_config("sdpa_fused"), B, T, 1);
+  CHECK_THROWS_WITH(sdpa.load_state(saved), Catch::Contains("GPT2::load_state: params has"));
+  GPT2<double, Exec> fresh(cfg, B, T, 1);
+  CHECK_THROWS_WITH(fresh.backward(), Catch::Contains("needs a forward() with targets"));
+  CHECK_THROWS_WITH(fresh.forward(), Catch::Contains("call set_batch first"));
+  fresh.set_batch(in, {});
+  CHECK(std::isnan(fresh.forward()));  // logits only
+  CHECK_THROWS_WITH(fresh.backward(), Catch::Contains("needs a forward() with targets"));
+}
+
+TEST_CASE("GPT-2 presets and bad configurations", "[model][config]") {
+  const auto p124 = model::preset("gpt2-124m");
+  const auto layout = model::param_layout(p124);
+  std::size_t n = 0;
+  for (const auto& t : layout.tensors) n += t.size;
+  CHECK(n == 124475904);  // llm.c's count for GPT-2 124M with the padded vocabulary
+  CHECK(p124.padded() == 50304);
+  for (const auto& name : model::preset_names()) CHECK_NOTHROW(model::preset(name).validate());
+  CHECK_THROWS_WITH(model::preset("gpt2-xl"), Catch::Contains("unknown GPT-2 preset 'gpt2-xl'"));
+  CHECK(model::parse_layer_list("4-8", 12) == std::vector<int>{4, 5, 6, 7, 8});
+  CHECK(model::parse_layer_list("0,2,5-6,2", 12) == std::vector<int>{0, 2, 5, 6});
+  CHECK(model::parse_layer_list("all", 3) == std::vector<int>{0, 1, 2});
+  GPTConfig hybrid = model::preset("gpt2-124m");
+  hybrid.attn.ra_layers = "4-8";
+  const auto layers = model::layer_attention(hybrid);
+  CHECK(layers[3].variant == "sdpa_fused");
+  CHECK(layers[4].variant == "ra_fused");
+  CHECK(layers[8].ra);
+  CHECK_FALSE(layers[9].ra);
+
+  auto bad = [](const std::function<void(GPTConfig&)>& change) {
+    GPTConfig c = small_config("ra_fused");
+    change(c);
+    return c;
+  };
+  const std::vector<std::pair<GPTConfig, std::string>> cases = {
+      {bad([](GPTConfig& c) { c.C = 31; }), "width C = 31 is not divisible by H = 2 heads"},
+      {bad([](GPTConfig& c) { c.L = 0; }), "L (layers) = 0 but must be >= 1"},
+      {bad([](GPTConfig& c) { c.H = 1, c.C = 256; }), "fused kernels (D <= 128)"},
+      {bad([](GPTConfig& c) { c.Vp = 60; }), "padded vocabulary Vp = 60 is smaller than V = 64"},
+      {bad([](GPTConfig& c) { c.attn.variant = "flash"; }), "unknown attention variant 'flash'"},
+      {bad([](GPTConfig& c) { c.attn.ra_layers = "1-5"; }), "layer 5 does not exist (the model has 2 layers"},
+      {bad([](GPTConfig& c) { c.attn.ra_layers = "1-0"; }), "range '1-0' runs backwards"},
+      {bad([](GPTConfig& c) { c.attn.ra_layers = "x"; }), "'x' is not a layer number"},
+      {bad([](GPTConfig& c) { c.attn.window = 4; }), "window = 4 is set but no layer runs ra_window"},
+      {bad([](GPTConfig& c) { c.attn.variant = "ra_window"; }), "ra_window needs a window >= 0"},
+  };
+  for (const auto& [cfg, message] : cases) {
+    INFO("expected: " << message);
+    CHECK_THROWS_WITH(cfg.validate(), Catch::Contains(message));
+    CHECK_THROWS_WITH((GPT2<float, Exec>(cfg, 1, 4, 1)), Catch::Contains(message));
+  }
+  CHECK_THROWS_WITH(model::parse_disc_form("learned"), Catch::Contains("known: table, content"));
+  CHECK_THROWS_WITH(model::parse_anneal("linear"), Catch::Contains("known: rec, rec_disc"));
+  const GPTConfig ok = small_config("sdpa_fused");
+  CHECK_THROWS_WITH((GPT2<float, Exec>(ok, 1, 17, 1)), Catch::Contains("1 <= T <= T_max = 16"));
+  GPT2<float, Exec> m(ok, 1, 4, 1);
+  CHECK_THROWS_WITH(m.set_batch({1, 2, 64, 3}, {1, 2, 3, 4}),
+                    Catch::Contains("inputs[2] = 64 is outside the vocabulary [0, 64)"));
+  CHECK_THROWS_WITH(m.set_batch({1, 2, 3}, {1, 2, 3}), Catch::Contains("inputs has 3 tokens, expected B*T = 4"));
+  CHECK_THROWS_WITH(m.set_reciprocity_scale(1.5), Catch::Contains("outside [0, 1]"));
+}
