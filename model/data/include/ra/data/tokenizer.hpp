@@ -63,6 +63,7 @@ class Gpt2Tokenizer {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
   }
   void bpe(std::string_view piece, std::vector<int>& out);
+  void bpe_long(std::string_view piece, std::vector<int>& out) const;
   template <class Id>
   std::string decode_ids(const Id* ids, std::size_t count) const;
 
@@ -70,6 +71,11 @@ class Gpt2Tokenizer {
   int byte_token_[256];
   std::unordered_map<std::uint64_t, Merge> merges_;
   int end_of_text_ = -1;
+  // True when every merge's parts were made by lower-ranked merges (or are
+  // single bytes), as in any vocabulary BPE training produces: then a merge
+  // never creates a pair that outranks the pairs already there, and long
+  // pieces can take the O(n log n) path with the same result.
+  bool ranks_follow_creation_ = true;
   std::unordered_map<std::string, std::vector<int>> piece_cache_;
   std::vector<int> scratch_;
 };
