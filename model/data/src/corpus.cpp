@@ -84,6 +84,11 @@ std::string brown_tagged_to_text(std::string_view tagged) {
   return text;
 }
 
+bool is_brown_sample_name(std::string_view name) {
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  return name.size() == 4 && name[0] == 'c' && name[1] >= 'a' && name[1] <= 'r' && digit(name[2]) && digit(name[3]);
+}
+
 std::vector<bool> pick_validation_documents(std::size_t count, double val_fraction) {
   std::vector<bool> val(count, false);
   for (std::size_t i = 0; i < count; ++i) {

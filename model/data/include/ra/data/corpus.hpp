@@ -21,6 +21,10 @@ std::vector<std::string> collect_input_files(const std::vector<std::string>& pat
 // it, opening brackets and quotes to the word after.
 std::string brown_tagged_to_text(std::string_view tagged);
 
+// True for the Brown corpus's sample file names, "ca01" to "cr09" (genre
+// letter a..r, two digits); its folder also holds README, CONTENTS, cats.txt.
+bool is_brown_sample_name(std::string_view file_name);
+
 // Which of `count` documents form the validation split: a fraction
 // `val_fraction` of them spread evenly through the list (document i is in it
 // when floor((i+1)*f) > floor(i*f)), so that every part of an ordered corpus
