@@ -426,3 +426,66 @@ TEST_CASE("GPT-2 presets and bad configurations", "[model][config]") {
   CHECK_THROWS_WITH(m.set_batch({1, 2, 3}, {1, 2, 3}), Catch::Contains("inputs has 3 tokens, expected B*T = 4"));
   CHECK_THROWS_WITH(m.set_reciprocity_scale(1.5), Catch::Contains("outside [0, 1]"));
 }
+
+// Not part of the suite (hidden tag): times training steps of the gpt2-tiny
+// preset on this machine, by phase. Run: test_model "[.bench]".
+TEST_CASE("gpt2-tiny training step timing", "[.][bench]") {
+  const int B = 8, T = 128, steps = 3;
+  for (const char* variant : {"sdpa_fused", "ra_fused", "ra_open"}) {
+    GPTConfig cfg = model::preset("gpt2-tiny");
+    cfg.attn.variant = variant;
+    GPT2<float, Exec> m(cfg, B, T, 1);
+    m.set_attention_timing(true);
+    const auto in = random_tokens(B * T, cfg.V, 1), tg = random_tokens(B * T, cfg.V, 2);
+    double fwd = 0, bwd = 0, opt = 0, loss = 0;
+    auto ms = [](auto t0) {
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    for (int s = 0; s <= steps; ++s) {
+      if (s == 1) fwd = bwd = opt = 0, m.reset_attention_timing();  // step 0 warms up
+      m.set_batch(in, tg);
+      auto t0 = std::chrono::steady_clock::now();
+      loss = m.forward();
+      fwd += ms(t0);
+      t0 = std::chrono::steady_clock::now();
+      m.zero_grad();
+      m.backward();
+      Kokkos::fence();
+      bwd += ms(t0);
+      t0 = std::chrono::steady_clock::now();
+      m.clip_grad_norm(1.0);
+      m.step(model::AdamWConfig{});
+      Kokkos::fence();
+      opt += ms(t0);
+    }
+    std::printf("gpt2-tiny %-10s B=%d T=%d on %s (%d threads): step %.0f ms = forward %.0f + backward %.0f "
+                "+ clip/AdamW %.0f; attention %.0f + %.0f ms; loss %.3f; params %.1f MB, activations %.1f MB\n",
+                variant, B, T, Exec::name(), Exec().concurrency(), (fwd + bwd + opt) / steps,
+                fwd / steps, bwd / steps, opt / steps, m.attention_forward_ms() / steps,
+                m.attention_backward_ms() / steps, loss, m.parameter_bytes() / 1e6,
+                m.activation_bytes() / 1e6);
+  }
+}
+
+// Not part of the suite: GFLOP/s of the model's GEMMs (KokkosBlas::gemm) at
+// gpt2-tiny's LM-head shape. Run: test_model "[.bench]".
+TEST_CASE("LM-head GEMM throughput", "[.][bench]") {
+  using Ops = model::Layers<float, Exec>;
+  const int N = 1024, C = 128, Vp = 50304;
+  Ops::Mat x("x", N, C), w("w", Vp, C), y("y", N, Vp), dx("dx", N, C), dw("dw", Vp, C);
+  Ops::Vec work("work", 1);
+  for (int rep = 0; rep < 2; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    Ops::linear_forward(Exec(), x, w, Ops::Vec(), y, Ops::Mat());
+    Kokkos::fence();
+    const double f = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    t0 = std::chrono::steady_clock::now();
+    Ops::linear_backward(Exec(), y, x, w, dx, false, dw, Ops::Vec(), work);
+    Kokkos::fence();
+    const double b = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double flops = 2.0 * N * C * Vp;
+    std::printf("LM-head GEMM [%d x %d] x [%d x %d]^T on %s: forward %.0f ms (%.1f GFLOP/s), backward %.0f ms "
+                "(%.1f GFLOP/s)\n", N, C, Vp, C, Exec::name(), f * 1e3, flops / f / 1e9, b * 1e3,
+                2 * flops / b / 1e9);
+  }
+}
