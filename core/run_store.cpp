@@ -12,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -508,6 +509,91 @@ RunWriter RunWriter::create(const std::string& path, const std::map<std::string,
     throw;
   }
   return RunWriter(std::move(impl));
+}
+
+RunWriter RunWriter::reopen(const std::string& path) {
+  quiet_hdf5();
+  const std::string prefix = "cannot reopen run file " + path + ": ";
+  if (!path_exists(path)) throw std::runtime_error(prefix + "no such file");
+  htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  if (is_hdf5 <= 0) throw std::runtime_error(prefix + "not an HDF5 file");
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  Handle fapl = file_access_plist();
+  hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
+  if (fid < 0) {
+    std::string text = hdf5_error_text();
+    if (text.find("lock") != std::string::npos) text += " -- probably still open by a running writer";
+    throw std::runtime_error(prefix + "HDF5: " + text);
+  }
+  impl->file = Handle(fid, H5Fclose);
+  impl->str_type = vlen_utf8_type();
+  // See RunReader: a writer killed mid-flush can leave objects past the
+  // stored end-of-allocation mark; new allocations would land on them.
+  haddr_t eoa = 0;
+  if (H5Fget_eoa(fid, &eoa) < 0) fail(prefix + "reading the end-of-allocation mark");
+  std::error_code size_ec;
+  const std::uintmax_t eof = fs::file_size(path, size_ec);
+  if (!size_ec && eof > eoa)
+    check(H5Fincrement_filesize(fid, 0), prefix + "raising the end-of-allocation mark");
+  if (H5Aexists(fid, "schema") <= 0) throw std::runtime_error(prefix + "not a run file (no 'schema' attribute)");
+
+  std::vector<std::string> names;
+  check(H5Literate(fid, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_link_name, &names), prefix + "listing root");
+  auto committed = [&](hid_t obj, const char* counter_name, const std::string& what, Handle& attr) {
+    attr = checked(H5Aopen(obj, counter_name, H5P_DEFAULT), H5Aclose, what + ": opening '" + counter_name + "'");
+    std::int64_t v = 0;
+    check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), what + ": reading '" + counter_name + "'");
+    return static_cast<hsize_t>(v < 0 ? 0 : v);
+  };
+  for (const auto& name : names) {
+    const std::string what = prefix + "'" + name + "'";
+    Handle obj = checked(H5Oopen(fid, name.c_str(), H5P_DEFAULT), H5Oclose, what);
+    if (H5Iget_type(obj.get()) == H5I_GROUP && H5Aexists(obj.get(), "columns") > 0) {
+      Impl::Table table;
+      table.rows = committed(obj.get(), "rows", what, table.rows_attr);
+      std::string cols;
+      Handle cattr = checked(H5Aopen(obj.get(), "columns", H5P_DEFAULT), H5Aclose, what);
+      read_attribute_text(cattr.get(), cols, what);
+      std::stringstream list(cols);
+      for (std::string col; std::getline(list, col, ',');) {
+        const std::string cwhat = what + ", column '" + col + "'";
+        Handle dset = checked(H5Dopen2(obj.get(), col.c_str(), H5P_DEFAULT), H5Dclose, cwhat);
+        Handle type = checked(H5Dget_type(dset.get()), H5Tclose, cwhat);
+        const H5T_class_t cls = H5Tget_class(type.get());
+        const Column::Type ct = cls == H5T_STRING    ? Column::Type::String
+                                : cls == H5T_INTEGER ? Column::Type::Int64
+                                                     : Column::Type::Float64;
+        table.columns.push_back(Impl::ColumnState{col, ct, std::move(dset)});
+      }
+      impl->tables.emplace(name, std::move(table));
+    } else if (H5Iget_type(obj.get()) == H5I_DATASET && H5Aexists(obj.get(), "length") > 0) {
+      Impl::Series ser;
+      ser.size = committed(obj.get(), "length", what, ser.length_attr);
+      ser.dset = checked(H5Dopen2(fid, name.c_str(), H5P_DEFAULT), H5Dclose, what);
+      impl->series.emplace(name, std::move(ser));
+    }
+  }
+  H5Eclear2(H5E_DEFAULT);
+  return RunWriter(std::move(impl));
+}
+
+std::size_t RunWriter::rows(const std::string& table) const {
+  Impl& s = state();
+  auto it = s.tables.find(table);
+  if (it == s.tables.end()) throw std::invalid_argument(s.where() + ": unknown table '" + table + "'");
+  return it->second.rows;
+}
+
+void RunWriter::truncate_rows(const std::string& table, std::size_t rows) {
+  Impl& s = state();
+  auto it = s.tables.find(table);
+  if (it == s.tables.end()) throw std::invalid_argument(s.where() + ": truncate_rows of unknown table '" + table + "'");
+  Impl::Table& t = it->second;
+  if (rows >= t.rows) return;
+  write_counter(t.rows_attr, rows, s.where() + ": truncating table '" + table + "'");
+  s.flush();
+  t.rows = rows;
 }
 
 void RunWriter::set_attribute(const std::string& key, const std::string& value) {

@@ -79,6 +79,14 @@ class RunWriter {
   static RunWriter create(const std::string& path,
                           const std::map<std::string, std::string>& attributes);
 
+  // Reopens an existing run file for appending (a resumed run): its tables
+  // and series continue after their committed rows/values. A file left by a
+  // writer killed mid-flush (longer than HDF5's end-of-allocation mark) gets
+  // that mark raised in place first, so nothing already written is
+  // overwritten by new allocations. Throws std::runtime_error naming the
+  // path if it is missing, not a run file, or locked by a live writer.
+  static RunWriter reopen(const std::string& path);
+
   RunWriter(RunWriter&&) noexcept;
   RunWriter& operator=(RunWriter&&) noexcept;
   RunWriter(const RunWriter&) = delete;
@@ -101,6 +109,13 @@ class RunWriter {
   // std::invalid_argument naming the column (nothing is written in that case).
   // Unknown table: std::invalid_argument naming it. Flushes the file.
   void append_row(const std::string& table, const std::vector<Value>& values);
+
+  // Lowers a table's committed row count to `rows` (no-op if it has no
+  // more): later appends overwrite the rows past it. A resumed run uses it
+  // to drop rows logged after the checkpoint it restarts from. Committed
+  // like an append (one in-place counter update, flushed).
+  void truncate_rows(const std::string& table, std::size_t rows);
+  std::size_t rows(const std::string& table) const;
 
   // A series: extendible 1-D float64 dataset /<name> (e.g. a loss curve).
   void create_series(const std::string& name, const std::string& units,
