@@ -326,6 +326,17 @@ TEST_CASE("An annealed RA layer at w_rec = 0 dispatches to SDPA, with the RA ker
 
     dispatched.set_reciprocity_scale(0.25);
     CHECK(dispatched.layer_kernels() == std::vector<std::string>{variant, variant});
+
+    // A scale set between forward and backward waits for the next forward.
+    dispatched.forward();
+    dispatched.zero_grad();
+    dispatched.backward();
+    const auto at_quarter = download(dispatched.grads());
+    dispatched.forward();
+    dispatched.set_reciprocity_scale(0.0);
+    dispatched.zero_grad();
+    dispatched.backward();
+    CHECK(download(dispatched.grads()) == at_quarter);
   }
 }
 

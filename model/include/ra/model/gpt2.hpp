@@ -94,6 +94,7 @@ class GPT2 {
   // Reciprocity annealing: effective w_rec = a * w_rec (and w_disc = a *
   // w_disc under Anneal::rec_disc) in every RA layer. Under rec_disc, a = 0
   // exactly makes each RA layer run the SDPA kernel (see gpt2_impl.hpp).
+  // Takes effect at the next forward (a backward uses its forward's scale).
   void set_reciprocity_scale(double a);
   double reciprocity_scale() const { return rec_scale_; }
   std::vector<LayerGates> gate_means() const;
@@ -146,14 +147,14 @@ class GPT2 {
   LayerParams layer_params(const Vec& flat, int l) const;
   Mat matrix(const Vec& flat, const std::string& name) const;
   AttentionKernel& attention_kernel(const std::string& variant, int window);
-  bool sdpa_dispatch(int l) const;
+  bool sdpa_dispatch(int l, double scale) const;
   void layer_forward(int l);
   void layer_backward(int l);
   kk::AttentionTensors<Scalar, Exec> attention_tensors(int l) const;
   AttentionKernel& layer_kernel(int l);
   void disc_forward(int l, const LayerParams& p);
   void disc_backward(int l, const LayerParams& p, const LayerParams& g);
-  Scalar disc_scale() const;  // what multiplies w_disc: the annealing scale under rec_disc, else 1
+  Scalar disc_scale() const;  // what multiplies w_disc in this pass: the scale under rec_disc, else 1
   template <class Fn>
   void timed(double& ms, Fn&& fn);
 
@@ -172,7 +173,7 @@ class GPT2 {
   int n_buckets_ = 0;
   bool batch_set_ = false, has_targets_ = false, forward_done_ = false;
   std::map<std::string, std::unique_ptr<AttentionKernel>> kernels_;
-  double rec_scale_ = 1.0;
+  double rec_scale_ = 1.0, pass_scale_ = 1.0;  // set by the trainer; used by the last forward
   long step_ = 0;
   bool time_attention_ = false;
   double attn_fwd_ms_ = 0, attn_bwd_ms_ = 0;

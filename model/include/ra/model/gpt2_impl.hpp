@@ -299,16 +299,16 @@ typename GPT2<Scalar, Exec>::AttentionKernel& GPT2<Scalar, Exec>::attention_kern
 }
 
 template <class Scalar, class Exec>
-bool GPT2<Scalar, Exec>::sdpa_dispatch(int l) const {
-  return layer_attn_[l].ra && cfg_.attn.anneal == Anneal::rec_disc && rec_scale_ == 0.0;
+bool GPT2<Scalar, Exec>::sdpa_dispatch(int l, double scale) const {
+  return layer_attn_[l].ra && cfg_.attn.anneal == Anneal::rec_disc && scale == 0.0;
 }
 
 template <class Scalar, class Exec>
 std::vector<std::string> GPT2<Scalar, Exec>::layer_kernels() const {
   std::vector<std::string> out;
   for (int l = 0; l < cfg_.L; ++l)
-    out.push_back(sdpa_dispatch(l) ? (layer_attn_[l].fused ? "sdpa_fused" : "sdpa_open")
-                                   : layer_attn_[l].variant);
+    out.push_back(sdpa_dispatch(l, rec_scale_) ? (layer_attn_[l].fused ? "sdpa_fused" : "sdpa_open")
+                                               : layer_attn_[l].variant);
   return out;
 }
 
@@ -320,7 +320,7 @@ void GPT2<Scalar, Exec>::set_reciprocity_scale(double a) {
   rec_scale_ = a;
   // Build the SDPA kernels now rather than inside a pass.
   for (int l = 0; l < cfg_.L; ++l)
-    if (sdpa_dispatch(l)) attention_kernel(layer_kernels()[l], -1);
+    if (sdpa_dispatch(l, a)) attention_kernel(layer_kernels()[l], -1);
 }
 
 template <class Scalar, class Exec>
@@ -346,7 +346,8 @@ kk::AttentionTensors<Scalar, Exec> GPT2<Scalar, Exec>::attention_tensors(int l) 
 
 template <class Scalar, class Exec>
 typename GPT2<Scalar, Exec>::AttentionKernel& GPT2<Scalar, Exec>::layer_kernel(int l) {
-  return attention_kernel(layer_kernels()[l], sdpa_dispatch(l) ? -1 : layer_attn_[l].window);
+  if (!sdpa_dispatch(l, pass_scale_)) return attention_kernel(layer_attn_[l].variant, layer_attn_[l].window);
+  return attention_kernel(layer_attn_[l].fused ? "sdpa_fused" : "sdpa_open", -1);
 }
 
 template <class Scalar, class Exec>
@@ -373,7 +374,7 @@ void GPT2<Scalar, Exec>::disc_backward(int l, const LayerParams& p, const LayerP
 
 template <class Scalar, class Exec>
 Scalar GPT2<Scalar, Exec>::disc_scale() const {
-  return cfg_.attn.anneal == Anneal::rec_disc ? Scalar(rec_scale_) : Scalar(1);
+  return cfg_.attn.anneal == Anneal::rec_disc ? Scalar(pass_scale_) : Scalar(1);
 }
 
 template <class Scalar, class Exec>
@@ -381,10 +382,10 @@ void GPT2<Scalar, Exec>::layer_forward(int l) {
   const auto p = layer_params(params_, l);
   const auto& a = acts_[l];
   const Mat in = l == 0 ? encoded_ : acts_[l - 1].res3;
-  const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l);
+  const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l, pass_scale_);
   Ops::layernorm_forward(exec_, in, p.ln1w, p.ln1b, a.ln1, a.ln1_mean, a.ln1_rstd);
   Ops::linear_forward(exec_, a.ln1, p.qkvw, p.qkvb, a.qkv, Mat());
-  if (ra) Ops::effective_gates(exec_, p.gates, a.gates_eff, Scalar(rec_scale_), disc_scale());
+  if (ra) Ops::effective_gates(exec_, p.gates, a.gates_eff, Scalar(pass_scale_), disc_scale());
   Ops::split_heads(exec_, a.qkv, a.q, a.k, a.v, fold ? a.gates_eff : T3());
   const auto t = attention_tensors(l);
   auto& kernel = layer_kernel(l);
@@ -406,7 +407,7 @@ void GPT2<Scalar, Exec>::layer_backward(int l) {
   const auto& a = acts_[l];
   const auto& s = *scratch_;
   const Mat in = l == 0 ? encoded_ : acts_[l - 1].res3;
-  const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l);
+  const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l, pass_scale_);
   // s.dres holds dL/d(res3); the residual paths pass it through unchanged.
   Ops::linear_backward(exec_, s.dres, a.fch_gelu, p.fcprojw, s.dfch, false, g.fcprojw, g.fcprojb, s.work);
   Ops::gelu_backward(exec_, a.fch, s.dfch, s.dfch);
@@ -419,7 +420,7 @@ void GPT2<Scalar, Exec>::layer_backward(int l) {
   timed(attn_bwd_ms_, [&] {
     kernel.backward(t);
     if (ra && !fold) {
-      Ops::accumulate_gate_grads(exec_, s.dgates, g.gates, Scalar(rec_scale_), disc_scale());
+      Ops::accumulate_gate_grads(exec_, s.dgates, g.gates, Scalar(pass_scale_), disc_scale());
       disc_backward(l, p, g);
     }
   });
@@ -432,6 +433,9 @@ void GPT2<Scalar, Exec>::layer_backward(int l) {
 template <class Scalar, class Exec>
 double GPT2<Scalar, Exec>::forward() {
   if (!batch_set_) throw std::logic_error("GPT2::forward: no batch (call set_batch first)");
+  // The scale this pass runs with: backward uses the same one even if the
+  // trainer changes the scale in between.
+  pass_scale_ = rec_scale_;
   const Mat wte = matrix(params_, "wte"), wpe = matrix(params_, "wpe");
   Ops::encoder_forward(exec_, inputs_, wte, wpe, encoded_, T_);
   for (int l = 0; l < cfg_.L; ++l) layer_forward(l);
