@@ -214,3 +214,18 @@ TEST_CASE("ra-train: --resume refuses changing the model", "[train]") {
   CHECK(missing.exit_code == 1);
   CHECK_THAT(missing.output, Contains("nothing.h5"));
 }
+
+TEST_CASE("ra-train: --time-budget stops on the wall clock with a final evaluation and checkpoint", "[train]") {
+  Workdir w;
+  const auto r = run_train(w.args("run.h5") + " --time-budget 1 --eval-every 1000");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  ra::RunReader run(w.path("run.h5"));
+  const auto seconds = run.read_f64("train/seconds");
+  REQUIRE(!seconds.empty());
+  CHECK(seconds.back() >= 1.0);
+  const auto val_steps = run.read_i64("val/step");
+  REQUIRE(val_steps.size() == 2);  // the initial loss and the final one
+  CHECK(val_steps.back() == std::int64_t(seconds.size()));
+  CHECK(ra::train::read_checkpoint(w.path("run.ckpt.h5")).step == std::int64_t(seconds.size()));
+}
