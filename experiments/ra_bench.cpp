@@ -22,6 +22,7 @@
 #include <ra/cli.hpp>
 #include <ra/device_info.hpp>
 #include <ra/git_revision.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
 #include <ra/kokkos/attention.hpp>
 #include <ra/rng.hpp>
 #include <ra/run_store.hpp>
@@ -42,6 +43,7 @@ struct Config {
   int gate_batch = 1;
   int tile = 0;  // 0: kernel_traits table
   bool portable = false;  // force the portable kernels (ra-bench --portable)
+  std::vector<int> tc_candidates;  // tensor-core forward candidates to time (empty: the table's)
   int warmup = 3;
   int reps = 0;  // 0: backend default
   std::uint64_t seed = 1234;
@@ -121,15 +123,19 @@ struct Bench {
 template <class Exec>
 void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& results,
                   const std::function<void(const Result&)>& on_done, int* failures) {
+  std::vector<int> candidates = cfg.tc_candidates;
+  if (candidates.empty()) candidates.push_back(-1);
   for (const std::string& dtype : cfg.dtypes)
     for (const std::string& vname : cfg.variants)
-      for (const std::string& pass : cfg.passes) {
+      for (const std::string& pass : cfg.passes)
+        for (const int candidate : candidates) {
         const Variant v = ra::kk::parse_variant(vname);
         ra::kk::Options opt;
         opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
         opt.window = v == Variant::ra_window ? cfg.window : -1;
         opt.tile = cfg.tile;
         opt.portable = cfg.portable;
+        opt.tc_candidate = candidate;
         Result r;
         r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
         const bool bwd = pass == "fwdbwd";
@@ -165,7 +171,8 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         };
         const std::string name = vname + "/" + pass + "/" + dtype + "/B" + std::to_string(s.B) +
                                  "_H" + std::to_string(s.H) + "_T" + std::to_string(s.T) + "_D" +
-                                 std::to_string(s.D);
+                                 std::to_string(s.D) +
+                                 (candidate >= 0 ? "/tc" + std::to_string(candidate) : "");
         benchmark::internal::Benchmark* b;
         if (dtype == "float")
           b = benchmark::RegisterBenchmark(name.c_str(),
@@ -269,6 +276,13 @@ int bench_main(Config cfg, const std::string& cmdline) {
   if (cfg.variants.empty())
     for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
   // Fail before any file is written if a variant cannot run this shape.
+  if (!cfg.tc_candidates.empty())
+    for (const auto& dtype : cfg.dtypes)
+      for (const auto& name : cfg.variants)
+        if (dtype != "bf16" || !ra::kk::is_fused(ra::kk::parse_variant(name)))
+          throw std::invalid_argument("--tc-candidates times the bf16 tensor-core forward: use "
+                                      "--dtypes bf16 and fused variants only (got " + dtype +
+                                      " " + name + ")");
   for (const auto& dtype : cfg.dtypes) {
 #if !defined(RA_HAVE_BF16)
     if (dtype == "bf16")
@@ -307,7 +321,8 @@ int bench_main(Config cfg, const std::string& cmdline) {
   std::vector<Result> results;
   results.reserve(cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size());
   ra::RunWriter run = open_run(stem + ".h5", cfg, s, dev, cmdline, stem + ".json");
-  const std::size_t total = cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size();
+  const std::size_t total = cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size() *
+                            std::max<std::size_t>(1, cfg.tc_candidates.size());
   std::size_t done = 0;
   int failures = 0;
   register_all<Exec>(
@@ -371,6 +386,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"float", "double", "bf16"}));
   app.add_flag("--portable", cfg.portable,
                "run the portable kernels even where a tensor-core path exists");
+  app.add_option("--tc-candidates", cfg.tc_candidates,
+                 "bf16 on CUDA: time these compiled tensor-core forward configurations (0.." +
+                     std::to_string(ra::kk::kForwardCandidates - 1) +
+                     ", head dims 33..64) instead of the traits table's; one row each")
+      ->delimiter(',')
+      ->check(CLI::Range(0, ra::kk::kForwardCandidates - 1));
   app.add_option("--window", cfg.window, "reciprocity window of ra_window (tokens)")
       ->check(ra::cli::at_least(0));
   app.add_option("--gate-batch", cfg.gate_batch, "1: gates per head; B: per (batch, head)")

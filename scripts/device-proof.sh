@@ -29,11 +29,23 @@ for preset in ${RA_PRESETS:-cuda-h100 cuda-a10g}; do
   echo "ctest $preset took $(( $(date +%s) - t0 )) s"
 done
 
-if [ -x "$root/.device/cuda-h100/ra-bench" ]; then
-  echo "== ra-bench (cuda-h100 build), seeds' shape"
-  "$root/.device/cuda-h100/ra-bench" --out "$OUT/ra-bench-seed" ${RA_BENCH_ARGS:-} 2>&1 || status=1
-  python3 "$root/scripts/plot_bench.py" "$OUT/ra-bench-seed.h5" || true
+# RA_SANITIZE=1: compute-sanitizer memcheck (and racecheck) over the bf16 kernel tests.
+if [ -n "${RA_SANITIZE:-}" ] && [ -x "$root/.device/cuda-h100/test_kernels" ]; then
+  for tool in memcheck racecheck; do
+    echo "== compute-sanitizer --tool $tool test_kernels [bf16]"
+    compute-sanitizer --tool $tool --error-exitcode 9 "$root/.device/cuda-h100/test_kernels" "[bf16]" 2>&1 | tail -n 5 || status=1
+  done
 fi
-echo "== PyTorch yardstick, same shape"
-PYTHONUNBUFFERED=1 python3 "$root/scripts/torch_yardstick.py" --out "$OUT/torch.json" 2>&1 || status=1
+
+# ra-bench and the PyTorch yardstick at each sequence length of RA_BENCH_TS
+# (default: the seeds' T = 1024), back to back in the same call.
+for T in ${RA_BENCH_TS:-1024}; do
+  if [ -x "$root/.device/cuda-h100/ra-bench" ]; then
+    echo "== ra-bench (cuda-h100 build), B8 H12 T$T D64"
+    "$root/.device/cuda-h100/ra-bench" --T "$T" --out "$OUT/ra-bench-T$T" ${RA_BENCH_ARGS:-} 2>&1 || status=1
+    [ -n "${RA_PLOT:-}" ] && { python3 "$root/scripts/plot_bench.py" "$OUT/ra-bench-T$T.h5" || true; }
+  fi
+  echo "== PyTorch yardstick, same shape"
+  PYTHONUNBUFFERED=1 python3 "$root/scripts/torch_yardstick.py" --T "$T" ${RA_TORCH_ARGS:-} --out "$OUT/torch-T$T.json" 2>&1 || status=1
+done
 exit $status

@@ -30,6 +30,9 @@ expect nonzero "flash" --variants flash
 expect nonzero "unknown argument '--bogus'" --bogus
 expect nonzero "half" --dtypes half
 expect nonzero "--tile" --tile 12
+# bf16: a CUDA-build feature; elsewhere a clear refusal before any file is written.
+expect nonzero "bf16" --dtypes bf16 --variants sdpa_fused --T 4 --B 1 --H 1 --reps 1 --out "$tmp/bf16"
+[ ! -e "$tmp/bf16.h5" ] || { echo "FAIL: a rejected bf16 run left a file behind"; fails=$((fails+1)); }
 expect nonzero "D = 256" --variants sdpa_fused --D 256 --T 4 --B 1 --H 1 --reps 1 --out "$tmp/big"
 [ ! -e "$tmp/big.h5" ] || { echo "FAIL: a rejected run left a file behind"; fails=$((fails+1)); }
 

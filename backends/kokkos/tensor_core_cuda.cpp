@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
+#include <utility>
 
 namespace ra::kk::detail::tc {
 namespace {
@@ -144,11 +145,15 @@ __device__ __forceinline__ void load_a(u32 (&frag)[KSTEPS][4], u32 tile, int row
     ldsm_x4(frag[kk], tile + Swizzled<COLS>::offset(row0 + (lane & 15), 2 * kk + (lane >> 4)));
 }
 
-// acc[16 x N] += A[16 x K-range] . Bt^T where Bt is a staged tile of N rows
-// (its rows are the product's columns): k-steps K0..K1-1 of 16.
-template <int K0, int K1, int N, int COLS, int KSTEPS>
-__device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const u32 (&a)[KSTEPS][4], u32 bt,
-                                        int lane) {
+// The product helpers work on MT m-tiles of 16 rows per warp at once: each B
+// fragment read from shared memory by ldmatrix feeds MT mma's, so a warp with
+// more rows does more tensor-core work per byte of shared-memory traffic.
+//
+// acc[mt][16 x N] += A[mt][16 x K-range] . Bt^T where Bt is a staged tile of N
+// rows (its rows are the product's columns): k-steps K0..K1-1 of 16.
+template <int K0, int K1, int N, int COLS, int MT, int KSTEPS>
+__device__ __forceinline__ void mma_abt(float (&acc)[MT][N / 8][4],
+                                        const u32 (&a)[MT][KSTEPS][4], u32 bt, int lane) {
 #pragma unroll
   for (int kk = K0; kk < K1; ++kk)
 #pragma unroll
@@ -156,44 +161,65 @@ __device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const u32 (&a)[K
       u32 b[4];
       ldsm_x4(b, bt + Swizzled<COLS>::offset(np * 16 + (lane & 7) + ((lane >> 4) << 3),
                                              2 * kk + ((lane >> 3) & 1)));
-      mma(acc[2 * np], a[kk], b[0], b[1]);
-      mma(acc[2 * np + 1], a[kk], b[2], b[3]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma(acc[mt][2 * np], a[mt][kk], b[0], b[1]);
+        mma(acc[mt][2 * np + 1], a[mt][kk], b[2], b[3]);
+      }
     }
 }
 
-// acc[16 x NCOLS] (n-blocks of 8, first NB0..NB1-1 pairs) += P[16 x K] . Bs where P is
-// given as fp32 C-fragments (K/8 blocks) and Bs a staged tile of K rows.
-// `p2` replaces `p` for n-pairs >= NSPLIT/16 (the band-masked dL of mixed tiles).
-template <int K, int COLS, int NACC>
-__device__ __forceinline__ void mma_pb(float (&acc)[NACC][4], const float (&p)[K / 8][4],
-                                       const float (&p2)[K / 8][4], int npairs, int nsplit_pairs,
-                                       u32 bs, int lane) {
+// The A-fragment (16 x 16 bf16) of k-step kk of a tile held as fp32 C-fragments.
+template <int NB>
+__device__ __forceinline__ void c_to_a(u32 (&a)[4], const float (&c)[NB][4], int kk) {
+  a[0] = pack_bf16(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = pack_bf16(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = pack_bf16(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
+// acc[mt][16 x COLS] (first `npairs` pairs of n-blocks) += P[mt][16 x K] . Bs where
+// P is given as fp32 C-fragments (K/8 blocks) and Bs a staged tile of K rows.
+// `p2` replaces `p` for n-pairs >= nsplit_pairs (the band-masked dL of mixed tiles).
+template <int K, int COLS, int NACC, int MT>
+__device__ __forceinline__ void mma_pb(float (&acc)[MT][NACC][4], const float (&p)[MT][K / 8][4],
+                                       const float (&p2)[MT][K / 8][4], int npairs,
+                                       int nsplit_pairs, u32 bs, int lane) {
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
-    u32 a[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
-                      pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                      pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
-    u32 a2[4] = {a[0], a[1], a[2], a[3]};
-    if (nsplit_pairs < NACC / 2) {
-      a2[0] = pack_bf16(p2[2 * kk][0], p2[2 * kk][1]);
-      a2[1] = pack_bf16(p2[2 * kk][2], p2[2 * kk][3]);
-      a2[2] = pack_bf16(p2[2 * kk + 1][0], p2[2 * kk + 1][1]);
-      a2[3] = pack_bf16(p2[2 * kk + 1][2], p2[2 * kk + 1][3]);
+    u32 a[MT][4], a2[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      c_to_a(a[mt], p[mt], kk);
+      if (nsplit_pairs < NACC / 2) c_to_a(a2[mt], p2[mt], kk);
     }
 #pragma unroll
     for (int np = 0; np < NACC / 2; ++np) {
       if (np >= npairs) break;
       u32 b[4];
       ldsm_x4_trans(b, bs + Swizzled<COLS>::offset(kk * 16 + (lane & 15), 2 * np + (lane >> 4)));
-      if (np < nsplit_pairs) {
-        mma(acc[2 * np], a, b[0], b[1]);
-        mma(acc[2 * np + 1], a, b[2], b[3]);
-      } else {
-        mma(acc[2 * np], a2, b[0], b[1]);
-        mma(acc[2 * np + 1], a2, b[2], b[3]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if (np < nsplit_pairs) {
+          mma(acc[mt][2 * np], a[mt], b[0], b[1]);
+          mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+        } else {
+          mma(acc[mt][2 * np], a2[mt], b[0], b[1]);
+          mma(acc[mt][2 * np + 1], a2[mt], b[2], b[3]);
+        }
       }
     }
   }
+}
+
+// A single-m-tile array seen as an MT = 1 array (same layout), for the backward kernels.
+template <class T, int N0, int N1>
+__device__ __forceinline__ T (&one(T (&x)[N0][N1]))[1][N0][N1] {
+  return reinterpret_cast<T(&)[1][N0][N1]>(x);
+}
+template <class T, int N0, int N1>
+__device__ __forceinline__ const T (&one(const T (&x)[N0][N1]))[1][N0][N1] {
+  return reinterpret_cast<const T(&)[1][N0][N1]>(x);
 }
 
 template <int N>
@@ -242,23 +268,28 @@ __device__ __forceinline__ int thread_id() { return threadIdx.x + threadIdx.y * 
 // QK^T of a tile with the band logic: plain tiles use only the first D columns
 // (SDPA cost), full tiles all W, mixed tiles add the reciprocal half inside the
 // band only (computed first and masked, then the first half accumulates on top).
-template <int D, bool RA, int N, int W>
-__device__ __forceinline__ void folded_logits(float (&s)[N / 8][4], const u32 (&a)[W / 16][4],
-                                              u32 bt, Kind kind, int lane, int row_base,
-                                              int col_base, bool rows_are_queries, int window) {
-  zero(s);
+template <int D, bool RA, int N, int W, int MT>
+__device__ __forceinline__ void folded_logits(float (&s)[MT][N / 8][4],
+                                              const u32 (&a)[MT][W / 16][4], u32 bt, Kind kind,
+                                              int lane, int row_base, int col_base,
+                                              bool rows_are_queries, int window) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) zero(s[mt]);
   if constexpr (RA) {
     if (kind != kPlain) {
       mma_abt<D / 16, W / 16, N, W>(s, a, bt, lane);
       if (kind == kMixed) {
 #pragma unroll
-        for (int n = 0; n < N / 8; ++n)
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int r = row_base + frag_row(lane, e), c = col_base + frag_col(lane, n, e);
-            const int gap = rows_are_queries ? r - c : c - r;  // i - j
-            if (gap > window) s[n][e] = 0.f;
-          }
+          for (int n = 0; n < N / 8; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = row_base + 16 * mt + frag_row(lane, e),
+                        c = col_base + frag_col(lane, n, e);
+              const int gap = rows_are_queries ? r - c : c - r;  // i - j
+              if (gap > window) s[mt][n][e] = 0.f;
+            }
       }
     }
   }
@@ -266,12 +297,16 @@ __device__ __forceinline__ void folded_logits(float (&s)[N / 8][4], const u32 (&
 }
 
 // ------------------------------------------------------------------ forward
-template <int D, bool RA, int WARPS, int BC>
+// SPLIT selects the load schedule of the K/V tiles:
+//   false  two stages of [Kf | V | bias]: tile kt+1 loads while kt computes
+//   true   one Kf and one V buffer (half the shared memory, so twice the key
+//          tile fits): V(kt) loads during QK^T(kt), Kf(kt+1) during P V(kt)
+template <int D, bool RA, int WARPS, int BC, int MT, bool SPLIT>
 struct Forward {
-  static constexpr int W = RA ? 2 * D : D, BR = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int W = RA ? 2 * D : D, WR = 16 * MT, BR = WR * WARPS, NT = 32 * WARPS;
   static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
   static constexpr std::size_t kScratch =
-      std::max<std::size_t>(Swizzled<W>::bytes(BR), 2 * std::size_t(kStage));
+      std::max<std::size_t>(Swizzled<W>::bytes(BR), (SPLIT ? 1 : 2) * std::size_t(kStage));
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -295,107 +330,141 @@ struct Forward {
     char* smem = aligned_scratch(team, kScratch);
     const u32 s0 = smem_u32(smem);
 
-    // This warp's 16 query rows of Qf, as A-fragments with the gates folded in.
+    // This warp's WR query rows of Qf, as A-fragments with the gates folded in.
     stage_rows<BR, W, D, NT>(s0, Q, K, i0, T, Dact, tid);
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    u32 qa[W / 16][4];
-    load_a<W, W / 16>(qa, s0, warp * 16, lane);
-    if constexpr (RA) {
+    u32 qa[MT][W / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < W / 16; ++kk)
+    for (int mt = 0; mt < MT; ++mt) {
+      load_a<W, W / 16>(qa[mt], s0, warp * WR + 16 * mt, lane);
+      if constexpr (RA) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) qa[kk][e] = scale_bf16x2(qa[kk][e], kk < D / 16 ? g.std : g.rec);
+        for (int kk = 0; kk < W / 16; ++kk)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            qa[mt][kk][e] = scale_bf16x2(qa[mt][kk][e], kk < D / 16 ? g.std : g.rec);
+      }
     }
     __syncthreads();  // the staging area becomes the K/V pipeline
 
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
-    auto stage_kv = [&](int kt) {
-      const u32 st = s0 + (kt & 1) * kStage;
+    auto buffer = [&](int kt) { return SPLIT ? 0 : (kt & 1) * kStage; };
+    auto stage_k = [&](int kt) {  // Kf rows and the bias
+      const u32 st = s0 + buffer(kt);
       stage_rows<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid);
-      stage_rows<BC, D, D, NT>(st + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
-      if constexpr (RA) stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
-      cp_commit();
+      if constexpr (RA)
+        stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
+    };
+    auto stage_v = [&](int kt) {
+      stage_rows<BC, D, D, NT>(s0 + buffer(kt) + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
     };
 
-    float o[D / 8][4];
-    zero(o);
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float o[MT][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) zero(o[mt]);
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.f;
     const float sl = scale * kLog2e, bl = g.disc * kLog2e;
-    const int row0 = i0 + warp * 16;
-    stage_kv(0);
+    const int row0 = i0 + warp * WR;
+    stage_k(0);
+    if constexpr (!SPLIT) stage_v(0);
+    cp_commit();
     for (int kt = 0; kt <= kt_last; ++kt) {
-      if (kt < kt_last) {
-        stage_kv(kt + 1);
-        cp_wait<1>();
+      if constexpr (SPLIT) {
+        cp_wait<0>();     // Kf(kt) has landed
+        __syncthreads();  // ... for every thread; and P V(kt-1) is done with the V buffer
+        stage_v(kt);
+        cp_commit();
       } else {
-        cp_wait<0>();
+        if (kt < kt_last) {
+          stage_k(kt + 1);
+          stage_v(kt + 1);
+          cp_commit();
+          cp_wait<1>();
+        } else {
+          cp_wait<0>();
+        }
+        __syncthreads();
       }
-      __syncthreads();
-      const u32 kf = s0 + (kt & 1) * kStage, vs = kf + Swizzled<W>::bytes(BC);
-      const float* bias = reinterpret_cast<const float*>(smem + (kt & 1) * kStage +
+      const u32 kf = s0 + buffer(kt), vs = kf + Swizzled<W>::bytes(BC);
+      const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) +
                                                          Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
       const int j0 = kt * BC;
-      float s[BC / 8][4];
+      float s[MT][BC / 8][4];
       folded_logits<D, RA, BC, W>(s, qa, kf, classify(RA, a.window, i0, BR, j0, BC, T), lane, row0,
                                   j0, true, a.window);
 
-      // Online softmax in the log2 domain; each quad of lanes shares two rows.
-      float mx[2] = {-INFINITY, -INFINITY};
+      // Online softmax in the log2 domain; each quad of lanes shares two rows per m-tile.
 #pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
+      for (int mt = 0; mt < MT; ++mt) {
+        float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
-          float x = -INFINITY;
-          if (j <= i && j < T) x = s[n][e] * sl + (RA ? bias[c] * bl : 0.f);
-          s[n][e] = x;
-          mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = row0 + 16 * mt + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
+            float x = -INFINITY;
+            if (j <= i && j < T) x = s[mt][n][e] * sl + (RA ? bias[c] * bl : 0.f);
+            s[mt][n][e] = x;
+            mx[e >> 1] = fmaxf(mx[e >> 1], x);
+          }
+        float alpha[2], m_use[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const float m_new = fmaxf(m[mt][r], quad_max(mx[r]));
+          m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
+          alpha[r] = exp2f(m[mt][r] - m_use[r]);
+          m[mt][r] = m_new;
         }
-      float alpha[2], m_use[2];
+        float sum[2] = {0.f, 0.f};
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float m_new = fmaxf(m[r], quad_max(mx[r]));
-        m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
-        alpha[r] = exp2f(m[r] - m_use[r]);
-        m[r] = m_new;
+        for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float p = exp2f(s[mt][n][e] - m_use[e >> 1]);
+            s[mt][n][e] = p;
+            sum[e >> 1] += p;
+          }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) l[mt][r] = l[mt][r] * alpha[r] + sum[r];
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) o[mt][n][e] *= alpha[e >> 1];
       }
-      float sum[2] = {0.f, 0.f};
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float p = exp2f(s[n][e] - m_use[e >> 1]);
-          s[n][e] = p;
-          sum[e >> 1] += p;
+      if constexpr (SPLIT) {
+        cp_wait<0>();     // V(kt) has landed
+        __syncthreads();  // ... for every thread; and every QK^T(kt) is done with Kf
+        if (kt < kt_last) {
+          stage_k(kt + 1);
+          cp_commit();
         }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + sum[r];
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e >> 1];
+      }
       mma_pb<BC, D, D / 8>(o, s, s, D / 16, D / 16, vs, lane);
-      __syncthreads();  // this stage is refilled two iterations on
+      if constexpr (!SPLIT) __syncthreads();  // this stage is refilled two iterations on
     }
 
     bf16_t* O = static_cast<bf16_t*>(a.o) + mat;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int i = row0 + (lane >> 2) + 8 * r;
-      const float lsum = quad_sum(l[r]);
-      if (i >= T) continue;
-      const float inv = 1.f / lsum;
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        const int c = frag_col(lane, n, 0);
-        if (c < Dact)
-          *reinterpret_cast<__nv_bfloat162*>(O + std::size_t(i) * Dact + c) =
-              __floats2bfloat162_rn(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+      for (int r = 0; r < 2; ++r) {
+        const int i = row0 + 16 * mt + (lane >> 2) + 8 * r;
+        const float lsum = quad_sum(l[mt][r]);
+        if (i >= T) continue;
+        const float inv = 1.f / lsum;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          const int c = frag_col(lane, n, 0);
+          if (c < Dact)
+            *reinterpret_cast<__nv_bfloat162*>(O + std::size_t(i) * Dact + c) =
+                __floats2bfloat162_rn(o[mt][n][2 * r] * inv, o[mt][n][2 * r + 1] * inv);
+        }
+        if ((lane & 3) == 0) a.lse[std::size_t(bh) * T + i] = (m[mt][r] + log2f(lsum)) * kLn2;
       }
-      if ((lane & 3) == 0) a.lse[std::size_t(bh) * T + i] = (m[r] + log2f(lsum)) * kLn2;
-    }
   }
 };
 
@@ -482,9 +551,9 @@ struct BackwardQ {
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       float p[BC / 8][4], dp[BC / 8][4];
-      folded_logits<D, RA, BC, W>(p, qa, kf, kind, lane, row0, j0, true, a.window);
+      folded_logits<D, RA, BC, W>(one(p), one(qa), kf, kind, lane, row0, j0, true, a.window);
       zero(dp);
-      mma_abt<0, D / 16, BC, D>(dp, da, vs, lane);  // dP = dO V^T
+      mma_abt<0, D / 16, BC, D>(one(dp), one(da), vs, lane);  // dP = dO V^T
       float dlb[BC / 8][4];                          // dL inside the band (mixed tiles)
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n)
@@ -498,7 +567,7 @@ struct BackwardQ {
           dlb[n][e] = (i - j <= a.window) ? dl : 0.f;
         }
       const int pairs = kind == kPlain ? D / 16 : W / 16;
-      mma_pb<BC, W, W / 8>(dqf, p, dlb, pairs, kind == kMixed ? D / 16 : W / 16, kf, lane);
+      mma_pb<BC, W, W / 8>(one(dqf), one(p), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, kf, lane);
       __syncthreads();
     }
 
@@ -639,9 +708,9 @@ struct BackwardKV {
       const Kind kind = classify(RA, a.window, i0, BR, j0, BK, T);
       // Transposed tiles: rows are this warp's keys j, columns the queries i.
       float p[BR / 8][4], dp[BR / 8][4];
-      folded_logits<D, RA, BR, W>(p, ka, qs, kind, lane, key0, i0, false, a.window);
+      folded_logits<D, RA, BR, W>(one(p), one(ka), qs, kind, lane, key0, i0, false, a.window);
       zero(dp);
-      mma_abt<0, D / 16, BR, D>(dp, va, dos, lane);  // dP^T = V dO^T
+      mma_abt<0, D / 16, BR, D>(one(dp), one(va), dos, lane);  // dP^T = V dO^T
       float dlb[BR / 8][4];
 #pragma unroll
       for (int n = 0; n < BR / 8; ++n)
@@ -655,9 +724,9 @@ struct BackwardKV {
           colsum[e >> 1] += dp[n][e];
           dlb[n][e] = (i - j <= a.window) ? dp[n][e] : 0.f;
         }
-      mma_pb<BR, D, D / 8>(dv, p, p, D / 16, D / 16, dos, lane);  // dV += P^T dO
+      mma_pb<BR, D, D / 8>(one(dv), one(p), one(p), D / 16, D / 16, dos, lane);  // dV += P^T dO
       const int pairs = kind == kPlain ? D / 16 : W / 16;
-      mma_pb<BR, W, W / 8>(dkf, dp, dlb, pairs, kind == kMixed ? D / 16 : W / 16, qs, lane);
+      mma_pb<BR, W, W / 8>(one(dkf), one(dp), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, qs, lane);
       __syncthreads();
     }
 
@@ -731,6 +800,16 @@ void with_dims(int D, bool ra, F&& f) {
   return f(std::integral_constant<int, 128>{}, std::false_type{});
 }
 
+// The forward configuration to run: the table's (CAND < 0) or candidate CAND.
+template <int DP, bool RA, int CAND>
+struct ForwardTraits {
+  static constexpr TensorCoreTraits value =
+      CAND < 0 ? tensor_core_traits(DP, RA, TcPass::forward) : forward_candidate(RA, CAND);
+};
+// Candidates are compiled for padded head dim 64 only.
+template <int DP>
+using CandidateIndices = std::make_index_sequence<DP == 64 ? kForwardCandidates : 0>;
+
 TilePlan make_plan(int warps, int rows, int cols, std::size_t scratch) {
   TilePlan p;
   p.path = "tensor-core bf16";
@@ -741,10 +820,13 @@ TilePlan make_plan(int warps, int rows, int cols, std::size_t scratch) {
 
 }  // namespace
 
-std::string unsupported(bool ra, int D, bool backward) {
+std::string unsupported(bool ra, int D, bool backward, int candidate) {
   if (D % 8 != 0)
     return "head dim D = " + std::to_string(D) + " is not a multiple of 8 (16-byte rows)";
   if (D > 128) return "head dim D = " + std::to_string(D) + " > 128";
+  if (!backward && candidate >= 0 && (pad_dim(D) != 64 || candidate >= kForwardCandidates))
+    return "forward candidate " + std::to_string(candidate) + " does not exist (there are " +
+           std::to_string(kForwardCandidates) + ", for head dims 33..64)";
   const TcPass pass = backward ? TcPass::backward_q : TcPass::forward;
   if (tensor_core_traits(pad_dim(D), ra, pass).warps == 0 ||
       (backward && tensor_core_traits(pad_dim(D), ra, TcPass::backward_kv).warps == 0))
@@ -754,16 +836,31 @@ std::string unsupported(bool ra, int D, bool backward) {
   return "";
 }
 
-TilePlan forward_plan(bool ra, int D) {
+template <int DP, bool RA, int CAND>
+TilePlan forward_plan_of(int candidate) {
+  constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
+  TilePlan plan;
+  if constexpr (tr.warps > 0) {
+    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv>;
+    plan = make_plan(tr.warps, F::BR, tr.tile, F::kScratch);
+    plan.path += (candidate >= 0 ? " #" + std::to_string(candidate) : std::string()) + " m" +
+                 std::to_string(tr.m_tiles) + (tr.split_kv ? " split-kv" : " 2-stage");
+  }
+  return plan;
+}
+template <int DP, bool RA, std::size_t... I>
+TilePlan forward_plan_dispatch(int candidate, std::index_sequence<I...>) {
+  TilePlan plan = forward_plan_of<DP, RA, -1>(candidate);
+  ((candidate == int(I) ? (plan = forward_plan_of<DP, RA, int(I)>(candidate), 0) : 0), ...);
+  return plan;
+}
+
+TilePlan forward_plan(bool ra, int D, int candidate) {
   TilePlan plan;
   with_dims(D, ra, [&](auto dp_c, auto ra_c) {
     constexpr int dp = decltype(dp_c)::value;
     constexpr bool is_ra = decltype(ra_c)::value;
-    constexpr TensorCoreTraits tr = tensor_core_traits(dp, is_ra, TcPass::forward);
-    if constexpr (tr.warps > 0) {
-      using F = Forward<dp, is_ra, tr.warps, tr.tile>;
-      plan = make_plan(tr.warps, F::BR, tr.tile, F::kScratch);
-    }
+    plan = forward_plan_dispatch<dp, is_ra>(candidate, CandidateIndices<dp>{});
   });
   return plan;
 }
@@ -801,21 +898,31 @@ int backward_partials(bool ra, int D, int T) {
   return n;
 }
 
+template <int DP, bool RA, int CAND>
+void forward_launch(const Kokkos::Cuda& exec, const Args& a) {
+  constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
+  if constexpr (tr.warps > 0) {
+    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv>;
+    F f;
+    f.a = a;
+    f.n_qtiles = (a.T + F::BR - 1) / F::BR;
+    f.scale = 1.f / std::sqrt(float(a.D));
+    Kokkos::parallel_for("ra::tc::forward", policy<F>(exec, a.B * a.H * f.n_qtiles), f);
+  } else {
+    throw std::logic_error("ra::kk::tc::forward called for an unsupported problem");
+  }
+}
+template <int DP, bool RA, std::size_t... I>
+void forward_dispatch(const Kokkos::Cuda& exec, const Args& a, std::index_sequence<I...>) {
+  if (a.candidate < 0) return forward_launch<DP, RA, -1>(exec, a);
+  ((a.candidate == int(I) ? (forward_launch<DP, RA, int(I)>(exec, a), 0) : 0), ...);
+}
+
 void forward(const Kokkos::Cuda& exec, const Args& a) {
   with_dims(a.D, a.ra, [&](auto dp_c, auto ra_c) {
     constexpr int dp = decltype(dp_c)::value;
     constexpr bool is_ra = decltype(ra_c)::value;
-    constexpr TensorCoreTraits tr = tensor_core_traits(dp, is_ra, TcPass::forward);
-    if constexpr (tr.warps > 0) {
-      using F = Forward<dp, is_ra, tr.warps, tr.tile>;
-      F f;
-      f.a = a;
-      f.n_qtiles = (a.T + F::BR - 1) / F::BR;
-      f.scale = 1.f / std::sqrt(float(a.D));
-      Kokkos::parallel_for("ra::tc::forward", policy<F>(exec, a.B * a.H * f.n_qtiles), f);
-    } else {
-      throw std::logic_error("ra::kk::tc::forward called for an unsupported problem");
-    }
+    forward_dispatch<dp, is_ra>(exec, a, CandidateIndices<dp>{});
   });
 }
 

@@ -57,6 +57,8 @@ struct Options {
   int tile = 0;        // fused variants: 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc
                        // (pinning a tile also pins the portable path)
   bool portable = false;  // force the portable path even where a tensor-core path exists
+  int tc_candidate = -1;  // tensor-core forward: -1 = kernel_traits.hpp's table, else the
+                          // index of a compiled candidate (tuning sweeps; head dims 33..64)
 };
 
 // Every tensor a forward and backward pass touches, allocated together so a

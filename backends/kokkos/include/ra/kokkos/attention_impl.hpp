@@ -99,11 +99,11 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       // shape is one they cannot take -- then the reason is in the plan's path.
       const bool ra = is_ra(v);
       const bool wanted = !opt.portable && opt.tile == 0;
-      const std::string why_fwd = detail::tc::unsupported(ra, s.D, false);
+      const std::string why_fwd = detail::tc::unsupported(ra, s.D, false, opt.tc_candidate);
       const std::string why_bwd = detail::tc::unsupported(ra, s.D, true);
       tensor_core_fwd_ = wanted && why_fwd.empty();
       tensor_core_bwd_ = wanted && why_bwd.empty();
-      if (tensor_core_fwd_) fwd_plan_ = detail::tc::forward_plan(ra, s.D);
+      if (tensor_core_fwd_) fwd_plan_ = detail::tc::forward_plan(ra, s.D, opt.tc_candidate);
       else if (wanted) fwd_plan_.path = "portable (" + why_fwd + ")";
       if (tensor_core_bwd_) {
         bwd_plan_ = detail::tc::backward_plan(ra, s.D);
@@ -117,6 +117,13 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       }
     }
 #endif
+    if (opt.tc_candidate >= 0 && !tensor_core_fwd_)  // a tuning request must not fall back silently
+      throw std::invalid_argument(
+          "ra::kk::Attention(" + variant_name(v) + "): tc_candidate = " +
+          std::to_string(opt.tc_candidate) + " but the tensor-core forward does not run here (" +
+          (detail::has_tensor_core_path<Scalar, Exec>() ? fwd_plan_.path
+                                                         : std::string("needs bf16 on CUDA")) +
+          ")");
     gate_partials_ = Tensor4<accum_t<Scalar>, Exec>("gate_partials", s.B, s.H, n_tiles, 3);
   } else {
     // Too large a T x T workspace fails here with Kokkos' allocation error (label open_*).
@@ -315,6 +322,7 @@ detail::tc::Args Attention<Scalar, Exec>::tensor_core_args(const Tensors& t) con
   a.ra = is_ra(variant_);
   a.window = variant_ == Variant::ra_window ? opt_.window : -1;
   a.gate_batch = opt_.gate_batch;
+  a.candidate = opt_.tc_candidate;
   return a;
 }
 #endif

@@ -49,21 +49,44 @@ constexpr KernelTraits kernel_traits() {
 namespace ra::kk {
 
 // ---------------------------------------------------------------------------
-// Tensor-core (bf16 mma.sync) kernels: one row of this table per
-// (architecture, padded head dim, SDPA/RA, pass). `warps` sets the tile the
-// team owns (16 rows per warp: queries in the forward and dQ kernels, keys in
-// the dK/dV kernel); `tile` is the streamed tile (keys, resp. queries). Every
-// entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6 can
-// give a block: the team's own rows live in registers after one staging copy,
-// and the staging buffer is reused for the two-stage cp.async pipeline.
-// These numbers are template arguments of the kernels (they size register
-// arrays), so a change here recompiles them.
+// Tensor-core (bf16 mma.sync) kernels: one entry per (architecture, padded
+// head dim, SDPA/RA, pass). The numbers are template arguments of the kernels
+// (they size register arrays), so a change here recompiles them.
+//   warps     warps per team (0: no tensor-core kernel; the portable path runs)
+//   tile      the streamed tile: keys (forward, dQ kernel) or queries (dK/dV kernel)
+//   m_tiles   16-row m-tiles per warp (forward): the team owns 16 * m_tiles * warps
+//             rows; 2 halves the shared-memory traffic per mma and doubles the
+//             accumulator registers
+//   split_kv  forward load schedule: false = two stages of [K | V] (tile kt+1
+//             loads while kt computes); true = one K and one V buffer, V(kt)
+//             loading under QK^T(kt) and K(kt+1) under P V(kt) (FlashAttention-2's
+//             schedule: half the shared memory, so twice the key tile fits)
+// Every entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6
+// gives a block: the team's own rows live in registers after one staging copy,
+// and the staging buffer is reused for the streamed tiles.
 enum class TcPass { forward, backward_q, backward_kv };
 
 struct TensorCoreTraits {
-  int warps;  // 0: no tensor-core kernel for this entry (the portable path runs)
-  int tile;
+  int warps = 0;
+  int tile = 0;
+  int m_tiles = 1;
+  bool split_kv = false;
 };
+
+// Forward candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled
+// into every CUDA build so that `ra-bench --tc-candidates` can time them on the
+// GPU at hand and the reference tests can check each one. The table below
+// picks one of them per architecture.
+constexpr int kForwardCandidates = 6;
+constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
+  constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
+      {4, 64, 1, false}, {4, 64, 2, false}, {4, 64, 2, true},
+      {4, 128, 1, true}, {8, 64, 1, false}, {8, 64, 2, true}};
+  constexpr TensorCoreTraits rec[kForwardCandidates] = {
+      {4, 32, 1, false}, {4, 32, 2, false}, {4, 64, 1, true},
+      {4, 64, 2, true},  {8, 32, 1, false}, {8, 64, 1, true}};
+  return ra ? rec[i] : sdpa[i];
+}
 
 constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // Register budget per thread (255 max) is what limits the wide cases: the
@@ -71,22 +94,24 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // and two S-sized tiles. RA at D = 128 (W = 256) backward would need ~300
   // registers per thread in this layout: not built; the portable path runs.
   //
-  // sm_90 (H100/H200): measured on an H200 (docs/perf.md, v2).
-  // sm_86 (A10G, 100 KB shared memory and 64K registers per SM, ~600 GB/s):
-  // NOT measured here -- the same entries, which fit its limits (2 teams of
-  // <= 34 KiB per SM). Re-tune on an A10G with ra-bench --tc-warps.
+  // sm_90 (H100/H200): the forward at D = 64 is the winner of the candidate
+  // sweep in docs/perf.md (v3); the rest is sized by the same rules.
+  // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
+  // NOT measured -- the same entries, which fit its limits (at most 2 teams
+  // of <= 34 KiB per SM). Re-tune on an A10G: ra-bench --dtypes bf16
+  // --tc-candidates 0,1,2,3,4,5, then put the winner here.
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
-  if (d_pad == 32) return {4, 64};
+  if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
-    if (fwd || pass == TcPass::backward_q) return {4, ra ? 32 : 64};
-    return {4, ra ? 32 : 64};
+    if (fwd) return forward_candidate(ra, ra ? 1 : 2);  // the sweep's winners at T = 4096
+    return {4, ra ? 32 : 64, 1, false};
   }
   if (d_pad == 128) {
-    if (fwd) return {4, ra ? 16 : 32};
-    if (ra) return {0, 0};
-    return {4, kv ? 16 : 32};
+    if (fwd) return {4, ra ? 16 : 32, 1, false};
+    if (ra) return {0, 0, 1, false};
+    return {4, kv ? 16 : 32, 1, false};
   }
-  return {0, 0};
+  return {};
 }
 
 }  // namespace ra::kk

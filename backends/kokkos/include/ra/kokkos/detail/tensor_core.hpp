@@ -28,13 +28,14 @@ struct Args {
   int B = 0, H = 0, T = 0, D = 0;
   bool ra = false;
   int window = -1, gate_batch = 1;
+  int candidate = -1;  // forward configuration: -1 the traits table, else a candidate index
 };
 
 // "" if the tensor-core kernels take this problem, else why not (for the
 // reason ra-bench prints beside the portable path).
-std::string unsupported(bool ra, int D, bool backward);
-// Tiling of the kernels that would run (path "tensor-core bf16").
-TilePlan forward_plan(bool ra, int D);
+std::string unsupported(bool ra, int D, bool backward, int candidate = -1);
+// Tiling of the kernels that would run (path "tensor-core bf16 ...").
+TilePlan forward_plan(bool ra, int D, int candidate = -1);
 TilePlan backward_plan(bool ra, int D);
 // Number of gate-partial slots the backward writes (max of key and query tiles).
 int backward_partials(bool ra, int D, int T);

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Tuning run ON a GPU machine, over a staged CUDA build (scripts/stage-device.sh):
+#   1. times every compiled tensor-core forward candidate (kernel_traits.hpp,
+#      forward_candidate) for SDPA and RA in bf16 at each T of RA_TUNE_TS;
+#      every candidate is held to the float64 reference by the test suite
+#      (test_kernels "[bf16]") before its figures mean anything;
+#   2. with RA_NCU=1, profiles one forward+backward of each fused kernel with
+#      Nsight Compute (speed of light, occupancy, launch stats, warp stalls).
+# Then put the fastest candidate of each kind into tensor_core_traits for this
+# GPU's architecture -- that is how the sm_90 entry was chosen, and how to
+# tune an sm_86 (A10G) or any other GPU: stage its preset and run this there.
+#   RA_PRESET=cuda-a10g OUT=/tmp/out bash scripts/device-tune.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/ra-out}
+mkdir -p "$OUT"
+root=$(pwd)
+preset=${RA_PRESET:-cuda-h100}
+bench="$root/.device/$preset/ra-bench"
+[ -x "$bench" ] || bench="$root/build/$preset/experiments/ra-bench"
+[ -x "$bench" ] || { echo "device-tune: no ra-bench for $preset (stage or build it first)"; exit 1; }
+cublas_dir=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="$root/.device/lib:/usr/local/cuda/lib64:${cublas_dir}:${LD_LIBRARY_PATH:-}"
+status=0
+all=$("$bench" --help | sed -n 's/.*forward configurations (0\.\.\([0-9]*\),.*/\1/p')
+candidates=$(seq -s, 0 "${all:-0}")
+for T in ${RA_TUNE_TS:-1024 4096}; do
+  echo "== candidates $candidates, bf16 forward, B8 H12 T$T D64"
+  "$bench" --T "$T" --dtypes bf16 --variants sdpa_fused,ra_fused --passes fwd \
+    --tc-candidates "$candidates" --out "$OUT/tune-T$T" 2>&1 | sed -n '/^variant/,$p' || status=1
+  rm -f "$OUT/tune-T$T.json"
+done
+if [ -n "${RA_NCU:-}" ]; then
+  echo "== ncu: one forward+backward of sdpa_fused and ra_fused (bf16, T=1024) -> $OUT/ncu.txt"
+  ncu --clock-control none --kernel-name-base demangled -k 'regex:tc::' -c 6 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    "$bench" --T 1024 --dtypes bf16 --variants sdpa_fused,ra_fused --passes fwdbwd --reps 1 \
+    --warmup 0 --out /tmp/ra-ncu-run > "$OUT/ncu.txt" 2>&1 || status=1
+  grep -E "Forward<|Backward(Q|KV)<|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy" "$OUT/ncu.txt" | sed 's/(anonymous namespace):://; s/Kokkos::Impl::cuda_parallel_launch_local_memory<Kokkos::Impl::ParallelFor<ra::kk::detail::tc:://' | cut -c1-150
+fi
+exit $status
