@@ -44,6 +44,7 @@ struct Config {
   int tile = 0;  // 0: kernel_traits table
   bool portable = false;  // force the portable kernels (ra-bench --portable)
   std::vector<int> tc_candidates;  // tensor-core forward candidates to time (empty: the table's)
+  std::vector<int> T_sweep;        // sequence lengths to run one after another (empty: --T)
   int warmup = 3;
   int reps = 0;  // 0: backend default
   std::uint64_t seed = 1234;
@@ -59,6 +60,7 @@ struct Result {
   int window = -1;
   std::vector<double> ms;
   double flops = 0;
+  double memory_mib = 0;  // device memory the problem holds (tensors + kernel workspace)
   double median() const {
     auto v = ms;
     std::sort(v.begin(), v.end());
@@ -100,6 +102,13 @@ struct Bench {
     exec.fence();
   }
 
+  // Device bytes of every tensor of the problem plus the kernel's workspace.
+  std::size_t bytes() const {
+    auto b = [](const auto& v) { return v.span() * sizeof(typename std::decay_t<decltype(v)>::value_type); };
+    return b(t.q) + b(t.k) + b(t.v) + b(t.o) + b(t.dout) + b(t.dq) + b(t.dk) + b(t.dv) + b(t.gates) +
+           b(t.d) + b(t.lse) + b(t.dd) + b(t.dgates) + attn->workspace_bytes();
+  }
+
   void run(bool backward) {
     attn->forward(t);
     if (backward) attn->backward(t);
@@ -135,7 +144,9 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         opt.window = v == Variant::ra_window ? cfg.window : -1;
         opt.tile = cfg.tile;
         opt.portable = cfg.portable;
-        opt.tc_candidate = candidate;
+        // a candidate index selects the forward configuration in fwd rows and
+        // the backward configuration (forward from the table) in fwdbwd rows
+        (pass == "fwd" ? opt.tc_candidate : opt.tc_bwd_candidate) = candidate;
         Result r;
         r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
         const bool bwd = pass == "fwdbwd";
@@ -148,6 +159,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
           Result& res = results[idx];
           Bench<Scalar, Exec> bench(v, s, opt, cfg.seed, cfg.input_scale);
           res.tiles = plan_str(bwd ? bench.attn->backward_plan() : bench.attn->forward_plan());
+          res.memory_mib = double(bench.bytes()) / (1 << 20);
           ra::DeviceTimer<Exec> timer(bench.exec);
           for (int i = 0; i < cfg.warmup; ++i) bench.run(bwd);
           for (auto _ : state) {
@@ -192,17 +204,18 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
 void print_table(const std::vector<Result>& results) {
   std::map<std::string, double> sdpa;  // pass/dtype -> sdpa_fused median
   for (const auto& r : results)
-    if (r.variant == "sdpa_fused" && !r.ms.empty()) sdpa[r.pass + r.dtype] = r.median();
-  std::printf("\n%-11s %-7s %-6s %10s %10s %10s %10s %9s  %s\n", "variant", "pass", "dtype",
-              "median_ms", "min_ms", "max_ms", "GFLOP/s", "/sdpa_fu", "tiles");
+    if (r.variant == "sdpa_fused" && !r.ms.empty())
+      sdpa[r.pass + r.dtype + std::to_string(r.shape.T)] = r.median();
+  std::printf("\n%-11s %-7s %-6s %6s %10s %10s %10s %10s %9s %9s  %s\n", "variant", "pass", "dtype",
+              "T", "median_ms", "min_ms", "max_ms", "GFLOP/s", "/sdpa_fu", "mem_MiB", "tiles");
   for (const auto& r : results) {
     if (r.ms.empty()) continue;
-    const auto it = sdpa.find(r.pass + r.dtype);
+    const auto it = sdpa.find(r.pass + r.dtype + std::to_string(r.shape.T));
     char ratio[32] = "-";
     if (it != sdpa.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", r.median() / it->second);
-    std::printf("%-11s %-7s %-6s %10.3f %10.3f %10.3f %10.2f %9s  %s\n", r.variant.c_str(),
-                r.pass.c_str(), r.dtype.c_str(), r.median(), r.min(), r.max(),
-                r.flops * 1e-9 / (r.median() * 1e-3), ratio, r.tiles.c_str());
+    std::printf("%-11s %-7s %-6s %6d %10.3f %10.3f %10.3f %10.2f %9s %9.1f  %s\n", r.variant.c_str(),
+                r.pass.c_str(), r.dtype.c_str(), r.shape.T, r.median(), r.min(), r.max(),
+                r.flops * 1e-9 / (r.median() * 1e-3), ratio, r.memory_mib, r.tiles.c_str());
   }
 }
 
@@ -219,7 +232,10 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
   attrs["command_line"] = cmdline;
   attrs["benchmark_json"] = json;
   std::ostringstream c;
+  std::string sweep;
+  for (int T : cfg.T_sweep) sweep += (sweep.empty() ? "" : ",") + std::to_string(T);
   c << "{\"B\":" << s.B << ",\"H\":" << s.H << ",\"T\":" << s.T << ",\"D\":" << s.D
+    << ",\"T_sweep\":[" << sweep << "]"
     << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
     << ",\"tile\":" << cfg.tile << ",\"portable\":" << (cfg.portable ? "true" : "false")
     << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
@@ -249,7 +265,10 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
        Col{"gflops", Ty::Float64, "GFLOP/s", "flops / median"},
        Col{"tiles", Ty::String, "", "path that ran (tensor-core bf16 / portable [why] / open-coded) and its tiling plan"},
        Col{"backend", Ty::String, "", "Kokkos execution space"},
-       Col{"device", Ty::String, "", "device name"}},
+       Col{"device", Ty::String, "", "device name"},
+       Col{"memory_mib", Ty::Float64, "MiB",
+           "device memory the problem holds: inputs, outputs, gradients and the kernel's "
+           "workspace (open-coded: its T x T buffers; fused: none of size T x T)"}},
       "one row per (variant, pass, dtype), appended as each benchmark finishes");
   return w;
 }
@@ -259,7 +278,8 @@ void append_result(ra::RunWriter& w, const Result& r, const ra::DeviceInfo& dev)
                {r.variant, r.pass, r.dtype, std::int64_t(r.shape.B), std::int64_t(r.shape.H),
                 std::int64_t(r.shape.T), std::int64_t(r.shape.D), std::int64_t(r.window),
                 r.median(), r.min(), r.max(), std::int64_t(r.ms.size()), r.flops,
-                r.flops * 1e-9 / (r.median() * 1e-3), r.tiles, dev.backend, dev.device_name});
+                r.flops * 1e-9 / (r.median() * 1e-3), r.tiles, dev.backend, dev.device_name,
+                r.memory_mib});
 }
 
 int bench_main(Config cfg, const std::string& cmdline) {
@@ -272,10 +292,19 @@ int bench_main(Config cfg, const std::string& cmdline) {
   if (cfg.T) s.T = cfg.T;
   if (cfg.D) s.D = cfg.D;
   s.validate("ra-bench");
+  std::vector<ra::Shape> shapes;  // one per sequence length of --T-sweep, else just s
+  for (int T : cfg.T_sweep) shapes.push_back(ra::Shape{s.B, s.H, T, s.D});
+  if (shapes.empty()) shapes.push_back(s);
   if (cfg.reps == 0) cfg.reps = gpu ? 50 : 5;
   if (cfg.variants.empty())
     for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
   // Fail before any file is written if a variant cannot run this shape.
+  for (int c : cfg.tc_candidates)
+    for (const auto& pass : cfg.passes)
+      if (pass == "fwdbwd" && c >= ra::kk::kBackwardCandidates)
+        throw std::invalid_argument("--tc-candidates " + std::to_string(c) +
+                                    ": fwdbwd rows time backward candidates, of which there are " +
+                                    std::to_string(ra::kk::kBackwardCandidates));
   if (!cfg.tc_candidates.empty())
     for (const auto& dtype : cfg.dtypes)
       for (const auto& name : cfg.variants)
@@ -300,7 +329,7 @@ int bench_main(Config cfg, const std::string& cmdline) {
     opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
     opt.window = v == Variant::ra_window ? cfg.window : -1;
     opt.tile = cfg.tile;
-    ra::kk::check_supported(v, s, opt);
+    for (const ra::Shape& sh : shapes) ra::kk::check_supported(v, sh, opt);
   }
 
   // Output paths: never overwrite a previous run.
@@ -319,22 +348,23 @@ int bench_main(Config cfg, const std::string& cmdline) {
               dev.device_name.c_str(), dev.backend.c_str(), RA_GIT_REVISION, cfg.warmup, cfg.reps);
 
   std::vector<Result> results;
-  results.reserve(cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size());
+  results.reserve(cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size() * shapes.size());
   ra::RunWriter run = open_run(stem + ".h5", cfg, s, dev, cmdline, stem + ".json");
   const std::size_t total = cfg.variants.size() * cfg.passes.size() * cfg.dtypes.size() *
-                            std::max<std::size_t>(1, cfg.tc_candidates.size());
+                            std::max<std::size_t>(1, cfg.tc_candidates.size()) * shapes.size();
   std::size_t done = 0;
   int failures = 0;
-  register_all<Exec>(
-      cfg, s, results,
-      [&, total](const Result& r) {
-        append_result(run, r, dev);
-        // Progress on stderr (unbuffered), after the row is safely in the file.
-        std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s: median %.3f ms, saved to %s\n", ++done,
-                     total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.median(),
-                     run.path().c_str());
-      },
-      &failures);
+  for (const ra::Shape& sh : shapes)
+    register_all<Exec>(
+        cfg, sh, results,
+        [&, total](const Result& r) {
+          append_result(run, r, dev);
+          // Progress on stderr (unbuffered), after the row is safely in the file.
+          std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s T=%d: median %.3f ms, saved to %s\n",
+                       ++done, total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.shape.T,
+                       r.median(), run.path().c_str());
+        },
+        &failures);
 
   std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
                                    "--benchmark_out_format=json"};
@@ -369,6 +399,11 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--B", cfg.B, "batch (default: 8 on GPU, 2 on CPU)")->check(ra::cli::at_least(1));
   app.add_option("--H", cfg.H, "heads (default: 12 on GPU, 4 on CPU)")->check(ra::cli::at_least(1));
+  app.add_option("--T-sweep", cfg.T_sweep,
+                 "run every benchmark at each of these sequence lengths, one run file (scaling "
+                 "runs, e.g. 1024,2048,4096,8192,16384); overrides --T")
+      ->delimiter(',')
+      ->check(ra::cli::at_least(1));
   app.add_option("--T", cfg.T, "sequence length (default: 1024 on GPU, 256 on CPU)")
       ->check(ra::cli::at_least(1));
   app.add_option("--D", cfg.D, "head dim (default: 64)")->check(ra::cli::at_least(1));
@@ -387,11 +422,14 @@ int main(int argc, char** argv) {
   app.add_flag("--portable", cfg.portable,
                "run the portable kernels even where a tensor-core path exists");
   app.add_option("--tc-candidates", cfg.tc_candidates,
-                 "bf16 on CUDA: time these compiled tensor-core forward configurations (0.." +
+                 "bf16 on CUDA: time these compiled tensor-core configurations instead of the "
+                 "traits table's, one row each: forward ones (0.." +
                      std::to_string(ra::kk::kForwardCandidates - 1) +
-                     ", head dims 33..64) instead of the traits table's; one row each")
+                     ") in fwd rows, backward ones (0.." +
+                     std::to_string(ra::kk::kBackwardCandidates - 1) +
+                     ") in fwdbwd rows; head dims 33..64")
       ->delimiter(',')
-      ->check(CLI::Range(0, ra::kk::kForwardCandidates - 1));
+      ->check(CLI::Range(0, std::max(ra::kk::kForwardCandidates, ra::kk::kBackwardCandidates) - 1));
   app.add_option("--window", cfg.window, "reciprocity window of ra_window (tokens)")
       ->check(ra::cli::at_least(0));
   app.add_option("--gate-batch", cfg.gate_batch, "1: gates per head; B: per (batch, head)")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tuning run ON a GPU machine, over a staged CUDA build (scripts/stage-device.sh):
-#   1. times every compiled tensor-core forward candidate (kernel_traits.hpp,
-#      forward_candidate) for SDPA and RA in bf16 at each T of RA_TUNE_TS;
+#   1. times every compiled tensor-core candidate (kernel_traits.hpp:
+#      forward_candidate in fwd rows, backward_candidate in fwdbwd rows) for
+#      SDPA and RA in bf16 at each T of RA_TUNE_TS;
 #      every candidate is held to the float64 reference by the test suite
 #      (test_kernels "[bf16]") before its figures mean anything;
 #   2. with RA_NCU=1, profiles one forward+backward of each fused kernel with
@@ -21,13 +22,16 @@ bench="$root/.device/$preset/ra-bench"
 cublas_dir=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null || true)
 export LD_LIBRARY_PATH="$root/.device/lib:/usr/local/cuda/lib64:${cublas_dir}:${LD_LIBRARY_PATH:-}"
 status=0
-all=$("$bench" --help | sed -n 's/.*forward configurations (0\.\.\([0-9]*\),.*/\1/p')
-candidates=$(seq -s, 0 "${all:-0}")
+help=$("$bench" --help | tr -s ' \n' ' ')
+nf=$(sed -n 's/.*forward ones (0\.\.\([0-9]*\)).*/\1/p' <<<"$help")
+nb=$(sed -n 's/.*backward ones (0\.\.\([0-9]*\)).*/\1/p' <<<"$help")
 for T in ${RA_TUNE_TS:-1024 4096}; do
-  echo "== candidates $candidates, bf16 forward, B8 H12 T$T D64"
+  echo "== forward candidates 0..$nf and backward candidates 0..$nb, bf16, B8 H12 T$T D64"
   "$bench" --T "$T" --dtypes bf16 --variants sdpa_fused,ra_fused --passes fwd \
-    --tc-candidates "$candidates" --out "$OUT/tune-T$T" 2>&1 | sed -n '/^variant/,$p' || status=1
-  rm -f "$OUT/tune-T$T.json"
+    --tc-candidates "$(seq -s, 0 "${nf:-0}")" --out "$OUT/tune-T$T" 2>&1 | sed -n '/^variant/,$p' || status=1
+  "$bench" --T "$T" --dtypes bf16 --variants sdpa_fused,ra_fused --passes fwdbwd \
+    --tc-candidates "$(seq -s, 0 "${nb:-0}")" --out "$OUT/tune-bwd-T$T" 2>&1 | sed -n '/^variant/,$p' || status=1
+  rm -f "$OUT/tune-T$T.json" "$OUT/tune-bwd-T$T.json"
 done
 if [ -n "${RA_NCU:-}" ]; then
   echo "== ncu: one forward+backward of sdpa_fused and ra_fused (bf16, T=1024) -> $OUT/ncu.txt"

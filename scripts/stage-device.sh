@@ -2,18 +2,20 @@
 # Stages CUDA builds made here for the GPU machine (the device tool carries
 # only the repo plus named ignored folders): binaries, the shared libraries
 # they need that a CUDA image may lack (HDF5, Google Benchmark), and a
-# CTestTestfile that runs the suite from wherever the folder lands.
+# CTestTestfile that runs the suite from wherever the folder lands, and the
+# default corpus's shards for ra-train (.device/data).
 #   scripts/stage-device.sh cuda-h100 cuda-a10g   ->  .device/<preset>/...
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 out="$ra_root/.device"
 mkdir -p "$out/lib"
 for preset in "$@"; do
-  ra_build "$preset" test_kernels test_reference test_run_store ra-bench
+  ra_build "$preset" test_kernels test_reference test_run_store test_model ra-bench ra-train
   b="$ra_root/build/$preset"
   d="$out/$preset"
   rm -rf "$d" && mkdir -p "$d"
-  for exe in tests/test_kernels tests/test_reference tests/test_run_store experiments/ra-bench; do
+  for exe in tests/test_kernels tests/test_reference tests/test_run_store tests/test_model \
+             experiments/ra-bench experiments/ra-train; do
     cp "$b/$exe" "$d/" && strip "$d/$(basename "$exe")"
     # non-system libraries (not glibc/libstdc++/CUDA's own) travel with them
     ldd "$b/$exe" | awk '/=> \//{print $3}' |
@@ -26,6 +28,12 @@ for preset in "$@"; do
 add_test(kernels "@DIR@/test_kernels")
 add_test(reference "@DIR@/test_reference")
 add_test(run_store "@DIR@/test_run_store")
+add_test(model "@DIR@/test_model")
 CT
 done
+# The default corpus's shards, for ra-train runs there (scripts/get-data.sh makes them here).
+data="${RA_DATA_CACHE:-$HOME/.cache/ra-kokkos/data}/brown"
+if ls "$data"/brown_*.bin >/dev/null 2>&1; then
+  mkdir -p "$out/data" && cp "$data"/brown_*.bin "$out/data/"
+fi
 du -sh "$out"/*

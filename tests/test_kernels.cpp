@@ -114,7 +114,7 @@ TEMPLATE_TEST_CASE("every variant matches the float64 reference (double)", "[ker
 // multiple of 8: portable fallback), T not a multiple of any tile.
 template <class Exec>
 void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool portable,
-                int candidate = -1) {
+                int candidate = -1, int bwd_candidate = -1) {
   const Shape s{c.B, c.H, c.T, c.D};
   const std::uint64_t seed = fresh_seed();
   const bool ra = kk::is_ra(v);
@@ -123,6 +123,7 @@ void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool p
   kk::Options opt;
   opt.gate_batch = gate_batch, opt.window = window, opt.portable = portable;
   opt.tc_candidate = candidate;
+  opt.tc_bwd_candidate = bwd_candidate;
   kk::Attention<bf16, Exec> attn(v, s, opt);
   INFO(kk::variant_name(v) << " on " << Exec::name() << " bf16 " << s.str() << " Gb=" << gate_batch
                            << " window=" << window << " seed=" << seed << " paths "
@@ -160,9 +161,15 @@ TEMPLATE_TEST_CASE("bf16 storage matches the float64 reference (fused variants)"
 }
 
 #if defined(KOKKOS_ENABLE_CUDA)
-// Every compiled forward configuration a tuning sweep may pick (ra-bench
+// Every compiled configuration a tuning sweep may pick (ra-bench
 // --tc-candidates) is held to the reference before anyone times it.
-TEST_CASE("every tensor-core forward candidate matches the float64 reference", "[kernels][bf16]") {
+TEST_CASE("every tensor-core candidate matches the float64 reference", "[kernels][bf16]") {
+  for (int cand = 0; cand < kk::kBackwardCandidates; ++cand)
+    for (const Case& c : {Case{2, 2, 100, 64}, Case{1, 1, 257, 48}, Case{1, 2, 1, 64}}) {
+      check_bf16<Kokkos::Cuda>(kk::Variant::sdpa_fused, c, 1, -1, false, -1, cand);
+      check_bf16<Kokkos::Cuda>(kk::Variant::ra_fused, c, c.B, -1, false, -1, cand);
+      check_bf16<Kokkos::Cuda>(kk::Variant::ra_window, c, 1, 9, false, -1, cand);
+    }
   for (int cand = 0; cand < kk::kForwardCandidates; ++cand)
     for (const Case& c : {Case{2, 2, 100, 64}, Case{1, 1, 257, 48}, Case{1, 2, 1, 64}}) {
       check_bf16<Kokkos::Cuda>(kk::Variant::sdpa_fused, c, 1, -1, false, cand);

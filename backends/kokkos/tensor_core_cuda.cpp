@@ -301,9 +301,10 @@ __device__ __forceinline__ void folded_logits(float (&s)[MT][N / 8][4],
 //   false  two stages of [Kf | V | bias]: tile kt+1 loads while kt computes
 //   true   one Kf and one V buffer (half the shared memory, so twice the key
 //          tile fits): V(kt) loads during QK^T(kt), Kf(kt+1) during P V(kt)
-template <int D, bool RA, int WARPS, int BC, int MT, bool SPLIT>
+template <int D, bool RA, int WARPS, int BC, int MT, bool SPLIT, int MINB>
 struct Forward {
   static constexpr int W = RA ? 2 * D : D, WR = 16 * MT, BR = WR * WARPS, NT = 32 * WARPS;
+  static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
   static constexpr std::size_t kScratch =
       std::max<std::size_t>(Swizzled<W>::bytes(BR), (SPLIT ? 1 : 2) * std::size_t(kStage));
@@ -471,9 +472,10 @@ struct Forward {
 // ------------------------------------------------------------------ backward
 // Query-owned kernel: dQf_i = s sum_j dL_ij Kf_j for this team's query rows,
 // then dQ (and, for RA, dK's Qf part and dw_std, dw_rec partials).
-template <int D, bool RA, int WARPS, int BC>
+template <int D, bool RA, int WARPS, int BC, int MINB>
 struct BackwardQ {
   static constexpr int W = RA ? 2 * D : D, BR = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
   static constexpr std::size_t kScratch = std::max<std::size_t>(
       Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR), 2 * std::size_t(kStage));
@@ -506,15 +508,14 @@ struct BackwardQ {
     cp_commit();
     cp_wait<0>();
     __syncthreads();
+    // [Q_i, K_i] without the gates: this kernel keeps the two halves of the
+    // logits apart (S_ij and S_ji), because the gate gradients are sums of
+    // dL times each half (RA.md) -- taken here in fp32 from the accumulators,
+    // not from the bf16-rounded dL that feeds the dQf product.
     u32 qa[W / 16][4], da[D / 16][4];
     load_a<W, W / 16>(qa, s0, warp * 16, lane);
     load_a<D, D / 16>(da, s0 + Swizzled<W>::bytes(BR), warp * 16, lane);
-    if constexpr (RA) {
-#pragma unroll
-      for (int kk = 0; kk < W / 16; ++kk)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) qa[kk][e] = scale_bf16x2(qa[kk][e], kk < D / 16 ? g.std : g.rec);
-    }
+    float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
     float lse2[2], delta[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -551,30 +552,49 @@ struct BackwardQ {
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       float p[BC / 8][4], dp[BC / 8][4];
-      folded_logits<D, RA, BC, W>(one(p), one(qa), kf, kind, lane, row0, j0, true, a.window);
+      float srec[RA ? BC / 8 : 1][4];  // S_ji, the reciprocal half (RA)
+      zero(p);
+      mma_abt<0, D / 16, BC, W>(one(p), one(qa), kf, lane);  // S_ij
+      if constexpr (RA) {
+        zero(srec);
+        if (kind != kPlain) mma_abt<D / 16, W / 16, BC, W>(one(srec), one(qa), kf, lane);
+      }
       zero(dp);
       mma_abt<0, D / 16, BC, D>(one(dp), one(da), vs, lane);  // dP = dO V^T
-      float dlb[BC / 8][4];                          // dL inside the band (mixed tiles)
+      // dL inside the band (mixed tiles of ra_window); SDPA never needs it.
+      float dlb[RA ? BC / 8 : 1][4];
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int r = frag_row(lane, e), i = row0 + r, c = frag_col(lane, n, e), j = j0 + c;
           const bool vis = j <= i && j < T && i < T;
-          const float pr = vis ? exp2f(p[n][e] * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
+          float x = p[n][e];  // SDPA: S_ij; RA: w_std S_ij + w_rec [band] S_ji
+          bool band = false;
+          if constexpr (RA) {
+            band = kind == kFull || (kind == kMixed && i - j <= a.window);
+            x = g.std * p[n][e] + (band ? g.rec * srec[n][e] : 0.f);
+          }
+          const float pr = vis ? exp2f(x * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
           const float dl = pr * (dp[n][e] - delta[e >> 1]);
+          if constexpr (RA) {
+            gstd += dl * p[n][e];
+            if (band) grec += dl * srec[n][e];
+            dlb[n][e] = band ? dl : 0.f;
+          }
           p[n][e] = dl;
-          dlb[n][e] = (i - j <= a.window) ? dl : 0.f;
         }
       const int pairs = kind == kPlain ? D / 16 : W / 16;
-      mma_pb<BC, W, W / 8>(one(dqf), one(p), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, kf, lane);
+      if constexpr (RA)
+        mma_pb<BC, W, W / 8>(one(dqf), one(p), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, kf, lane);
+      else
+        mma_pb<BC, W, W / 8>(one(dqf), one(p), one(p), pairs, W / 16, kf, lane);
       __syncthreads();
     }
 
     // Epilogue: rows of this thread, columns in pairs.
     auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
     auto* dK = static_cast<bf16_t*>(a.dk) + mat;
-    float gstd = 0.f, grec = 0.f;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int i = row0 + (lane >> 2) + 8 * r;
@@ -593,10 +613,6 @@ struct BackwardQ {
               __floats2bfloat162_rn(pq[0] + g.std * q0, pq[1] + g.std * q1);
           *reinterpret_cast<__nv_bfloat162*>(dK + at) =
               __floats2bfloat162_rn(pk[0] + g.rec * k0, pk[1] + g.rec * k1);
-          const float2 qv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
-          const float2 kv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
-          gstd += qv.x * q0 + qv.y * q1;
-          grec += kv.x * k0 + kv.y * k1;
         } else {
           *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
         }
@@ -605,7 +621,7 @@ struct BackwardQ {
     if constexpr (RA) {
       // Team sum of the gate partials through (now idle) shared memory.
       float* red = reinterpret_cast<float*>(smem);
-      gstd = warp_sum(gstd), grec = warp_sum(grec);
+      gstd = warp_sum(gstd) * scale, grec = warp_sum(grec) * scale;
       if (lane == 0) red[2 * warp] = gstd, red[2 * warp + 1] = grec;
       __syncthreads();
       if (tid == 0) {
@@ -620,9 +636,10 @@ struct BackwardQ {
 
 // Key-owned kernel: for this team's key rows j, dV_j = sum_i P_ij dO_i and
 // dKf_j = s sum_i dL_ij Qf_i, plus the column sums of dL (dd_j, dw_disc).
-template <int D, bool RA, int WARPS, int BR>
+template <int D, bool RA, int WARPS, int BR, int MINB>
 struct BackwardKV {
   static constexpr int W = RA ? 2 * D : D, BK = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR) + 8 * BR;
   static constexpr std::size_t kScratch = std::max<std::size_t>(
       Swizzled<W>::bytes(BK) + Swizzled<D>::bytes(BK), 2 * std::size_t(kStage));
@@ -711,7 +728,7 @@ struct BackwardKV {
       folded_logits<D, RA, BR, W>(one(p), one(ka), qs, kind, lane, key0, i0, false, a.window);
       zero(dp);
       mma_abt<0, D / 16, BR, D>(one(dp), one(va), dos, lane);  // dP^T = V dO^T
-      float dlb[BR / 8][4];
+      float dlb[RA ? BR / 8 : 1][4];  // dL^T inside the band (mixed tiles of ra_window)
 #pragma unroll
       for (int n = 0; n < BR / 8; ++n)
 #pragma unroll
@@ -721,12 +738,17 @@ struct BackwardKV {
           const float pr = vis ? exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e) : 0.f;
           p[n][e] = pr;
           dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
-          colsum[e >> 1] += dp[n][e];
-          dlb[n][e] = (i - j <= a.window) ? dp[n][e] : 0.f;
+          if constexpr (RA) {
+            colsum[e >> 1] += dp[n][e];
+            dlb[n][e] = (i - j <= a.window) ? dp[n][e] : 0.f;
+          }
         }
       mma_pb<BR, D, D / 8>(one(dv), one(p), one(p), D / 16, D / 16, dos, lane);  // dV += P^T dO
       const int pairs = kind == kPlain ? D / 16 : W / 16;
-      mma_pb<BR, W, W / 8>(one(dkf), one(dp), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, qs, lane);
+      if constexpr (RA)
+        mma_pb<BR, W, W / 8>(one(dkf), one(dp), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, qs, lane);
+      else
+        mma_pb<BR, W, W / 8>(one(dkf), one(dp), one(dp), pairs, W / 16, qs, lane);
       __syncthreads();
     }
 
@@ -779,10 +801,11 @@ struct BackwardKV {
 int pad_dim(int D) { return D <= 32 ? 32 : D <= 64 ? 64 : 128; }
 
 template <class Functor>
-Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<Functor::NT, 1>> policy(
-    const Kokkos::Cuda& exec, int league) {
-  Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<Functor::NT, 1>> p(exec, league,
-                                                                          Functor::NT, 1);
+using TcPolicy =
+    Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<Functor::NT, Functor::kMinBlocks>>;
+template <class Functor>
+TcPolicy<Functor> policy(const Kokkos::Cuda& exec, int league) {
+  TcPolicy<Functor> p(exec, league, Functor::NT, 1);
   return p.set_scratch_size(0, Kokkos::PerTeam(Functor::kScratch + 128));
 }
 
@@ -824,9 +847,11 @@ std::string unsupported(bool ra, int D, bool backward, int candidate) {
   if (D % 8 != 0)
     return "head dim D = " + std::to_string(D) + " is not a multiple of 8 (16-byte rows)";
   if (D > 128) return "head dim D = " + std::to_string(D) + " > 128";
-  if (!backward && candidate >= 0 && (pad_dim(D) != 64 || candidate >= kForwardCandidates))
-    return "forward candidate " + std::to_string(candidate) + " does not exist (there are " +
-           std::to_string(kForwardCandidates) + ", for head dims 33..64)";
+  const int n_candidates = backward ? kBackwardCandidates : kForwardCandidates;
+  if (candidate >= 0 && (pad_dim(D) != 64 || candidate >= n_candidates))
+    return std::string(backward ? "backward" : "forward") + " candidate " +
+           std::to_string(candidate) + " does not exist (there are " +
+           std::to_string(n_candidates) + ", for head dims 33..64)";
   const TcPass pass = backward ? TcPass::backward_q : TcPass::forward;
   if (tensor_core_traits(pad_dim(D), ra, pass).warps == 0 ||
       (backward && tensor_core_traits(pad_dim(D), ra, TcPass::backward_kv).warps == 0))
@@ -841,10 +866,11 @@ TilePlan forward_plan_of(int candidate) {
   constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
   TilePlan plan;
   if constexpr (tr.warps > 0) {
-    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv>;
+    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks>;
     plan = make_plan(tr.warps, F::BR, tr.tile, F::kScratch);
     plan.path += (candidate >= 0 ? " #" + std::to_string(candidate) : std::string()) + " m" +
-                 std::to_string(tr.m_tiles) + (tr.split_kv ? " split-kv" : " 2-stage");
+                 std::to_string(tr.m_tiles) + (tr.split_kv ? " split-kv" : " 2-stage") +
+                 (tr.min_blocks > 1 ? " mb" + std::to_string(tr.min_blocks) : "");
   }
   return plan;
 }
@@ -865,35 +891,71 @@ TilePlan forward_plan(bool ra, int D, int candidate) {
   return plan;
 }
 
-TilePlan backward_plan(bool ra, int D) {
+// The backward configuration to run: the table's (CAND < 0) or candidate CAND.
+template <int DP, bool RA, int CAND>
+struct BackwardConfig {
+  static constexpr TensorCoreTraits q =
+      CAND < 0 ? tensor_core_traits(DP, RA, TcPass::backward_q) : backward_candidate(RA, CAND).q;
+  static constexpr TensorCoreTraits kv =
+      CAND < 0 ? tensor_core_traits(DP, RA, TcPass::backward_kv) : backward_candidate(RA, CAND).kv;
+  static constexpr bool exists = q.warps > 0 && kv.warps > 0;
+};
+template <int DP>
+using BackwardIndices = std::make_index_sequence<DP == 64 ? kBackwardCandidates : 0>;
+
+// Calls f(BackwardConfig<DP, RA, CAND>{}) for the requested candidate (-1: table).
+template <int DP, bool RA, class F, std::size_t... I>
+void with_backward_config(int candidate, F&& f, std::index_sequence<I...>) {
+  if (candidate < 0) return f(BackwardConfig<DP, RA, -1>{});
+  ((candidate == int(I) ? (f(BackwardConfig<DP, RA, int(I)>{}), 0) : 0), ...);
+}
+
+template <class Cfg, int DP, bool RA>
+struct BackwardKernels {
+  using Q = BackwardQ<DP, RA, Cfg::q.warps, Cfg::q.tile, Cfg::q.min_blocks>;
+  using KV = BackwardKV<DP, RA, Cfg::kv.warps, Cfg::kv.tile, Cfg::kv.min_blocks>;
+};
+
+template <class Cfg, int DP, bool RA>
+TilePlan backward_plan_of(int candidate) {
+  TilePlan plan;
+  if constexpr (Cfg::exists) {
+    using K = BackwardKernels<Cfg, DP, RA>;
+    // Reported as the query-owned kernel's tile; the scratch is the larger of the two.
+    plan = make_plan(Cfg::q.warps, K::Q::BR, Cfg::q.tile, std::max(K::Q::kScratch, K::KV::kScratch));
+    if (candidate >= 0) plan.path += " #" + std::to_string(candidate);
+    plan.path += " kv " + std::to_string(K::KV::BK) + "x" + std::to_string(Cfg::kv.tile);
+    if (Cfg::q.min_blocks > 1 || Cfg::kv.min_blocks > 1)
+      plan.path += " mb" + std::to_string(Cfg::q.min_blocks) + "/" + std::to_string(Cfg::kv.min_blocks);
+  }
+  return plan;
+}
+
+TilePlan backward_plan(bool ra, int D, int candidate) {
   TilePlan plan;
   with_dims(D, ra, [&](auto dp_c, auto ra_c) {
     constexpr int dp = decltype(dp_c)::value;
     constexpr bool is_ra = decltype(ra_c)::value;
-    constexpr TensorCoreTraits q = tensor_core_traits(dp, is_ra, TcPass::backward_q);
-    constexpr TensorCoreTraits kv = tensor_core_traits(dp, is_ra, TcPass::backward_kv);
-    if constexpr (q.warps > 0 && kv.warps > 0) {
-      using FQ = BackwardQ<dp, is_ra, q.warps, q.tile>;
-      using FKV = BackwardKV<dp, is_ra, kv.warps, kv.tile>;
-      // Reported as the query-owned kernel's tile; the scratch is the larger of the two.
-      plan = make_plan(q.warps, FQ::BR, q.tile, std::max(FQ::kScratch, FKV::kScratch));
-    }
+    with_backward_config<dp, is_ra>(candidate, [&](auto cfg) {
+      plan = backward_plan_of<decltype(cfg), dp, is_ra>(candidate);
+    }, BackwardIndices<dp>{});
   });
   return plan;
 }
 
-int backward_partials(bool ra, int D, int T) {
+int backward_partials(bool ra, int D, int T, int candidate) {
   int n = 1;
   with_dims(D, ra, [&](auto dp_c, auto ra_c) {
     constexpr int dp = decltype(dp_c)::value;
     constexpr bool is_ra = decltype(ra_c)::value;
-    constexpr TensorCoreTraits q = tensor_core_traits(dp, is_ra, TcPass::backward_q);
-    constexpr TensorCoreTraits kv = tensor_core_traits(dp, is_ra, TcPass::backward_kv);
-    if constexpr (q.warps > 0 && kv.warps > 0) {
-      const int nq = (T + 16 * q.warps - 1) / (16 * q.warps);
-      const int nk = (T + 16 * kv.warps - 1) / (16 * kv.warps);
-      n = std::max(nq, nk);
-    }
+    with_backward_config<dp, is_ra>(candidate, [&](auto cfg) {
+      using Cfg = decltype(cfg);
+      if constexpr (Cfg::exists) {
+        const int nq = (T + 16 * Cfg::q.warps - 1) / (16 * Cfg::q.warps);
+        const int nk = (T + 16 * Cfg::kv.warps - 1) / (16 * Cfg::kv.warps);
+        n = std::max(nq, nk);
+      }
+    }, BackwardIndices<dp>{});
   });
   return n;
 }
@@ -902,7 +964,7 @@ template <int DP, bool RA, int CAND>
 void forward_launch(const Kokkos::Cuda& exec, const Args& a) {
   constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
   if constexpr (tr.warps > 0) {
-    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv>;
+    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks>;
     F f;
     f.a = a;
     f.n_qtiles = (a.T + F::BR - 1) / F::BR;
@@ -926,30 +988,34 @@ void forward(const Kokkos::Cuda& exec, const Args& a) {
   });
 }
 
+template <class Cfg, int DP, bool RA>
+void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
+  if constexpr (Cfg::exists) {
+    using K = BackwardKernels<Cfg, DP, RA>;
+    const float scale = 1.f / std::sqrt(float(a.D));
+    typename K::KV fkv;
+    fkv.a = a;
+    fkv.n_ktiles = (a.T + K::KV::BK - 1) / K::KV::BK;
+    fkv.n_qtiles = (a.T + Cfg::kv.tile - 1) / Cfg::kv.tile;
+    fkv.scale = scale;
+    Kokkos::parallel_for("ra::tc::backward_kv", policy<typename K::KV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
+    typename K::Q fq;
+    fq.a = a;
+    fq.n_qtiles = (a.T + K::Q::BR - 1) / K::Q::BR;
+    fq.scale = scale;
+    Kokkos::parallel_for("ra::tc::backward_q", policy<typename K::Q>(exec, a.B * a.H * fq.n_qtiles), fq);
+  } else {
+    throw std::logic_error("ra::kk::tc::backward called for an unsupported problem");
+  }
+}
+
 void backward(const Kokkos::Cuda& exec, const Args& a) {
   with_dims(a.D, a.ra, [&](auto dp_c, auto ra_c) {
     constexpr int dp = decltype(dp_c)::value;
     constexpr bool is_ra = decltype(ra_c)::value;
-    constexpr TensorCoreTraits q = tensor_core_traits(dp, is_ra, TcPass::backward_q);
-    constexpr TensorCoreTraits kv = tensor_core_traits(dp, is_ra, TcPass::backward_kv);
-    if constexpr (q.warps > 0 && kv.warps > 0) {
-      using FKV = BackwardKV<dp, is_ra, kv.warps, kv.tile>;
-      using FQ = BackwardQ<dp, is_ra, q.warps, q.tile>;
-      const float scale = 1.f / std::sqrt(float(a.D));
-      FKV fkv;
-      fkv.a = a;
-      fkv.n_ktiles = (a.T + FKV::BK - 1) / FKV::BK;
-      fkv.n_qtiles = (a.T + kv.tile - 1) / kv.tile;
-      fkv.scale = scale;
-      Kokkos::parallel_for("ra::tc::backward_kv", policy<FKV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
-      FQ fq;
-      fq.a = a;
-      fq.n_qtiles = (a.T + FQ::BR - 1) / FQ::BR;
-      fq.scale = scale;
-      Kokkos::parallel_for("ra::tc::backward_q", policy<FQ>(exec, a.B * a.H * fq.n_qtiles), fq);
-    } else {
-      throw std::logic_error("ra::kk::tc::backward called for an unsupported problem");
-    }
+    with_backward_config<dp, is_ra>(a.bwd_candidate, [&](auto cfg) {
+      backward_launch<decltype(cfg), dp, is_ra>(exec, a);
+    }, BackwardIndices<dp>{});
   });
 }
 

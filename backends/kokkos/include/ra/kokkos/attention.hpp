@@ -57,8 +57,9 @@ struct Options {
   int tile = 0;        // fused variants: 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc
                        // (pinning a tile also pins the portable path)
   bool portable = false;  // force the portable path even where a tensor-core path exists
-  int tc_candidate = -1;  // tensor-core forward: -1 = kernel_traits.hpp's table, else the
-                          // index of a compiled candidate (tuning sweeps; head dims 33..64)
+  int tc_candidate = -1;      // tensor-core forward: -1 = kernel_traits.hpp's table, else the
+                              // index of a compiled candidate (tuning sweeps; head dims 33..64)
+  int tc_bwd_candidate = -1;  // tensor-core backward, likewise
 };
 
 // Every tensor a forward and backward pass touches, allocated together so a
@@ -114,6 +115,9 @@ class Attention {
   // Tiling of the fused forward / backward kernels (zeros for open-coded).
   TilePlan forward_plan() const { return fwd_plan_; }
   TilePlan backward_plan() const { return bwd_plan_; }
+  // Device bytes of this object's workspace (open-coded: its T x T buffers;
+  // fused: O(B H T) row terms and partial sums only).
+  std::size_t workspace_bytes() const;
 
  private:
   void check_tensors(const Tensors& t, bool backward) const;

@@ -100,14 +100,14 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       const bool ra = is_ra(v);
       const bool wanted = !opt.portable && opt.tile == 0;
       const std::string why_fwd = detail::tc::unsupported(ra, s.D, false, opt.tc_candidate);
-      const std::string why_bwd = detail::tc::unsupported(ra, s.D, true);
+      const std::string why_bwd = detail::tc::unsupported(ra, s.D, true, opt.tc_bwd_candidate);
       tensor_core_fwd_ = wanted && why_fwd.empty();
       tensor_core_bwd_ = wanted && why_bwd.empty();
       if (tensor_core_fwd_) fwd_plan_ = detail::tc::forward_plan(ra, s.D, opt.tc_candidate);
       else if (wanted) fwd_plan_.path = "portable (" + why_fwd + ")";
       if (tensor_core_bwd_) {
-        bwd_plan_ = detail::tc::backward_plan(ra, s.D);
-        n_tiles = detail::tc::backward_partials(ra, s.D, s.T);
+        bwd_plan_ = detail::tc::backward_plan(ra, s.D, opt.tc_bwd_candidate);
+        n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt.tc_bwd_candidate);
         if (ra) {
           part_dq_ = Tensor4<float, Exec>("tc_part_dq", s.B, s.H, s.T, s.D);
           part_dk_ = Tensor4<float, Exec>("tc_part_dk", s.B, s.H, s.T, s.D);
@@ -117,7 +117,14 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       }
     }
 #endif
-    if (opt.tc_candidate >= 0 && !tensor_core_fwd_)  // a tuning request must not fall back silently
+    if (opt.tc_bwd_candidate >= 0 && !tensor_core_bwd_)  // tuning requests never fall back silently
+      throw std::invalid_argument(
+          "ra::kk::Attention(" + variant_name(v) + "): tc_bwd_candidate = " +
+          std::to_string(opt.tc_bwd_candidate) + " but the tensor-core backward does not run here (" +
+          (detail::has_tensor_core_path<Scalar, Exec>() ? bwd_plan_.path
+                                                         : std::string("needs bf16 on CUDA")) +
+          ")");
+    if (opt.tc_candidate >= 0 && !tensor_core_fwd_)
       throw std::invalid_argument(
           "ra::kk::Attention(" + variant_name(v) + "): tc_candidate = " +
           std::to_string(opt.tc_candidate) + " but the tensor-core forward does not run here (" +
@@ -306,6 +313,13 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
   }
 }
 
+template <class Scalar, class Exec>
+std::size_t Attention<Scalar, Exec>::workspace_bytes() const {
+  auto bytes = [](const auto& v) { return v.span() * sizeof(typename std::decay_t<decltype(v)>::value_type); };
+  return bytes(s_) + bytes(p_) + bytes(dp_) + bytes(delta_) + bytes(gate_partials_) +
+         bytes(part_dq_) + bytes(part_dk_);
+}
+
 #if defined(KOKKOS_ENABLE_CUDA)
 template <class Scalar, class Exec>
 detail::tc::Args Attention<Scalar, Exec>::tensor_core_args(const Tensors& t) const {
@@ -323,6 +337,7 @@ detail::tc::Args Attention<Scalar, Exec>::tensor_core_args(const Tensors& t) con
   a.window = variant_ == Variant::ra_window ? opt_.window : -1;
   a.gate_batch = opt_.gate_batch;
   a.candidate = opt_.tc_candidate;
+  a.bwd_candidate = opt_.tc_bwd_candidate;
   return a;
 }
 #endif

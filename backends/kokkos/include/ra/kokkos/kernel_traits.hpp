@@ -61,6 +61,9 @@ namespace ra::kk {
 //             loads while kt computes); true = one K and one V buffer, V(kt)
 //             loading under QK^T(kt) and K(kt+1) under P V(kt) (FlashAttention-2's
 //             schedule: half the shared memory, so twice the key tile fits)
+//   min_blocks  teams per SM the compiler must leave registers for
+//             (__launch_bounds__): 1 lets it take up to 255 registers per thread
+//             (2 teams of 4 warps per SM), 3 caps it at 170, 4 at 128
 // Every entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6
 // gives a block: the team's own rows live in registers after one staging copy,
 // and the staging buffer is reused for the streamed tiles.
@@ -71,20 +74,36 @@ struct TensorCoreTraits {
   int tile = 0;
   int m_tiles = 1;
   bool split_kv = false;
+  int min_blocks = 1;
 };
 
-// Forward candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled
-// into every CUDA build so that `ra-bench --tc-candidates` can time them on the
-// GPU at hand and the reference tests can check each one. The table below
-// picks one of them per architecture.
-constexpr int kForwardCandidates = 6;
+// Candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled into
+// every CUDA build so that `ra-bench --tc-candidates` can time them on the GPU
+// at hand and the reference tests can check each one. The table below picks
+// one of them per architecture. (v4 of docs/perf.md also tried 8-warp teams:
+// always slower on the H100, dropped.)
+constexpr int kForwardCandidates = 8;
 constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
   constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
-      {4, 64, 1, false}, {4, 64, 2, false}, {4, 64, 2, true},
-      {4, 128, 1, true}, {8, 64, 1, false}, {8, 64, 2, true}};
+      {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1}, {4, 128, 1, true, 1},
+      {4, 64, 1, false, 4}, {4, 64, 2, true, 3},  {4, 64, 1, true, 4}, {4, 128, 1, true, 3}};
   constexpr TensorCoreTraits rec[kForwardCandidates] = {
-      {4, 32, 1, false}, {4, 32, 2, false}, {4, 64, 1, true},
-      {4, 64, 2, true},  {8, 32, 1, false}, {8, 64, 1, true}};
+      {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1}, {4, 64, 2, true, 1},
+      {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4}, {4, 64, 2, true, 3}};
+  return ra ? rec[i] : sdpa[i];
+}
+// Backward candidates: the query-owned (dQ) and key-owned (dK, dV) kernels' entries.
+struct BackwardTraits {
+  TensorCoreTraits q, kv;
+};
+constexpr int kBackwardCandidates = 4;
+constexpr BackwardTraits backward_candidate(bool ra, int i) {
+  constexpr BackwardTraits sdpa[kBackwardCandidates] = {
+      {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
+      {{4, 32, 1, false, 4}, {4, 32, 1, false, 3}}, {{4, 64, 1, false, 3}, {4, 32, 1, false, 1}}};
+  constexpr BackwardTraits rec[kBackwardCandidates] = {
+      {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
+      {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}}};
   return ra ? rec[i] : sdpa[i];
 }
 
@@ -94,8 +113,8 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // and two S-sized tiles. RA at D = 128 (W = 256) backward would need ~300
   // registers per thread in this layout: not built; the portable path runs.
   //
-  // sm_90 (H100/H200): the forward at D = 64 is the winner of the candidate
-  // sweep in docs/perf.md (v3); the rest is sized by the same rules.
+  // sm_90 (H100/H200): D = 64 entries are the winners of the candidate sweep
+  // in docs/perf.md (v5); the rest is sized by the same rules.
   // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
   // NOT measured -- the same entries, which fit its limits (at most 2 teams
   // of <= 34 KiB per SM). Re-tune on an A10G: ra-bench --dtypes bf16
@@ -103,8 +122,10 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
-    if (fwd) return forward_candidate(ra, ra ? 1 : 2);  // the sweep's winners at T = 4096
-    return {4, ra ? 32 : 64, 1, false};
+    // The H100 sweep's winners (docs/perf.md, v5): fastest at T = 4096, within
+    // 5% of the fastest at T = 1024.
+    if (fwd) return forward_candidate(ra, ra ? 4 : 2);
+    return kv ? backward_candidate(ra, 2).kv : backward_candidate(ra, 2).q;
   }
   if (d_pad == 128) {
     if (fwd) return {4, ra ? 16 : 32, 1, false};

@@ -28,7 +28,8 @@ struct Args {
   int B = 0, H = 0, T = 0, D = 0;
   bool ra = false;
   int window = -1, gate_batch = 1;
-  int candidate = -1;  // forward configuration: -1 the traits table, else a candidate index
+  int candidate = -1;      // forward configuration: -1 the traits table, else a candidate index
+  int bwd_candidate = -1;  // backward configuration, likewise
 };
 
 // "" if the tensor-core kernels take this problem, else why not (for the
@@ -36,9 +37,9 @@ struct Args {
 std::string unsupported(bool ra, int D, bool backward, int candidate = -1);
 // Tiling of the kernels that would run (path "tensor-core bf16 ...").
 TilePlan forward_plan(bool ra, int D, int candidate = -1);
-TilePlan backward_plan(bool ra, int D);
+TilePlan backward_plan(bool ra, int D, int candidate = -1);
 // Number of gate-partial slots the backward writes (max of key and query tiles).
-int backward_partials(bool ra, int D, int T);
+int backward_partials(bool ra, int D, int T, int candidate = -1);
 
 void forward(const Kokkos::Cuda& exec, const Args& a);
 void backward(const Kokkos::Cuda& exec, const Args& a);
