@@ -52,6 +52,7 @@ struct Config {
   int window = -1;
   std::string disc = "table";
   std::string anneal_mode = "rec_disc";
+  std::string attention_precision = "float";  // storage of the attention's q, k, v, o: float or bf16
   long anneal_start = -1, anneal_end = -1;  // steps; w_rec scale 1 -> 0 linearly between them
   // data
   std::string train, val;  // shard dir, glob or file; default: the Brown shards in the data cache
@@ -97,6 +98,10 @@ void add_options(CLI::App& app, Config& c) {
   app.add_option("--disc", c.disc, "discoverability form")->check(CLI::IsMember({"table", "content"}));
   app.add_option("--anneal-mode", c.anneal_mode, "what annealing fades: rec (w_rec) or rec_disc (w_rec and w_disc; ends at SDPA)")
       ->check(CLI::IsMember({"rec", "rec_disc"}));
+  app.add_option("--attention-precision", c.attention_precision,
+                 "storage of the attention's q,k,v,o and their gradients: float, or bf16 (CUDA builds, fused "
+                 "variants: the tensor-core kernels; the rest of the model stays float)")
+      ->check(CLI::IsMember({"float", "bf16"}));
   app.add_option("--anneal-start", c.anneal_start, "step where w_rec's scale starts falling from 1 (-1: no annealing)");
   app.add_option("--anneal-end", c.anneal_end, "step where w_rec's scale reaches 0");
   app.add_option("--train", c.train, "training shards: directory, glob or file (default: Brown in the data cache)");
@@ -150,7 +155,8 @@ std::string config_json(const Config& c, const ra::model::GPTConfig& g, int cont
     << ",\"attention\":" << json_str(c.attention) << ",\"ra_layers\":" << json_str(g.attn.ra_layers)
     << ",\"variant\":" << json_str(g.attn.variant) << ",\"ra_variant\":" << json_str(g.attn.ra_variant)
     << ",\"window\":" << c.window << ",\"disc\":" << json_str(c.disc) << ",\"anneal_mode\":"
-    << json_str(c.anneal_mode) << ",\"anneal_start\":" << c.anneal_start << ",\"anneal_end\":" << c.anneal_end
+    << json_str(c.anneal_mode) << ",\"attention_precision\":" << json_str(c.attention_precision)
+    << ",\"anneal_start\":" << c.anneal_start << ",\"anneal_end\":" << c.anneal_end
     << ",\"train\":" << json_str(c.train) << ",\"val\":" << json_str(c.val) << ",\"batch\":" << c.batch
     << ",\"context\":" << context << ",\"steps\":" << c.steps << ",\"time_budget\":" << c.time_budget
     << ",\"lr\":" << c.lr << ",\"min_lr_ratio\":" << c.min_lr_ratio << ",\"warmup\":" << c.warmup
@@ -184,6 +190,7 @@ ra::model::GPTConfig model_config(const Config& c) {
   g.attn.window = c.window;
   g.attn.disc = ra::model::parse_disc_form(c.disc);
   g.attn.anneal = ra::model::parse_anneal(c.anneal_mode);
+  g.attn.precision = ra::model::parse_attention_precision(c.attention_precision);
   g.validate();
   return g;
 }
@@ -324,7 +331,8 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     attrs["command_line"] = cmdline;
     attrs["config"] = config_json(c, g, T);
     attrs["model"] = g.describe();
-    attrs["precision"] = "float";
+    // The model's precision, and the attention's where it differs.
+    attrs["precision"] = c.attention_precision == "bf16" ? "float, attention bf16" : "float";
     std::string shards;
     for (const auto& p : train_paths) shards += (shards.empty() ? "" : ",") + p;
     attrs["train_shards"] = shards;

@@ -60,6 +60,24 @@ Anneal parse_anneal(const std::string& name) {
 std::string disc_form_name(DiscForm f) { return f == DiscForm::table ? "table" : "content"; }
 std::string anneal_name(Anneal a) { return a == Anneal::rec ? "rec" : "rec_disc"; }
 
+AttentionPrecision parse_attention_precision(const std::string& name) {
+  if (name == "float") return AttentionPrecision::scalar;
+  if (name == "bf16") return AttentionPrecision::bf16;
+  throw std::invalid_argument("unknown attention precision '" + name + "' (known: float, bf16)");
+}
+
+std::string attention_precision_name(AttentionPrecision p) {
+  return p == AttentionPrecision::bf16 ? "bf16" : "float";
+}
+
+bool build_has_bf16() {
+#if defined(RA_HAVE_BF16)
+  return true;
+#else
+  return false;
+#endif
+}
+
 std::vector<int> parse_layer_list(const std::string& spec, int L) {
   std::vector<int> layers;
   if (spec.empty()) return layers;
@@ -145,6 +163,17 @@ void GPTConfig::validate() const {
   if (attn.window >= 0 && !any_window)
     throw config_error(*this, "window = " + std::to_string(attn.window) +
                                   " is set but no layer runs ra_window");
+  if (attn.precision == AttentionPrecision::bf16) {
+    // The build first: on a host build nothing else would make bf16 work.
+    if (!build_has_bf16())
+      throw config_error(*this, "bf16 attention needs a CUDA build (this build has no bf16 type; "
+                                "use attention precision float)");
+    for (int l = 0; l < L; ++l)
+      if (!layers[l].fused)
+        throw config_error(*this, "bf16 attention needs a fused variant (sdpa_fused, ra_fused, ra_window) "
+                                  "in every layer, but layer " + std::to_string(l) + " runs " +
+                                  layers[l].variant + " (the open-coded kernels are float-only)");
+  }
 }
 
 std::string GPTConfig::describe() const {
@@ -155,6 +184,10 @@ std::string GPTConfig::describe() const {
     << " ra_variant=" << attn.ra_variant << " window=" << attn.window
     << " disc=" << disc_form_name(attn.disc) << " anneal=" << anneal_name(attn.anneal)
     << " tile=" << attn.tile;
+  // Only when not the default, so the description of a float-attention model
+  // (stored in run files and checkpoints) reads as it always did.
+  if (attn.precision != AttentionPrecision::scalar)
+    s << " attention_precision=" << attention_precision_name(attn.precision);
   return s.str();
 }
 

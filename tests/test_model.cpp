@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -437,6 +438,122 @@ TEST_CASE("GPT-2 presets and bad configurations", "[model][config]") {
   CHECK_THROWS_WITH(m.set_batch({1, 2, 3}, {1, 2, 3}), Catch::Contains("inputs has 3 tokens, expected B*T = 4"));
   CHECK_THROWS_WITH(m.set_reciprocity_scale(1.5), Catch::Contains("outside [0, 1]"));
 }
+
+TEST_CASE("bf16 attention: names, description and who refuses it", "[model][config][bf16]") {
+  using model::AttentionPrecision;
+  CHECK(model::parse_attention_precision("float") == AttentionPrecision::scalar);
+  CHECK(model::parse_attention_precision("bf16") == AttentionPrecision::bf16);
+  CHECK(model::attention_precision_name(AttentionPrecision::bf16) == "bf16");
+  CHECK_THROWS_WITH(model::parse_attention_precision("fp8"), Catch::Contains("known: float, bf16"));
+
+  GPTConfig cfg = small_config("ra_fused");
+  // A float-attention model describes itself as it always did (run files, checkpoints).
+  CHECK(cfg.describe().find("attention_precision") == std::string::npos);
+  cfg.attn.precision = AttentionPrecision::bf16;
+  CHECK(cfg.describe().find("attention_precision=bf16") != std::string::npos);
+#if defined(RA_HAVE_BF16)
+  CHECK(model::build_has_bf16());
+  CHECK_NOTHROW(cfg.validate());
+  // Open-coded kernels are float-only in the model, in any layer.
+  GPTConfig open = cfg;
+  open.attn.variant = "sdpa_open";
+  open.attn.ra_layers = "1", open.attn.ra_variant = "ra_fused";
+  CHECK_THROWS_WITH(open.validate(), Catch::Contains("bf16 attention needs a fused variant") &&
+                                         Catch::Contains("layer 0 runs sdpa_open"));
+  GPTConfig hybrid_open = cfg;
+  hybrid_open.attn.variant = "sdpa_fused";
+  hybrid_open.attn.ra_layers = "1", hybrid_open.attn.ra_variant = "ra_open";
+  CHECK_THROWS_WITH(hybrid_open.validate(), Catch::Contains("layer 1 runs ra_open"));
+  CHECK_THROWS_WITH((GPT2<double, Exec>(cfg, 1, 4, 1)),
+                    Catch::Contains("bf16 attention needs Scalar = float (this model is float64)"));
+#else
+  CHECK_FALSE(model::build_has_bf16());
+  // The build is named before anything else: on a host build nothing else helps.
+  for (const char* variant : {"sdpa_fused", "ra_fused", "ra_window", "sdpa_open"}) {
+    GPTConfig c = small_config(variant);
+    c.attn.precision = AttentionPrecision::bf16;
+    INFO(variant);
+    CHECK_THROWS_WITH(c.validate(), Catch::Contains("bf16 attention needs a CUDA build"));
+    CHECK_THROWS_WITH((GPT2<float, Exec>(c, 1, 4, 1)), Catch::Contains("bf16 attention needs a CUDA build"));
+  }
+#endif
+}
+
+#if defined(RA_HAVE_BF16) && defined(KOKKOS_ENABLE_CUDA)
+// The float model with its attention in bf16 (attn.precision = bf16) against
+// the float64 reference: q, k, v, o, dout, dq, dk, dv are rounded to bf16
+// (8 mantissa bits, 2^-9 relative) on the way into and out of the attention.
+// Tolerances: loss and every gradient tensor within 3e-2 of the reference,
+// relative to max(|ref|, 1) as the float tests (the kernels' own bf16
+// tolerance is 2e-2, and two layers compound it); and, because gradients are
+// ~1e-2 so that scale alone would let a wrong gradient through, every gradient
+// tensor within 10% of its own largest |ref|.
+TEST_CASE("GPT-2 with bf16 attention matches the float64 reference on CUDA", "[model][gpt2][bf16]") {
+  using Cuda = Kokkos::Cuda;
+  const int B = 2, T = 12;
+  const double tol = 3e-2, tol_own = 0.1;
+  // The float tests' cases whose layers are all fused (bf16 refuses open-coded
+  // kernels), and the hybrid with a fused RA layer.
+  std::vector<VariantCase> cases;
+  for (const auto& c : variant_cases()) {
+    const auto layers = model::layer_attention(c.cfg);
+    if (std::all_of(layers.begin(), layers.end(), [](const auto& la) { return la.fused; })) cases.push_back(c);
+  }
+  VariantCase hybrid{"hybrid sdpa_fused + ra_fused in layer 1", small_config("sdpa_fused")};
+  hybrid.cfg.attn.ra_layers = "1", hybrid.cfg.attn.ra_variant = "ra_fused";
+  cases.push_back(hybrid);
+  double worst = 0;
+  for (auto& c : cases) {
+    c.cfg.attn.precision = model::AttentionPrecision::bf16;
+    GPT2<float, Cuda> m(c.cfg, B, T, 7);
+    m.set_reciprocity_scale(c.scale);
+    if (c.scale == 0.0) CHECK(m.layer_kernels() == std::vector<std::string>{"sdpa_fused", "sdpa_fused"});
+    const auto params = randomize_params(m, 11);
+    const auto in = random_tokens(B * T, c.cfg.V, 12), tg = random_tokens(B * T, c.cfg.V, 13);
+    const Errors e = compare_with_reference(m, params, in, tg);
+    INFO(c.label << " (bf16 attention): loss error " << e.loss << ", worst gradient error " << e.grads
+                 << " in " << e.worst << ", own scale " << e.grads_own);
+    CHECK(e.loss <= tol);
+    CHECK(e.grads <= tol);
+    CHECK(e.grads_own <= tol_own);
+    worst = std::max({worst, e.loss, e.grads});
+    std::printf("model vs reference [bf16 attention] %-58s loss %.1e  grads %.1e (%s), own scale %.1e\n",
+                c.label.c_str(), e.loss, e.grads, e.worst.c_str(), e.grads_own);
+  }
+  std::printf("model vs reference [bf16 attention]: worst %.2e (tolerance %.0e)\n", worst, tol);
+
+  // The [B, H, T, D] tensors take half the bytes.
+  GPTConfig f32 = small_config("ra_fused"), b16 = f32;
+  b16.attn.precision = model::AttentionPrecision::bf16;
+  CHECK(GPT2<float, Cuda>(b16, B, T, 1).activation_bytes() < GPT2<float, Cuda>(f32, B, T, 1).activation_bytes());
+}
+
+TEST_CASE("GPT-2 with bf16 attention memorises one batch on CUDA", "[model][gpt2][train][bf16]") {
+  for (const char* variant : {"ra_fused", "sdpa_fused"}) {
+    GPTConfig cfg = small_config(variant);
+    cfg.attn.precision = model::AttentionPrecision::bf16;
+    const int B = 4, T = 16;
+    GPT2<float, Kokkos::Cuda> m(cfg, B, T, 1);
+    const auto in = random_tokens(B * T, cfg.V, 2), tg = random_tokens(B * T, cfg.V, 3);
+    m.set_batch(in, tg);
+    model::AdamWConfig hp;
+    hp.lr = 1e-2, hp.weight_decay = 0.0;
+    double loss = m.forward(), first = loss;
+    int steps = 0;
+    // The float model needs < 400 steps; bf16 rounding gets some slack.
+    for (; steps < 600 && loss >= 0.1; ++steps) {
+      m.zero_grad();
+      m.backward();
+      m.clip_grad_norm(1.0);
+      m.step(hp);
+      loss = m.forward();
+    }
+    std::printf("memorise [%s, bf16 attention]: loss %.3f -> %.4f in %d AdamW steps\n", variant, first, loss, steps);
+    CHECK(first > 3.5);  // ~ln(64) at init
+    CHECK(loss < 0.1);
+  }
+}
+#endif
 
 // Not part of the suite (hidden tag): times training steps of the gpt2-tiny
 // preset on this machine, by phase. Run: test_model "[.bench]".

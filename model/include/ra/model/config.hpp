@@ -28,6 +28,17 @@ enum class DiscForm { table, content };
 // attention and so the only one where annealing saves the reciprocal work.
 enum class Anneal { rec, rec_disc };
 
+// Storage type of the attention kernels' [B, H, T, D] tensors (q, k, v, o
+// and their gradients):
+//   scalar  the model's own Scalar (named "float": the trainer's models are float)
+//   bf16    bf16 inside a float model, so the fused kernels take their
+//           tensor-core path on CUDA; the layout kernels convert on the way
+//           in and out, and gates, d, lse and their gradients stay float.
+// bf16 needs a float model, fused variants in every layer (the open-coded
+// kernels are float-only in the model) and a build with a real bf16 type
+// (CUDA); validate() and GPT2's constructor say which one is missing.
+enum class AttentionPrecision { scalar, bf16 };
+
 struct AttentionConfig {
   std::string variant = "sdpa_fused";  // every layer not listed in ra_layers
   // Layers (0-based, inclusive ranges) that use ra_variant instead:
@@ -38,6 +49,7 @@ struct AttentionConfig {
   DiscForm disc = DiscForm::table;
   Anneal anneal = Anneal::rec_disc;
   int tile = 0;     // fused kernels' tile (0: automatic), see ra::kk::Options
+  AttentionPrecision precision = AttentionPrecision::scalar;
 };
 
 struct GPTConfig {
@@ -53,7 +65,8 @@ struct GPTConfig {
   int head_dim() const { return H > 0 ? C / H : 0; }
   int padded() const;  // Vp, or padded_vocab(V) when Vp is 0
   // Throws std::invalid_argument naming the first problem (sizes, C % H,
-  // fused head dim <= 128, attention names, layer list, window).
+  // fused head dim <= 128, attention names, layer list, window, bf16
+  // attention in a build without bf16 or with an open-coded layer).
   void validate() const;
   // One line of key=value pairs (for run files and logs).
   std::string describe() const;
@@ -72,6 +85,10 @@ DiscForm parse_disc_form(const std::string& name);  // "table" | "content"
 Anneal parse_anneal(const std::string& name);       // "rec" | "rec_disc"
 std::string disc_form_name(DiscForm f);
 std::string anneal_name(Anneal a);
+AttentionPrecision parse_attention_precision(const std::string& name);  // "float" | "bf16"
+std::string attention_precision_name(AttentionPrecision p);
+// Whether this build has a real bf16 type (RA_HAVE_BF16: CUDA builds).
+bool build_has_bf16();
 
 // "4-8" -> {4,5,6,7,8}; "0,2,5-7"; "all"; "" -> {}. Sorted, no duplicates.
 // Throws std::invalid_argument for syntax errors and layers outside [0, L).

@@ -10,6 +10,8 @@
 // their workspace per shape. Layers running the same kernel share one
 // ra::kk::Attention (and so one workspace): a pass runs its layers one after
 // another, and backward recomputes what it needs from the saved lse.
+// attn.precision = bf16 keeps the attention's [B, H, T, D] tensors in bf16
+// (float models on CUDA builds): see HeadStore below.
 //
 // Typical training step (what ra-train does):
 //   model.set_batch(inputs, targets);       // B*T token ids each, row n = b*T + t
@@ -28,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace ra::model {
@@ -142,16 +145,32 @@ class GPT2 {
   struct LayerParams;
   struct LayerActs;
   struct Scratch;
-  using AttentionKernel = kk::Attention<Scalar, Exec>;
+  // The attention's [B, H, T, D] tensors (every layer's q, k, v, o; one
+  // layer's dout, dq, dk, dv) and its kernels, in storage type A.
+  template <class A>
+  struct HeadStore;
+  // attn.precision = bf16 runs the attention in bf16 (float models only; for
+  // a double model this type is never built). On host builds bf16 is float.
+  using Bf16Heads = HeadStore<std::conditional_t<std::is_same_v<Scalar, float>, bf16, Scalar>>;
 
   LayerParams layer_params(const Vec& flat, int l) const;
   Mat matrix(const Vec& flat, const std::string& name) const;
-  AttentionKernel& attention_kernel(const std::string& variant, int window);
+  // Calls fn with the one HeadStore this model's attention precision uses.
+  template <class Fn>
+  void with_heads(Fn&& fn) const;
+  template <class A>
+  void allocate_heads(HeadStore<A>& heads);
+  template <class A>
+  kk::Attention<A, Exec>& attention_kernel(HeadStore<A>& heads, const std::string& variant, int window);
+  template <class A>
+  kk::Attention<A, Exec>& layer_kernel(HeadStore<A>& heads, int l);
+  template <class A>
+  kk::AttentionTensors<A, Exec> attention_tensors(const HeadStore<A>& heads, int l) const;
   bool sdpa_dispatch(int l, double scale) const;
-  void layer_forward(int l);
-  void layer_backward(int l);
-  kk::AttentionTensors<Scalar, Exec> attention_tensors(int l) const;
-  AttentionKernel& layer_kernel(int l);
+  template <class A>
+  void layer_forward(int l, HeadStore<A>& heads);
+  template <class A>
+  void layer_backward(int l, HeadStore<A>& heads);
   void disc_forward(int l, const LayerParams& p);
   void disc_backward(int l, const LayerParams& p, const LayerParams& g);
   Scalar disc_scale() const;  // what multiplies w_disc in this pass: the scale under rec_disc, else 1
@@ -172,7 +191,10 @@ class GPT2 {
   IVec inputs_, targets_, bucket_token_, bucket_start_, bucket_rows_;
   int n_buckets_ = 0;
   bool batch_set_ = false, has_targets_ = false, forward_done_ = false;
-  std::map<std::string, std::unique_ptr<AttentionKernel>> kernels_;
+  // Exactly one of these is allocated: the only place that decides the
+  // attention's storage type (the constructor, from attn.precision).
+  std::unique_ptr<HeadStore<Scalar>> heads_;
+  std::unique_ptr<Bf16Heads> heads_bf16_;
   double rec_scale_ = 1.0, pass_scale_ = 1.0;  // set by the trainer; used by the last forward
   long step_ = 0;
   bool time_attention_ = false;

@@ -45,7 +45,6 @@ template <class Scalar, class Exec>
 struct GPT2<Scalar, Exec>::LayerActs {
   Mat ln1, qkv, atty, res2, ln2, fch, fch_gelu, res3;  // [N, width]
   Vec ln1_mean, ln1_rstd, ln2_mean, ln2_rstd;          // [N]
-  T4 q, k, v, o;                                        // [B, H, T, D]
   T3 lse;                                               // [B, H, T]
   T3 d, gates_eff;  // RA layers: discoverability [B,H,T], effective gates [1,H,3]
 };
@@ -56,10 +55,23 @@ struct GPT2<Scalar, Exec>::Scratch {
   Mat dres;        // [N, C] gradient of the residual stream
   Mat dln;         // [N, C] gradient of a LayerNorm output / of the attention rows
   Mat dfch, dqkv;  // [N, 4C] and [N, 3C] views of one buffer
-  T4 dout, dq, dk, dv;
   T3 dd, dgates;   // [B, H, T], [1, H, 3]
   Mat du;          // [H, D] content-discoverability gradient before accumulation
   Vec work;        // deterministic column sums
+};
+
+template <class Scalar, class Exec>
+template <class A>
+struct GPT2<Scalar, Exec>::HeadStore {
+  using Heads = Tensor4<A, Exec>;
+  struct Layer {
+    Heads q, k, v, o;  // [B, H, T, D]; o is kept for the backward
+  };
+  Kokkos::View<A*, Kokkos::LayoutRight, typename Exec::memory_space> buf;  // holds every tensor below
+  std::vector<Layer> layers;
+  Heads dout, dq, dk, dv;  // one layer's backward, reused by every layer
+  // Layers running the same kernel share it (and its workspace); key variant/window.
+  std::map<std::string, std::unique_ptr<kk::Attention<A, Exec>>> kernels;
 };
 
 namespace detail {
@@ -103,6 +115,10 @@ template <class Scalar, class Exec>
 GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed, const Exec& exec)
     : cfg_(cfg), exec_(exec) {
   cfg_.validate();
+  const bool bf16_attention = cfg_.attn.precision == AttentionPrecision::bf16;
+  if (bf16_attention && !std::is_same_v<Scalar, float>)
+    throw std::invalid_argument("GPT2 '" + cfg_.name + "': bf16 attention needs Scalar = float (this model is " +
+                                precision_name<Scalar>() + ")");
   if (B < 1 || T < 1 || T > cfg_.T_max)
     throw std::invalid_argument("GPT2 '" + cfg_.name + "': batch B = " + std::to_string(B) +
                                 ", T = " + std::to_string(T) + " but need B >= 1 and 1 <= T <= T_max = " +
@@ -124,8 +140,6 @@ GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed,
       auto& a = acts_[l];
       a.ln1 = c.template take<Mat>(N, C), a.ln1_mean = c.template take<Vec>(N);
       a.ln1_rstd = c.template take<Vec>(N), a.qkv = c.template take<Mat>(N, 3 * C);
-      a.q = c.template take<T4>(B, H, T, D), a.k = c.template take<T4>(B, H, T, D);
-      a.v = c.template take<T4>(B, H, T, D), a.o = c.template take<T4>(B, H, T, D);
       a.lse = c.template take<T3>(B, H, T);
       if (layer_attn_[l].ra) a.d = c.template take<T3>(B, H, T), a.gates_eff = c.template take<T3>(1, H, 3);
       a.atty = c.template take<Mat>(N, C), a.res2 = c.template take<Mat>(N, C);
@@ -140,8 +154,6 @@ GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed,
     s.dres = c.template take<Mat>(N, C), s.dln = c.template take<Mat>(N, C);
     s.dfch = c.template take<Mat>(N, 4 * C);
     s.dqkv = base ? Mat(s.dfch.data(), N, 3 * C) : Mat();
-    s.dout = c.template take<T4>(B, H, T, D), s.dq = c.template take<T4>(B, H, T, D);
-    s.dk = c.template take<T4>(B, H, T, D), s.dv = c.template take<T4>(B, H, T, D);
     s.dd = c.template take<T3>(B, H, T), s.dgates = c.template take<T3>(1, H, 3);
     s.du = c.template take<Mat>(H, D);
     const std::size_t work = std::max(Ops::column_sum_work(N, 4 * C, 1), Ops::column_sum_work(N, C, 2));
@@ -157,9 +169,20 @@ GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed,
   bucket_token_ = IVec("gpt2_bucket_token", N_), bucket_start_ = IVec("gpt2_bucket_start", N_ + 1);
   bucket_rows_ = IVec("gpt2_bucket_rows", N_);
 
+  // The one place that decides the attention's storage type.
+  if (bf16_attention) {
+    heads_bf16_ = std::make_unique<Bf16Heads>();
+    allocate_heads(*heads_bf16_);
+  } else {
+    heads_ = std::make_unique<HeadStore<Scalar>>();
+    allocate_heads(*heads_);
+  }
+
   // Build every layer's kernel now, so a shape the kernels cannot run or a
   // workspace that does not fit fails here, not in the first step.
-  for (const auto& la : layer_attn_) attention_kernel(la.variant, la.window);
+  with_heads([&](auto& heads) {
+    for (const auto& la : layer_attn_) attention_kernel(heads, la.variant, la.window);
+  });
   init_params(seed);
 }
 
@@ -283,17 +306,49 @@ void GPT2<Scalar, Exec>::set_batch(const int* inputs, const int* targets) {
 }
 
 template <class Scalar, class Exec>
-typename GPT2<Scalar, Exec>::AttentionKernel& GPT2<Scalar, Exec>::attention_kernel(
-    const std::string& variant, int window) {
+template <class Fn>
+void GPT2<Scalar, Exec>::with_heads(Fn&& fn) const {
+  if (heads_bf16_)
+    fn(*heads_bf16_);
+  else
+    fn(*heads_);
+}
+
+template <class Scalar, class Exec>
+template <class A>
+void GPT2<Scalar, Exec>::allocate_heads(HeadStore<A>& heads) {
+  using Heads = typename HeadStore<A>::Heads;
+  const int B = B_, H = cfg_.H, T = T_, D = D_;
+  // Same carving as the activations: size first, then allocate once.
+  auto carve = [&](A* base) {
+    detail::Carver<A> c(base);
+    heads.layers.assign(cfg_.L, typename HeadStore<A>::Layer());
+    for (auto& h : heads.layers) {
+      h.q = c.template take<Heads>(B, H, T, D), h.k = c.template take<Heads>(B, H, T, D);
+      h.v = c.template take<Heads>(B, H, T, D), h.o = c.template take<Heads>(B, H, T, D);
+    }
+    heads.dout = c.template take<Heads>(B, H, T, D), heads.dq = c.template take<Heads>(B, H, T, D);
+    heads.dk = c.template take<Heads>(B, H, T, D), heads.dv = c.template take<Heads>(B, H, T, D);
+    return c.used();
+  };
+  const std::size_t n = carve(nullptr);
+  heads.buf = decltype(heads.buf)("gpt2_attention_heads", n);
+  carve(heads.buf.data());
+}
+
+template <class Scalar, class Exec>
+template <class A>
+kk::Attention<A, Exec>& GPT2<Scalar, Exec>::attention_kernel(HeadStore<A>& heads, const std::string& variant,
+                                                            int window) {
   const std::string key = variant + "/" + std::to_string(window);
-  auto it = kernels_.find(key);
-  if (it == kernels_.end()) {
+  auto it = heads.kernels.find(key);
+  if (it == heads.kernels.end()) {
     kk::Options opt;
     opt.window = window;
     opt.tile = cfg_.attn.tile;
-    auto kernel = std::make_unique<AttentionKernel>(kk::parse_variant(variant),
-                                                    Shape{B_, cfg_.H, T_, D_}, opt, exec_);
-    it = kernels_.emplace(key, std::move(kernel)).first;
+    auto kernel = std::make_unique<kk::Attention<A, Exec>>(kk::parse_variant(variant),
+                                                           Shape{B_, cfg_.H, T_, D_}, opt, exec_);
+    it = heads.kernels.emplace(key, std::move(kernel)).first;
   }
   return *it->second;
 }
@@ -318,9 +373,13 @@ void GPT2<Scalar, Exec>::set_reciprocity_scale(double a) {
     throw std::invalid_argument("GPT2::set_reciprocity_scale: scale " + std::to_string(a) +
                                 " is outside [0, 1]");
   rec_scale_ = a;
-  // Build the SDPA kernels now rather than inside a pass.
-  for (int l = 0; l < cfg_.L; ++l)
-    if (sdpa_dispatch(l, a)) attention_kernel(layer_kernels()[l], -1);
+  // Build the SDPA kernels now rather than inside a pass (in the attention's
+  // storage type: a fused RA layer in bf16 dispatches to sdpa_fused in bf16).
+  const auto kernels = layer_kernels();
+  with_heads([&](auto& heads) {
+    for (int l = 0; l < cfg_.L; ++l)
+      if (sdpa_dispatch(l, a)) attention_kernel(heads, kernels[l], -1);
+  });
 }
 
 template <class Scalar, class Exec>
@@ -334,27 +393,33 @@ void GPT2<Scalar, Exec>::timed(double& ms, Fn&& fn) {
   ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The [B, H, T, D] tensors in the attention's storage type A; lse, gates, d
+// and their gradients are Scalar (= accum_t<A>: float for bf16).
 template <class Scalar, class Exec>
-kk::AttentionTensors<Scalar, Exec> GPT2<Scalar, Exec>::attention_tensors(int l) const {
+template <class A>
+kk::AttentionTensors<A, Exec> GPT2<Scalar, Exec>::attention_tensors(const HeadStore<A>& heads, int l) const {
   const auto& a = acts_[l];
   const auto& s = *scratch_;
-  kk::AttentionTensors<Scalar, Exec> t;
-  t.q = a.q, t.k = a.k, t.v = a.v, t.o = a.o, t.lse = a.lse, t.gates = a.gates_eff, t.d = a.d;
-  t.dout = s.dout, t.dq = s.dq, t.dk = s.dk, t.dv = s.dv, t.dd = s.dd, t.dgates = s.dgates;
+  const auto& h = heads.layers[l];
+  kk::AttentionTensors<A, Exec> t;
+  t.q = h.q, t.k = h.k, t.v = h.v, t.o = h.o, t.lse = a.lse, t.gates = a.gates_eff, t.d = a.d;
+  t.dout = heads.dout, t.dq = heads.dq, t.dk = heads.dk, t.dv = heads.dv, t.dd = s.dd, t.dgates = s.dgates;
   return t;
 }
 
 template <class Scalar, class Exec>
-typename GPT2<Scalar, Exec>::AttentionKernel& GPT2<Scalar, Exec>::layer_kernel(int l) {
-  if (!sdpa_dispatch(l, pass_scale_)) return attention_kernel(layer_attn_[l].variant, layer_attn_[l].window);
-  return attention_kernel(layer_attn_[l].fused ? "sdpa_fused" : "sdpa_open", -1);
+template <class A>
+kk::Attention<A, Exec>& GPT2<Scalar, Exec>::layer_kernel(HeadStore<A>& heads, int l) {
+  if (!sdpa_dispatch(l, pass_scale_))
+    return attention_kernel(heads, layer_attn_[l].variant, layer_attn_[l].window);
+  return attention_kernel(heads, layer_attn_[l].fused ? "sdpa_fused" : "sdpa_open", -1);
 }
 
 template <class Scalar, class Exec>
 void GPT2<Scalar, Exec>::disc_forward(int l, const LayerParams& p) {
   const auto& a = acts_[l];
   if (cfg_.attn.disc == DiscForm::content)
-    kk::disc_content_forward(exec_, a.k, p.disc, a.d);
+    Ops::disc_content_forward(exec_, a.qkv, p.disc, a.d);  // K from the Scalar rows, not the (maybe bf16) heads
   else
     Ops::disc_table_forward(exec_, p.disc, a.d);
 }
@@ -364,8 +429,8 @@ void GPT2<Scalar, Exec>::disc_backward(int l, const LayerParams& p, const LayerP
   const auto& a = acts_[l];
   const auto& s = *scratch_;
   if (cfg_.attn.disc == DiscForm::content) {
-    // Adds the d = sigmoid(K.u) share to dk (after the attention wrote dk).
-    kk::disc_content_backward(exec_, a.k, p.disc, a.d, s.dd, s.dk, s.du);
+    // Adds the d = sigmoid(K.u) share to the K columns of dqkv (after merge_heads wrote them).
+    Ops::disc_content_backward(exec_, a.qkv, p.disc, a.d, s.dd, s.dqkv, s.du);
     Ops::accumulate(exec_, Vec(g.disc.data(), g.disc.span()), Vec(s.du.data(), s.du.span()));
   } else {
     Ops::disc_table_backward(exec_, s.dd, g.disc);
@@ -378,7 +443,8 @@ Scalar GPT2<Scalar, Exec>::disc_scale() const {
 }
 
 template <class Scalar, class Exec>
-void GPT2<Scalar, Exec>::layer_forward(int l) {
+template <class A>
+void GPT2<Scalar, Exec>::layer_forward(int l, HeadStore<A>& heads) {
   const auto p = layer_params(params_, l);
   const auto& a = acts_[l];
   const Mat in = l == 0 ? encoded_ : acts_[l - 1].res3;
@@ -386,14 +452,16 @@ void GPT2<Scalar, Exec>::layer_forward(int l) {
   Ops::layernorm_forward(exec_, in, p.ln1w, p.ln1b, a.ln1, a.ln1_mean, a.ln1_rstd);
   Ops::linear_forward(exec_, a.ln1, p.qkvw, p.qkvb, a.qkv, Mat());
   if (ra) Ops::effective_gates(exec_, p.gates, a.gates_eff, Scalar(pass_scale_), disc_scale());
-  Ops::split_heads(exec_, a.qkv, a.q, a.k, a.v, fold ? a.gates_eff : T3());
-  const auto t = attention_tensors(l);
-  auto& kernel = layer_kernel(l);
+  const auto& h = heads.layers[l];
+  // Writes the attention's storage type directly (bf16: no separate conversion pass).
+  Ops::split_heads(exec_, a.qkv, h.q, h.k, h.v, fold ? a.gates_eff : T3());
+  const auto t = attention_tensors(heads, l);
+  auto& kernel = layer_kernel(heads, l);
   timed(attn_fwd_ms_, [&] {
     if (ra && !fold) disc_forward(l, p);
     kernel.forward(t);
   });
-  Ops::heads_to_rows(exec_, a.o, a.atty);
+  Ops::heads_to_rows(exec_, h.o, a.atty);
   Ops::linear_forward(exec_, a.atty, p.projw, p.projb, a.res2, in);
   Ops::layernorm_forward(exec_, a.res2, p.ln2w, p.ln2b, a.ln2, a.ln2_mean, a.ln2_rstd);
   Ops::linear_forward(exec_, a.ln2, p.fcw, p.fcb, a.fch, Mat());
@@ -402,7 +470,8 @@ void GPT2<Scalar, Exec>::layer_forward(int l) {
 }
 
 template <class Scalar, class Exec>
-void GPT2<Scalar, Exec>::layer_backward(int l) {
+template <class A>
+void GPT2<Scalar, Exec>::layer_backward(int l, HeadStore<A>& heads) {
   const auto p = layer_params(params_, l), g = layer_params(grads_, l);
   const auto& a = acts_[l];
   const auto& s = *scratch_;
@@ -414,18 +483,18 @@ void GPT2<Scalar, Exec>::layer_backward(int l) {
   Ops::linear_backward(exec_, s.dfch, a.ln2, p.fcw, s.dln, false, g.fcw, g.fcb, s.work);
   Ops::layernorm_backward(exec_, s.dln, a.res2, p.ln2w, a.ln2_mean, a.ln2_rstd, s.dres, g.ln2w, g.ln2b, s.work);
   Ops::linear_backward(exec_, s.dres, a.atty, p.projw, s.dln, false, g.projw, g.projb, s.work);
-  Ops::rows_to_heads(exec_, s.dln, s.dout);
-  const auto t = attention_tensors(l);
-  auto& kernel = layer_kernel(l);
+  Ops::rows_to_heads(exec_, s.dln, heads.dout);
+  const auto t = attention_tensors(heads, l);
+  auto& kernel = layer_kernel(heads, l);
   timed(attn_bwd_ms_, [&] {
     kernel.backward(t);
-    if (ra && !fold) {
-      Ops::accumulate_gate_grads(exec_, s.dgates, g.gates, Scalar(pass_scale_), disc_scale());
-      disc_backward(l, p, g);
-    }
+    if (ra && !fold) Ops::accumulate_gate_grads(exec_, s.dgates, g.gates, Scalar(pass_scale_), disc_scale());
   });
-  if (fold) Ops::folded_wstd_grad(exec_, s.dq, a.qkv, g.gates);
-  Ops::merge_heads(exec_, s.dq, s.dk, s.dv, s.dqkv, fold ? a.gates_eff : T3());
+  if (fold) Ops::folded_wstd_grad(exec_, heads.dq, a.qkv, g.gates);
+  // Back to Scalar rows; the discoverability's share of dK is added to them
+  // afterwards, in Scalar (never rounded to the heads' storage type).
+  Ops::merge_heads(exec_, heads.dq, heads.dk, heads.dv, s.dqkv, fold ? a.gates_eff : T3());
+  if (ra && !fold) timed(attn_bwd_ms_, [&] { disc_backward(l, p, g); });
   Ops::linear_backward(exec_, s.dqkv, a.ln1, p.qkvw, s.dln, false, g.qkvw, g.qkvb, s.work);
   Ops::layernorm_backward(exec_, s.dln, in, p.ln1w, a.ln1_mean, a.ln1_rstd, s.dres, g.ln1w, g.ln1b, s.work);
 }
@@ -438,7 +507,9 @@ double GPT2<Scalar, Exec>::forward() {
   pass_scale_ = rec_scale_;
   const Mat wte = matrix(params_, "wte"), wpe = matrix(params_, "wpe");
   Ops::encoder_forward(exec_, inputs_, wte, wpe, encoded_, T_);
-  for (int l = 0; l < cfg_.L; ++l) layer_forward(l);
+  with_heads([&](auto& heads) {
+    for (int l = 0; l < cfg_.L; ++l) layer_forward(l, heads);
+  });
   Ops::layernorm_forward(exec_, acts_.back().res3, param("lnf.w"), param("lnf.b"), lnf_, lnf_mean_, lnf_rstd_);
   Ops::linear_forward(exec_, lnf_, wte, Vec(), logits_, Mat());
   forward_done_ = true;
@@ -461,7 +532,9 @@ void GPT2<Scalar, Exec>::backward() {
   Kokkos::deep_copy(exec_, s.dres, Scalar(0));
   Ops::layernorm_backward(exec_, s.dln, acts_.back().res3, param("lnf.w"), lnf_mean_, lnf_rstd_, s.dres,
                           grad("lnf.w"), grad("lnf.b"), s.work);
-  for (int l = cfg_.L - 1; l >= 0; --l) layer_backward(l);
+  with_heads([&](auto& heads) {
+    for (int l = cfg_.L - 1; l >= 0; --l) layer_backward(l, heads);
+  });
   Ops::encoder_backward(exec_, s.dres, bucket_token_, bucket_start_, bucket_rows_, n_buckets_, dwte,
                         matrix(grads_, "wpe"), T_);
   forward_done_ = false;  // the logits now hold their gradient
@@ -541,12 +614,19 @@ std::size_t GPT2<Scalar, Exec>::parameter_bytes() const {
 
 template <class Scalar, class Exec>
 std::size_t GPT2<Scalar, Exec>::activation_bytes() const {
-  return acts_buf_.span() * sizeof(Scalar);
+  std::size_t heads_bytes = 0;
+  with_heads([&](auto& heads) { heads_bytes = heads.buf.span() * sizeof(typename decltype(heads.buf)::value_type); });
+  return acts_buf_.span() * sizeof(Scalar) + heads_bytes;
 }
 
 template <class Scalar, class Exec>
 void GPT2<Scalar, Exec>::poison_activations() {
   Kokkos::deep_copy(exec_, acts_buf_, std::numeric_limits<Scalar>::quiet_NaN());
+  with_heads([&](auto& heads) {
+    using A = typename decltype(heads.buf)::non_const_value_type;
+    // bf16 has no numeric_limits of its own here; a float NaN converts to a bf16 NaN.
+    Kokkos::deep_copy(exec_, heads.buf, static_cast<A>(std::numeric_limits<float>::quiet_NaN()));
+  });
   exec_.fence("GPT2::poison_activations");
   forward_done_ = false;
 }

@@ -85,21 +85,42 @@ struct Layers {
   // dx = gelu'(x) * dy; dx may be dy itself (in place).
   static void gelu_backward(const Exec& exec, const Mat& x, const Mat& dy, const Mat& dx);
 
+  // The head-layout kernels below take the [B, H, T, D] tensors in any
+  // storage type A: the model's Scalar, or bf16 when the attention runs in
+  // bf16 (GPTConfig::attn.precision). They convert on the way in and out, so
+  // the bf16 attention costs no extra pass over memory.
+  template <class A>
+  using Heads = Tensor4<A, Exec>;
+
   // qkv [B*T, 3C] -> q, k, v [B, H, T, D] (columns [0,C) q, [C,2C) k, [2C,3C)
   // v; head h at h*D). When q_gates is not empty, q of head h is multiplied by
   // q_gates(0, h, kStd): how an annealed RA layer folds w_std into SDPA.
-  static void split_heads(const Exec& exec, const Mat& qkv, const T4& q, const T4& k, const T4& v,
-                          const T3& q_gates);
+  template <class A>
+  static void split_heads(const Exec& exec, const Mat& qkv, const Heads<A>& q, const Heads<A>& k,
+                          const Heads<A>& v, const T3& q_gates);
   // The inverse for gradients: dqkv from dq, dk, dv (dq scaled back by
   // q_gates(0, h, kStd) when given).
-  static void merge_heads(const Exec& exec, const T4& dq, const T4& dk, const T4& dv,
+  template <class A>
+  static void merge_heads(const Exec& exec, const Heads<A>& dq, const Heads<A>& dk, const Heads<A>& dv,
                           const Mat& dqkv, const T3& q_gates);
   // o [B, H, T, D] -> y [B*T, C] and back (the attention output and its gradient).
-  static void heads_to_rows(const Exec& exec, const T4& o, const Mat& y);
-  static void rows_to_heads(const Exec& exec, const Mat& y, const T4& o);
+  template <class A>
+  static void heads_to_rows(const Exec& exec, const Heads<A>& o, const Mat& y);
+  template <class A>
+  static void rows_to_heads(const Exec& exec, const Mat& y, const Heads<A>& o);
   // dgates(0, h, kStd) += sum_{b,t,c} dq[b,h,t,c] * q_raw[b*T+t, h*D+c]: the
   // w_std gradient of the folded q = w_std q_raw (q_raw from the qkv buffer).
-  static void folded_wstd_grad(const Exec& exec, const T4& dq, const Mat& qkv, const T3& dgates);
+  template <class A>
+  static void folded_wstd_grad(const Exec& exec, const Heads<A>& dq, const Mat& qkv, const T3& dgates);
+
+  // Content-based discoverability d[b,h,t] = sigmoid(K[b,h,t,:] . u[h,:])
+  // with K read from the qkv rows (columns [C, 2C)), in Scalar whatever the
+  // attention's storage type. Backward: du[h,:] = sum_{b,t} g K[b,h,t,:] and
+  // the K share dqkv[:, C + h*D + c] += g u[h,c] with g = dd d (1 - d); call
+  // it after merge_heads wrote dqkv.
+  static void disc_content_forward(const Exec& exec, const Mat& qkv, const Mat& u, const T3& d);
+  static void disc_content_backward(const Exec& exec, const Mat& qkv, const Mat& u, const T3& d,
+                                    const T3& dd, const Mat& dqkv, const Mat& du);
 
   // RA parameters. Effective gates seen by the attention kernel:
   // (w_std, rec_scale * w_rec, disc_scale * w_disc) per head; the gradient

@@ -216,9 +216,14 @@ void Layers<Scalar, Exec>::gelu_backward(const Exec& exec, const Mat& x, const M
       });
 }
 
+// The head-layout kernels convert between Scalar and the attention's storage
+// type A explicitly (Kokkos' bhalf_t converts only explicitly; for A = Scalar
+// the casts are no-ops).
 template <class Scalar, class Exec>
-void Layers<Scalar, Exec>::split_heads(const Exec& exec, const Mat& qkv, const T4& q, const T4& k,
-                                       const T4& v, const T3& q_gates) {
+template <class A>
+void Layers<Scalar, Exec>::split_heads(const Exec& exec, const Mat& qkv, const Tensor4<A, Exec>& q,
+                                       const Tensor4<A, Exec>& k, const Tensor4<A, Exec>& v,
+                                       const T3& q_gates) {
   const int H = q.extent_int(1), T = q.extent_int(2), D = q.extent_int(3), C = H * D;
   const bool fold = q_gates.extent(0) > 0;
   Kokkos::parallel_for(
@@ -226,14 +231,16 @@ void Layers<Scalar, Exec>::split_heads(const Exec& exec, const Mat& qkv, const T
       KOKKOS_LAMBDA(std::size_t r) {
         const int c = int(r % D), t = int(r / D % T), h = int(r / D / T % H), b = int(r / D / T / H);
         const int row = b * T + t, col = h * D + c;
-        q(b, h, t, c) = qkv(row, col) * (fold ? q_gates(0, h, kStd) : Scalar(1));
-        k(b, h, t, c) = qkv(row, C + col);
-        v(b, h, t, c) = qkv(row, 2 * C + col);
+        q(b, h, t, c) = static_cast<A>(qkv(row, col) * (fold ? q_gates(0, h, kStd) : Scalar(1)));
+        k(b, h, t, c) = static_cast<A>(qkv(row, C + col));
+        v(b, h, t, c) = static_cast<A>(qkv(row, 2 * C + col));
       });
 }
 
 template <class Scalar, class Exec>
-void Layers<Scalar, Exec>::merge_heads(const Exec& exec, const T4& dq, const T4& dk, const T4& dv,
+template <class A>
+void Layers<Scalar, Exec>::merge_heads(const Exec& exec, const Tensor4<A, Exec>& dq,
+                                       const Tensor4<A, Exec>& dk, const Tensor4<A, Exec>& dv,
                                        const Mat& dqkv, const T3& q_gates) {
   const int H = dq.extent_int(1), T = dq.extent_int(2), D = dq.extent_int(3), C = H * D;
   const bool fold = q_gates.extent(0) > 0;
@@ -243,36 +250,39 @@ void Layers<Scalar, Exec>::merge_heads(const Exec& exec, const T4& dq, const T4&
       KOKKOS_LAMBDA(std::size_t r) {
         const int col = int(r % C), row = int(r / C);
         const int h = col / D, c = col % D, b = row / T, t = row % T;
-        dqkv(row, col) = dq(b, h, t, c) * (fold ? q_gates(0, h, kStd) : Scalar(1));
-        dqkv(row, C + col) = dk(b, h, t, c);
-        dqkv(row, 2 * C + col) = dv(b, h, t, c);
+        dqkv(row, col) = static_cast<Scalar>(dq(b, h, t, c)) * (fold ? q_gates(0, h, kStd) : Scalar(1));
+        dqkv(row, C + col) = static_cast<Scalar>(dk(b, h, t, c));
+        dqkv(row, 2 * C + col) = static_cast<Scalar>(dv(b, h, t, c));
       });
 }
 
 template <class Scalar, class Exec>
-void Layers<Scalar, Exec>::heads_to_rows(const Exec& exec, const T4& o, const Mat& y) {
+template <class A>
+void Layers<Scalar, Exec>::heads_to_rows(const Exec& exec, const Tensor4<A, Exec>& o, const Mat& y) {
   const int H = o.extent_int(1), T = o.extent_int(2), D = o.extent_int(3), C = H * D;
   Kokkos::parallel_for(
       "ra::model::heads_to_rows", Kokkos::RangePolicy<Exec>(exec, 0, y.extent(0) * C),
       KOKKOS_LAMBDA(std::size_t r) {
         const int col = int(r % C), row = int(r / C);
-        y(row, col) = o(row / T, col / D, row % T, col % D);
+        y(row, col) = static_cast<Scalar>(o(row / T, col / D, row % T, col % D));
       });
 }
 
 template <class Scalar, class Exec>
-void Layers<Scalar, Exec>::rows_to_heads(const Exec& exec, const Mat& y, const T4& o) {
+template <class A>
+void Layers<Scalar, Exec>::rows_to_heads(const Exec& exec, const Mat& y, const Tensor4<A, Exec>& o) {
   const int H = o.extent_int(1), T = o.extent_int(2), D = o.extent_int(3);
   Kokkos::parallel_for(
       "ra::model::rows_to_heads", Kokkos::RangePolicy<Exec>(exec, 0, o.span()),
       KOKKOS_LAMBDA(std::size_t r) {
         const int c = int(r % D), t = int(r / D % T), h = int(r / D / T % H), b = int(r / D / T / H);
-        o(b, h, t, c) = y(b * T + t, h * D + c);
+        o(b, h, t, c) = static_cast<A>(y(b * T + t, h * D + c));
       });
 }
 
 template <class Scalar, class Exec>
-void Layers<Scalar, Exec>::folded_wstd_grad(const Exec& exec, const T4& dq, const Mat& qkv,
+template <class A>
+void Layers<Scalar, Exec>::folded_wstd_grad(const Exec& exec, const Tensor4<A, Exec>& dq, const Mat& qkv,
                                             const T3& dgates) {
   using Policy = Kokkos::TeamPolicy<Exec>;
   const int B = dq.extent_int(0), H = dq.extent_int(1), T = dq.extent_int(2), D = dq.extent_int(3);
@@ -285,10 +295,52 @@ void Layers<Scalar, Exec>::folded_wstd_grad(const Exec& exec, const T4& dq, cons
             Kokkos::TeamThreadRange(team, B * T * D),
             [&](int r, Scalar& s) {
               const int c = r % D, t = (r / D) % T, b = r / (D * T);
-              s += dq(b, h, t, c) * qkv(b * T + t, h * D + c);
+              s += static_cast<Scalar>(dq(b, h, t, c)) * qkv(b * T + t, h * D + c);
             },
             sum);
         Kokkos::single(Kokkos::PerTeam(team), [&]() { dgates(0, h, kStd) += sum; });
+      });
+}
+
+// Same arithmetic, in the same order, as kk::disc_content_forward/backward on
+// the split K (which is the qkv K exactly in Scalar): reading K from the rows
+// keeps d and du in Scalar when the attention's K is bf16.
+template <class Scalar, class Exec>
+void Layers<Scalar, Exec>::disc_content_forward(const Exec& exec, const Mat& qkv, const Mat& u,
+                                                const T3& d) {
+  const int B = d.extent_int(0), H = d.extent_int(1), T = d.extent_int(2), D = u.extent_int(1), C = H * D;
+  Kokkos::parallel_for(
+      "ra::model::disc_content_forward", Kokkos::RangePolicy<Exec>(exec, 0, B * H * T),
+      KOKKOS_LAMBDA(int r) {
+        const int t = r % T, h = (r / T) % H, b = r / (T * H);
+        Scalar x = 0;
+        for (int c = 0; c < D; ++c) x += qkv(b * T + t, C + h * D + c) * u(h, c);
+        d(b, h, t) = Scalar(1) / (Scalar(1) + Kokkos::exp(-x));
+      });
+}
+
+template <class Scalar, class Exec>
+void Layers<Scalar, Exec>::disc_content_backward(const Exec& exec, const Mat& qkv, const Mat& u,
+                                                 const T3& d, const T3& dd, const Mat& dqkv,
+                                                 const Mat& du) {
+  const int B = d.extent_int(0), H = d.extent_int(1), T = d.extent_int(2), D = u.extent_int(1), C = H * D;
+  Kokkos::parallel_for(
+      "ra::model::disc_content_backward_dk", Kokkos::RangePolicy<Exec>(exec, 0, B * T * C),
+      KOKKOS_LAMBDA(int r) {
+        const int col = r % C, row = r / C, h = col / D, c = col % D, b = row / T, t = row % T;
+        const Scalar g = dd(b, h, t) * d(b, h, t) * (Scalar(1) - d(b, h, t));
+        dqkv(row, C + col) += g * u(h, c);
+      });
+  Kokkos::parallel_for(
+      "ra::model::disc_content_backward_du", Kokkos::RangePolicy<Exec>(exec, 0, H * D), KOKKOS_LAMBDA(int r) {
+        const int c = r % D, h = r / D;
+        Scalar acc = 0;
+        for (int b = 0; b < B; ++b)
+          for (int t = 0; t < T; ++t) {
+            const Scalar dv = d(b, h, t);
+            acc += dd(b, h, t) * dv * (Scalar(1) - dv) * qkv(b * T + t, C + h * D + c);
+          }
+        du(h, c) = acc;
       });
 }
 
