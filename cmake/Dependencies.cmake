@@ -59,7 +59,19 @@ if(RA_BACKEND STREQUAL "cuda")
       -DKokkosKernels_ENABLE_TPL_CUBLASLT=OFF)
 elseif(RA_BACKEND STREQUAL "host")
   set(_ra_kokkos_opts -DKokkos_ENABLE_SERIAL=ON -DKokkos_ENABLE_OPENMP=ON)
-  set(_ra_kk_opts)
+  # KokkosBlas::gemm (the model's linear layers, the open-coded attention) goes
+  # to an optimized BLAS on the host when Kokkos Kernels is built with one:
+  # OpenBLAS's OpenMP flavour (scripts/install-deps.sh), which shares libgomp's
+  # threads with Kokkos::OpenMP instead of spinning its own pool beside it.
+  find_library(RA_OPENBLAS NAMES openblas)
+  if(RA_OPENBLAS)
+    get_filename_component(_ra_openblas_dir "${RA_OPENBLAS}" DIRECTORY)
+    set(_ra_kk_opts -DKokkosKernels_ENABLE_TPL_BLAS=ON -DBLAS_LIBRARIES=openblas
+        "-DBLAS_LIBRARY_DIRS=${_ra_openblas_dir}")
+  else()
+    message(STATUS "ra-kokkos: no OpenBLAS found; host GEMMs use Kokkos Kernels' own loops")
+    set(_ra_kk_opts)
+  endif()
 else()
   message(FATAL_ERROR "RA_BACKEND must be 'host' or 'cuda', got '${RA_BACKEND}'")
 endif()

@@ -10,11 +10,7 @@
 # Data files land in $OUT (the HDF5 run, its plot, JSON); the log is stdout
 # (tee it to $OUT/proof.log: the device tool returns at most 8 files).
 set -uo pipefail
-OUT=${OUT:-/tmp/ra-out}
-mkdir -p "$OUT"
-root=$(pwd)
-cublas_dir=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$root/.device/lib:/usr/local/cuda/lib64:${cublas_dir}:${LD_LIBRARY_PATH:-}"
+source "$(dirname "$0")/device-env.sh"
 export OMP_NUM_THREADS=4
 
 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv

@@ -7,13 +7,9 @@
 #   median step time after warm-up, tokens/s, the phase split and the peak
 #   device memory (sampled by nvidia-smi) of each run.
 set -uo pipefail
-OUT=${OUT:-/tmp/ra-out}
-mkdir -p "$OUT"
-root=$(pwd)
+source "$(dirname "$0")/device-env.sh"
 preset=${RA_PRESET:-cuda-h100}
 train="$root/.device/$preset/ra-train"
-cublas_dir=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$root/.device/lib:/usr/local/cuda/lib64:${cublas_dir}:${LD_LIBRARY_PATH:-}"
 model=${RA_TRAIN_MODEL:-gpt2-124m}
 steps=${RA_TRAIN_STEPS:-20}
 status=0

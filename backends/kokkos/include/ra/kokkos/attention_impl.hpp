@@ -117,20 +117,17 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       }
     }
 #endif
-    if (opt.tc_bwd_candidate >= 0 && !tensor_core_bwd_)  // tuning requests never fall back silently
+    // Tuning requests (a compiled candidate) never fall back silently.
+    auto refuse = [&](const char* knob, int value, const TilePlan& plan) {
       throw std::invalid_argument(
-          "ra::kk::Attention(" + variant_name(v) + "): tc_bwd_candidate = " +
-          std::to_string(opt.tc_bwd_candidate) + " but the tensor-core backward does not run here (" +
-          (detail::has_tensor_core_path<Scalar, Exec>() ? bwd_plan_.path
-                                                         : std::string("needs bf16 on CUDA")) +
+          "ra::kk::Attention(" + variant_name(v) + "): " + knob + " = " + std::to_string(value) +
+          " but the tensor-core kernel does not run here (" +
+          (detail::has_tensor_core_path<Scalar, Exec>() ? plan.path : std::string("needs bf16 on CUDA")) +
           ")");
-    if (opt.tc_candidate >= 0 && !tensor_core_fwd_)
-      throw std::invalid_argument(
-          "ra::kk::Attention(" + variant_name(v) + "): tc_candidate = " +
-          std::to_string(opt.tc_candidate) + " but the tensor-core forward does not run here (" +
-          (detail::has_tensor_core_path<Scalar, Exec>() ? fwd_plan_.path
-                                                         : std::string("needs bf16 on CUDA")) +
-          ")");
+    };
+    if (opt.tc_candidate >= 0 && !tensor_core_fwd_) refuse("tc_candidate", opt.tc_candidate, fwd_plan_);
+    if (opt.tc_bwd_candidate >= 0 && !tensor_core_bwd_)
+      refuse("tc_bwd_candidate", opt.tc_bwd_candidate, bwd_plan_);
     gate_partials_ = Tensor4<accum_t<Scalar>, Exec>("gate_partials", s.B, s.H, n_tiles, 3);
   } else {
     // Too large a T x T workspace fails here with Kokkos' allocation error (label open_*).
