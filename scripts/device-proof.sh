@@ -29,7 +29,10 @@ done
 if [ -n "${RA_SANITIZE:-}" ] && [ -x "$root/.device/cuda-h100/test_kernels" ]; then
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool test_kernels [bf16]"
-    compute-sanitizer --tool $tool --error-exitcode 9 "$root/.device/cuda-h100/test_kernels" "[bf16]" 2>&1 | tail -n 5 || status=1
+    compute-sanitizer --tool $tool --error-exitcode 9 "$root/.device/cuda-h100/test_kernels" "[bf16]" \
+      > "/tmp/sanitizer-$tool.log" 2>&1 || status=1
+    grep -A12 FAILED "/tmp/sanitizer-$tool.log" | head -n 40  # a failed check, with its case
+    tail -n 5 "/tmp/sanitizer-$tool.log"
   done
 fi
 

@@ -5,7 +5,9 @@
 #   for RA_TRAIN_STEPS steps of RA_TRAIN_MODEL at B=8 T=1024, then PyTorch's
 #   GPT-2 step (scripts/torch_gpt2_yardstick.py) in the same call. Prints the
 #   median step time after warm-up, tokens/s, the phase split and the peak
-#   device memory (sampled by nvidia-smi) of each run.
+#   device memory (sampled by nvidia-smi) of each run. RA_TRAIN_ARGS adds
+#   ra-train options (e.g. --attention-precision bf16) and RA_TRAIN_TAG names
+#   those runs' files.
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 preset=${RA_PRESET:-cuda-h100}
@@ -14,16 +16,16 @@ model=${RA_TRAIN_MODEL:-gpt2-124m}
 steps=${RA_TRAIN_STEPS:-20}
 status=0
 for attn in ${RA_TRAIN_ATTN:-sdpa_fused ra_fused}; do
-  echo "== ra-train $model --attention $attn, B=8 T=1024, $steps steps"
+  echo "== ra-train $model --attention $attn ${RA_TRAIN_ARGS:-}, B=8 T=1024, $steps steps"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "/tmp/mem-$attn.txt" &
   smi=$!
   "$train" --model "$model" --attention "$attn" --batch 8 --context 1024 --steps "$steps" \
     --eval-every 1000 --val-batches 1 --checkpoint-every 0 --no-attention-timing --quiet \
     --train "$root/.device/data/brown_train_000000.bin" --val "$root/.device/data/brown_val_000000.bin" \
-    --out "$OUT/train-$attn.h5" 2>&1 | tail -n 3 || status=1
+    --out "$OUT/train-$attn${RA_TRAIN_TAG:-}.h5" ${RA_TRAIN_ARGS:-} 2>&1 | tail -n 3 || status=1
   kill $smi 2>/dev/null
-  rm -f "$OUT/train-$attn.ckpt.h5"
-  python3 - "$OUT/train-$attn.h5" "/tmp/mem-$attn.txt" <<'PY'
+  rm -f "$OUT/train-$attn${RA_TRAIN_TAG:-}.ckpt.h5"
+  python3 - "$OUT/train-$attn${RA_TRAIN_TAG:-}.h5" "/tmp/mem-$attn.txt" <<'PY'
 import statistics, sys
 import h5py
 f = h5py.File(sys.argv[1], "r")

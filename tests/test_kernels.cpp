@@ -112,6 +112,14 @@ TEMPLATE_TEST_CASE("every variant matches the float64 reference (double)", "[ker
 // head dims that exercise every path: 16/32/64/128 (tuned), 48/96 (padded to
 // the next tuned width), 40 (padded, not a multiple of 16), 20 (not a
 // multiple of 8: portable fallback), T not a multiple of any tile.
+// Gate gradients are sums over all T^2 pairs of dL times S whose exact row
+// sums cancel (sum_j P_ij (dP_ij - Delta_i) = 0), and Delta_i = dO_i . O_i is
+// taken from the bf16-stored O: its rounding (2^-9 relative) shifts every
+// term of a row alike, so the small result moves by up to ~2% of max(|ref|, 1)
+// (worst of 2232 draws on an H100: 0.0203, docs/perf.md v6) although each
+// term is exact to fp32. The same holds for any bf16 flash backward.
+constexpr double kBf16GateTolerance = 5e-2;
+
 template <class Exec>
 void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool portable,
                 int candidate = -1, int bwd_candidate = -1) {
@@ -139,7 +147,7 @@ void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool p
   CHECK(max_rel_error(download(t.dv), p.dv) <= tol);
   if (ra) {
     CHECK(max_rel_error(download(t.dd), p.dd) <= tol);
-    CHECK(max_rel_error(download(t.dgates), p.dgates) <= tol);
+    CHECK(max_rel_error(download(t.dgates), p.dgates) <= kBf16GateTolerance);
   }
 }
 
