@@ -6,14 +6,17 @@
 //     Qf_i = [w_std Q_i, w_rec K_i],  Kf_j = [K_j, Q_j],  L_ij = s Qf_i.Kf_j + w_disc d_j
 // but every tile product is a warp-level mma.sync.m16n8k16 (bf16 in, fp32 out)
 // fed by ldmatrix from swizzled shared memory, and the streamed tiles arrive by
-// cp.async in a two-stage pipeline.
+// cp.async (two stages, or FlashAttention-2's split K/V schedule).
 //
 // Each kernel is a Kokkos TeamPolicy functor (team = one CUDA block of
 // 32 * WARPS threads, vector_length 1, so team ranks 0..31 are warp 0, ...);
-// its device body is warp-synchronous CUDA. Each warp owns 16 rows of the
-// team's tile and keeps them in registers as mma A-fragments; the gates are
-// folded into those fragments, so the staged tiles are plain copies of Q, K,
-// V, dO. Tile shapes come from ra::kk::tensor_core_traits (kernel_traits.hpp).
+// its device body is warp-synchronous CUDA. Each warp owns 16 (forward: 16 *
+// m_tiles) rows of the team's tile and keeps them in registers as mma
+// A-fragments; the forward and dK/dV kernels fold the gates into those
+// fragments, so the staged tiles are plain copies of Q, K, V, dO (the dQ
+// kernel keeps the logits' two halves apart instead: the gate gradients are
+// sums over them). Tile shapes, schedules and register caps come from
+// ra::kk::tensor_core_traits (kernel_traits.hpp).
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, lane = 4 g + t):
 //   A (16x16, row): a0 = A[g][2t,2t+1]   a1 = A[g+8][2t..]  a2 = A[g][2t+8..]  a3 = A[g+8][2t+8..]
