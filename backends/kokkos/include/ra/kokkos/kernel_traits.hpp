@@ -117,8 +117,8 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // in docs/perf.md (v5); the rest is sized by the same rules.
   // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
   // NOT measured -- the same entries, which fit its limits (at most 2 teams
-  // of <= 34 KiB per SM). Re-tune on an A10G: ra-bench --dtypes bf16
-  // --tc-candidates 0,1,2,3,4,5, then put the winner here.
+  // of <= 34 KiB per SM). Re-tune on an A10G: scripts/device-tune.sh with
+  // RA_PRESET=cuda-a10g prints the winners as entries for this table.
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
