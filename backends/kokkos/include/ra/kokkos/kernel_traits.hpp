@@ -114,7 +114,7 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // registers per thread in this layout: not built; the portable path runs.
   //
   // sm_90 (H100/H200): D = 64 entries are the winners of the candidate sweep
-  // in docs/perf.md (v5); the rest is sized by the same rules.
+  // in docs/perf.md (v7); the rest is sized by the same rules.
   // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
   // NOT measured -- the same entries, which fit its limits (at most 2 teams
   // of <= 34 KiB per SM). Re-tune on an A10G: scripts/device-tune.sh with
@@ -122,10 +122,11 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
-    // The H100 sweep's winners (docs/perf.md, v5): fastest at T = 4096, within
-    // 5% of the fastest at T = 1024.
+    // The H100 sweep's winners (scripts/device-tune.sh, docs/perf.md v7):
+    // least geometric-mean time over T = 1024 and 4096.
     if (fwd) return forward_candidate(ra, ra ? 4 : 2);
-    return kv ? backward_candidate(ra, 2).kv : backward_candidate(ra, 2).q;
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 3 : 2);
+    return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
     if (fwd) return {4, ra ? 16 : 32, 1, false};
