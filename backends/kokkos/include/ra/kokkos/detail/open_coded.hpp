@@ -1,7 +1,7 @@
 // Open-coded (unfused) causal SDPA and RA: the seeds' baseline, kept to show
 // what fusion buys. The full T x T score matrix is materialised per (b, h);
-// the products go through KokkosBlas::gemm (cuBLAS where Kokkos Kernels
-// routes float/double to it), the row-wise parts are small team kernels.
+// the products go through one strided-batched cuBLAS call each on CUDA and
+// KokkosBlas::gemm per (b, h) elsewhere; the row-wise parts are small team kernels.
 //
 //   forward : S = s Q K^T (full square: RA needs S_ji too)
 //             P_i = softmax_j<=i( w_std S_ij + w_rec [band] S_ji + w_disc d_j ),  lse_i
@@ -12,6 +12,13 @@
 #pragma once
 
 #include <KokkosBlas3_gemm.hpp>
+#if defined(KOKKOS_ENABLE_CUDA)
+#include <KokkosBlas_tpl_spec.hpp>  // CudaBlasSingleton: Kokkos Kernels' cuBLAS handle
+#include <cublas_v2.h>
+#endif
+
+#include <stdexcept>
+#include <string>
 #include <Kokkos_Core.hpp>
 #include <ra/kokkos/attention.hpp>
 
@@ -29,9 +36,18 @@ struct OpenCoded {
   bool ra;
   int window, gate_batch;
 
-  // C(b,h) = alpha op(A(b,h)) op(B(b,h)) for every (b, h): one GEMM call each.
+  // C(b,h) = alpha op(A(b,h)) op(B(b,h)) for every (b, h). On CUDA: one
+  // strided-batched cuBLAS call per product (B*H matrices at a fixed stride;
+  // Kokkos Kernels has no batched cuBLAS path); elsewhere one KokkosBlas::gemm
+  // per (b, h).
   void batched_gemm(const char* ta, const char* tb, Scalar alpha, const T4& a, const T4& b,
                     const T4& c) const {
+#if defined(KOKKOS_ENABLE_CUDA)
+    if constexpr (std::is_same_v<Exec, Kokkos::Cuda>) {
+      strided_batched_cublas(*ta == 'T', *tb == 'T', alpha, a, b, c);
+      return;
+    }
+#endif
     for (int ib = 0; ib < s.B; ++ib)
       for (int ih = 0; ih < s.H; ++ih) {
         auto A = Kokkos::subview(a, ib, ih, Kokkos::ALL, Kokkos::ALL);
@@ -40,6 +56,38 @@ struct OpenCoded {
         KokkosBlas::gemm(exec, ta, tb, alpha, A, Bm, Scalar(0), C);
       }
   }
+
+#if defined(KOKKOS_ENABLE_CUDA)
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the same
+  // call with the operands swapped and each matrix's row length as its
+  // leading dimension.
+  void strided_batched_cublas(bool ta, bool tb, Scalar alpha, const T4& a, const T4& b,
+                              const T4& c) const {
+    const int m = c.extent_int(2), n = c.extent_int(3);
+    const int k = ta ? a.extent_int(2) : a.extent_int(3);
+    const int lda = a.extent_int(3), ldb = b.extent_int(3), ldc = n;
+    const long long sa = (long long)a.extent(2) * a.extent(3), sb = (long long)b.extent(2) * b.extent(3),
+                    sc = (long long)m * n;
+    const int batch = s.B * s.H;
+    const Scalar beta = 0;
+    cublasHandle_t h = KokkosBlas::Impl::CudaBlasSingleton::singleton().handle;
+    check_cublas(cublasSetStream(h, exec.cuda_stream()), "cublasSetStream");
+    const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if constexpr (std::is_same_v<Scalar, float>)
+      check_cublas(cublasSgemmStridedBatched(h, opb, opa, n, m, k, &alpha, b.data(), ldb, sb, a.data(),
+                                             lda, sa, &beta, c.data(), ldc, sc, batch),
+                   "cublasSgemmStridedBatched");
+    else
+      check_cublas(cublasDgemmStridedBatched(h, opb, opa, n, m, k, &alpha, b.data(), ldb, sb, a.data(),
+                                             lda, sa, &beta, c.data(), ldc, sc, batch),
+                   "cublasDgemmStridedBatched");
+  }
+  static void check_cublas(cublasStatus_t st, const char* call) {
+    if (st != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error(std::string("ra::kk open-coded attention: ") + call +
+                               " failed with cuBLAS status " + std::to_string(int(st)));
+  }
+#endif
 
   Policy row_policy() const {
     const int vl = Policy::vector_length_max() < 32 ? Policy::vector_length_max() : 32;
