@@ -31,6 +31,20 @@ std::uint64_t fresh_seed() {
   return (std::uint64_t(rd()) << 32) ^ rd();
 }
 
+// Every output of a forward + backward against the problem's float64 answers.
+template <class Tensors>
+void check_outputs(const Tensors& t, const Problem& p, bool ra, double tol, double gate_tol) {
+  CHECK(max_rel_error(download(t.o), p.o) <= tol);
+  CHECK(max_rel_error(download(t.lse), p.lse) <= tol);
+  CHECK(max_rel_error(download(t.dq), p.dq) <= tol);
+  CHECK(max_rel_error(download(t.dk), p.dk) <= tol);
+  CHECK(max_rel_error(download(t.dv), p.dv) <= tol);
+  if (ra) {
+    CHECK(max_rel_error(download(t.dd), p.dd) <= tol);
+    CHECK(max_rel_error(download(t.dgates), p.dgates) <= gate_tol);
+  }
+}
+
 template <class Scalar, class Exec>
 void check_variant(kk::Variant v, const Case& c, int gate_batch, int window, int tile = 0) {
   const Shape s{c.B, c.H, c.T, c.D};
@@ -52,16 +66,7 @@ void check_variant(kk::Variant v, const Case& c, int gate_batch, int window, int
   attn.backward(t);
   Kokkos::fence();
 
-  const double tol = tolerance<Scalar>();
-  CHECK(max_rel_error(download(t.o), p.o) <= tol);
-  CHECK(max_rel_error(download(t.lse), p.lse) <= tol);
-  CHECK(max_rel_error(download(t.dq), p.dq) <= tol);
-  CHECK(max_rel_error(download(t.dk), p.dk) <= tol);
-  CHECK(max_rel_error(download(t.dv), p.dv) <= tol);
-  if (ra) {
-    CHECK(max_rel_error(download(t.dd), p.dd) <= tol);
-    CHECK(max_rel_error(download(t.dgates), p.dgates) <= tol);
-  }
+  check_outputs(t, p, ra, tolerance<Scalar>(), tolerance<Scalar>());
 }
 
 template <class Scalar, class Exec>
@@ -139,16 +144,7 @@ void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool p
   attn.forward(t);
   attn.backward(t);
   Kokkos::fence();
-  const double tol = tolerance<bf16>();
-  CHECK(max_rel_error(download(t.o), p.o) <= tol);
-  CHECK(max_rel_error(download(t.lse), p.lse) <= tol);
-  CHECK(max_rel_error(download(t.dq), p.dq) <= tol);
-  CHECK(max_rel_error(download(t.dk), p.dk) <= tol);
-  CHECK(max_rel_error(download(t.dv), p.dv) <= tol);
-  if (ra) {
-    CHECK(max_rel_error(download(t.dd), p.dd) <= tol);
-    CHECK(max_rel_error(download(t.dgates), p.dgates) <= kBf16GateTolerance);
-  }
+  check_outputs(t, p, ra, tolerance<bf16>(), kBf16GateTolerance);
 }
 
 TEMPLATE_TEST_CASE("bf16 storage matches the float64 reference (fused variants)", "[kernels][bf16]",
