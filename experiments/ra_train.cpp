@@ -41,6 +41,12 @@
 
 #include "train_checkpoint.hpp"
 
+#if defined(KOKKOS_ENABLE_CUDA)
+#include <KokkosKernels_config.h>  // KOKKOSKERNELS_ENABLE_TPL_CUBLAS, which the next header needs
+#include <KokkosBlas_tpl_spec.hpp>  // CudaBlasSingleton: the cuBLAS handle behind KokkosBlas::gemm
+#include <cublas_v2.h>
+#endif
+
 namespace {
 
 struct Config {
@@ -53,6 +59,7 @@ struct Config {
   std::string disc = "table";
   std::string anneal_mode = "rec_disc";
   std::string attention_precision = "float";  // storage of the attention's q, k, v, o: float or bf16
+  std::string matmul_precision = "float";     // the linear layers' GEMMs: float or tf32
   long anneal_start = -1, anneal_end = -1;  // steps; w_rec scale 1 -> 0 linearly between them
   // data
   std::string train, val;  // shard dir, glob or file; default: the Brown shards in the data cache
@@ -102,6 +109,10 @@ void add_options(CLI::App& app, Config& c) {
                  "storage of the attention's q,k,v,o and their gradients: float, or bf16 (CUDA builds, fused "
                  "variants: the tensor-core kernels; the rest of the model stays float)")
       ->check(CLI::IsMember({"float", "bf16"}));
+  app.add_option("--matmul-precision", c.matmul_precision,
+                 "the GEMMs of the linear layers (and of open-coded attention): float, or tf32 (CUDA builds: "
+                 "cuBLAS tensor-op TF32 math on float storage)")
+      ->check(CLI::IsMember({"float", "tf32"}));
   app.add_option("--anneal-start", c.anneal_start, "step where w_rec's scale starts falling from 1 (-1: no annealing)");
   app.add_option("--anneal-end", c.anneal_end, "step where w_rec's scale reaches 0");
   app.add_option("--train", c.train, "training shards: directory, glob or file (default: Brown in the data cache)");
@@ -156,6 +167,7 @@ std::string config_json(const Config& c, const ra::model::GPTConfig& g, int cont
     << ",\"variant\":" << json_str(g.attn.variant) << ",\"ra_variant\":" << json_str(g.attn.ra_variant)
     << ",\"window\":" << c.window << ",\"disc\":" << json_str(c.disc) << ",\"anneal_mode\":"
     << json_str(c.anneal_mode) << ",\"attention_precision\":" << json_str(c.attention_precision)
+    << ",\"matmul_precision\":" << json_str(c.matmul_precision)
     << ",\"anneal_start\":" << c.anneal_start << ",\"anneal_end\":" << c.anneal_end
     << ",\"train\":" << json_str(c.train) << ",\"val\":" << json_str(c.val) << ",\"batch\":" << c.batch
     << ",\"context\":" << context << ",\"steps\":" << c.steps << ",\"time_budget\":" << c.time_budget
@@ -272,6 +284,25 @@ std::string hms(double s) {
   return b;
 }
 
+// --matmul-precision tf32: every KokkosBlas::gemm on CUDA goes through Kokkos
+// Kernels' one cuBLAS handle, so TF32 tensor-op math on that handle makes the
+// model's linear layers TF32 (fp32 storage and accumulation, 10-bit operand
+// mantissas) -- the mode PyTorch calls allow_tf32. Refused where it cannot run.
+template <class Exec>
+void use_matmul_precision(const std::string& precision) {
+  if (precision == "float") return;
+#if defined(KOKKOS_ENABLE_CUDA)
+  if constexpr (std::is_same_v<Exec, Kokkos::Cuda>) {
+    if (cublasSetMathMode(KokkosBlas::Impl::CudaBlasSingleton::singleton().handle,
+                          CUBLAS_TF32_TENSOR_OP_MATH) != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error("--matmul-precision tf32: cublasSetMathMode failed");
+    return;
+  }
+#endif
+  throw std::invalid_argument("--matmul-precision " + precision +
+                              " needs the CUDA execution space (TF32 is a tensor-core mode)");
+}
+
 template <class Exec>
 int train(const Config& c, const std::vector<std::string>& run_args, const std::string& cmdline,
           const std::optional<ra::train::Checkpoint>& resume_from) {
@@ -283,6 +314,7 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     throw std::invalid_argument("--context " + std::to_string(T) + " is longer than the model's context T_max = " +
                                 std::to_string(g.T_max) + " (" + g.name + ")");
   if (c.steps == 0 && c.time_budget == 0) throw std::invalid_argument("give --steps N and/or --time-budget SECONDS");
+  use_matmul_precision<Exec>(c.matmul_precision);
   if (c.anneal_start >= 0 && c.anneal_end <= c.anneal_start)
     throw std::invalid_argument("--anneal-end " + std::to_string(c.anneal_end) + " must be after --anneal-start " +
                                 std::to_string(c.anneal_start));
@@ -332,7 +364,8 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     attrs["config"] = config_json(c, g, T);
     attrs["model"] = g.describe();
     // The model's precision, and the attention's where it differs.
-    attrs["precision"] = c.attention_precision == "bf16" ? "float, attention bf16" : "float";
+    attrs["precision"] = std::string("float") + (c.matmul_precision == "tf32" ? ", matmuls tf32" : "") +
+                         (c.attention_precision == "bf16" ? ", attention bf16" : "");
     std::string shards;
     for (const auto& p : train_paths) shards += (shards.empty() ? "" : ",") + p;
     attrs["train_shards"] = shards;

@@ -9,8 +9,8 @@ zero_grad + forward + cross-entropy + backward + clip + AdamW, timed with CUDA
 events; prints the median ms per step and tokens/s. Attention: PyTorch's own
 causal SDPA, or a plain open-coded RA (full S, both triangles, per-head gates
 and a learned discoverability table -- what the seeds prototyped).
-Precision: fp32 (TF32 off, like-for-like with our float32 kernels) or bf16
-autocast (fp32 master weights).
+Precision: fp32 (TF32 off, like-for-like with our float32 kernels), tf32
+(fp32 with TF32 matmuls) or bf16 autocast (fp32 master weights).
 """
 import argparse
 import json
@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--width", type=int, default=768)
     ap.add_argument("--vocab", type=int, default=50304)
     ap.add_argument("--attention", default="sdpa,ra", help="comma list of sdpa, ra")
-    ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, tf32, bf16")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default="")
@@ -99,6 +99,7 @@ def main():
     for attn in a.attention.split(","):
         for prec in a.precisions.split(","):
             torch.manual_seed(0)
+            torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"  # fp32 storage, TF32 tensor-core GEMMs
             model = GPT(attn == "ra").to(dev)
             opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=True)
             idx = torch.randint(0, 50257, (a.B, T), device=dev)

@@ -108,6 +108,11 @@ TEST_CASE("ra-train: bad input is refused before any work", "[train]") {
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.output, Contains("ra_magic"));
   }
+  SECTION("tf32 matmuls without a CUDA execution space") {
+    const auto r = run_train(base + " --serial --matmul-precision tf32");
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.output, Contains("--matmul-precision tf32 needs the CUDA execution space"));
+  }
   SECTION("no stopping rule") {
     const auto r = run_train(w.args("run.h5"));
     CHECK(r.exit_code == 1);
