@@ -1,11 +1,11 @@
 // ra-data's command line end to end: tokenizing files into train/val
 // shards, refusing to overwrite them without --force, --inspect on a good
 // and a bad shard.
+#include "run_command.hpp"
 #include "test_data_util.hpp"
 
 #include <ra/data/shard.hpp>
 
-#include <sys/wait.h>
 
 #include <cstdio>
 
@@ -14,21 +14,8 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-Outcome run_ra_data(const std::string& args) {
-  const std::string command = "'" RA_DATA_BIN "' " + args + " 2>&1";
-  std::FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::runtime_error("popen failed: " + command);
-  std::string output;
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using ra::testing::Outcome;
+Outcome run_ra_data(const std::string& args) { return ra::testing::run_command(RA_DATA_BIN, args); }
 
 }  // namespace
 

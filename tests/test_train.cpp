@@ -2,6 +2,7 @@
 // network data): --help, every bad input refused before work, the NaN stop,
 // resume reproducing the uninterrupted curve bit for bit (Serial), and a
 // SIGKILLed run leaving a readable run file and a loadable checkpoint.
+#include "run_command.hpp"
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -25,21 +26,8 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-Outcome run_train(const std::string& args) {
-  const std::string command = "'" RA_TRAIN_BIN "' " + args + " 2>&1";
-  std::FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::runtime_error("popen failed: " + command);
-  std::string output;
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+using ra::testing::Outcome;
+Outcome run_train(const std::string& args) { return ra::testing::run_command(RA_TRAIN_BIN, args); }
 
 // A fresh folder with a train and a val shard of a learnable pattern over a
 // 64-token vocabulary.
