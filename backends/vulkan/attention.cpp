@@ -1,0 +1,444 @@
+// ra::vk::Attention: plans, device buffers and command recording for the
+// kernels in shaders/ (see attention.hpp for what each pass computes).
+#include <ra/vulkan/attention.hpp>
+#include <ra/vulkan/kernel_traits.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+namespace ra::vk {
+
+const std::vector<Variant>& all_variants() {
+  static const std::vector<Variant> v{Variant::sdpa_fused, Variant::ra_fused, Variant::ra_window};
+  return v;
+}
+
+std::string variant_name(Variant v) {
+  switch (v) {
+    case Variant::sdpa_open: return "sdpa_open";
+    case Variant::sdpa_fused: return "sdpa_fused";
+    case Variant::ra_open: return "ra_open";
+    case Variant::ra_fused: return "ra_fused";
+    case Variant::ra_window: return "ra_window";
+  }
+  return "?";
+}
+
+Variant parse_variant(const std::string& name) {
+  for (Variant v : {Variant::sdpa_open, Variant::sdpa_fused, Variant::ra_open, Variant::ra_fused,
+                    Variant::ra_window})
+    if (variant_name(v) == name) return v;
+  throw std::invalid_argument("unknown variant '" + name +
+                              "' (known: sdpa_open, sdpa_fused, ra_open, ra_fused, ra_window)");
+}
+
+std::string precision_name(Precision p) { return p == Precision::fp16 ? "fp16" : "fp32"; }
+
+HostTensors HostTensors::allocate(const Shape& s, int gate_batch) {
+  HostTensors t;
+  const std::size_t n4 = s.qkv_elems(), n3 = s.row_elems(), ng = std::size_t(gate_batch) * s.H * 3;
+  for (auto* x : {&t.q, &t.k, &t.v, &t.o, &t.dout, &t.dq, &t.dk, &t.dv}) x->assign(n4, 0.0f);
+  for (auto* x : {&t.d, &t.lse, &t.dd}) x->assign(n3, 0.0f);
+  for (auto* x : {&t.gates, &t.dgates}) x->assign(ng, 0.0f);
+  return t;
+}
+
+void check_supported(Variant v, const Shape& s, const Options& opt) {
+  const std::string who = "ra::vk::Attention(" + variant_name(v) + ")";
+  s.validate(who);
+  if (v == Variant::sdpa_open || v == Variant::ra_open)
+    throw std::invalid_argument(who + ": the open-coded variants have no Vulkan kernels; use "
+                                "sdpa_fused, ra_fused or ra_window (or the Kokkos backend)");
+  if (opt.gate_batch != 1 && opt.gate_batch != s.B)
+    throw std::invalid_argument(who + ": gate_batch = " + std::to_string(opt.gate_batch) +
+                                " but must be 1 or B = " + std::to_string(s.B));
+  if (v == Variant::ra_window && opt.window < 0)
+    throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
+                                " but ra_window needs a window >= 0");
+  if (v != Variant::ra_window && opt.window >= 0)
+    throw std::invalid_argument(who + ": window = " + std::to_string(opt.window) +
+                                " is only meaningful for ra_window");
+  if (opt.tile != 0 && opt.tile != 8 && opt.tile != 16 && opt.tile != 32 && opt.tile != 64)
+    throw std::invalid_argument(who + ": tile = " + std::to_string(opt.tile) +
+                                " but must be 0 (automatic) or one of 8, 16, 32, 64");
+  if (s.D > 128)
+    throw std::invalid_argument(who + ": head dim D = " + std::to_string(s.D) +
+                                " is not supported by the Vulkan kernels (D <= 128)");
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::uint32_t kNaN32 = 0x7fc00000u;  // fp32 quiet NaN
+constexpr std::uint32_t kNaN16 = 0x7e007e00u;  // two fp16 quiet NaNs
+
+// Binding slots; shaders/common.glsl declares the same numbers.
+enum Slot : std::uint32_t {
+  kQ, kK, kV, kGates, kD, kO, kLse, kDout, kDq, kDk, kDv, kDd, kDgates, kDelta, kPartials, kAcc,
+  kSlots
+};
+static_assert(kSlots == Context::kBindings, "one buffer per binding");
+
+struct Push {
+  std::uint32_t B, H, T;
+  std::int32_t window;
+  std::uint32_t gate_batch, n_tiles;
+  float scale;
+  std::uint32_t pad;
+};
+static_assert(sizeof(Push) == Context::kPushBytes, "push constant block size");
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// 1..T rounded up to a power of two, at least 8: no tile larger than T needs.
+int tile_cap(int T) {
+  int c = 8;
+  while (c < T && c < 64) c *= 2;
+  return c;
+}
+
+std::uint16_t to_half(float f) {
+  // Round to nearest even; handles subnormals, infinities and NaN.
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  std::uint32_t absx = x & 0x7fffffffu;
+  if (absx >= 0x7f800000u) return std::uint16_t(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0));
+  if (absx >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // rounds past 65504: inf
+  if (absx < 0x38800000u) {                                        // subnormal half (or zero)
+    const float a = std::fabs(f) * 16777216.0f;                    // / 2^-24
+    return std::uint16_t(sign | std::uint32_t(std::nearbyint(a)));
+  }
+  const std::uint32_t mant = absx & 0x7fffffu;
+  std::uint32_t h = ((absx >> 23) - 112) << 10 | (mant >> 13);
+  const std::uint32_t rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  return std::uint16_t(sign | h);
+}
+
+float from_half(std::uint16_t h) {
+  const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16;
+  const std::uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  float f;
+  if (e == 0) {
+    f = std::ldexp(float(m), -24);
+  } else if (e == 31) {
+    f = m ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  } else {
+    f = std::ldexp(float(m | 0x400u), int(e) - 25);
+  }
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  x |= sign;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+}  // namespace
+
+struct Attention::Buffers {
+  Buffer b[kSlots];
+};
+
+Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_ptr<Context> ctx)
+    : variant_(v), shape_(s), opt_(opt), ctx_(ctx ? std::move(ctx) : Context::shared()) {
+  check_supported(v, s, opt);
+  const std::string who = "ra::vk::Attention(" + variant_name(v) + ", " + s.str() + ")";
+  const DeviceInfo& dev = ctx_->info();
+  const bool ra = is_ra(v), fp16 = opt.precision == Precision::fp16;
+  if (fp16 && !(dev.shader_float16 && dev.storage_16bit))
+    throw std::invalid_argument(who + ": fp16 storage needs shaderFloat16 and "
+                                "storageBuffer16BitAccess, which " + dev.name + " lacks");
+  W_ = ra ? 2 * s.D : s.D;
+
+  // Tiles: the traits table's largest that fits shared memory and T.
+  const KernelTraits tr = kernel_traits(dev);
+  auto plan = [&](bool backward) {
+    TilePlan p;
+    p.path = fp16 ? "scalar fp16-storage" : "scalar fp32";
+    p.threads = tr.threads;
+    for (int t : tr.tiles) {
+      if (opt.tile != 0 && t != opt.tile) continue;
+      if (opt.tile == 0 && t > tile_cap(s.T) && t != tr.tiles.back()) continue;
+      const std::size_t bytes =
+          4 * (backward ? backward_shared_floats(t, t, s.D, W_, tr.threads)
+                        : forward_shared_floats(t, t, s.D, W_));
+      if (bytes <= tr.shared_budget) {
+        p.br = p.bc = t;
+        p.shared_bytes = bytes;
+        return p;
+      }
+    }
+    const int t = opt.tile ? opt.tile : tr.tiles.back();
+    throw std::invalid_argument(
+        who + ": the " + (backward ? "backward" : "forward") + " kernel with tile " +
+        std::to_string(t) + " needs " +
+        std::to_string(4 * (backward ? backward_shared_floats(t, t, s.D, W_, tr.threads)
+                                     : forward_shared_floats(t, t, s.D, W_))) +
+        " bytes of shared memory; " + dev.name + " allows " + std::to_string(tr.shared_budget));
+  };
+  fwd_plan_ = plan(false);
+  bwd_plan_ = plan(true);
+
+  // Device limits on the launch and the buffers.
+  const std::size_t bh = std::size_t(s.B) * s.H;
+  if (bh > dev.max_group_count[1])
+    throw std::invalid_argument(who + ": B*H = " + std::to_string(bh) +
+                                " workgroups exceed this device's maxComputeWorkGroupCount[1] = " +
+                                std::to_string(dev.max_group_count[1]));
+  if (std::size_t(ceil_div(s.T, 8)) > dev.max_group_count[0])
+    throw std::invalid_argument(who + ": T = " + std::to_string(s.T) + " needs more workgroups " +
+                                "than maxComputeWorkGroupCount[0] allows");
+  const std::size_t e4 = fp16 ? 2 : 4;
+  const int n_tiles = ceil_div(s.T, bwd_plan_.br);
+  std::size_t bytes[kSlots];
+  for (Slot x : {kQ, kK, kV, kO, kDout, kDq, kDk, kDv}) bytes[x] = s.qkv_elems() * e4;
+  for (Slot x : {kD, kLse, kDd, kDelta}) bytes[x] = s.row_elems() * 4;
+  bytes[kGates] = bytes[kDgates] = std::size_t(opt.gate_batch) * s.H * 3 * 4;
+  bytes[kPartials] = bh * n_tiles * 3 * 4;
+  // fp32 accumulators: [dKf | dV] rows (key-owned kernel), dQf rows (query-owned)
+  bytes[kAcc] = s.row_elems() * std::size_t(W_ + s.D) * 4;
+  const std::size_t limit = std::min(dev.max_storage_buffer, dev.max_allocation ? dev.max_allocation
+                                                                                : dev.max_storage_buffer);
+  for (std::uint32_t x = 0; x < kSlots; ++x)
+    if (bytes[x] > limit)
+      throw std::invalid_argument(
+          who + ": needs a " + std::to_string(bytes[x] >> 20) + " MiB storage buffer (binding " +
+          std::to_string(x) + "), over " + dev.name + "'s limit of " + std::to_string(limit >> 20) +
+          " MiB (maxStorageBufferRange / maxMemoryAllocationSize); use a smaller B, H or T");
+
+  buf_ = std::make_unique<Buffers>();
+  for (std::uint32_t x = 0; x < kSlots; ++x) buf_->b[x] = Buffer(*ctx_, bytes[x], false);
+
+  VkDevice d = ctx_->device();
+  VkDescriptorPoolSize ps{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSlots};
+  VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+  pi.maxSets = 1;
+  pi.poolSizeCount = 1;
+  pi.pPoolSizes = &ps;
+  RA_VK_CHECK(vkCreateDescriptorPool(d, &pi, nullptr, &desc_pool_));
+  VkDescriptorSetLayout layout = ctx_->set_layout();
+  VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+  ai.descriptorPool = desc_pool_;
+  ai.descriptorSetCount = 1;
+  ai.pSetLayouts = &layout;
+  RA_VK_CHECK(vkAllocateDescriptorSets(d, &ai, &set_));
+  VkDescriptorBufferInfo infos[kSlots];
+  VkWriteDescriptorSet writes[kSlots];
+  for (std::uint32_t x = 0; x < kSlots; ++x) {
+    infos[x] = {buf_->b[x].handle(), 0, VK_WHOLE_SIZE};
+    writes[x] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    writes[x].dstSet = set_;
+    writes[x].dstBinding = x;
+    writes[x].descriptorCount = 1;
+    writes[x].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[x].pBufferInfo = &infos[x];
+  }
+  vkUpdateDescriptorSets(d, kSlots, writes, 0, nullptr);
+  if (dev.timestamp_period_ns > 0) queries_ = ctx_->create_timestamp_pool();
+}
+
+Attention::~Attention() {
+  if (!ctx_) return;
+  VkDevice d = ctx_->device();
+  if (queries_) vkDestroyQueryPool(d, queries_, nullptr);
+  if (desc_pool_) vkDestroyDescriptorPool(d, desc_pool_, nullptr);
+}
+
+std::size_t Attention::workspace_bytes() const {
+  return buf_->b[kAcc].bytes() + buf_->b[kDelta].bytes() + buf_->b[kPartials].bytes();
+}
+
+void Attention::record_and_time(const std::function<void(VkCommandBuffer)>& record) {
+  ctx_->submit_and_wait([&](VkCommandBuffer cb) {
+    if (queries_) {
+      vkCmdResetQueryPool(cb, queries_, 0, 2);
+      vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries_, 0);
+    }
+    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_->pipeline_layout(), 0, 1,
+                            &set_, 0, nullptr);
+    record(cb);
+    if (queries_) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, 1);
+  });
+  last_ms_ = std::numeric_limits<double>::quiet_NaN();
+  if (queries_) {
+    std::uint64_t ts[2];
+    RA_VK_CHECK(vkGetQueryPoolResults(ctx_->device(), queries_, 0, 2, sizeof(ts), ts,
+                                      sizeof(std::uint64_t),
+                                      VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+    last_ms_ = double(ts[1] - ts[0]) * ctx_->info().timestamp_period_ns * 1e-6;
+  }
+}
+
+namespace {
+void compute_barrier(VkCommandBuffer cb) {
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+}
+}  // namespace
+
+void Attention::run_forward() {
+  const Shape& s = shape_;
+  const bool ra = is_ra(variant_);
+  const std::string suffix = opt_.precision == Precision::fp16 ? "_f16" : "";
+  const TilePlan& p = fwd_plan_;
+  VkPipeline pipe = ctx_->pipeline(
+      "fwd" + suffix, {std::uint32_t(p.threads), std::uint32_t(s.D), std::uint32_t(W_),
+                       std::uint32_t(p.br), std::uint32_t(p.bc), ra ? 1u : 0u});
+  const int n_tiles = ceil_div(s.T, p.br);
+  Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,
+            std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),
+            float(1.0 / std::sqrt(double(s.D))), 0};
+  record_and_time([&](VkCommandBuffer cb) {
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
+                       &push);
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), std::uint32_t(s.B * s.H), 1);
+  });
+}
+
+void Attention::run_backward() {
+  const Shape& s = shape_;
+  const bool ra = is_ra(variant_);
+  const std::string suffix = opt_.precision == Precision::fp16 ? "_f16" : "";
+  const TilePlan& p = bwd_plan_;
+  const std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(s.D),
+                                        std::uint32_t(W_), std::uint32_t(p.br),
+                                        std::uint32_t(p.bc), ra ? 1u : 0u};
+  // The small kernels only need the workgroup size and D (shared pipelines).
+  const std::vector<std::uint32_t> spec_small{std::uint32_t(p.threads), std::uint32_t(s.D),
+                                              std::uint32_t(W_), 8, 8, ra ? 1u : 0u};
+  VkPipeline delta = ctx_->pipeline("bwd_delta" + suffix, spec_small);
+  VkPipeline kv = ctx_->pipeline("bwd_kv" + suffix, spec);
+  VkPipeline qk = ctx_->pipeline("bwd_q" + suffix, spec);
+  VkPipeline gates = ra ? ctx_->pipeline("gate_grads", spec_small) : VK_NULL_HANDLE;
+  const int n_tiles = ceil_div(s.T, p.br);
+  Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,
+            std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),
+            float(1.0 / std::sqrt(double(s.D))), 0};
+  const std::uint32_t bh = std::uint32_t(s.B * s.H);
+  record_and_time([&](VkCommandBuffer cb) {
+    vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
+                       &push);
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, delta);
+    vkCmdDispatch(cb, std::uint32_t(ceil_div(s.T, p.threads)), bh, 1);
+    compute_barrier(cb);
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, kv);
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
+    compute_barrier(cb);  // the query-owned kernel adds to the dQ/dK the key-owned one wrote
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, qk);
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
+    if (ra) {
+      compute_barrier(cb);
+      vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, gates);
+      vkCmdDispatch(cb, std::uint32_t(ceil_div(opt_.gate_batch * s.H * 3, p.threads)), 1, 1);
+    }
+  });
+}
+
+namespace {
+// [B,H,T,D] tensors in the storage type; the rest are fp32.
+void put(Context& ctx, const Buffer& b, const std::vector<float>& x, bool half,
+         std::size_t expect, const char* name) {
+  if (x.size() != expect)
+    throw std::invalid_argument(std::string("ra::vk::Attention: tensor ") + name + " has " +
+                                std::to_string(x.size()) + " elements, expected " +
+                                std::to_string(expect));
+  if (!half) return ctx.upload(b, x.data(), x.size() * 4);
+  std::vector<std::uint16_t> h(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) h[i] = to_half(x[i]);
+  ctx.upload(b, h.data(), h.size() * 2);
+}
+void get(Context& ctx, const Buffer& b, std::vector<float>& x, bool half, std::size_t n) {
+  x.resize(n);
+  if (!half) return ctx.download(b, x.data(), n * 4);
+  std::vector<std::uint16_t> h(n);
+  ctx.download(b, h.data(), n * 2);
+  for (std::size_t i = 0; i < n; ++i) x[i] = from_half(h[i]);
+}
+}  // namespace
+
+void Attention::upload(const Tensors& t, bool with_backward_inputs) {
+  const Shape& s = shape_;
+  const bool h = opt_.precision == Precision::fp16, ra = is_ra(variant_);
+  const std::size_t n4 = s.qkv_elems(), n3 = s.row_elems();
+  put(*ctx_, buf_->b[kQ], t.q, h, n4, "q");
+  put(*ctx_, buf_->b[kK], t.k, h, n4, "k");
+  put(*ctx_, buf_->b[kV], t.v, h, n4, "v");
+  if (ra) {
+    put(*ctx_, buf_->b[kGates], t.gates, false, std::size_t(opt_.gate_batch) * s.H * 3, "gates");
+    put(*ctx_, buf_->b[kD], t.d, false, n3, "d");
+  }
+  if (with_backward_inputs) {
+    put(*ctx_, buf_->b[kO], t.o, h, n4, "o");
+    put(*ctx_, buf_->b[kLse], t.lse, false, n3, "lse");
+    put(*ctx_, buf_->b[kDout], t.dout, h, n4, "dout");
+  }
+}
+
+void Attention::download_forward(Tensors& t) {
+  const bool h = opt_.precision == Precision::fp16;
+  get(*ctx_, buf_->b[kO], t.o, h, shape_.qkv_elems());
+  get(*ctx_, buf_->b[kLse], t.lse, false, shape_.row_elems());
+}
+
+void Attention::download_backward(Tensors& t) {
+  const bool h = opt_.precision == Precision::fp16;
+  const std::size_t n4 = shape_.qkv_elems();
+  get(*ctx_, buf_->b[kDq], t.dq, h, n4);
+  get(*ctx_, buf_->b[kDk], t.dk, h, n4);
+  get(*ctx_, buf_->b[kDv], t.dv, h, n4);
+  if (is_ra(variant_)) {
+    get(*ctx_, buf_->b[kDd], t.dd, false, shape_.row_elems());
+    get(*ctx_, buf_->b[kDgates], t.dgates, false, std::size_t(opt_.gate_batch) * shape_.H * 3);
+  }
+}
+
+void Attention::poison_outputs() {
+  const bool h = opt_.precision == Precision::fp16;
+  for (Slot x : {kO, kDq, kDk, kDv}) ctx_->fill(buf_->b[x], h ? kNaN16 : kNaN32);
+  for (Slot x : {kLse, kDd, kDgates}) ctx_->fill(buf_->b[x], kNaN32);
+}
+
+void Attention::forward(Tensors& t) {
+  upload(t, false);
+  run_forward();
+  download_forward(t);
+}
+
+void Attention::backward(Tensors& t) {
+  upload(t, true);
+  run_backward();
+  download_backward(t);
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+double causal_pairs(const Shape& s) { return 0.5 * double(s.T) * (double(s.T) + 1); }
+double band_pairs(const Shape& s, int window) {
+  if (window < 0 || window >= s.T) return causal_pairs(s);
+  const double w = window, T = s.T;
+  return 0.5 * w * (w + 1) + (T - w) * (w + 1);  // rows i < w: i + 1 pairs; the rest w + 1
+}
+double rec_pairs(Variant v, const Shape& s, const Options& opt) {
+  if (!is_ra(v)) return 0;
+  return v == Variant::ra_window ? band_pairs(s, opt.window) : causal_pairs(s);
+}
+}  // namespace
+
+double forward_flops(Variant v, const Shape& s, const Options& opt) {
+  return double(s.B) * s.H * 2 * s.D * (2 * causal_pairs(s) + rec_pairs(v, s, opt));
+}
+
+double backward_flops(Variant v, const Shape& s, const Options& opt) {
+  return double(s.B) * s.H * 2 * s.D * (5 * causal_pairs(s) + 3 * rec_pairs(v, s, opt));
+}
+
+}  // namespace ra::vk

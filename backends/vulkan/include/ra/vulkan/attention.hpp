@@ -1,0 +1,137 @@
+// Public API of the Vulkan attention kernels, shaped like ra::kk::Attention
+// (backends/kokkos/include/ra/kokkos/attention.hpp) so tests and drivers
+// treat both backends alike: a variant, a shape, options, forward, backward.
+//
+//   Variant       Vulkan kernel
+//   sdpa_fused    flash-style causal SDPA: a workgroup owns a query tile and
+//                 streams key/value tiles through shared memory (online softmax)
+//   ra_fused      RA in RA.md's folded form (Qf = [w_std Q, w_rec K],
+//                 Kf = [K, Q], 2D wide, plus the bias w_disc d)
+//   ra_window     ra_fused with reciprocity only where i - j <= window
+//                 (tiles outside the band skip the reciprocal half)
+//   sdpa_open, ra_open: not on Vulkan (std::invalid_argument says so)
+//
+// Backward is deterministic (no atomics): a key-owned kernel (dV, dK, the Kf
+// half of dQ, dd, dw_disc shares), a query-owned kernel (the rest of dQ and
+// dK, dw_std / dw_rec shares) and a fixed-order gate reduction.
+//
+// Tensors are host std::vector<float> in the layouts of backends/reference
+// ([B,H,T,D], [B,H,T], [Gb,H,3]); forward/backward upload what they read and
+// download what they write. For timing, the device-resident steps
+// (upload / run_* / download_*) are public too, and run_* records the GPU
+// time of its command buffer with timestamp queries (last_gpu_ms).
+#pragma once
+
+#include <ra/shape.hpp>
+#include <ra/vulkan/runtime.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ra::vk {
+
+enum class Variant { sdpa_open, sdpa_fused, ra_open, ra_fused, ra_window };
+
+// The variants this backend runs (the fused ones).
+const std::vector<Variant>& all_variants();
+std::string variant_name(Variant v);
+// Throws std::invalid_argument listing the valid names.
+Variant parse_variant(const std::string& name);
+inline bool is_ra(Variant v) { return v != Variant::sdpa_open && v != Variant::sdpa_fused; }
+
+// Storage of the [B,H,T,D] tensors on the device; sums are always fp32.
+enum class Precision { fp32, fp16 };
+std::string precision_name(Precision p);
+
+struct Options {
+  int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
+  int gate_batch = 1;  // Gb: 1 = gates per head, B = gates per (batch, head)
+  int tile = 0;        // 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc
+  Precision precision = Precision::fp32;
+};
+
+// Every tensor a forward and backward pass touches (host side). SDPA
+// variants ignore gates, d, dd, dgates.
+struct HostTensors {
+  std::vector<float> q, k, v;  // [B,H,T,D]
+  std::vector<float> gates;    // [Gb,H,3]
+  std::vector<float> d;        // [B,H,T]
+  std::vector<float> o, lse;   // forward outputs
+  std::vector<float> dout;     // upstream gradient
+  std::vector<float> dq, dk, dv, dd, dgates;
+  static HostTensors allocate(const Shape& s, int gate_batch);
+};
+
+// Throws std::invalid_argument naming the problem if the variant cannot run
+// this shape/options on any device: extents >= 1, fused variants only,
+// D <= 128, ra_window needs window >= 0, gate_batch is 1 or B.
+void check_supported(Variant v, const Shape& s, const Options& opt);
+
+struct TilePlan {
+  std::string path;  // "scalar fp32" / "scalar fp16-storage"
+  int br = 0, bc = 0, threads = 0;
+  std::size_t shared_bytes = 0;
+};
+
+class Attention {
+ public:
+  using Tensors = HostTensors;
+
+  // Validates (check_supported, then the device's limits: shared memory,
+  // buffer range, workgroup counts, fp16 support) and allocates every device
+  // buffer once. ctx = nullptr uses Context::shared().
+  Attention(Variant v, const Shape& s, const Options& opt = {},
+            std::shared_ptr<Context> ctx = nullptr);
+  ~Attention();
+  Attention(const Attention&) = delete;
+  Attention& operator=(const Attention&) = delete;
+
+  // Reads q,k,v (+gates,d for RA); writes o, lse.
+  void forward(Tensors& t);
+  // Reads q,k,v,gates,d,o,lse,dout; writes dq,dk,dv (+dd,dgates for RA).
+  void backward(Tensors& t);
+
+  // Device-resident steps.
+  void upload(const Tensors& t, bool with_backward_inputs);
+  void run_forward();
+  void run_backward();
+  void download_forward(Tensors& t);
+  void download_backward(Tensors& t);
+  // Sets every output buffer to NaN, so a value a kernel forgets to write
+  // fails a comparison instead of passing as a stale one (tests).
+  void poison_outputs();
+  // GPU milliseconds of the last run_* (timestamp queries); NaN if the
+  // queue has no timestamps.
+  double last_gpu_ms() const { return last_ms_; }
+
+  Variant variant() const { return variant_; }
+  const Shape& shape() const { return shape_; }
+  const Options& options() const { return opt_; }
+  TilePlan forward_plan() const { return fwd_plan_; }
+  TilePlan backward_plan() const { return bwd_plan_; }
+  std::size_t workspace_bytes() const;
+  Context& context() const { return *ctx_; }
+
+ private:
+  struct Buffers;
+  void record_and_time(const std::function<void(VkCommandBuffer)>& record);
+
+  Variant variant_;
+  Shape shape_;
+  Options opt_;
+  std::shared_ptr<Context> ctx_;
+  TilePlan fwd_plan_, bwd_plan_;
+  int W_ = 0;
+  std::unique_ptr<Buffers> buf_;
+  VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
+  VkDescriptorSet set_ = VK_NULL_HANDLE;
+  VkQueryPool queries_ = VK_NULL_HANDLE;
+  double last_ms_ = 0;
+};
+
+// Useful FLOPs of one pass, counted as ra::kk does (causal pairs only).
+double forward_flops(Variant v, const Shape& s, const Options& opt);
+double backward_flops(Variant v, const Shape& s, const Options& opt);
+
+}  // namespace ra::vk

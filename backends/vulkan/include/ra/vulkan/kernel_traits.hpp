@@ -1,0 +1,58 @@
+// Tile shapes and workgroup size of the Vulkan kernels, from the device's
+// limits, in ONE table (as backends/kokkos/include/ra/kokkos/kernel_traits.hpp
+// does for Kokkos): the shaders are shared, only these numbers change from
+// device to device.
+//
+// A plan is picked per problem: the largest square tile from `tiles` whose
+// shared-memory footprint (forward_shared_floats / backward_shared_floats,
+// which mirror the layouts in shaders/fwd.comp and shaders/bwd_common.glsl)
+// fits `shared_budget`, and no larger than T needs.
+#pragma once
+
+#include <ra/vulkan/runtime.hpp>
+
+#include <array>
+#include <cstddef>
+
+namespace ra::vk {
+
+struct KernelTraits {
+  std::array<int, 4> tiles;   // candidate br = bc, largest first
+  std::size_t shared_budget;  // bytes of workgroup shared memory a plan may use
+  int threads;                // invocations per workgroup (spec constant 0)
+};
+
+inline KernelTraits kernel_traits(const DeviceInfo& dev) {
+  const std::size_t limit = dev.shared_memory_bytes;
+  KernelTraits t{{64, 32, 16, 8}, limit, 64};
+  if (dev.vendor_id == 0x10de) {
+    // NVIDIA: 48 KiB is what a workgroup gets without an opt-in (Vulkan
+    // reports exactly that); 4 warps per workgroup.
+    t.shared_budget = std::min<std::size_t>(limit, 48 * 1024);
+    t.threads = 128;
+  } else if (dev.type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+    // lavapipe: a workgroup runs on one CPU thread in SIMD-8 chunks, so a
+    // small group keeps both cores busy on the test shapes.
+    t.threads = 64;
+  } else if (dev.subgroup_size > 0) {
+    // AMD (wave64) and others: at least two subgroups per workgroup.
+    t.threads = int(std::max<std::uint32_t>(64, 2 * dev.subgroup_size));
+  }
+  t.threads = int(std::min<std::uint32_t>(std::uint32_t(t.threads), dev.max_invocations));
+  return t;
+}
+
+// Shared floats of the forward kernel (shaders/fwd.comp) for tile br x bc.
+inline std::size_t forward_shared_floats(int br, int bc, int D, int W) {
+  const std::size_t wp = W + 1, dp = D + 1, cp = bc + 1;
+  return br * wp + bc * wp + bc * dp + br * cp + br * dp + 3 * std::size_t(br) + bc;
+}
+
+// Shared floats of the backward kernels (shaders/bwd_common.glsl).
+inline std::size_t backward_shared_floats(int br, int bc, int D, int W, int threads) {
+  const std::size_t wp = W + 1, dp = D + 1, cp = bc + 1;
+  return br * wp + br * dp + bc * wp + bc * dp + 2 * br * cp + 2 * std::size_t(br) + 2 * bc +
+         2 * std::size_t(threads);
+}
+
+}  // namespace ra::vk

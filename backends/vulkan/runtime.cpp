@@ -1,0 +1,606 @@
+// The Vulkan compute runtime (runtime.hpp).
+#include <ra/vulkan/runtime.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+namespace ra::vk {
+
+// ---------------------------------------------------------------------------
+// Errors
+
+const char* result_name(VkResult r) {
+  switch (r) {
+#define RA_VK_CASE(x) \
+  case x:             \
+    return #x;
+    RA_VK_CASE(VK_SUCCESS)
+    RA_VK_CASE(VK_NOT_READY)
+    RA_VK_CASE(VK_TIMEOUT)
+    RA_VK_CASE(VK_INCOMPLETE)
+    RA_VK_CASE(VK_ERROR_OUT_OF_HOST_MEMORY)
+    RA_VK_CASE(VK_ERROR_OUT_OF_DEVICE_MEMORY)
+    RA_VK_CASE(VK_ERROR_INITIALIZATION_FAILED)
+    RA_VK_CASE(VK_ERROR_DEVICE_LOST)
+    RA_VK_CASE(VK_ERROR_MEMORY_MAP_FAILED)
+    RA_VK_CASE(VK_ERROR_LAYER_NOT_PRESENT)
+    RA_VK_CASE(VK_ERROR_EXTENSION_NOT_PRESENT)
+    RA_VK_CASE(VK_ERROR_FEATURE_NOT_PRESENT)
+    RA_VK_CASE(VK_ERROR_INCOMPATIBLE_DRIVER)
+    RA_VK_CASE(VK_ERROR_TOO_MANY_OBJECTS)
+    RA_VK_CASE(VK_ERROR_FORMAT_NOT_SUPPORTED)
+    RA_VK_CASE(VK_ERROR_FRAGMENTED_POOL)
+    RA_VK_CASE(VK_ERROR_UNKNOWN)
+    RA_VK_CASE(VK_ERROR_OUT_OF_POOL_MEMORY)
+    RA_VK_CASE(VK_ERROR_INVALID_EXTERNAL_HANDLE)
+    RA_VK_CASE(VK_ERROR_FRAGMENTATION)
+    RA_VK_CASE(VK_ERROR_INVALID_OPAQUE_CAPTURE_ADDRESS)
+    RA_VK_CASE(VK_PIPELINE_COMPILE_REQUIRED)
+    RA_VK_CASE(VK_ERROR_INVALID_SHADER_NV)
+#undef RA_VK_CASE
+    default:
+      return "VK_RESULT_UNKNOWN";
+  }
+}
+
+namespace {
+// "vkCreateBuffer(device_, &info, nullptr, &b)" -> "vkCreateBuffer"
+std::string call_name(const char* call) {
+  std::string s(call);
+  const auto p = s.find('(');
+  return p == std::string::npos ? s : s.substr(0, p);
+}
+}  // namespace
+
+VulkanError::VulkanError(const std::string& call, VkResult r)
+    : std::runtime_error(call + " failed: " + result_name(r) + " (" + std::to_string(int(r)) + ")"),
+      result_(r) {}
+
+void check(VkResult r, const char* call) {
+  if (r != VK_SUCCESS) throw VulkanError(call_name(call), r);
+}
+
+// ---------------------------------------------------------------------------
+// DeviceInfo
+
+std::string DeviceInfo::type_name() const {
+  switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual GPU";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "CPU";
+    default: return "other";
+  }
+}
+
+std::string DeviceInfo::api_string() const {
+  return std::to_string(VK_API_VERSION_MAJOR(api_version)) + "." +
+         std::to_string(VK_API_VERSION_MINOR(api_version)) + "." +
+         std::to_string(VK_API_VERSION_PATCH(api_version));
+}
+
+bool DeviceInfo::has_extension(const std::string& e) const {
+  return std::find(extensions.begin(), extensions.end(), e) != extensions.end();
+}
+
+// ---------------------------------------------------------------------------
+// Buffer
+
+Buffer::Buffer(Context& ctx, std::size_t bytes, bool host_visible) : device_(ctx.device()) {
+  // Zero-sized buffers are invalid in Vulkan; SDPA binds tiny unused ones.
+  bytes_ = std::max<std::size_t>(bytes, 16);
+  VkBufferCreateInfo bi{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  bi.size = bytes_;
+  bi.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+             VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  bi.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  RA_VK_CHECK(vkCreateBuffer(device_, &bi, nullptr, &buffer_));
+  try {
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(device_, buffer_, &req);
+    VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+    ai.allocationSize = req.size;
+    ai.memoryTypeIndex = ctx.memory_type(
+        req.memoryTypeBits, host_visible
+                                ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
+                                : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    RA_VK_CHECK(vkAllocateMemory(device_, &ai, nullptr, &memory_));
+    RA_VK_CHECK(vkBindBufferMemory(device_, buffer_, memory_, 0));
+    if (host_visible) RA_VK_CHECK(vkMapMemory(device_, memory_, 0, VK_WHOLE_SIZE, 0, &mapped_));
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+Buffer::~Buffer() { release(); }
+
+void Buffer::release() noexcept {
+  if (device_ == VK_NULL_HANDLE) return;
+  if (mapped_) vkUnmapMemory(device_, memory_);
+  if (buffer_) vkDestroyBuffer(device_, buffer_, nullptr);
+  if (memory_) vkFreeMemory(device_, memory_, nullptr);
+  buffer_ = VK_NULL_HANDLE, memory_ = VK_NULL_HANDLE, mapped_ = nullptr, bytes_ = 0;
+}
+
+Buffer::Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    release();
+    device_ = o.device_, buffer_ = o.buffer_, memory_ = o.memory_, bytes_ = o.bytes_,
+    mapped_ = o.mapped_;
+    o.buffer_ = VK_NULL_HANDLE, o.memory_ = VK_NULL_HANDLE, o.mapped_ = nullptr, o.bytes_ = 0;
+  }
+  return *this;
+}
+
+// ---------------------------------------------------------------------------
+// Context
+
+namespace {
+
+const char* kValidationLayer = "VK_LAYER_KHRONOS_validation";
+
+std::string lower(std::string s) {
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool env_flag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  return std::string(v) != "0";
+}
+
+// Higher is better: a discrete GPU over an integrated one over a CPU device,
+// NVIDIA first among equals (the machines this project measures on).
+int device_rank(const VkPhysicalDeviceProperties& p) {
+  int r = 0;
+  switch (p.deviceType) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: r = 40; break;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: r = 30; break;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: r = 20; break;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: r = 10; break;
+    default: r = 0;
+  }
+  if (p.vendorID == 0x10de) r += 1;
+  return r;
+}
+
+bool has_compute_queue(VkPhysicalDevice pd, std::uint32_t* family) {
+  std::uint32_t n = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, nullptr);
+  std::vector<VkQueueFamilyProperties> fams(n);
+  vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, fams.data());
+  // Prefer a compute-only family (an async compute queue on GPUs), else any with compute.
+  int best = -1;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (!(fams[i].queueFlags & VK_QUEUE_COMPUTE_BIT)) continue;
+    if (best < 0 || !(fams[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) best = int(i);
+  }
+  if (best < 0) return false;
+  if (family) *family = std::uint32_t(best);
+  return true;
+}
+
+std::vector<VkPhysicalDevice> physical_devices(VkInstance inst) {
+  std::uint32_t n = 0;
+  RA_VK_CHECK(vkEnumeratePhysicalDevices(inst, &n, nullptr));
+  std::vector<VkPhysicalDevice> out(n);
+  if (n) RA_VK_CHECK(vkEnumeratePhysicalDevices(inst, &n, out.data()));
+  out.resize(n);
+  return out;
+}
+
+VkInstance bare_instance(const std::vector<const char*>& layers,
+                         const std::vector<const char*>& exts) {
+  VkApplicationInfo app{VK_STRUCTURE_TYPE_APPLICATION_INFO};
+  app.pApplicationName = "ra-kokkos";
+  app.apiVersion = VK_API_VERSION_1_2;
+  VkInstanceCreateInfo ci{VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
+  ci.pApplicationInfo = &app;
+  ci.enabledLayerCount = std::uint32_t(layers.size());
+  ci.ppEnabledLayerNames = layers.data();
+  ci.enabledExtensionCount = std::uint32_t(exts.size());
+  ci.ppEnabledExtensionNames = exts.data();
+  VkInstance inst = VK_NULL_HANDLE;
+  const VkResult r = vkCreateInstance(&ci, nullptr, &inst);
+  if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+    throw NoDeviceError(
+        "no Vulkan driver found (vkCreateInstance: VK_ERROR_INCOMPATIBLE_DRIVER); install a GPU "
+        "driver or Mesa's lavapipe (mesa-vulkan-drivers), or point VK_ICD_FILENAMES at an ICD json");
+  RA_VK_CHECK(r);
+  return inst;
+}
+
+}  // namespace
+
+Context::Context(const ContextOptions& opt) {
+  try {
+    create_instance(opt);
+    pick_device(opt);
+    create_device();
+  } catch (...) {
+    destroy();  // a throwing constructor runs no destructor
+    throw;
+  }
+}
+
+Context::~Context() { destroy(); }
+
+void Context::destroy() noexcept {
+  if (device_) {
+    vkDeviceWaitIdle(device_);
+    staging_.reset();
+    for (auto& [k, p] : pipelines_) vkDestroyPipeline(device_, p, nullptr);
+    for (auto& [k, m] : modules_) vkDestroyShaderModule(device_, m, nullptr);
+    pipelines_.clear(), modules_.clear();
+    if (pipeline_cache_) vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+    if (pipeline_layout_) vkDestroyPipelineLayout(device_, pipeline_layout_, nullptr);
+    if (set_layout_) vkDestroyDescriptorSetLayout(device_, set_layout_, nullptr);
+    if (fence_) vkDestroyFence(device_, fence_, nullptr);
+    if (pool_) vkDestroyCommandPool(device_, pool_, nullptr);
+    vkDestroyDevice(device_, nullptr);
+    device_ = VK_NULL_HANDLE;
+  }
+  if (messenger_) {
+    auto destroy = reinterpret_cast<PFN_vkDestroyDebugUtilsMessengerEXT>(
+        vkGetInstanceProcAddr(instance_, "vkDestroyDebugUtilsMessengerEXT"));
+    if (destroy) destroy(instance_, messenger_, nullptr);
+    messenger_ = VK_NULL_HANDLE;
+  }
+  if (instance_) vkDestroyInstance(instance_, nullptr);
+  instance_ = VK_NULL_HANDLE;
+}
+
+std::shared_ptr<Context> Context::shared() {
+  static std::mutex m;
+  static std::shared_ptr<Context> ctx;
+  std::lock_guard<std::mutex> lock(m);
+  if (!ctx) ctx = std::make_shared<Context>();
+  return ctx;
+}
+
+VKAPI_ATTR VkBool32 VKAPI_CALL Context::on_message(
+    VkDebugUtilsMessageSeverityFlagBitsEXT sev, VkDebugUtilsMessageTypeFlagsEXT,
+    const VkDebugUtilsMessengerCallbackDataEXT* data, void* user) {
+  auto* self = static_cast<Context*>(user);
+  std::string msg = sev >= VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT ? "error: " : "warning: ";
+  msg += data && data->pMessage ? data->pMessage : "(no message)";
+  std::lock_guard<std::mutex> lock(self->messages_mutex_);
+  self->messages_.push_back(std::move(msg));
+  return VK_FALSE;  // never abort the call: the caller decides what a message means
+}
+
+std::vector<std::string> Context::take_validation_messages() {
+  std::lock_guard<std::mutex> lock(messages_mutex_);
+  std::vector<std::string> out;
+  out.swap(messages_);
+  return out;
+}
+
+void Context::create_instance(const ContextOptions& opt) {
+#ifdef NDEBUG
+  const bool debug_build = false;
+#else
+  const bool debug_build = true;
+#endif
+  bool want_validation =
+      opt.validation >= 0 ? opt.validation != 0 : env_flag("RA_VK_VALIDATION", debug_build);
+  std::vector<const char*> layers, exts;
+  if (want_validation) {
+    std::uint32_t n = 0;
+    RA_VK_CHECK(vkEnumerateInstanceLayerProperties(&n, nullptr));
+    std::vector<VkLayerProperties> props(n);
+    RA_VK_CHECK(vkEnumerateInstanceLayerProperties(&n, props.data()));
+    const bool have = std::any_of(props.begin(), props.end(), [](const VkLayerProperties& p) {
+      return std::strcmp(p.layerName, kValidationLayer) == 0;
+    });
+    if (!have) {
+      // Explicitly asked for: say so. From a debug-build default: run without.
+      if (opt.validation == 1 || env_flag("RA_VK_VALIDATION", false))
+        throw std::runtime_error(
+            std::string("Vulkan validation requested but ") + kValidationLayer +
+            " is not installed (Debian: vulkan-validationlayers)");
+      want_validation = false;
+    }
+  }
+  if (want_validation) {
+    layers.push_back(kValidationLayer);
+    exts.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
+  }
+  instance_ = bare_instance(layers, exts);
+  validation_ = want_validation;
+  if (validation_) {
+    auto create = reinterpret_cast<PFN_vkCreateDebugUtilsMessengerEXT>(
+        vkGetInstanceProcAddr(instance_, "vkCreateDebugUtilsMessengerEXT"));
+    if (!create) throw std::runtime_error("vkCreateDebugUtilsMessengerEXT not available");
+    VkDebugUtilsMessengerCreateInfoEXT mi{VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT};
+    mi.messageSeverity =
+        VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
+    mi.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                     VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT;
+    mi.pfnUserCallback = &Context::on_message;
+    mi.pUserData = this;
+    RA_VK_CHECK(create(instance_, &mi, nullptr, &messenger_));
+  }
+}
+
+std::vector<std::string> Context::list_devices() {
+  VkInstance inst = bare_instance({}, {});
+  std::vector<std::string> out;
+  try {
+    const auto pds = physical_devices(inst);
+    for (std::size_t i = 0; i < pds.size(); ++i) {
+      VkPhysicalDeviceProperties p;
+      vkGetPhysicalDeviceProperties(pds[i], &p);
+      DeviceInfo tmp;
+      tmp.type = p.deviceType;
+      out.push_back(std::to_string(i) + ": " + p.deviceName + " (" + tmp.type_name() + ")");
+    }
+  } catch (...) {
+    vkDestroyInstance(inst, nullptr);
+    throw;
+  }
+  vkDestroyInstance(inst, nullptr);
+  return out;
+}
+
+void Context::pick_device(const ContextOptions& opt) {
+  const auto pds = physical_devices(instance_);
+  if (pds.empty())
+    throw NoDeviceError(
+        "no Vulkan device found (the loader found no driver with a device); install a GPU driver "
+        "or Mesa's lavapipe (mesa-vulkan-drivers)");
+  std::string want = opt.device;
+  if (want.empty())
+    if (const char* e = std::getenv("RA_VK_DEVICE")) want = e;
+
+  std::vector<std::string> names;
+  int chosen = -1, best_rank = -1;
+  for (std::size_t i = 0; i < pds.size(); ++i) {
+    VkPhysicalDeviceProperties p;
+    vkGetPhysicalDeviceProperties(pds[i], &p);
+    names.push_back(std::to_string(i) + ": " + p.deviceName);
+    if (p.apiVersion < VK_API_VERSION_1_2 || !has_compute_queue(pds[i], nullptr)) continue;
+    if (!want.empty()) {
+      const bool is_index = std::all_of(want.begin(), want.end(), ::isdigit);
+      const bool match = is_index ? std::stoul(want) == i
+                                  : lower(p.deviceName).find(lower(want)) != std::string::npos;
+      if (match && chosen < 0) chosen = int(i);
+      continue;
+    }
+    if (device_rank(p) > best_rank) best_rank = device_rank(p), chosen = int(i);
+  }
+  if (chosen < 0) {
+    std::string list;
+    for (const auto& n : names) list += "\n  " + n;
+    throw NoDeviceError((want.empty() ? std::string("no Vulkan 1.2 device with a compute queue")
+                                      : "no Vulkan 1.2 compute device matches RA_VK_DEVICE / "
+                                        "--vk-device '" + want + "'") +
+                        "; devices:" + list);
+  }
+  physical_ = pds[chosen];
+  has_compute_queue(physical_, &queue_family_);
+
+  VkPhysicalDeviceSubgroupProperties sub{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+  VkPhysicalDeviceMaintenance3Properties m3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+  VkPhysicalDeviceDriverProperties drv{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+  sub.pNext = &m3;
+  m3.pNext = &drv;
+  VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+  p2.pNext = &sub;
+  vkGetPhysicalDeviceProperties2(physical_, &p2);
+  const auto& p = p2.properties;
+  info_.name = p.deviceName;
+  info_.driver_name = drv.driverName;
+  info_.driver_info = drv.driverInfo;
+  info_.vendor_id = p.vendorID, info_.device_id = p.deviceID;
+  info_.api_version = p.apiVersion, info_.driver_version = p.driverVersion;
+  info_.type = p.deviceType;
+  info_.shared_memory_bytes = p.limits.maxComputeSharedMemorySize;
+  info_.max_storage_buffer = p.limits.maxStorageBufferRange;
+  info_.max_allocation = m3.maxMemoryAllocationSize;
+  info_.max_invocations = p.limits.maxComputeWorkGroupInvocations;
+  for (int i = 0; i < 3; ++i) info_.max_group_count[i] = p.limits.maxComputeWorkGroupCount[i];
+  info_.subgroup_size = sub.subgroupSize;
+
+  std::uint32_t nf = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(physical_, &nf, nullptr);
+  std::vector<VkQueueFamilyProperties> fams(nf);
+  vkGetPhysicalDeviceQueueFamilyProperties(physical_, &nf, fams.data());
+  info_.timestamp_period_ns =
+      fams[queue_family_].timestampValidBits ? double(p.limits.timestampPeriod) : 0.0;
+
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  VkPhysicalDevice16BitStorageFeatures s16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  f12.pNext = &s16;
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &f12;
+  vkGetPhysicalDeviceFeatures2(physical_, &f2);
+  info_.shader_float16 = f12.shaderFloat16;
+  info_.storage_16bit = s16.storageBuffer16BitAccess;
+
+  std::uint32_t ne = 0;
+  RA_VK_CHECK(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, nullptr));
+  std::vector<VkExtensionProperties> exts(ne);
+  RA_VK_CHECK(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, exts.data()));
+  for (const auto& e : exts) info_.extensions.push_back(e.extensionName);
+  vkGetPhysicalDeviceMemoryProperties(physical_, &mem_props_);
+}
+
+void Context::create_device() {
+  const float priority = 1.0f;
+  VkDeviceQueueCreateInfo qi{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
+  qi.queueFamilyIndex = queue_family_;
+  qi.queueCount = 1;
+  qi.pQueuePriorities = &priority;
+
+  // fp16 storage / arithmetic where the device has them (the fp16 kernels need both).
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  f12.shaderFloat16 = info_.shader_float16;
+  VkPhysicalDevice16BitStorageFeatures s16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  s16.storageBuffer16BitAccess = info_.storage_16bit;
+  f12.pNext = &s16;
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &f12;
+
+  VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+  di.pNext = &f2;
+  di.queueCreateInfoCount = 1;
+  di.pQueueCreateInfos = &qi;
+  RA_VK_CHECK(vkCreateDevice(physical_, &di, nullptr, &device_));
+  vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+
+  VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pi.queueFamilyIndex = queue_family_;
+  RA_VK_CHECK(vkCreateCommandPool(device_, &pi, nullptr, &pool_));
+  VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  RA_VK_CHECK(vkCreateFence(device_, &fi, nullptr, &fence_));
+
+  std::vector<VkDescriptorSetLayoutBinding> bindings(kBindings);
+  for (std::uint32_t i = 0; i < kBindings; ++i) {
+    bindings[i] = {};
+    bindings[i].binding = i;
+    bindings[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    bindings[i].descriptorCount = 1;
+    bindings[i].stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
+  }
+  VkDescriptorSetLayoutCreateInfo li{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
+  li.bindingCount = kBindings;
+  li.pBindings = bindings.data();
+  RA_VK_CHECK(vkCreateDescriptorSetLayout(device_, &li, nullptr, &set_layout_));
+  VkPushConstantRange pr{VK_SHADER_STAGE_COMPUTE_BIT, 0, kPushBytes};
+  VkPipelineLayoutCreateInfo pli{VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
+  pli.setLayoutCount = 1;
+  pli.pSetLayouts = &set_layout_;
+  pli.pushConstantRangeCount = 1;
+  pli.pPushConstantRanges = &pr;
+  RA_VK_CHECK(vkCreatePipelineLayout(device_, &pli, nullptr, &pipeline_layout_));
+  VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+  RA_VK_CHECK(vkCreatePipelineCache(device_, &ci, nullptr, &pipeline_cache_));
+}
+
+std::uint32_t Context::memory_type(std::uint32_t allowed, VkMemoryPropertyFlags want) const {
+  for (std::uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i)
+    if ((allowed & (1u << i)) && (mem_props_.memoryTypes[i].propertyFlags & want) == want) return i;
+  if (!(want & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
+    for (std::uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i)
+      if (allowed & (1u << i)) return i;
+  throw std::runtime_error("Vulkan: no memory type with the required properties on " + info_.name);
+}
+
+void Context::ensure_staging(std::size_t bytes) {
+  if (!staging_ || staging_->bytes() < bytes)
+    staging_ = std::make_unique<Buffer>(*this, std::max<std::size_t>(bytes, 1 << 20), true);
+}
+
+void Context::submit_and_wait(const std::function<void(VkCommandBuffer)>& record) {
+  std::lock_guard<std::mutex> lock(submit_mutex_);
+  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  ai.commandPool = pool_;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  VkCommandBuffer cb;
+  RA_VK_CHECK(vkAllocateCommandBuffers(device_, &ai, &cb));
+  struct Free {
+    VkDevice d;
+    VkCommandPool p;
+    VkCommandBuffer c;
+    ~Free() { vkFreeCommandBuffers(d, p, 1, &c); }
+  } free_cb{device_, pool_, cb};
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  RA_VK_CHECK(vkBeginCommandBuffer(cb, &bi));
+  record(cb);
+  RA_VK_CHECK(vkEndCommandBuffer(cb));
+  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cb;
+  RA_VK_CHECK(vkResetFences(device_, 1, &fence_));
+  RA_VK_CHECK(vkQueueSubmit(queue_, 1, &si, fence_));
+  RA_VK_CHECK(vkWaitForFences(device_, 1, &fence_, VK_TRUE, UINT64_MAX));
+}
+
+void Context::upload(const Buffer& dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (bytes > dst.bytes()) throw std::invalid_argument("Vulkan upload larger than its buffer");
+  ensure_staging(bytes);
+  std::memcpy(staging_->mapped(), src, bytes);
+  submit_and_wait([&](VkCommandBuffer cb) {
+    VkBufferCopy c{0, 0, bytes};
+    vkCmdCopyBuffer(cb, staging_->handle(), dst.handle(), 1, &c);
+  });
+}
+
+void Context::download(const Buffer& src, void* dst, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (bytes > src.bytes()) throw std::invalid_argument("Vulkan download larger than its buffer");
+  ensure_staging(bytes);
+  submit_and_wait([&](VkCommandBuffer cb) {
+    VkBufferCopy c{0, 0, bytes};
+    vkCmdCopyBuffer(cb, src.handle(), staging_->handle(), 1, &c);
+    // Make the copy visible to the host read after the fence.
+    VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb,
+                         0, nullptr, 0, nullptr);
+  });
+  std::memcpy(dst, staging_->mapped(), bytes);
+}
+
+void Context::fill(const Buffer& dst, std::uint32_t word) {
+  submit_and_wait([&](VkCommandBuffer cb) {
+    vkCmdFillBuffer(cb, dst.handle(), 0, VK_WHOLE_SIZE, word);
+  });
+}
+
+VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::uint32_t>& spec) {
+  auto key = std::make_pair(kernel, spec);
+  if (auto it = pipelines_.find(key); it != pipelines_.end()) return it->second;
+
+  VkShaderModule& mod = modules_[kernel];
+  if (!mod) {
+    const auto& code = kernel_spirv(kernel);
+    VkShaderModuleCreateInfo mi{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
+    mi.codeSize = code.size() * sizeof(std::uint32_t);
+    mi.pCode = code.data();
+    RA_VK_CHECK(vkCreateShaderModule(device_, &mi, nullptr, &mod));
+  }
+  std::vector<VkSpecializationMapEntry> entries(spec.size());
+  for (std::uint32_t i = 0; i < spec.size(); ++i)
+    entries[i] = {i, std::uint32_t(i * sizeof(std::uint32_t)), sizeof(std::uint32_t)};
+  VkSpecializationInfo si{};
+  si.mapEntryCount = std::uint32_t(entries.size());
+  si.pMapEntries = entries.data();
+  si.dataSize = spec.size() * sizeof(std::uint32_t);
+  si.pData = spec.data();
+  VkComputePipelineCreateInfo ci{VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
+  ci.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
+  ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+  ci.stage.module = mod;
+  ci.stage.pName = "main";
+  ci.stage.pSpecializationInfo = &si;
+  ci.layout = pipeline_layout_;
+  VkPipeline p = VK_NULL_HANDLE;
+  RA_VK_CHECK(vkCreateComputePipelines(device_, pipeline_cache_, 1, &ci, nullptr, &p));
+  pipelines_.emplace(std::move(key), p);
+  return p;
+}
+
+VkQueryPool Context::create_timestamp_pool() {
+  VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+  qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+  qi.queryCount = 2;
+  VkQueryPool pool;
+  RA_VK_CHECK(vkCreateQueryPool(device_, &qi, nullptr, &pool));
+  return pool;
+}
+
+}  // namespace ra::vk
