@@ -1,0 +1,218 @@
+// The Vulkan backend against the float64 reference: every variant, forward
+// and every gradient, on awkward shapes (T not a multiple of any tile, T = 1,
+// D in {16, 32, 64, 128}, Gb in {1, B}, windows), with every output
+// NaN-poisoned on the device first and the validation layers on: any
+// validation message fails the test. Runs on whatever device the runtime
+// picks (lavapipe in CI; RA_VK_DEVICE selects another).
+#include <ra/reference.hpp>
+#include <ra/vulkan/attention.hpp>
+#include <ra/vulkan/kernel_traits.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <random>
+
+using namespace ra;
+
+namespace {
+
+// One context for the whole file, validation on (the runtime records every
+// message; check_clean() turns them into failures).
+std::shared_ptr<vk::Context> context() {
+  static std::shared_ptr<vk::Context> ctx = [] {
+    vk::ContextOptions o;
+    o.validation = 1;
+    auto c = std::make_shared<vk::Context>(o);
+    const auto& i = c->info();
+    std::cerr << "test_vulkan: " << i.name << " (" << i.type_name() << ", Vulkan " << i.api_string()
+              << ", " << i.driver_name << " " << i.driver_info << "), shared "
+              << i.shared_memory_bytes << " B, subgroup " << i.subgroup_size
+              << ", max storage buffer " << (i.max_storage_buffer >> 20) << " MiB, fp16 "
+              << (i.shader_float16 && i.storage_16bit ? "yes" : "no") << "\n";
+    return c;
+  }();
+  return ctx;
+}
+
+void check_clean() {
+  const auto msgs = context()->take_validation_messages();
+  for (const auto& m : msgs) UNSCOPED_INFO(m);
+  CHECK(msgs.empty());
+}
+
+std::uint64_t fresh_seed() {
+  static std::random_device rd;
+  return (std::uint64_t(rd()) << 32) ^ rd();
+}
+
+struct Problem {
+  Shape s;
+  ref::RaOptions opt;
+  std::vector<double> q, k, v, gates, d, dout;
+  std::vector<double> o, lse, dq, dk, dv, dd, dgates;
+
+  // round_to_half: inputs rounded to fp16 first, so an fp16-storage kernel
+  // is judged on its arithmetic, not on the rounding of its inputs.
+  Problem(const Shape& shape, int gate_batch, int window, bool ra, std::uint64_t seed,
+          bool round_to_half)
+      : s(shape) {
+    opt.gate_batch = gate_batch;
+    opt.window = window;
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> n01(0.0, 1.0);
+    auto fill = [&](std::vector<double>& x, std::size_t n) {
+      x.resize(n);
+      for (auto& e : x) e = n01(rng);
+    };
+    fill(q, s.qkv_elems()), fill(k, s.qkv_elems()), fill(v, s.qkv_elems());
+    fill(dout, s.qkv_elems()), fill(d, s.row_elems());
+    if (round_to_half)
+      for (auto* x : {&q, &k, &v, &dout})
+        for (auto& e : *x) e = round_half(e);
+    gates.resize(std::size_t(gate_batch) * s.H * 3);
+    for (std::size_t i = 0; i < gates.size(); ++i)  // around the seeds' 0.5 / 0.3 / 0.2
+      gates[i] = (i % 3 == 0 ? 0.5 : i % 3 == 1 ? 0.3 : 0.2) + 0.1 * n01(rng);
+    if (ra) {
+      ref::ra_forward(s, opt, q, k, v, gates, d, o, lse);
+      ref::ra_backward(s, opt, q, k, v, gates, d, dout, dq, dk, dv, dd, dgates);
+    } else {
+      ref::sdpa_forward(s, q, k, v, o, lse);
+      ref::sdpa_backward(s, q, k, v, dout, dq, dk, dv);
+    }
+  }
+
+  // Nearest fp16 value (inputs are ~N(0,1): normal range, no overflow).
+  static double round_half(double x) {
+    if (x == 0) return 0;
+    const int e = std::ilogb(x);
+    const double ulp = std::ldexp(1.0, std::max(e, -14) - 10);
+    return std::nearbyint(x / ulp) * ulp;
+  }
+};
+
+std::vector<float> to_float(const std::vector<double>& x) { return {x.begin(), x.end()}; }
+
+// max |x - ref| / max(max |ref|, 1); NaN anywhere makes it NaN (as tests/kokkos_testing.hpp).
+double max_rel_error(const std::vector<float>& x, const std::vector<double>& ref) {
+  if (x.size() != ref.size()) return std::numeric_limits<double>::infinity();
+  double err = 0, scale = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double e = std::abs(double(x[i]) - ref[i]);
+    if (std::isnan(e)) return std::numeric_limits<double>::quiet_NaN();
+    err = std::max(err, e);
+    scale = std::max(scale, std::abs(ref[i]));
+  }
+  return err / std::max(scale, 1.0);
+}
+
+struct Case {
+  int B, H, T, D;
+};
+
+void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
+                   vk::Precision prec = vk::Precision::fp32, int tile = 0) {
+  const Shape s{c.B, c.H, c.T, c.D};
+  const std::uint64_t seed = fresh_seed();
+  const bool ra = vk::is_ra(v), half = prec == vk::Precision::fp16;
+  Problem p(s, gate_batch, window, ra, seed, half);
+
+  vk::Options opt;
+  opt.gate_batch = gate_batch;
+  opt.window = window;
+  opt.precision = prec;
+  opt.tile = tile;
+  vk::Attention attn(v, s, opt, context());
+  INFO(vk::variant_name(v) << " " << vk::precision_name(prec) << " " << s.str()
+                           << " Gb=" << gate_batch << " window=" << window << " tile "
+                           << attn.forward_plan().br << "/" << attn.backward_plan().br
+                           << " seed=" << seed);
+  auto t = vk::HostTensors::allocate(s, gate_batch);
+  t.q = to_float(p.q), t.k = to_float(p.k), t.v = to_float(p.v), t.dout = to_float(p.dout);
+  t.gates = to_float(p.gates), t.d = to_float(p.d);
+  attn.poison_outputs();
+  attn.forward(t);
+  attn.backward(t);  // on the kernel's own O and lse, as in training
+
+  // fp16: outputs are stored in fp16 (2^-11 relative) and O feeds Delta;
+  // fp32 everywhere else. Gate gradients are long sums of terms that cancel
+  // (see tests/test_kernels.cpp, bf16), so they get the looser bound too.
+  const double tol = half ? 2e-2 : 2e-4;
+  CHECK(max_rel_error(t.o, p.o) <= tol);
+  CHECK(max_rel_error(t.lse, p.lse) <= tol);
+  CHECK(max_rel_error(t.dq, p.dq) <= tol);
+  CHECK(max_rel_error(t.dk, p.dk) <= tol);
+  CHECK(max_rel_error(t.dv, p.dv) <= tol);
+  if (ra) {
+    CHECK(max_rel_error(t.dd, p.dd) <= tol);
+    CHECK(max_rel_error(t.dgates, p.dgates) <= (half ? 5e-2 : tol));
+  }
+  check_clean();
+}
+
+// T in {1, 7, 64, 65, 100}, D in {16, 32, 64, 128}; small B and H so the
+// whole file stays within seconds on lavapipe (2 cores, validation on).
+const Case kCases[] = {
+    {1, 1, 1, 16}, {2, 3, 7, 32}, {1, 2, 64, 64}, {2, 1, 65, 128},
+    {1, 2, 100, 16}, {2, 2, 65, 32}, {1, 1, 100, 64}, {1, 1, 7, 128},
+};
+
+}  // namespace
+
+TEST_CASE("Vulkan: every variant matches the float64 reference (fp32)", "[vulkan]") {
+  for (const Case& c : kCases) {
+    check_variant(vk::Variant::sdpa_fused, c, 1, -1);
+    check_variant(vk::Variant::ra_fused, c, 1, -1);
+    check_variant(vk::Variant::ra_fused, c, c.B, -1);
+    for (int w : {0, 5, 40}) check_variant(vk::Variant::ra_window, c, w == 5 ? 1 : c.B, w);
+  }
+}
+
+TEST_CASE("Vulkan: every tile the table can pick, pinned (fp32)", "[vulkan]") {
+  const auto& dev = context()->info();
+  for (int tile : {8, 16, 32, 64})
+    for (vk::Variant v : vk::all_variants()) {
+      const int w = v == vk::Variant::ra_window ? 9 : -1;
+      const Case c{1, 2, 77, 16};
+      // Skip tiles this device's shared memory cannot hold (the constructor says so).
+      vk::Options opt;
+      opt.tile = tile, opt.window = w;
+      try {
+        vk::Attention probe(v, {c.B, c.H, c.T, c.D}, opt, context());
+      } catch (const std::invalid_argument& e) {
+        WARN(dev.name << ": " << e.what());
+        continue;
+      }
+      check_variant(v, c, 1, w, vk::Precision::fp32, tile);
+    }
+}
+
+TEST_CASE("Vulkan: bad input gets a clear error", "[vulkan]") {
+  using Catch::Contains;
+  auto make = [](vk::Variant v, Shape s, vk::Options o = {}) { vk::Attention a(v, s, o, context()); };
+  REQUIRE_THROWS_WITH(make(vk::Variant::ra_open, {1, 1, 8, 16}), Contains("open-coded"));
+  REQUIRE_THROWS_WITH(make(vk::Variant::sdpa_fused, {1, 1, 8, 256}), Contains("D = 256"));
+  REQUIRE_THROWS_WITH(make(vk::Variant::ra_window, {1, 1, 8, 16}), Contains("window"));
+  REQUIRE_THROWS_WITH(make(vk::Variant::sdpa_fused, {1, 1, 0, 16}), Contains("T = 0"));
+  vk::Options gb;
+  gb.gate_batch = 3;
+  REQUIRE_THROWS_WITH(make(vk::Variant::ra_fused, {2, 1, 8, 16}, gb), Contains("gate_batch"));
+  // A shape over the device's largest storage buffer is refused up front.
+  const std::size_t limit = context()->info().max_storage_buffer;
+  const int B = int(limit / (4 * 64 * 64) + 1);
+  REQUIRE_THROWS_WITH(make(vk::Variant::sdpa_fused, {B, 1, 64, 64}), Contains("storage buffer"));
+  // A device name nobody has.
+  vk::ContextOptions none;
+  none.device = "no-such-device-xyz";
+  none.validation = 0;
+  REQUIRE_THROWS_WITH(vk::Context(none), Contains("no-such-device-xyz"));
+  vk::HostTensors t = vk::HostTensors::allocate({1, 1, 8, 16}, 1);
+  t.q.resize(3);
+  vk::Attention a(vk::Variant::sdpa_fused, {1, 1, 8, 16}, {}, context());
+  REQUIRE_THROWS_WITH(a.forward(t), Contains("tensor q"));
+  check_clean();
+}
