@@ -142,6 +142,15 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   // fp32 everywhere else. Gate gradients are long sums of terms that cancel
   // (see tests/test_kernels.cpp, bf16), so they get the looser bound too.
   const double tol = half ? 2e-2 : 2e-4;
+  if (std::getenv("RA_VK_TEST_VERBOSE"))  // margins, for a new device or driver
+    std::cerr << vk::variant_name(v) << " " << vk::precision_name(prec) << " " << s.str()
+              << " Gb=" << gate_batch << " w=" << window << ": o " << max_rel_error(t.o, p.o)
+              << " lse " << max_rel_error(t.lse, p.lse) << " dq " << max_rel_error(t.dq, p.dq)
+              << " dk " << max_rel_error(t.dk, p.dk) << " dv " << max_rel_error(t.dv, p.dv)
+              << (ra ? " dd " + std::to_string(max_rel_error(t.dd, p.dd)) + " dgates " +
+                           std::to_string(max_rel_error(t.dgates, p.dgates))
+                     : std::string())
+              << "\n";
   CHECK(max_rel_error(t.o, p.o) <= tol);
   CHECK(max_rel_error(t.lse, p.lse) <= tol);
   CHECK(max_rel_error(t.dq, p.dq) <= tol);
@@ -169,6 +178,19 @@ TEST_CASE("Vulkan: every variant matches the float64 reference (fp32)", "[vulkan
     check_variant(vk::Variant::ra_fused, c, 1, -1);
     check_variant(vk::Variant::ra_fused, c, c.B, -1);
     for (int w : {0, 5, 40}) check_variant(vk::Variant::ra_window, c, w == 5 ? 1 : c.B, w);
+  }
+}
+
+TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
+  const auto& dev = context()->info();
+  if (!(dev.shader_float16 && dev.storage_16bit)) {
+    WARN(dev.name << " has no fp16 storage/arithmetic: skipped");
+    return;
+  }
+  for (const Case& c : {Case{1, 1, 1, 16}, Case{2, 3, 7, 32}, Case{1, 2, 65, 64}, Case{2, 1, 100, 128}}) {
+    check_variant(vk::Variant::sdpa_fused, c, 1, -1, vk::Precision::fp16);
+    check_variant(vk::Variant::ra_fused, c, c.B, -1, vk::Precision::fp16);
+    check_variant(vk::Variant::ra_window, c, 1, 5, vk::Precision::fp16);
   }
 }
 
