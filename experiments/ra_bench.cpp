@@ -29,6 +29,10 @@
 #include <ra/timer.hpp>
 #include <sstream>
 #include <vector>
+#if defined(RA_HAVE_VULKAN)
+#include <ra/vulkan/attention.hpp>
+#include <cmath>
+#endif
 
 namespace {
 
@@ -52,6 +56,8 @@ struct Config {
   std::string out_dir = "runs";
   std::string out;  // explicit path stem (no extension); must not exist
   std::vector<std::string> benchmark_flags;
+  std::string backend = "kokkos";  // kokkos | vulkan
+  std::string vk_device;           // --vk-device (Vulkan: index or part of the name)
 };
 
 struct Result {
@@ -129,6 +135,23 @@ struct Bench {
   }
 };
 
+// After the timed loop: outputs of the last timed run that hold NaN/Inf
+// (`bad` says which) are reported and get no row; else the row is written.
+void finish(benchmark::State& state, const Result& res, const std::string& bad,
+            const std::function<void(const Result&)>& on_done, int* failures) {
+  if (!bad.empty()) {
+    state.SkipWithError((res.variant + " " + res.pass + ": " + bad).c_str());
+    std::fprintf(stderr, "ra-bench: error: %s %s %s: %s; no row written\n", res.variant.c_str(),
+                 res.pass.c_str(), res.dtype.c_str(), bad.c_str());
+    ++*failures;
+    return;
+  }
+  state.counters["GFLOP/s"] = res.flops * 1e-9 / (res.median() * 1e-3);
+  state.counters["median_ms"] = res.median();
+  state.SetLabel(res.tiles);
+  on_done(res);
+}
+
 template <class Exec>
 void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& results,
                   const std::function<void(const Result&)>& on_done, int* failures) {
@@ -167,19 +190,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
             res.ms.push_back(ms);
             state.SetIterationTime(ms * 1e-3);
           }
-          // Outputs of the last timed run: a kernel that produced NaN/Inf is reported and gets no
-          // row.
-          if (const std::string bad = bench.nonfinite(bwd); !bad.empty()) {
-            state.SkipWithError((res.variant + " " + res.pass + ": " + bad).c_str());
-            std::fprintf(stderr, "ra-bench: error: %s %s %s: %s; no row written\n",
-                         res.variant.c_str(), res.pass.c_str(), res.dtype.c_str(), bad.c_str());
-            ++*failures;
-            return;
-          }
-          state.counters["GFLOP/s"] = res.flops * 1e-9 / (res.median() * 1e-3);
-          state.counters["median_ms"] = res.median();
-          state.SetLabel(res.tiles);
-          on_done(res);
+          finish(state, res, bench.nonfinite(bwd), on_done, failures);
         };
         const std::string name = vname + "/" + pass + "/" + dtype + "/B" + std::to_string(s.B) +
                                  "_H" + std::to_string(s.H) + "_T" + std::to_string(s.T) + "_D" +
@@ -200,6 +211,92 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(cfg.reps);
       }
 }
+
+#if defined(RA_HAVE_VULKAN)
+// --backend vulkan: the same benchmarks, table and run file on ra::vk::Attention.
+// Each repetition is timed by the GPU's timestamp queries around its command
+// buffer (forward, or forward + backward); uploads happen once, before timing.
+// dtype "float" is fp32 storage, "half" fp16 storage (fp32 sums).
+void register_all_vulkan(const Config& cfg, const ra::Shape& s,
+                         const std::shared_ptr<ra::vk::Context>& ctx, std::vector<Result>& results,
+                         const std::function<void(const Result&)>& on_done, int* failures) {
+  namespace vk = ra::vk;
+  for (const std::string& dtype : cfg.dtypes)
+    for (const std::string& vname : cfg.variants)
+      for (const std::string& pass : cfg.passes) {
+        const vk::Variant v = vk::parse_variant(vname);
+        vk::Options opt;
+        opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
+        opt.window = v == vk::Variant::ra_window ? cfg.window : -1;
+        opt.tile = cfg.tile;
+        opt.precision = dtype == "half" ? vk::Precision::fp16 : vk::Precision::fp32;
+        Result r;
+        r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
+        const bool bwd = pass == "fwdbwd";
+        r.flops = vk::forward_flops(v, s, opt) + (bwd ? vk::backward_flops(v, s, opt) : 0);
+        results.push_back(r);
+        const std::size_t idx = results.size() - 1;
+        auto body = [&cfg, &results, ctx, on_done, failures, idx, v, s, opt,
+                     bwd](benchmark::State& state) {
+          Result& res = results[idx];
+          vk::Attention attn(v, s, opt, ctx);
+          const auto& plan = bwd ? attn.backward_plan() : attn.forward_plan();
+          std::ostringstream tiles;
+          tiles << "vulkan " << plan.path << " " << plan.br << "x" << plan.bc << " wg "
+                << plan.threads << " " << plan.shared_bytes / 1024 << "KiB";
+          res.tiles = tiles.str();
+          // Inputs from the same counter-based RNG streams as the Kokkos path.
+          auto t = vk::HostTensors::allocate(s, opt.gate_batch);
+          auto fill = [](std::vector<float>& x, std::uint64_t seed, double sd) {
+            for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(sd * ra::normal_at(seed, i));
+          };
+          fill(t.q, cfg.seed + 1, cfg.input_scale);
+          fill(t.k, cfg.seed + 2, cfg.input_scale);
+          fill(t.v, cfg.seed + 3, cfg.input_scale);
+          fill(t.dout, cfg.seed + 4, 1.0);
+          fill(t.d, cfg.seed + 5, 1.0);
+          for (std::size_t i = 0; i < t.gates.size(); ++i)
+            t.gates[i] = i % 3 == 0 ? 0.5f : i % 3 == 1 ? 0.3f : 0.2f;
+          const std::size_t e4 = opt.precision == vk::Precision::fp16 ? 2 : 4;
+          res.memory_mib = double(8 * s.qkv_elems() * e4 + 4 * s.row_elems() * 4 +
+                                  attn.workspace_bytes()) / (1 << 20);
+          attn.upload(t, false);
+          auto run = [&] {
+            attn.run_forward();
+            double ms = attn.last_gpu_ms();
+            if (bwd) {
+              attn.run_backward();
+              ms += attn.last_gpu_ms();
+            }
+            return ms;
+          };
+          for (int i = 0; i < cfg.warmup; ++i) run();
+          for (auto _ : state) {
+            const double ms = run();
+            res.ms.push_back(ms);
+            state.SetIterationTime(ms * 1e-3);
+          }
+          attn.download_forward(t);
+          if (bwd) attn.download_backward(t);
+          std::string bad;
+          for (auto [name, x] : {std::pair<const char*, const std::vector<float>*>{"o", &t.o},
+                                 {"lse", &t.lse}, {"dq", &t.dq}, {"dk", &t.dk}, {"dv", &t.dv}}) {
+            if (!bwd && name[0] == 'd') continue;
+            const auto n = std::count_if(x->begin(), x->end(), [](float e) { return !std::isfinite(e); });
+            if (n && bad.empty()) bad = std::to_string(n) + " non-finite values in '" + name + "'";
+          }
+          finish(state, res, bad, on_done, failures);
+        };
+        const std::string name = "vulkan/" + vname + "/" + pass + "/" + dtype + "/B" +
+                                  std::to_string(s.B) + "_H" + std::to_string(s.H) + "_T" +
+                                  std::to_string(s.T) + "_D" + std::to_string(s.D);
+        benchmark::RegisterBenchmark(name.c_str(), body)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond)
+            ->Iterations(cfg.reps);
+      }
+}
+#endif
 
 void print_table(const std::vector<Result>& results) {
   std::map<std::string, double> sdpa;  // pass/dtype -> sdpa_fused median
@@ -284,7 +381,26 @@ void append_result(ra::RunWriter& w, const Result& r, const ra::DeviceInfo& dev)
 
 int bench_main(Config cfg, const std::string& cmdline) {
   using Exec = Kokkos::DefaultExecutionSpace;
+  const bool vulkan = cfg.backend == "vulkan";
+#if defined(RA_HAVE_VULKAN)
+  std::shared_ptr<ra::vk::Context> vk_ctx;
+  if (vulkan) {
+    ra::vk::ContextOptions o;
+    o.device = cfg.vk_device;
+    vk_ctx = std::make_shared<ra::vk::Context>(o);
+  }
+  const bool gpu = vulkan ? vk_ctx->info().type != VK_PHYSICAL_DEVICE_TYPE_CPU
+                          : !std::is_same_v<Exec::memory_space, Kokkos::HostSpace>;
+#else
+  if (vulkan)
+    throw std::invalid_argument("--backend vulkan: this build has no Vulkan backend "
+                                "(RA_ENABLE_VULKAN=OFF: Vulkan or glslc not found at configure time)");
   const bool gpu = !std::is_same_v<Exec::memory_space, Kokkos::HostSpace>;
+#endif
+  for (const auto& dtype : cfg.dtypes)
+    if (vulkan ? dtype != "float" && dtype != "half" : dtype == "half")
+      throw std::invalid_argument("--dtypes " + dtype + ": the " + cfg.backend +
+                                  " backend takes " + (vulkan ? "float, half" : "float, double, bf16"));
   // Seeds' shape on a GPU; on a CPU something that finishes in under a minute.
   ra::Shape s = gpu ? ra::Shape{8, 12, 1024, 64} : ra::Shape{2, 4, 256, 64};
   if (cfg.B) s.B = cfg.B;
@@ -296,8 +412,14 @@ int bench_main(Config cfg, const std::string& cmdline) {
   for (int T : cfg.T_sweep) shapes.push_back(ra::Shape{s.B, s.H, T, s.D});
   if (shapes.empty()) shapes.push_back(s);
   if (cfg.reps == 0) cfg.reps = gpu ? 50 : 5;
-  if (cfg.variants.empty())
-    for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
+  if (cfg.variants.empty()) {
+#if defined(RA_HAVE_VULKAN)
+    if (vulkan)
+      for (ra::vk::Variant v : ra::vk::all_variants()) cfg.variants.push_back(ra::vk::variant_name(v));
+#endif
+    if (!vulkan)
+      for (Variant v : ra::kk::all_variants()) cfg.variants.push_back(ra::kk::variant_name(v));
+  }
   // Fail before any file is written if a variant cannot run this shape.
   for (int c : cfg.tc_candidates)
     for (const auto& pass : cfg.passes)
@@ -323,7 +445,26 @@ int bench_main(Config cfg, const std::string& cmdline) {
         throw std::invalid_argument("--dtypes bf16: variant " + name +
                                     " is open-coded; bf16 runs the fused variants only");
   }
+#if defined(RA_HAVE_VULKAN)
+  if (vulkan) {
+    if (!cfg.tc_candidates.empty() || cfg.portable)
+      throw std::invalid_argument("--tc-candidates/--portable are Kokkos CUDA options, not Vulkan ones");
+    // Every (variant, dtype, shape) is checked against the device's limits up front.
+    for (const auto& name : cfg.variants)
+      for (const auto& dtype : cfg.dtypes)
+        for (const ra::Shape& sh : shapes) {
+          const auto v = ra::vk::parse_variant(name);
+          ra::vk::Options opt;
+          opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
+          opt.window = v == ra::vk::Variant::ra_window ? cfg.window : -1;
+          opt.tile = cfg.tile;
+          opt.precision = dtype == "half" ? ra::vk::Precision::fp16 : ra::vk::Precision::fp32;
+          ra::vk::Attention probe(v, sh, opt, vk_ctx);
+        }
+  }
+#endif
   for (const auto& name : cfg.variants) {
+    if (vulkan) break;
     const Variant v = ra::kk::parse_variant(name);
     ra::kk::Options opt;
     opt.gate_batch = cfg.gate_batch == 1 ? 1 : s.B;
@@ -343,7 +484,16 @@ int bench_main(Config cfg, const std::string& cmdline) {
   if (auto parent = std::filesystem::path(stem).parent_path(); !parent.empty())
     std::filesystem::create_directories(parent);
 
-  const ra::DeviceInfo dev = ra::device_info<Exec>();
+  ra::DeviceInfo dev = ra::device_info<Exec>();
+#if defined(RA_HAVE_VULKAN)
+  if (vulkan) {
+    const auto& vi = vk_ctx->info();
+    dev.backend = "vulkan";
+    dev.device_name = vi.name + " (" + vi.type_name() + ", Vulkan " + vi.api_string() + ", " +
+                      vi.driver_name + " " + vi.driver_info + ")";
+    dev.compute_capability = "n/a";
+  }
+#endif
   std::printf("ra-bench: %s on %s (%s), %s, %d warm-up + %d timed reps each\n", s.str().c_str(),
               dev.device_name.c_str(), dev.backend.c_str(), RA_GIT_REVISION, cfg.warmup, cfg.reps);
 
@@ -354,17 +504,22 @@ int bench_main(Config cfg, const std::string& cmdline) {
                             std::max<std::size_t>(1, cfg.tc_candidates.size()) * shapes.size();
   std::size_t done = 0;
   int failures = 0;
-  for (const ra::Shape& sh : shapes)
-    register_all<Exec>(
-        cfg, sh, results,
-        [&, total](const Result& r) {
+  auto on_done = [&, total](const Result& r) {
           append_result(run, r, dev);
           // Progress on stderr (unbuffered), after the row is safely in the file.
           std::fprintf(stderr, "ra-bench: [%zu/%zu] %s %s %s T=%d: median %.3f ms, saved to %s\n",
                        ++done, total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.shape.T,
                        r.median(), run.path().c_str());
-        },
-        &failures);
+  };
+  for (const ra::Shape& sh : shapes) {
+#if defined(RA_HAVE_VULKAN)
+    if (vulkan) {
+      register_all_vulkan(cfg, sh, vk_ctx, results, on_done, &failures);
+      continue;
+    }
+#endif
+    register_all<Exec>(cfg, sh, results, on_done, &failures);
+  }
 
   std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
                                    "--benchmark_out_format=json"};
@@ -416,9 +571,16 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"fwd", "fwdbwd"}));
   app.add_option("--dtypes", cfg.dtypes,
-                 "float, double and/or bf16 (bf16 storage, fp32 math: CUDA builds only)")
+                 "float, double and/or bf16 (bf16 storage, fp32 math: CUDA builds only); "
+                 "Vulkan: float and/or half (fp16 storage, fp32 math)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"float", "double", "bf16"}));
+      ->check(CLI::IsMember({"float", "double", "bf16", "half"}));
+  app.add_option("--backend", cfg.backend,
+                 "kokkos (this build's default execution space) or vulkan (backends/vulkan)")
+      ->check(CLI::IsMember({"kokkos", "vulkan"}));
+  app.add_option("--vk-device", cfg.vk_device,
+                 "Vulkan device: index or part of its name (default: $RA_VK_DEVICE, else the "
+                 "best GPU, else lavapipe)");
   app.add_flag("--portable", cfg.portable,
                "run the portable kernels even where a tensor-core path exists");
   app.add_option("--tc-candidates", cfg.tc_candidates,
