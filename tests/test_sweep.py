@@ -402,5 +402,46 @@ class Sweep(unittest.TestCase):
         self.assertIn("no run files", r.stderr)
 
 
+class Signal(unittest.TestCase):
+    """SIGTERM to ra-sweep mid-run (what Slurm sends at a time limit): the run
+    is recorded as interrupted and the next call resumes it from its last
+    checkpoint into one unbroken curve."""
+
+    def test_sigterm_then_resume(self):
+        import h5py
+        import signal
+        import time
+        fx = Fixture()
+        try:
+            base = fx.base(steps=1500).replace("checkpoint_every = 5", "checkpoint_every = 100").replace(
+                "eval_every = 5", "eval_every = 500")
+            spec = fx.spec("long", base + '[axes]\nseed = [3]\n[[setup]]\nattention = "sdpa_fused"\n')
+            out = os.path.join(fx.dir, "out")
+            p = subprocess.Popen([sys.executable, os.path.join(SCRIPTS, "ra-sweep"), spec, "--out-dir", out,
+                                  "--ra-train", RA_TRAIN, "--quiet"], env=ENV, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            ckpt = os.path.join(out, "runs", "sdpa_fused-s3.ckpt.h5")
+            deadline = time.time() + 60
+            while not os.path.exists(ckpt) and time.time() < deadline and p.poll() is None:
+                time.sleep(0.05)
+            self.assertTrue(os.path.exists(ckpt), "no checkpoint appeared")
+            p.send_signal(signal.SIGTERM)
+            stdout, stderr = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 130, stdout + stderr)
+            self.assertIn("sdpa_fused-s3: interrupted", stdout)
+            self.assertIn("run the same command again to resume", stderr)
+            status = json.loads(read(os.path.join(out, "status", "sdpa_fused-s3.json")))
+            self.assertEqual(status["state"], "interrupted")
+            r = sweep(spec, "--out-dir", out, "--quiet")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertRegex(r.stdout, r"sdpa_fused-s3: resuming from its checkpoint \(step [1-9][0-9]*00\)")
+            self.assertIn("sdpa_fused-s3: finished: 1500 steps", r.stdout)
+            with h5py.File(os.path.join(out, "runs", "sdpa_fused-s3.h5"), "r") as f:
+                steps = list(f["train"]["step"][:int(f["train"].attrs["rows"])])
+            self.assertEqual(steps, list(range(1, 1501)))
+        finally:
+            shutil.rmtree(fx.dir)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
