@@ -204,8 +204,10 @@ def _values(path, keys, value, check=None):
     return values
 
 
-def load(path, opts):
-    """Reads and checks the spec at path; returns the Spec."""
+def load(path, opts, overrides=()):
+    """Reads and checks the spec at path; returns the Spec. overrides:
+    "key=value" strings that replace [base] keys (ra-sweep --set), the value
+    read as TOML (a number, true, "text") or else as a plain string."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -213,6 +215,20 @@ def load(path, opts):
         raise SpecError(f"cannot read spec {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
+    base = data.setdefault("base", {})
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise SpecError(f"--set {item!r}: give KEY=VALUE, e.g. --set time_budget=600")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare path or name
+        # The spec may spell the key with '-' or '_': replace either.
+        for k in (key.replace("-", "_"), key.replace("_", "-")):
+            base.pop(k, None)
+        base[key.replace("-", "_")] = value
     return Spec(path, data, opts)
 
 

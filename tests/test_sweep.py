@@ -167,11 +167,30 @@ class Expansion(unittest.TestCase):
         self.assertEqual(spec.steps, 32)  # ceil(1000 / (2 x 16))
         self.assertEqual(spec.runs[0].name, "sdpa_fused-s1337")  # ra-train's default seed without a seed axis
 
+    def test_set_replaces_base_options(self):
+        spec = ra_spec.load(self.fx.spec("x", self.fx.base() + '[[setup]]\nattention = "sdpa_fused"\n'), self.opts,
+                            ["lr=0.01", "train=/data/shards", "steps=7", "serial=true"])
+        a = spec.runs[0].args
+        self.assertEqual(a[a.index("--lr") + 1], "0.01")
+        self.assertEqual(a[a.index("--train") + 1], "/data/shards")
+        self.assertEqual(a[a.index("--steps") + 1], "7")
+        self.assertIn("--serial", a)
+        with self.assertRaisesRegex(ra_spec.SpecError, "give KEY=VALUE"):
+            ra_spec.load(spec.path, self.opts, ["lr"])
+        with self.assertRaisesRegex(ra_spec.SpecError, "base.colour: unknown key"):
+            ra_spec.load(spec.path, self.opts, ["colour=red"])
+
     def test_the_committed_specs_expand(self):
         plan = ra_spec.load(os.path.join(ROOT, "specs", "seeds-plan.toml"), self.opts)
         self.assertEqual(len(plan.runs), 21)
         self.assertEqual([s["name"] for s in plan.setups],
-                         ["sdpa_fused", "sdpa_open", "ra_open", "ra_fused", "hybrid", "anneal", "window"])
+                         ["sdpa_fused", "ra_fused", "sdpa_open", "ra_open", "hybrid", "anneal", "window"])
+        by = {r.name: r.args for r in plan.runs}
+        # The open-coded kernels are float-only: bf16 attention for the fused ones only.
+        self.assertEqual(by["ra_open-s2"][by["ra_open-s2"].index("--attention-precision") + 1], "float")
+        self.assertEqual(by["ra_fused-s2"][by["ra_fused-s2"].index("--attention-precision") + 1], "bf16")
+        smoke = ra_spec.load(os.path.join(ROOT, "specs", "seeds-plan-smoke.toml"), self.opts)
+        self.assertEqual([s["name"] for s in smoke.setups], [s["name"] for s in plan.setups])
         cpu = ra_spec.load(os.path.join(ROOT, "specs", "seeds-plan-cpu.toml"), self.opts)
         self.assertEqual(len(cpu.runs), 14)
         self.assertEqual(cpu.base["time-budget"] * len(cpu.runs) < 15 * 60, True)
