@@ -225,10 +225,10 @@ def load(path, opts, overrides=()):
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text  # a bare path or name
-        # The spec may spell the key with '-' or '_': replace either.
-        for k in (key.replace("-", "_"), key.replace("_", "-")):
-            base.pop(k, None)
-        base[key.replace("-", "_")] = value
+        # The spec may spell the key with '-' or '_': replace it where it
+        # stands (the command line keeps its order), else add it.
+        spelled = [k for k in (key.replace("-", "_"), key.replace("_", "-")) if k in base]
+        base[spelled[0] if spelled else key.replace("-", "_")] = value
     return Spec(path, data, opts)
 
 

@@ -334,17 +334,19 @@ class Sweep(unittest.TestCase):
     def test_slurm_script(self):
         out = os.path.join(self.fx.dir, "slurm")
         r = sweep(self.spec, "--out-dir", out, "--slurm", "--partition", "gpu", "--gpus-per-task", "1",
-                  "--time", "0:30:00", "--account", "proj42", "--max-parallel", "4")
+                  "--time", "0:30:00", "--account", "proj42", "--max-parallel", "4", "--constraint", "h100",
+                  "--sbatch=--qos=long", "--prologue", "echo prologue ran", "--set", "lr=0.004")
         self.assertEqual(r.returncode, 0, r.stderr)
         path = os.path.join(out, "sweep.slurm")
         self.assertIn(f"sbatch {path}", r.stdout)
         text = read(path)
         for line in ("#!/bin/bash", "#SBATCH --array=0-7%4", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1",
                      "#SBATCH --time=0:30:00", "#SBATCH --account=proj42", "#SBATCH --ntasks=1",
-                     f"#SBATCH --output={out}/logs/slurm-%A_%a.out", "#SBATCH --job-name=ra-sweep-tiny"):
+                     f"#SBATCH --output={out}/logs/slurm-%A_%a.out", "#SBATCH --job-name=ra-sweep-tiny",
+                     "#SBATCH --constraint=h100", "#SBATCH --qos=long", "echo prologue ran"):
             self.assertIn(line + "\n", text)
         self.assertIn(f"{out}/spec.toml --out-dir {out} --ra-train {RA_TRAIN}", text)
-        self.assertIn('--run-index "$SLURM_ARRAY_TASK_ID"', text)
+        self.assertIn('--set lr=0.004 --run-index "$SLURM_ARRAY_TASK_ID"', text)
         self.assertTrue(os.path.exists(os.path.join(out, "spec.toml")))
         self.assertEqual(subprocess.run(["bash", "-n", path]).returncode, 0)
         # As Slurm would run array task 2 (sbatch's directives are comments to bash).
@@ -352,6 +354,8 @@ class Sweep(unittest.TestCase):
                               timeout=120)
         self.assertEqual(task.returncode, 0, task.stdout + task.stderr)
         self.assertIn("[3/8] hybrid-s1: finished", task.stdout)
+        self.assertIn("prologue ran", task.stdout)
+        self.assertIn("--lr 0.004", read(os.path.join(out, "logs", "hybrid-s1.log")))
         self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))), ["hybrid-s1.ckpt.h5", "hybrid-s1.h5"])
         # No time budget in the spec: --time must be given.
         r = sweep(self.spec, "--out-dir", out, "--slurm")
