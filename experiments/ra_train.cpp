@@ -41,12 +41,6 @@
 
 #include "train_checkpoint.hpp"
 
-#if defined(KOKKOS_ENABLE_CUDA)
-#include <KokkosKernels_config.h>  // KOKKOSKERNELS_ENABLE_TPL_CUBLAS, which the next header needs
-#include <KokkosBlas_tpl_spec.hpp>  // CudaBlasSingleton: the cuBLAS handle behind KokkosBlas::gemm
-#include <cublas_v2.h>
-#endif
-
 namespace {
 
 struct Config {
@@ -110,9 +104,10 @@ void add_options(CLI::App& app, Config& c) {
                  "variants: the tensor-core kernels; the rest of the model stays float)")
       ->check(CLI::IsMember({"float", "bf16"}));
   app.add_option("--matmul-precision", c.matmul_precision,
-                 "the GEMMs of the linear layers (and of open-coded attention): float, or tf32 (CUDA builds: "
-                 "cuBLAS tensor-op TF32 math on float storage)")
-      ->check(CLI::IsMember({"float", "tf32"}));
+                 "the GEMMs of the linear layers: float; tf32 (TF32 tensor-core math on float storage); or "
+                 "bf16 (bf16 copies of weights and GEMM inputs, fp32 accumulation and outputs; float master "
+                 "weights, optimizer and every other layer). tf32 and bf16 need a CUDA build and device")
+      ->check(CLI::IsMember({"float", "tf32", "bf16"}));
   app.add_option("--anneal-start", c.anneal_start, "step where w_rec's scale starts falling from 1 (-1: no annealing)");
   app.add_option("--anneal-end", c.anneal_end, "step where w_rec's scale reaches 0");
   app.add_option("--train", c.train, "training shards: directory, glob or file (default: Brown in the data cache)");
@@ -203,6 +198,7 @@ ra::model::GPTConfig model_config(const Config& c) {
   g.attn.disc = ra::model::parse_disc_form(c.disc);
   g.attn.anneal = ra::model::parse_anneal(c.anneal_mode);
   g.attn.precision = ra::model::parse_attention_precision(c.attention_precision);
+  g.matmul = ra::model::parse_matmul_precision(c.matmul_precision);
   g.validate();
   return g;
 }
@@ -284,25 +280,6 @@ std::string hms(double s) {
   return b;
 }
 
-// --matmul-precision tf32: every KokkosBlas::gemm on CUDA goes through Kokkos
-// Kernels' one cuBLAS handle, so TF32 tensor-op math on that handle makes the
-// model's linear layers TF32 (fp32 storage and accumulation, 10-bit operand
-// mantissas) -- the mode PyTorch calls allow_tf32. Refused where it cannot run.
-template <class Exec>
-void use_matmul_precision(const std::string& precision) {
-  if (precision == "float") return;
-#if defined(KOKKOS_ENABLE_CUDA)
-  if constexpr (std::is_same_v<Exec, Kokkos::Cuda>) {
-    if (cublasSetMathMode(KokkosBlas::Impl::CudaBlasSingleton::singleton().handle,
-                          CUBLAS_TF32_TENSOR_OP_MATH) != CUBLAS_STATUS_SUCCESS)
-      throw std::runtime_error("--matmul-precision tf32: cublasSetMathMode failed");
-    return;
-  }
-#endif
-  throw std::invalid_argument("--matmul-precision " + precision +
-                              " needs the CUDA execution space (TF32 is a tensor-core mode)");
-}
-
 template <class Exec>
 int train(const Config& c, const std::vector<std::string>& run_args, const std::string& cmdline,
           const std::optional<ra::train::Checkpoint>& resume_from) {
@@ -314,7 +291,9 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     throw std::invalid_argument("--context " + std::to_string(T) + " is longer than the model's context T_max = " +
                                 std::to_string(g.T_max) + " (" + g.name + ")");
   if (c.steps == 0 && c.time_budget == 0) throw std::invalid_argument("give --steps N and/or --time-budget SECONDS");
-  use_matmul_precision<Exec>(c.matmul_precision);
+  if (!ra::model::Matmul<float, Exec>::supports(g.matmul))
+    throw std::invalid_argument("--matmul-precision " + c.matmul_precision +
+                                " needs the CUDA execution space (tensor-core GEMMs through cuBLAS)");
   if (c.anneal_start >= 0 && c.anneal_end <= c.anneal_start)
     throw std::invalid_argument("--anneal-end " + std::to_string(c.anneal_end) + " must be after --anneal-start " +
                                 std::to_string(c.anneal_start));
@@ -364,7 +343,7 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     attrs["config"] = config_json(c, g, T);
     attrs["model"] = g.describe();
     // The model's precision, and the attention's where it differs.
-    attrs["precision"] = std::string("float") + (c.matmul_precision == "tf32" ? ", matmuls tf32" : "") +
+    attrs["precision"] = std::string("float") + (c.matmul_precision != "float" ? ", matmuls " + c.matmul_precision : "") +
                          (c.attention_precision == "bf16" ? ", attention bf16" : "");
     std::string shards;
     for (const auto& p : train_paths) shards += (shards.empty() ? "" : ",") + p;

@@ -70,6 +70,17 @@ std::string attention_precision_name(AttentionPrecision p) {
   return p == AttentionPrecision::bf16 ? "bf16" : "float";
 }
 
+MatmulPrecision parse_matmul_precision(const std::string& name) {
+  if (name == "float" || name == "fp32") return MatmulPrecision::fp32;
+  if (name == "tf32") return MatmulPrecision::tf32;
+  if (name == "bf16") return MatmulPrecision::bf16;
+  throw std::invalid_argument("unknown matmul precision '" + name + "' (known: float, tf32, bf16)");
+}
+
+std::string matmul_precision_name(MatmulPrecision p) {
+  return p == MatmulPrecision::tf32 ? "tf32" : p == MatmulPrecision::bf16 ? "bf16" : "float";
+}
+
 bool build_has_bf16() {
 #if defined(RA_HAVE_BF16)
   return true;
@@ -174,6 +185,12 @@ void GPTConfig::validate() const {
                                   "in every layer, but layer " + std::to_string(l) + " runs " +
                                   layers[l].variant + " (the open-coded kernels are float-only)");
   }
+  // tf32 and bf16 products are cuBLAS calls: a CUDA build (which is also
+  // what gives bf16 a type of its own). GPT2's constructor further checks
+  // that the model runs on the CUDA execution space.
+  if (matmul != MatmulPrecision::fp32 && !build_has_bf16())
+    throw config_error(*this, "matmul precision " + matmul_precision_name(matmul) +
+                                  " needs a CUDA build (tensor-core GEMMs through cuBLAS; use matmul precision float)");
 }
 
 std::string GPTConfig::describe() const {
@@ -188,6 +205,7 @@ std::string GPTConfig::describe() const {
   // (stored in run files and checkpoints) reads as it always did.
   if (attn.precision != AttentionPrecision::scalar)
     s << " attention_precision=" << attention_precision_name(attn.precision);
+  if (matmul != MatmulPrecision::fp32) s << " matmul_precision=" << matmul_precision_name(matmul);
   return s.str();
 }
 

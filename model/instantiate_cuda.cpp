@@ -4,6 +4,8 @@
 
 #if defined(KOKKOS_ENABLE_CUDA)
 namespace ra::model {
+template struct Matmul<float, Kokkos::Cuda>;
+template struct Matmul<double, Kokkos::Cuda>;
 template struct Layers<float, Kokkos::Cuda>;
 template struct Layers<double, Kokkos::Cuda>;
 template class GPT2<float, Kokkos::Cuda>;

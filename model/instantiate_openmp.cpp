@@ -4,6 +4,8 @@
 
 #if defined(KOKKOS_ENABLE_OPENMP)
 namespace ra::model {
+template struct Matmul<float, Kokkos::OpenMP>;
+template struct Matmul<double, Kokkos::OpenMP>;
 template struct Layers<float, Kokkos::OpenMP>;
 template struct Layers<double, Kokkos::OpenMP>;
 template class GPT2<float, Kokkos::OpenMP>;

@@ -6,6 +6,8 @@
 
 #if defined(KOKKOS_ENABLE_SERIAL)
 namespace ra::model {
+template struct Matmul<float, Kokkos::Serial>;
+template struct Matmul<double, Kokkos::Serial>;
 template struct Layers<float, Kokkos::Serial>;
 template class GPT2<float, Kokkos::Serial>;
 }  // namespace ra::model

@@ -7,7 +7,8 @@
 #   median step time after warm-up, tokens/s, the phase split and the peak
 #   device memory (sampled by nvidia-smi) of each run. RA_TRAIN_ARGS adds
 #   ra-train options (e.g. --attention-precision bf16) and RA_TRAIN_TAG names
-#   those runs' files.
+#   those runs' files. RA_TORCH_GPT2=0 skips the PyTorch step (when another
+#   invocation in the same call runs it).
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 preset=${RA_PRESET:-cuda-h100}
@@ -45,6 +46,7 @@ print(f"  {f.attrs['device_name']}: median {med:.1f} ms/step over steps {skip + 
       f"peak device memory ~{mem / 1024:.1f} GiB (nvidia-smi)")
 PY
 done
+[ "${RA_TORCH_GPT2:-1}" = 0 ] && exit $status
 echo "== PyTorch GPT-2 step, same shape"
 PYTHONUNBUFFERED=1 python3 "$root/scripts/torch_gpt2_yardstick.py" ${RA_TORCH_GPT2_ARGS:-} --out "$OUT/torch-gpt2.json" 2>&1 || status=1
 exit $status

@@ -197,31 +197,42 @@ TEST_CASE("GPT-2 gradients match finite differences of the loss", "[model][gpt2]
   }
 }
 
+// Trains model m on one fixed batch (B*T tokens, V = 64) with AdamW at lr
+// 1e-2 until the loss drops below 0.1 or max_steps; what the memorise tests check.
+struct Memorised {
+  double first = 0, loss = 0, seconds = 0;
+  int steps = 0;
+};
+template <class Model>
+Memorised memorise_one_batch(Model& m, int max_steps) {
+  const int N = m.batch() * m.seq_len(), V = m.config().V;
+  m.set_batch(random_tokens(N, V, 2), random_tokens(N, V, 3));
+  model::AdamWConfig hp;
+  hp.lr = 1e-2, hp.weight_decay = 0.0;
+  const auto t0 = std::chrono::steady_clock::now();
+  Memorised r;
+  r.loss = r.first = m.forward();
+  for (; r.steps < max_steps && r.loss >= 0.1; ++r.steps) {
+    m.zero_grad();
+    m.backward();
+    m.clip_grad_norm(1.0);
+    m.step(hp);
+    r.loss = m.forward();
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 TEST_CASE("GPT-2 memorises one batch with AdamW", "[model][gpt2][train]") {
   for (const char* variant : {"ra_fused", "sdpa_fused"}) {
     const GPTConfig cfg = small_config(variant);
-    const int B = 4, T = 16;
-    GPT2<float, Exec> m(cfg, B, T, 1);
-    const auto in = random_tokens(B * T, cfg.V, 2), tg = random_tokens(B * T, cfg.V, 3);
-    m.set_batch(in, tg);
-    model::AdamWConfig hp;
-    hp.lr = 1e-2, hp.weight_decay = 0.0;
-    const auto t0 = std::chrono::steady_clock::now();
-    double loss = m.forward(), first = loss;
-    int steps = 0;
-    for (; steps < 400 && loss >= 0.1; ++steps) {
-      m.zero_grad();
-      m.backward();
-      m.clip_grad_norm(1.0);
-      m.step(hp);
-      loss = m.forward();
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("memorise [%s]: loss %.3f -> %.4f in %d AdamW steps, %.2f s\n", variant, first, loss,
-                steps, s);
-    CHECK(first > 3.5);  // ~ln(64) at init
-    CHECK(loss < 0.1);
-    CHECK(m.optimizer_steps() == steps);
+    GPT2<float, Exec> m(cfg, 4, 16, 1);
+    const Memorised r = memorise_one_batch(m, 400);
+    std::printf("memorise [%s]: loss %.3f -> %.4f in %d AdamW steps, %.2f s\n", variant, r.first, r.loss,
+                r.steps, r.seconds);
+    CHECK(r.first > 3.5);  // ~ln(64) at init
+    CHECK(r.loss < 0.1);
+    CHECK(m.optimizer_steps() == r.steps);
   }
 }
 
@@ -479,6 +490,32 @@ TEST_CASE("bf16 attention: names, description and who refuses it", "[model][conf
 #endif
 }
 
+TEST_CASE("Matmul precision: names, description and who refuses it", "[model][config][matmul]") {
+  using model::MatmulPrecision;
+  CHECK(model::parse_matmul_precision("float") == MatmulPrecision::fp32);
+  CHECK(model::parse_matmul_precision("tf32") == MatmulPrecision::tf32);
+  CHECK(model::parse_matmul_precision("bf16") == MatmulPrecision::bf16);
+  CHECK(model::matmul_precision_name(MatmulPrecision::tf32) == "tf32");
+  CHECK_THROWS_WITH(model::parse_matmul_precision("fp16"), Catch::Contains("known: float, tf32, bf16"));
+  GPTConfig cfg = small_config("ra_fused");
+  CHECK(cfg.describe().find("matmul_precision") == std::string::npos);  // fp32 models read as before
+  for (auto p : {MatmulPrecision::tf32, MatmulPrecision::bf16}) {
+    GPTConfig c = cfg;
+    c.matmul = p;
+    INFO(model::matmul_precision_name(p));
+    CHECK(c.describe().find("matmul_precision=" + model::matmul_precision_name(p)) != std::string::npos);
+#if defined(KOKKOS_ENABLE_CUDA)
+    CHECK_NOTHROW(c.validate());
+    // Only the float model on the CUDA space has the cuBLAS path.
+    CHECK_THROWS_WITH((GPT2<double, Kokkos::Cuda>(c, 1, 4, 1)), Catch::Contains("needs a float model on the CUDA"));
+    CHECK_THROWS_WITH((GPT2<float, Kokkos::Serial>(c, 1, 4, 1)), Catch::Contains("needs a float model on the CUDA"));
+#else
+    CHECK_THROWS_WITH(c.validate(), Catch::Contains("needs a CUDA build"));
+    CHECK_THROWS_WITH((GPT2<float, Exec>(c, 1, 4, 1)), Catch::Contains("needs a CUDA build"));
+#endif
+  }
+}
+
 #if defined(RA_HAVE_BF16) && defined(KOKKOS_ENABLE_CUDA)
 // The float model with its attention in bf16 (attn.precision = bf16) against
 // the float64 reference: q, k, v, o, dout, dq, dk, dv are rounded to bf16
@@ -532,26 +569,118 @@ TEST_CASE("GPT-2 with bf16 attention memorises one batch on CUDA", "[model][gpt2
   for (const char* variant : {"ra_fused", "sdpa_fused"}) {
     GPTConfig cfg = small_config(variant);
     cfg.attn.precision = model::AttentionPrecision::bf16;
-    const int B = 4, T = 16;
-    GPT2<float, Kokkos::Cuda> m(cfg, B, T, 1);
-    const auto in = random_tokens(B * T, cfg.V, 2), tg = random_tokens(B * T, cfg.V, 3);
-    m.set_batch(in, tg);
-    model::AdamWConfig hp;
-    hp.lr = 1e-2, hp.weight_decay = 0.0;
-    double loss = m.forward(), first = loss;
-    int steps = 0;
+    GPT2<float, Kokkos::Cuda> m(cfg, 4, 16, 1);
     // The float model needs < 400 steps; bf16 rounding gets some slack.
-    for (; steps < 600 && loss >= 0.1; ++steps) {
-      m.zero_grad();
-      m.backward();
-      m.clip_grad_norm(1.0);
-      m.step(hp);
-      loss = m.forward();
-    }
-    std::printf("memorise [%s, bf16 attention]: loss %.3f -> %.4f in %d AdamW steps\n", variant, first, loss, steps);
-    CHECK(first > 3.5);  // ~ln(64) at init
-    CHECK(loss < 0.1);
+    const Memorised r = memorise_one_batch(m, 600);
+    std::printf("memorise [%s, bf16 attention]: loss %.3f -> %.4f in %d AdamW steps\n", variant, r.first, r.loss,
+                r.steps);
+    CHECK(r.first > 3.5);  // ~ln(64) at init
+    CHECK(r.loss < 0.1);
   }
+}
+
+// Matmul::gemm in tf32 and bf16 against a float64 product, every transpose
+// combination the model uses, on sizes that are not multiples of anything.
+// Inputs are rounded to bf16 first, so both tensor-core forms represent them
+// exactly and any error beyond fp32 summation order is a layout mistake.
+TEST_CASE("Matmul tf32 and bf16 GEMMs on CUDA match a float64 product", "[model][matmul]") {
+  using Cuda = Kokkos::Cuda;
+  using MM = model::Matmul<float, Cuda>;
+  const int M = 37, N = 19, K = 45;
+  struct Op {
+    char ta, tb;
+  };
+  for (const Op op : {Op{'N', 'T'}, Op{'N', 'N'}, Op{'T', 'N'}}) {
+    const int ar = op.ta == 'N' ? M : K, ac = op.ta == 'N' ? K : M;
+    const int br = op.tb == 'N' ? K : N, bc = op.tb == 'N' ? N : K;
+    auto host = [](int r, int c, std::uint64_t seed) {
+      std::vector<float> x(std::size_t(r) * c);
+      std::uint64_t st = seed;
+      for (auto& v : x) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        v = float(bf16(float(double(st >> 11) / double(1ull << 53) * 2 - 1)));
+      }
+      return x;
+    };
+    const auto a = host(ar, ac, 1), b = host(br, bc, 2), c0 = host(M, N, 3);
+    auto device = [](const std::vector<float>& x, int r, int c) {
+      MM::Mat d("m", r, c);
+      Kokkos::deep_copy(d, Kokkos::View<const float**, Kokkos::LayoutRight, Kokkos::HostSpace>(x.data(), r, c));
+      return d;
+    };
+    const MM::Operand A{device(a, ar, ac), MM::Half("ah", ar, ac)}, B{device(b, br, bc), MM::Half("bh", br, bc)};
+    MM::to_half(Cuda(), A.full, A.half);
+    MM::to_half(Cuda(), B.full, B.half);
+    for (auto p : {model::MatmulPrecision::fp32, model::MatmulPrecision::tf32, model::MatmulPrecision::bf16}) {
+      const auto C = device(c0, M, N);
+      MM::gemm(Cuda(), p, op.ta, op.tb, 0.5f, A, B, 2.0f, C);
+      const auto got = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), C);
+      double err = 0;
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          double ref = 2.0 * c0[std::size_t(i) * N + j];
+          for (int k = 0; k < K; ++k) {
+            const double x = op.ta == 'N' ? a[std::size_t(i) * ac + k] : a[std::size_t(k) * ac + i];
+            const double y = op.tb == 'N' ? b[std::size_t(k) * bc + j] : b[std::size_t(j) * bc + k];
+            ref += 0.5 * x * y;
+          }
+          err = std::max(err, std::abs(got(i, j) - ref));
+        }
+      INFO(op.ta << op.tb << " " << model::matmul_precision_name(p) << ": max error " << err);
+      CHECK(err < 1e-4);
+    }
+  }
+}
+
+// The float model with tf32 or bf16 matmuls (and with bf16 attention too)
+// against the float64 reference. bf16 rounds every GEMM input (weights,
+// activations, output gradients) to 8 mantissa bits; tf32 to 10. Same
+// tolerances as the bf16-attention test above.
+TEST_CASE("GPT-2 with tf32 and bf16 matmuls matches the float64 reference on CUDA", "[model][gpt2][matmul]") {
+  using Cuda = Kokkos::Cuda;
+  const int B = 2, T = 12;
+  const double tol = 3e-2, tol_own = 0.1;
+  struct Setup {
+    const char* label;
+    model::MatmulPrecision mm;
+    bool bf16_attention;
+  };
+  double worst = 0;
+  for (const Setup su : {Setup{"tf32 matmuls", model::MatmulPrecision::tf32, false},
+                         Setup{"bf16 matmuls", model::MatmulPrecision::bf16, false},
+                         Setup{"bf16 matmuls + bf16 attention", model::MatmulPrecision::bf16, true}}) {
+    for (const char* variant : {"sdpa_fused", "ra_fused", "ra_window", "ra_open"}) {
+      if (su.bf16_attention && std::string(variant) == "ra_open") continue;  // open-coded attention is float-only
+      GPTConfig cfg = small_config(variant);
+      cfg.matmul = su.mm;
+      if (su.bf16_attention) cfg.attn.precision = model::AttentionPrecision::bf16;
+      GPT2<float, Cuda> m(cfg, B, T, 7);
+      const auto params = randomize_params(m, 11);
+      const auto in = random_tokens(B * T, cfg.V, 12), tg = random_tokens(B * T, cfg.V, 13);
+      const Errors e = compare_with_reference(m, params, in, tg);
+      INFO(su.label << ", " << variant << ": loss error " << e.loss << ", worst gradient error " << e.grads << " in "
+                    << e.worst << ", own scale " << e.grads_own);
+      CHECK(e.loss <= tol);
+      CHECK(e.grads <= tol);
+      CHECK(e.grads_own <= tol_own);
+      worst = std::max({worst, e.loss, e.grads});
+      std::printf("model vs reference [%s] %-12s loss %.1e  grads %.1e (%s), own scale %.1e\n", su.label, variant,
+                  e.loss, e.grads, e.worst.c_str(), e.grads_own);
+    }
+  }
+  std::printf("model vs reference [tf32/bf16 matmuls]: worst %.2e (tolerance %.0e)\n", worst, tol);
+}
+
+TEST_CASE("GPT-2 with bf16 matmuls and bf16 attention memorises one batch on CUDA", "[model][gpt2][train][matmul]") {
+  GPTConfig cfg = small_config("ra_fused");
+  cfg.matmul = model::MatmulPrecision::bf16;
+  cfg.attn.precision = model::AttentionPrecision::bf16;
+  GPT2<float, Kokkos::Cuda> m(cfg, 4, 16, 1);
+  const Memorised r = memorise_one_batch(m, 600);
+  std::printf("memorise [ra_fused, bf16 matmuls + attention]: loss %.3f -> %.4f in %d AdamW steps\n", r.first,
+              r.loss, r.steps);
+  CHECK(r.first > 3.5);
+  CHECK(r.loss < 0.1);
 }
 #endif
 

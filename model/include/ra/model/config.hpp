@@ -39,6 +39,20 @@ enum class Anneal { rec, rec_disc };
 // (CUDA); validate() and GPT2's constructor say which one is missing.
 enum class AttentionPrecision { scalar, bf16 };
 
+// The linear layers' matrix products (every GEMM of the model outside the
+// attention kernels: qkv, attention projection, MLP, LM head):
+//   fp32  float operands and math, through KokkosBlas::gemm (cuBLAS SGEMM on
+//         CUDA, the host BLAS elsewhere)
+//   tf32  float storage, TF32 tensor-core math (10-bit operand mantissas,
+//         fp32 accumulation): PyTorch's allow_tf32
+//   bf16  bf16 copies of the weights and of the GEMMs' inputs, fp32
+//         accumulation and fp32 outputs; master weights, optimizer state,
+//         the residual stream and every non-GEMM layer stay float. This is
+//         what PyTorch's bf16 autocast does for linear layers.
+// tf32 and bf16 call cuBLAS directly (Kokkos Kernels cannot express them),
+// so they need the CUDA execution space; see ra/model/matmul.hpp.
+enum class MatmulPrecision { fp32, tf32, bf16 };
+
 struct AttentionConfig {
   std::string variant = "sdpa_fused";  // every layer not listed in ra_layers
   // Layers (0-based, inclusive ranges) that use ra_variant instead:
@@ -61,12 +75,14 @@ struct GPTConfig {
   int V = 0;       // vocabulary
   int Vp = 0;      // padded vocabulary of the embedding / LM head (>= V; 0: padded_vocab(V))
   AttentionConfig attn;
+  MatmulPrecision matmul = MatmulPrecision::fp32;
 
   int head_dim() const { return H > 0 ? C / H : 0; }
   int padded() const;  // Vp, or padded_vocab(V) when Vp is 0
   // Throws std::invalid_argument naming the first problem (sizes, C % H,
   // fused head dim <= 128, attention names, layer list, window, bf16
-  // attention in a build without bf16 or with an open-coded layer).
+  // attention in a build without bf16 or with an open-coded layer, tf32 or
+  // bf16 matmuls in a build without CUDA).
   void validate() const;
   // One line of key=value pairs (for run files and logs).
   std::string describe() const;
@@ -87,6 +103,8 @@ std::string disc_form_name(DiscForm f);
 std::string anneal_name(Anneal a);
 AttentionPrecision parse_attention_precision(const std::string& name);  // "float" | "bf16"
 std::string attention_precision_name(AttentionPrecision p);
+MatmulPrecision parse_matmul_precision(const std::string& name);  // "float" | "tf32" | "bf16"
+std::string matmul_precision_name(MatmulPrecision p);
 // Whether this build has a real bf16 type (RA_HAVE_BF16: CUDA builds).
 bool build_has_bf16();
 

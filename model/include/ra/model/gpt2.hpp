@@ -53,6 +53,7 @@ class GPT2 {
   using T3 = typename Ops::T3;
   using T4 = typename Ops::T4;
   using IVec = typename Ops::IVec;
+  using Half = typename Matmul<Scalar, Exec>::Half;  // bf16 [rows, cols], for bf16 matmuls
 
   // Validates the config (std::invalid_argument naming the problem), lays
   // out and initialises the parameters from seed (GPT-2's scheme, the
@@ -133,7 +134,8 @@ class GPT2 {
   double attention_forward_ms() const { return attn_fwd_ms_; }
   double attention_backward_ms() const { return attn_bwd_ms_; }
   void reset_attention_timing() { attn_fwd_ms_ = attn_bwd_ms_ = 0; }
-  // Device bytes of parameters + grads + optimizer state, and of activations.
+  // Device bytes of parameters + grads + optimizer state (+ the bf16 weight
+  // copies under bf16 matmuls), and of activations (+ their bf16 copies).
   std::size_t parameter_bytes() const;
   std::size_t activation_bytes() const;
 
@@ -176,6 +178,16 @@ class GPT2 {
   Scalar disc_scale() const;  // what multiplies w_disc in this pass: the scale under rec_disc, else 1
   template <class Fn>
   void timed(double& ms, Fn&& fn);
+  // GEMM operands in the model's matmul precision (GPTConfig::matmul).
+  // weight: a 2-D weight of params_ with its bf16 copy (under bf16).
+  // input: a forward activation; under bf16 casts it into half first, and
+  // the backward reuses that copy through saved(). grad_input: an output
+  // gradient, cast into the shared scratch copy under bf16.
+  using Operand = typename Ops::Operand;
+  Operand weight(const Mat& w) const;
+  Operand input(const Mat& x, const Half& half) const;
+  Operand saved(const Mat& x, const Half& half) const;
+  Operand grad_input(const Mat& dy) const;
 
   GPTConfig cfg_;
   ParamLayout layout_;
@@ -195,6 +207,13 @@ class GPT2 {
   // attention's storage type (the constructor, from attn.precision).
   std::unique_ptr<HeadStore<Scalar>> heads_;
   std::unique_ptr<Bf16Heads> heads_bf16_;
+  // bf16 matmuls only (empty otherwise): bf16 copies of the weights
+  // [0, n_decay) of params_ (refreshed at every forward), of the GEMM inputs
+  // (carved per layer, see LayerActs) and one scratch for output gradients.
+  bool bf16_matmul_ = false;
+  Kokkos::View<bf16*, Kokkos::LayoutRight, typename Exec::memory_space> params_half_, half_buf_;
+  Half lnf_half_;
+  Kokkos::View<bf16*, Kokkos::LayoutRight, typename Exec::memory_space> dy_half_;
   double rec_scale_ = 1.0, pass_scale_ = 1.0;  // set by the trainer; used by the last forward
   long step_ = 0;
   bool time_attention_ = false;

@@ -47,6 +47,8 @@ struct GPT2<Scalar, Exec>::LayerActs {
   Vec ln1_mean, ln1_rstd, ln2_mean, ln2_rstd;          // [N]
   T3 lse;                                               // [B, H, T]
   T3 d, gates_eff;  // RA layers: discoverability [B,H,T], effective gates [1,H,3]
+  // bf16 matmuls: the GEMM inputs' bf16 copies (also what dW reads).
+  Half ln1_half, atty_half, ln2_half, fch_gelu_half;
 };
 
 // Gradient buffers of one layer's backward, reused by every layer.
@@ -123,6 +125,11 @@ GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed,
     throw std::invalid_argument("GPT2 '" + cfg_.name + "': batch B = " + std::to_string(B) +
                                 ", T = " + std::to_string(T) + " but need B >= 1 and 1 <= T <= T_max = " +
                                 std::to_string(cfg_.T_max));
+  if (!Matmul<Scalar, Exec>::supports(cfg_.matmul))
+    throw std::invalid_argument("GPT2 '" + cfg_.name + "': matmul precision " + matmul_precision_name(cfg_.matmul) +
+                                " needs a float model on the CUDA execution space (this model is " +
+                                precision_name<Scalar>() + " on " + Exec::name() + ")");
+  bf16_matmul_ = cfg_.matmul == MatmulPrecision::bf16;
   layout_ = param_layout(cfg_);
   layer_attn_ = layer_attention(cfg_);
   B_ = B, T_ = T, N_ = B * T, D_ = cfg_.head_dim(), Vp_ = cfg_.padded();
@@ -164,6 +171,29 @@ GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed,
   const std::size_t n_acts = carve(nullptr);
   acts_buf_ = decltype(acts_buf_)("gpt2_activations", n_acts);
   carve(acts_buf_.data());
+
+  if (bf16_matmul_) {
+    // Every GEMM weight must lie in the decayed range that params_half_ copies.
+    for (const auto& t : layout_.tensors)
+      if (t.shape.size() == 2 && !t.decay && (detail::ends_with(t.name, ".w") || t.name == "wte"))
+        throw std::logic_error("GPT2: GEMM weight " + t.name + " is outside the weight-decayed range");
+    // Written before every read (forward casts, backward copies): no zero fill.
+    const auto no_init = [](const char* label) { return Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)); };
+    params_half_ = decltype(params_half_)(no_init("gpt2_params_bf16"), layout_.n_decay);
+    auto carve_half = [&](bf16* base) {
+      detail::Carver<bf16> c(base);
+      const int N = N_, C = cfg_.C;
+      for (auto& a : acts_) {
+        a.ln1_half = c.template take<Half>(N, C), a.atty_half = c.template take<Half>(N, C);
+        a.ln2_half = c.template take<Half>(N, C), a.fch_gelu_half = c.template take<Half>(N, 4 * C);
+      }
+      lnf_half_ = c.template take<Half>(N, C);
+      return c.used();
+    };
+    half_buf_ = decltype(half_buf_)(no_init("gpt2_activations_bf16"), carve_half(nullptr));
+    carve_half(half_buf_.data());
+    dy_half_ = decltype(dy_half_)(no_init("gpt2_grad_bf16"), std::size_t(N_) * std::max(Vp_, 4 * cfg_.C));
+  }
 
   inputs_ = IVec("gpt2_inputs", N_), targets_ = IVec("gpt2_targets", N_);
   bucket_token_ = IVec("gpt2_bucket_token", N_), bucket_start_ = IVec("gpt2_bucket_start", N_ + 1);
@@ -443,6 +473,32 @@ Scalar GPT2<Scalar, Exec>::disc_scale() const {
 }
 
 template <class Scalar, class Exec>
+typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::weight(const Mat& w) const {
+  if (!bf16_matmul_) return Operand{w, {}};
+  const std::size_t offset = std::size_t(w.data() - params_.data());
+  return Operand{w, Half(params_half_.data() + offset, w.extent(0), w.extent(1))};
+}
+
+template <class Scalar, class Exec>
+typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::input(const Mat& x, const Half& half) const {
+  if (bf16_matmul_) Matmul<Scalar, Exec>::to_half(exec_, x, half);
+  return saved(x, half);
+}
+
+template <class Scalar, class Exec>
+typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::saved(const Mat& x, const Half& half) const {
+  return bf16_matmul_ ? Operand{x, half} : Operand{x, {}};
+}
+
+template <class Scalar, class Exec>
+typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::grad_input(const Mat& dy) const {
+  if (!bf16_matmul_) return Operand{dy, {}};
+  const Half half(dy_half_.data(), dy.extent(0), dy.extent(1));
+  Matmul<Scalar, Exec>::to_half(exec_, dy, half);
+  return Operand{dy, half};
+}
+
+template <class Scalar, class Exec>
 template <class A>
 void GPT2<Scalar, Exec>::layer_forward(int l, HeadStore<A>& heads) {
   const auto p = layer_params(params_, l);
@@ -450,7 +506,8 @@ void GPT2<Scalar, Exec>::layer_forward(int l, HeadStore<A>& heads) {
   const Mat in = l == 0 ? encoded_ : acts_[l - 1].res3;
   const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l, pass_scale_);
   Ops::layernorm_forward(exec_, in, p.ln1w, p.ln1b, a.ln1, a.ln1_mean, a.ln1_rstd);
-  Ops::linear_forward(exec_, a.ln1, p.qkvw, p.qkvb, a.qkv, Mat());
+  const auto mm = cfg_.matmul;
+  Ops::linear_forward(exec_, mm, input(a.ln1, a.ln1_half), weight(p.qkvw), p.qkvb, a.qkv, Mat());
   if (ra) Ops::effective_gates(exec_, p.gates, a.gates_eff, Scalar(pass_scale_), disc_scale());
   const auto& h = heads.layers[l];
   // Writes the attention's storage type directly (bf16: no separate conversion pass).
@@ -462,11 +519,11 @@ void GPT2<Scalar, Exec>::layer_forward(int l, HeadStore<A>& heads) {
     kernel.forward(t);
   });
   Ops::heads_to_rows(exec_, h.o, a.atty);
-  Ops::linear_forward(exec_, a.atty, p.projw, p.projb, a.res2, in);
+  Ops::linear_forward(exec_, mm, input(a.atty, a.atty_half), weight(p.projw), p.projb, a.res2, in);
   Ops::layernorm_forward(exec_, a.res2, p.ln2w, p.ln2b, a.ln2, a.ln2_mean, a.ln2_rstd);
-  Ops::linear_forward(exec_, a.ln2, p.fcw, p.fcb, a.fch, Mat());
+  Ops::linear_forward(exec_, mm, input(a.ln2, a.ln2_half), weight(p.fcw), p.fcb, a.fch, Mat());
   Ops::gelu_forward(exec_, a.fch, a.fch_gelu);
-  Ops::linear_forward(exec_, a.fch_gelu, p.fcprojw, p.fcprojb, a.res3, a.res2);
+  Ops::linear_forward(exec_, mm, input(a.fch_gelu, a.fch_gelu_half), weight(p.fcprojw), p.fcprojb, a.res3, a.res2);
 }
 
 template <class Scalar, class Exec>
@@ -478,11 +535,15 @@ void GPT2<Scalar, Exec>::layer_backward(int l, HeadStore<A>& heads) {
   const Mat in = l == 0 ? encoded_ : acts_[l - 1].res3;
   const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l, pass_scale_);
   // s.dres holds dL/d(res3); the residual paths pass it through unchanged.
-  Ops::linear_backward(exec_, s.dres, a.fch_gelu, p.fcprojw, s.dfch, false, g.fcprojw, g.fcprojb, s.work);
+  const auto mm = cfg_.matmul;
+  Ops::linear_backward(exec_, mm, grad_input(s.dres), saved(a.fch_gelu, a.fch_gelu_half), weight(p.fcprojw),
+                       s.dfch, false, g.fcprojw, g.fcprojb, s.work);
   Ops::gelu_backward(exec_, a.fch, s.dfch, s.dfch);
-  Ops::linear_backward(exec_, s.dfch, a.ln2, p.fcw, s.dln, false, g.fcw, g.fcb, s.work);
+  Ops::linear_backward(exec_, mm, grad_input(s.dfch), saved(a.ln2, a.ln2_half), weight(p.fcw), s.dln, false,
+                       g.fcw, g.fcb, s.work);
   Ops::layernorm_backward(exec_, s.dln, a.res2, p.ln2w, a.ln2_mean, a.ln2_rstd, s.dres, g.ln2w, g.ln2b, s.work);
-  Ops::linear_backward(exec_, s.dres, a.atty, p.projw, s.dln, false, g.projw, g.projb, s.work);
+  Ops::linear_backward(exec_, mm, grad_input(s.dres), saved(a.atty, a.atty_half), weight(p.projw), s.dln, false,
+                       g.projw, g.projb, s.work);
   Ops::rows_to_heads(exec_, s.dln, heads.dout);
   const auto t = attention_tensors(heads, l);
   auto& kernel = layer_kernel(heads, l);
@@ -495,7 +556,8 @@ void GPT2<Scalar, Exec>::layer_backward(int l, HeadStore<A>& heads) {
   // afterwards, in Scalar (never rounded to the heads' storage type).
   Ops::merge_heads(exec_, heads.dq, heads.dk, heads.dv, s.dqkv, fold ? a.gates_eff : T3());
   if (ra && !fold) timed(attn_bwd_ms_, [&] { disc_backward(l, p, g); });
-  Ops::linear_backward(exec_, s.dqkv, a.ln1, p.qkvw, s.dln, false, g.qkvw, g.qkvb, s.work);
+  Ops::linear_backward(exec_, mm, grad_input(s.dqkv), saved(a.ln1, a.ln1_half), weight(p.qkvw), s.dln, false,
+                       g.qkvw, g.qkvb, s.work);
   Ops::layernorm_backward(exec_, s.dln, in, p.ln1w, a.ln1_mean, a.ln1_rstd, s.dres, g.ln1w, g.ln1b, s.work);
 }
 
@@ -506,12 +568,15 @@ double GPT2<Scalar, Exec>::forward() {
   // trainer changes the scale in between.
   pass_scale_ = rec_scale_;
   const Mat wte = matrix(params_, "wte"), wpe = matrix(params_, "wpe");
+  // bf16 matmuls: this pass's bf16 weights from the float masters (whoever
+  // changed params_ since: the optimizer, a checkpoint load, a test).
+  if (bf16_matmul_) Matmul<Scalar, Exec>::to_half(exec_, params_.data(), params_half_.data(), layout_.n_decay);
   Ops::encoder_forward(exec_, inputs_, wte, wpe, encoded_, T_);
   with_heads([&](auto& heads) {
     for (int l = 0; l < cfg_.L; ++l) layer_forward(l, heads);
   });
   Ops::layernorm_forward(exec_, acts_.back().res3, param("lnf.w"), param("lnf.b"), lnf_, lnf_mean_, lnf_rstd_);
-  Ops::linear_forward(exec_, lnf_, wte, Vec(), logits_, Mat());
+  Ops::linear_forward(exec_, cfg_.matmul, input(lnf_, lnf_half_), weight(wte), Vec(), logits_, Mat());
   forward_done_ = true;
   if (!has_targets_) {
     exec_.fence("GPT2::forward");
@@ -525,10 +590,14 @@ void GPT2<Scalar, Exec>::backward() {
   if (!forward_done_ || !has_targets_)
     throw std::logic_error("GPT2::backward: needs a forward() with targets since the last set_batch/backward");
   const auto& s = *scratch_;
-  // probs -> dlogits in place; the loss is the mean over the N positions.
-  Ops::crossentropy_backward(exec_, logits_, targets_, cfg_.V, Scalar(1.0 / N_));
+  // probs -> dlogits; the loss is the mean over the N positions. In place,
+  // or under bf16 matmuls straight into the bf16 copy the GEMMs read.
   const Mat wte = matrix(params_, "wte"), dwte = matrix(grads_, "wte");
-  Ops::linear_backward(exec_, logits_, lnf_, wte, s.dln, false, dwte, Vec(), s.work);
+  Operand dlogits{logits_, {}};
+  if (bf16_matmul_) dlogits.half = Half(dy_half_.data(), N_, Vp_);
+  Ops::crossentropy_backward(exec_, logits_, targets_, cfg_.V, Scalar(1.0 / N_), dlogits.half);
+  Ops::linear_backward(exec_, cfg_.matmul, dlogits, saved(lnf_, lnf_half_), weight(wte), s.dln, false, dwte, Vec(),
+                       s.work);
   Kokkos::deep_copy(exec_, s.dres, Scalar(0));
   Ops::layernorm_backward(exec_, s.dln, acts_.back().res3, param("lnf.w"), lnf_mean_, lnf_rstd_, s.dres,
                           grad("lnf.w"), grad("lnf.b"), s.work);
@@ -609,14 +678,14 @@ void GPT2<Scalar, Exec>::load_state(const HostState& st) {
 
 template <class Scalar, class Exec>
 std::size_t GPT2<Scalar, Exec>::parameter_bytes() const {
-  return 4 * layout_.total * sizeof(Scalar);
+  return 4 * layout_.total * sizeof(Scalar) + params_half_.span() * sizeof(bf16);
 }
 
 template <class Scalar, class Exec>
 std::size_t GPT2<Scalar, Exec>::activation_bytes() const {
   std::size_t heads_bytes = 0;
   with_heads([&](auto& heads) { heads_bytes = heads.buf.span() * sizeof(typename decltype(heads.buf)::value_type); });
-  return acts_buf_.span() * sizeof(Scalar) + heads_bytes;
+  return acts_buf_.span() * sizeof(Scalar) + heads_bytes + (half_buf_.span() + dy_half_.span()) * sizeof(bf16);
 }
 
 template <class Scalar, class Exec>
@@ -627,6 +696,7 @@ void GPT2<Scalar, Exec>::poison_activations() {
     // bf16 has no numeric_limits of its own here; a float NaN converts to a bf16 NaN.
     Kokkos::deep_copy(exec_, heads.buf, static_cast<A>(std::numeric_limits<float>::quiet_NaN()));
   });
+  if (bf16_matmul_) Kokkos::deep_copy(exec_, half_buf_, static_cast<bf16>(std::numeric_limits<float>::quiet_NaN()));
   exec_.fence("GPT2::poison_activations");
   forward_done_ = false;
 }

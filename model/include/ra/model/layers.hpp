@@ -9,12 +9,14 @@
 // * Every reduction over rows (bias and LayerNorm parameter gradients,
 //   embedding gradients) is done in a fixed order without atomics: results
 //   are bit-reproducible run to run on a given backend and thread count.
-// * Linear layers go through KokkosBlas::gemm (cuBLAS on CUDA for float and
-//   double; Kokkos Kernels' own gemm on the host).
+// * Linear layers' GEMMs go through ra::model::Matmul (matmul.hpp):
+//   KokkosBlas::gemm in fp32 (cuBLAS on CUDA, the host BLAS elsewhere), or
+//   cuBLAS directly for tf32 and bf16.
 //
 // Definitions are in layers_impl.hpp, instantiated in instantiate_*.cpp.
 #pragma once
 
+#include <ra/model/matmul.hpp>
 #include <ra/tensor.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -72,10 +74,19 @@ struct Layers {
   // y = residual + x W^T + b, x [N, K], W [M, K], y [N, M]. b and residual may
   // be empty views (no bias / no residual). Fusing the residual add into the
   // GEMM (y starts as residual + b, GEMM with beta = 1) saves a pass over y.
+  // The GEMM runs in precision p on the operands' float or bf16 form (see
+  // Matmul::Operand); the Mat overloads are the fp32 case.
+  using Operand = typename Matmul<Scalar, Exec>::Operand;
+  static void linear_forward(const Exec& exec, MatmulPrecision p, const Operand& x, const Operand& w,
+                             const Vec& b, const Mat& y, const Mat& residual);
   static void linear_forward(const Exec& exec, const Mat& x, const Mat& w, const Vec& b,
                              const Mat& y, const Mat& residual);
   // dx = dy W (or dx += dy W when accumulate_dx); dW += dy^T x; db += column
-  // sums of dy (db may be empty). work: column_sum_work(N, M, 1) elements.
+  // sums of dy (db may be empty; summed from dy.full, never from bf16).
+  // work: column_sum_work(N, M, 1) elements.
+  static void linear_backward(const Exec& exec, MatmulPrecision p, const Operand& dy, const Operand& x,
+                              const Operand& w, const Mat& dx, bool accumulate_dx, const Mat& dw,
+                              const Vec& db, const Vec& work);
   static void linear_backward(const Exec& exec, const Mat& dy, const Mat& x, const Mat& w,
                               const Mat& dx, bool accumulate_dx, const Mat& dw, const Vec& db,
                               const Vec& work);
@@ -147,6 +158,11 @@ struct Layers {
   // probs -> dlogits in place: (p - onehot(target)) * dloss for v < V, 0 beyond.
   static void crossentropy_backward(const Exec& exec, const Mat& probs, const IVec& targets, int V,
                                     Scalar dloss);
+  // The same, written as bf16 into out [N, Vp] (probs untouched): the LM
+  // head's bf16 GEMMs read only that, so the float gradient is never stored.
+  using Half = typename Matmul<Scalar, Exec>::Half;
+  static void crossentropy_backward(const Exec& exec, const Mat& probs, const IVec& targets, int V,
+                                    Scalar dloss, const Half& out);
 
   // One AdamW step (decoupled weight decay, bias correction for step t >= 1)
   // over the flat buffers; weight decay only on elements [0, n_decay).
