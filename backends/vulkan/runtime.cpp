@@ -529,6 +529,7 @@ void Context::submit_and_wait(const std::function<void(VkCommandBuffer)>& record
 
 void Context::upload(const Buffer& dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
+  std::lock_guard<std::mutex> lock(transfer_mutex_);  // one staging buffer
   if (bytes > dst.bytes()) throw std::invalid_argument("Vulkan upload larger than its buffer");
   ensure_staging(bytes);
   std::memcpy(staging_->mapped(), src, bytes);
@@ -540,6 +541,7 @@ void Context::upload(const Buffer& dst, const void* src, std::size_t bytes) {
 
 void Context::download(const Buffer& src, void* dst, std::size_t bytes) {
   if (bytes == 0) return;
+  std::lock_guard<std::mutex> lock(transfer_mutex_);
   if (bytes > src.bytes()) throw std::invalid_argument("Vulkan download larger than its buffer");
   ensure_staging(bytes);
   submit_and_wait([&](VkCommandBuffer cb) {
@@ -562,6 +564,7 @@ void Context::fill(const Buffer& dst, std::uint32_t word) {
 }
 
 VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::uint32_t>& spec) {
+  std::lock_guard<std::mutex> lock(pipeline_mutex_);
   auto key = std::make_pair(kernel, spec);
   if (auto it = pipelines_.find(key); it != pipelines_.end()) return it->second;
 

@@ -187,7 +187,8 @@ class Context {
   std::map<std::pair<std::string, std::vector<std::uint32_t>>, VkPipeline> pipelines_;
   std::mutex messages_mutex_;
   std::vector<std::string> messages_;
-  std::mutex submit_mutex_;
+  // A context may be shared by threads: one lock per piece of shared state.
+  std::mutex submit_mutex_, transfer_mutex_, pipeline_mutex_;
 };
 
 // SPIR-V of the embedded kernels (generated at build time from shaders/*.comp).
