@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "data_parallel.hpp"
 #include "train_checkpoint.hpp"
 
 namespace {
@@ -69,6 +70,7 @@ struct Config {
   long checkpoint_every = 0;  // 0: at the end only
   // output
   std::string out, out_dir = "runs", resume;
+  std::string rendezvous_dir;  // data parallel: where the ranks meet (default: the run file's folder)
   bool serial = false, time_attention = true, quiet = false;
   // test hooks
   long stop_at_step = 0, inject_nan_at = 0;
@@ -77,7 +79,7 @@ struct Config {
 // Options a resumed run may change; everything else comes from the checkpoint.
 const std::set<std::string> kResumeOverrides = {"--steps", "--time-budget", "--eval-every",
                                                 "--checkpoint-every", "--stop-at-step",
-                                                "--inject-nan-at", "--quiet", "--resume"};
+                                                "--inject-nan-at", "--quiet", "--resume", "--rendezvous-dir"};
 
 void add_options(CLI::App& app, Config& c) {
   app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -135,6 +137,9 @@ void add_options(CLI::App& app, Config& c) {
       ->check(ra::cli::at_least(0));
   app.add_option("--out", c.out, "run file to create (must not exist; the checkpoint goes next to it)");
   app.add_option("--out-dir", c.out_dir, "folder for a fresh run file name when --out is not given");
+  app.add_option("--rendezvous-dir", c.rendezvous_dir,
+                 "data parallel (several ranks, see scripts/launch-dp.sh): a folder every rank sees, where they "
+                 "exchange NCCL's id (default: the run file's folder)");
   app.add_option("--resume", c.resume, "continue the run in this run file from its checkpoint");
   app.add_flag("--serial", c.serial, "run on Kokkos::Serial (bit-reproducible reference)");
   app.add_flag("!--no-attention-timing", c.time_attention, "do not fence around attention (its share is then not logged)");
@@ -280,9 +285,20 @@ std::string hms(double s) {
   return b;
 }
 
+// The stream Kokkos runs exec's kernels on (what the gradient all-reduce
+// must follow); only the CUDA space has one.
+template <class Exec>
+void* stream_of(const Exec& exec) {
+#if defined(KOKKOS_ENABLE_CUDA)
+  if constexpr (std::is_same_v<Exec, Kokkos::Cuda>) return exec.cuda_stream();
+#endif
+  (void)exec;
+  return nullptr;
+}
+
 template <class Exec>
 int train(const Config& c, const std::vector<std::string>& run_args, const std::string& cmdline,
-          const std::optional<ra::train::Checkpoint>& resume_from) {
+          const std::optional<ra::train::Checkpoint>& resume_from, const ra::train::Ranks& ranks) {
   using Model = ra::model::GPT2<float, Exec>;
   // ---- every check before any work
   const ra::model::GPTConfig g = model_config(c);
@@ -300,7 +316,19 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
   const std::string brown = ra::data::default_data_cache() + "/brown";
   const auto train_paths = resolve(c.train.empty() ? brown : c.train, "train", "--train");
   const auto val_paths = resolve(c.val.empty() ? brown : c.val, "val", "--val");
-  const ra::data::BatchShape shape{c.batch, T, 0, 1};
+  if (resume_from && resume_from->ranks != ranks.world)
+    throw std::invalid_argument("--resume: the run trained on " + std::to_string(resume_from->ranks) +
+                                " data-parallel rank(s) and this session has " + std::to_string(ranks.world) +
+                                "; resume it with the same number (the global batch and each rank's data slice "
+                                "depend on it)");
+  if (ranks.world > 1 && !stream_of(Exec()))
+    throw std::invalid_argument("data parallel over " + std::to_string(ranks.world) +
+                                " ranks needs a CUDA build with NCCL and the CUDA execution space (this run is on " +
+                                Exec::name() + ")");
+  // Every rank reads its own slice of each step's tokens (the loader's
+  // rank/world); all ranks evaluate the same validation batches.
+  const ra::data::BatchShape shape{c.batch, T, ranks.rank, ranks.world};
+  const ra::data::BatchShape val_shape{c.batch, T, 0, 1};
   std::optional<ra::data::TokenLoader> loader;
   std::optional<ra::data::ValidationSet> valset;
   try {
@@ -309,10 +337,19 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     throw std::invalid_argument(std::string("training data: ") + e.what());
   }
   try {
-    valset.emplace(val_paths, shape, g.V, c.val_batches);
+    valset.emplace(val_paths, val_shape, g.V, c.val_batches);
   } catch (const std::exception& e) {
     throw std::invalid_argument(std::string("validation data: ") + e.what());
   }
+
+  // Meet the other ranks (a world of one: nothing happens). The id file goes
+  // where the run file goes unless --rendezvous-dir says otherwise.
+  const std::string out_dir = !c.rendezvous_dir.empty() ? c.rendezvous_dir
+                              : !c.resume.empty()       ? std::filesystem::path(c.resume).parent_path().string()
+                              : !c.out.empty()          ? std::filesystem::path(c.out).parent_path().string()
+                                                        : c.out_dir;
+  ra::train::Collective world(ranks, out_dir);
+  const bool root = world.is_root();  // only rank 0 writes the run file, checkpoints and progress
 
   Model model(g, c.batch, T, c.seed);
   model.set_attention_timing(c.time_attention);
@@ -329,10 +366,12 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     loader->seek(ck.loader);
     step = ck.step, elapsed0 = ck.elapsed_seconds, tokens = ck.tokens;
     run_path = c.resume;
-    run.emplace(ra::RunWriter::reopen(run_path));
-    for (const auto& [table, rows] : ck.table_rows) run->truncate_rows(table, std::size_t(rows));
-    run->set_attribute("resumed_at_steps", std::to_string(step));
-  } else {
+    if (root) {
+      run.emplace(ra::RunWriter::reopen(run_path));
+      for (const auto& [table, rows] : ck.table_rows) run->truncate_rows(table, std::size_t(rows));
+      run->set_attribute("resumed_at_steps", std::to_string(step));
+    }
+  } else if (root) {
     run_path = c.out.empty() ? ra::unique_run_path(c.out_dir, "ra-train") : c.out;
     const auto dev = ra::device_info<Exec>();
     auto attrs = dev.attributes();
@@ -351,25 +390,28 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     shards.clear();
     for (const auto& p : val_paths) shards += (shards.empty() ? "" : ",") + p;
     attrs["val_shards"] = shards;
+    attrs["data_parallel_ranks"] = std::to_string(ranks.world);
     run.emplace(ra::RunWriter::create(run_path, attrs));
     create_tables(*run);
   }
   const std::string ckpt_path = ra::train::checkpoint_path_for(run_path);
   long last_ckpt_step = resume_from ? step : -1;
 
-  const double B_T = double(c.batch) * T;
+  const double B_T = double(c.batch) * T * ranks.world;  // tokens per step, all ranks
   Clock clock;
   auto seconds = [&] { return elapsed0 + clock.s(); };
-  const bool tty = isatty(2) && !c.quiet;
+  const bool tty = isatty(2) && !c.quiet && root;
   double last_val = std::nan("");
   double last_loss = std::nan("");
 
   auto save_checkpoint = [&] {
+    if (!root) return;
     ra::train::Checkpoint ck;
     auto st = model.save_state();
     ck.params = std::move(st.params), ck.adam_m = std::move(st.m), ck.adam_v = std::move(st.v);
     ck.optimizer_steps = st.step;
     ck.step = step, ck.tokens = tokens, ck.elapsed_seconds = seconds();
+    ck.ranks = ranks.world;
     ck.loader = loader->position();
     for (const char* t : {"train", "val", "gates"}) ck.table_rows[t] = std::int64_t(run->rows(t));
     ck.args = run_args;
@@ -385,19 +427,23 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
       sum += model.forward();
     }
     last_val = sum / double(valset->size());
+    if (!root) return;
     run->append_row("val", {std::int64_t(step), seconds(), tokens, last_val});
     for (const auto& lg : model.gate_means())
       if (lg.ra)
         run->append_row("gates", {std::int64_t(step), std::int64_t(lg.layer), lg.kernel, lg.w_std, lg.w_rec,
                                   lg.w_disc, model.reciprocity_scale()});
   };
+  // Rank 0 decides for all (clocks differ a little between ranks).
   auto done = [&] {
-    return (c.steps > 0 && step >= c.steps) || (c.time_budget > 0 && seconds() >= c.time_budget);
+    return world.broadcast((c.steps > 0 && step >= c.steps) || (c.time_budget > 0 && seconds() >= c.time_budget));
   };
 
-  std::fprintf(stderr, "ra-train: %s, B=%d T=%d, %s on %s, run file %s%s\n", g.describe().c_str(), c.batch, T,
-               Exec::name(), ra::device_info<Exec>().device_name.c_str(), run_path.c_str(),
-               resume_from ? (", resumed at step " + std::to_string(step)).c_str() : "");
+  if (root)
+    std::fprintf(stderr, "ra-train: %s, B=%d T=%d%s, %s on %s, run file %s%s\n", g.describe().c_str(), c.batch, T,
+                 ranks.world > 1 ? (" per rank, " + std::to_string(ranks.world) + " ranks (NCCL)").c_str() : "",
+                 Exec::name(), ra::device_info<Exec>().device_name.c_str(), run_path.c_str(),
+                 resume_from ? (", resumed at step " + std::to_string(step)).c_str() : "");
   if (!resume_from) evaluate();  // the curve starts at the initial loss
 
   ra::data::Batch batch;
@@ -416,10 +462,13 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     model.set_batch(batch.inputs.data(), batch.targets.data());
     model.reset_attention_timing();
     const double t0 = clock.s();
-    const double loss = model.forward();
+    const double loss = world.average(model.forward());  // the mean over all ranks' tokens
     const double t1 = clock.s();
     model.zero_grad();
     model.backward();
+    // Every rank's gradient of its own tokens -> their mean, on every rank:
+    // the same update everywhere keeps the replicas identical.
+    world.average(model.grads().data(), model.grads().size(), stream_of(exec));
     exec.fence("ra-train backward");
     const double t2 = clock.s();
     const double norm = c.grad_clip > 0 ? model.clip_grad_norm(c.grad_clip) : model.grad_norm();
@@ -431,11 +480,13 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     tokens += std::int64_t(B_T);
     const double fwd = (t1 - t0) * 1e3, bwd = (t2 - t1) * 1e3, opt = (t3 - t2) * 1e3;
     const double attn = c.time_attention ? model.attention_forward_ms() + model.attention_backward_ms() : std::nan("");
-    run->append_row("train", {std::int64_t(step), seconds(), tokens, loss, lr, norm, B_T / (t3 - t_start), fwd, bwd,
+    if (root)
+      run->append_row("train", {std::int64_t(step), seconds(), tokens, loss, lr, norm, B_T / (t3 - t_start), fwd, bwd,
                               opt, attn, attn / (fwd + bwd), a, std::int64_t(batch.position.epoch)});
     if (!finite) {
       if (tty) std::fputc('\n', stderr);
-      std::fprintf(stderr,
+      if (root)
+        std::fprintf(stderr,
                    "ra-train: error: %s at step %ld (loss %g, grad norm %g, lr %g); stopping. %s keeps every "
                    "row logged; %s\n",
                    std::isfinite(loss) ? "non-finite gradient" : "non-finite loss", step, loss, norm, lr,
@@ -450,7 +501,7 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     const bool last = done() || stop_here;
     if (step % c.eval_every == 0 || last) evaluate();
     if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || last) save_checkpoint();
-    if (!c.quiet && (tty || step % c.eval_every == 0 || last)) {
+    if (root && !c.quiet && (tty || step % c.eval_every == 0 || last)) {
       double eta = 0;
       if (c.steps > 0) eta = (seconds() - elapsed0) / double(step - (resume_from ? resume_from->step : 0)) * double(c.steps - step);
       if (c.time_budget > 0) eta = c.steps > 0 ? std::min(eta, c.time_budget - seconds()) : c.time_budget - seconds();
@@ -460,12 +511,14 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     }
     if (stop_here && !done()) {
       if (tty) std::fputc('\n', stderr);
-      std::fprintf(stderr, "ra-train: stopped at step %ld (--stop-at-step); continue with --resume %s\n", step,
-                   run_path.c_str());
+      if (root)
+        std::fprintf(stderr, "ra-train: stopped at step %ld (--stop-at-step); continue with --resume %s\n", step,
+                     run_path.c_str());
       return 0;
     }
   }
   if (tty) std::fputc('\n', stderr);
+  if (!root) return 0;
   std::printf("ra-train: %ld steps, %lld tokens, %.1f s: train loss %.4f, val loss %.4f\nwrote %s and %s\n", step,
               static_cast<long long>(tokens), seconds(), last_loss, last_val, run_path.c_str(), ckpt_path.c_str());
   return 0;
@@ -475,7 +528,8 @@ std::vector<std::string> options_to_keep(int argc, char** argv) {
   // The run's own options, what a resumed run re-parses: without Kokkos'
   // flags, the paths (the run file is --resume's argument) and the one-shot
   // test hooks (a stop or a NaN must not recur in the resumed session).
-  static const std::vector<std::string> session_only = {"--resume", "--out", "--stop-at-step", "--inject-nan-at"};
+  static const std::vector<std::string> session_only = {"--resume", "--out", "--stop-at-step", "--inject-nan-at",
+                                                        "--rendezvous-dir"};
   std::vector<std::string> out;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -503,6 +557,7 @@ int main(int argc, char** argv) {
   return ra::cli::run(app, argc, argv, [&] {
     for (const auto& extra : app.remaining())
       if (extra.rfind("--kokkos-", 0) != 0) throw CLI::ValidationError("unknown argument '" + extra + "' (see --help)");
+    const ra::train::Ranks ranks = ra::train::Ranks::from_environment();
     std::vector<std::string> run_args = options_to_keep(argc, argv);
     std::optional<ra::train::Checkpoint> ckpt;
     if (!cfg.resume.empty()) {
@@ -526,15 +581,15 @@ int main(int argc, char** argv) {
       cfg = resumed;
       run_args = ckpt->args;  // keep the original options (overrides apply to this session only)
       for (const auto& a : options_to_keep(argc, argv)) run_args.push_back(a);
-    } else if (!cfg.out.empty() && std::filesystem::exists(cfg.out)) {
+    } else if (ranks.rank == 0 && !cfg.out.empty() && std::filesystem::exists(cfg.out)) {
       throw std::invalid_argument("--out " + cfg.out + " already exists; refusing to overwrite (use --resume to continue it)");
     }
     Kokkos::ScopeGuard kokkos(argc, argv);
 #if defined(KOKKOS_ENABLE_SERIAL)
-    if (cfg.serial) return train<Kokkos::Serial>(cfg, run_args, cmdline, ckpt);
+    if (cfg.serial) return train<Kokkos::Serial>(cfg, run_args, cmdline, ckpt, ranks);
 #else
     if (cfg.serial) throw std::invalid_argument("--serial: this build has no Kokkos::Serial");
 #endif
-    return train<Kokkos::DefaultExecutionSpace>(cfg, run_args, cmdline, ckpt);
+    return train<Kokkos::DefaultExecutionSpace>(cfg, run_args, cmdline, ckpt, ranks);
   });
 }

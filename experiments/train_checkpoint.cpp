@@ -173,6 +173,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
     put_int(f.id, "loader_shard", std::int64_t(c.loader.shard), where);
     put_int(f.id, "loader_offset", std::int64_t(c.loader.offset), where);
     put_int(f.id, "loader_epoch", std::int64_t(c.loader.epoch), where);
+    put_int(f.id, "data_parallel_ranks", c.ranks, where);
     for (const auto& [table, rows] : c.table_rows) put_int(f.id, "rows_" + table, rows, where);
     put_string(f.id, "config", c.config_json, where);
     put_string(f.id, "model", c.model, where);
@@ -204,6 +205,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   c.loader.shard = std::uint64_t(get_int(f.id, "loader_shard", where));
   c.loader.offset = std::uint64_t(get_int(f.id, "loader_offset", where));
   c.loader.epoch = std::uint64_t(get_int(f.id, "loader_epoch", where));
+  // Checkpoints from before data parallelism have no attribute: one rank.
+  c.ranks = has_attr(f.id, "data_parallel_ranks") ? get_int(f.id, "data_parallel_ranks", where) : 1;
   for (const char* table : {"train", "val", "gates"})
     if (has_attr(f.id, std::string("rows_") + table))
       c.table_rows[table] = get_int(f.id, std::string("rows_") + table, where);

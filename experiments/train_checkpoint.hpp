@@ -6,7 +6,8 @@
 //   /args                       1-D strings: the run's options (re-parsed on resume)
 //   root attributes             step, optimizer_steps, tokens (int64),
 //                               elapsed_seconds (float64), loader_shard,
-//                               loader_offset, loader_epoch (int64),
+//                               loader_offset, loader_epoch,
+//                               data_parallel_ranks (int64),
 //                               rows_<table> (int64: rows of each run-file
 //                               table at this step), config (JSON), model
 //                               (GPTConfig::describe), format
@@ -37,6 +38,7 @@ struct Checkpoint {
   std::int64_t optimizer_steps = 0;  // AdamW's step count (bias correction)
   std::int64_t tokens = 0;           // training tokens seen
   double elapsed_seconds = 0;        // wall clock of the run so far
+  std::int64_t ranks = 1;            // data-parallel ranks the run trains on (resume needs as many)
   ra::data::LoaderPosition loader;
   std::map<std::string, std::int64_t> table_rows;  // run-file table -> rows at this step
   std::vector<std::string> args;                   // the run's options

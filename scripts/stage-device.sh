@@ -17,9 +17,10 @@ for preset in "$@"; do
   for exe in tests/test_kernels tests/test_reference tests/test_run_store tests/test_model \
              experiments/ra-bench experiments/ra-train; do
     cp "$b/$exe" "$d/" && strip "$d/$(basename "$exe")"
-    # non-system libraries (not glibc/libstdc++/CUDA's own) travel with them
+    # non-system libraries (not glibc/libstdc++/CUDA's own, not NCCL: 200 MB,
+    # and the GPU machine has PyTorch's) travel with them
     ldd "$b/$exe" | awk '/=> \//{print $3}' |
-      { grep -v -E 'lib(c|m|dl|rt|pthread|resolv|stdc\+\+|gcc_s|cuda|cublas|cublasLt)\.so' || true; } |
+      { grep -v -E 'lib(c|m|dl|rt|pthread|resolv|stdc\+\+|gcc_s|cuda|cublas|cublasLt|cudart|nccl)\.so' || true; } |
       xargs -r -I{} cp -L -n {} "$out/lib/"
   done
   cat > "$d/CTestTestfile.cmake" <<CT

@@ -28,6 +28,10 @@ namespace {
 
 using ra::testing::Outcome;
 Outcome run_train(const std::string& args) { return ra::testing::run_command(RA_TRAIN_BIN, args); }
+// ra-train with extra environment variables ("A=1 B=2").
+Outcome run_train_env(const std::string& vars, const std::string& args) {
+  return ra::testing::run_command("env", vars + " '" + RA_TRAIN_BIN + "' " + args);
+}
 
 // A fresh folder with a train and a val shard of a learnable pattern over a
 // 64-token vocabulary.
@@ -105,6 +109,25 @@ TEST_CASE("ra-train: bad input is refused before any work", "[train]") {
       CHECK_THAT(r.output, Contains(std::string("matmul precision ") + p + " needs a CUDA build") ||
                                Contains(std::string("--matmul-precision ") + p + " needs the CUDA execution space"));
     }
+  }
+  SECTION("data parallel: bad rank variables, and more than one rank where it cannot run") {
+    const std::string one = base + " --serial";
+    auto r = run_train_env("RA_WORLD_SIZE=2 RA_RANK=0", one);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.output, Contains("set RA_JOB_ID to the same value for every rank"));
+    r = run_train_env("RA_WORLD_SIZE=2 RA_RANK=2 RA_JOB_ID=t", one);
+    CHECK_THAT(r.output, Contains("RA_RANK = 2 but the world has 2 ranks"));
+    r = run_train_env("RA_WORLD_SIZE=two RA_RANK=0 RA_JOB_ID=t", one);
+    CHECK_THAT(r.output, Contains("RA_WORLD_SIZE='two' is not a rank number"));
+    r = run_train_env("RA_WORLD_SIZE=2 RA_RANK=0 RA_JOB_ID=t", one);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.output, Contains("data parallel over 2 ranks needs a CUDA build with NCCL"));    // A one-rank run resumed by two ranks: refused before anything else.
+    // (Its own Workdir: this test case checks that no run.h5 was written.)
+    Workdir w1;
+    REQUIRE(run_train(w1.args("one.h5") + " --steps 2 --serial").exit_code == 0);
+    r = run_train_env("RA_WORLD_SIZE=2 RA_RANK=0 RA_JOB_ID=t", "--resume " + w1.path("one.h5") + " --steps 3");
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.output, Contains("the run trained on 1 data-parallel rank(s) and this session has 2"));
   }
   SECTION("no stopping rule") {
     const auto r = run_train(w.args("run.h5"));
