@@ -18,6 +18,7 @@
 #include <Kokkos_Core.hpp>
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -285,6 +286,12 @@ std::string hms(double s) {
   return b;
 }
 
+// SIGTERM (Slurm's time limit, a scheduler's preemption) and SIGINT (Ctrl-C)
+// end the run at the next step boundary with a checkpoint, instead of losing
+// the steps since the last one. The handler only sets this flag.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
 // The stream Kokkos runs exec's kernels on (what the gradient all-reduce
 // must follow); only the CUDA space has one.
 template <class Exec>
@@ -367,9 +374,20 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     step = ck.step, elapsed0 = ck.elapsed_seconds, tokens = ck.tokens;
     run_path = c.resume;
     if (root) {
+      // Every session's device, so a report can tell a run resumed on other
+      // hardware (read before the writer holds the file).
+      std::string devices;
+      try {
+        const auto attrs = ra::RunReader(run_path).attributes();
+        const auto it = attrs.count("session_devices") ? attrs.find("session_devices") : attrs.find("device_name");
+        if (it != attrs.end()) devices = it->second;
+      } catch (const std::exception&) {
+      }
       run.emplace(ra::RunWriter::reopen(run_path));
       for (const auto& [table, rows] : ck.table_rows) run->truncate_rows(table, std::size_t(rows));
       run->set_attribute("resumed_at_steps", std::to_string(step));
+      run->set_attribute("session_devices", (devices.empty() ? "" : devices + ";") + ra::device_info<Exec>().device_name);
+      run->set_attribute("status", "running");
     }
   } else if (root) {
     run_path = c.out.empty() ? ra::unique_run_path(c.out_dir, "ra-train") : c.out;
@@ -391,6 +409,10 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     for (const auto& p : val_paths) shards += (shards.empty() ? "" : ",") + p;
     attrs["val_shards"] = shards;
     attrs["data_parallel_ranks"] = std::to_string(ranks.world);
+    attrs["session_devices"] = dev.device_name;
+    // running -> finished | stopped | failed (a killed run stays "running"):
+    // what ra-sweep and ra-report read to tell a run's state.
+    attrs["status"] = "running";
     run.emplace(ra::RunWriter::create(run_path, attrs));
     create_tables(*run);
   }
@@ -435,9 +457,22 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
                                   lg.w_disc, model.reciprocity_scale()});
   };
   // Rank 0 decides for all (clocks differ a little between ranks).
-  auto done = [&] {
-    return world.broadcast((c.steps > 0 && step >= c.steps) || (c.time_budget > 0 && seconds() >= c.time_budget));
+  // The run ends when its budget is spent at time `now` or a signal came;
+  // rank 0 decides for all (clocks differ a little between ranks). Decided
+  // once per step, at the time the step's row records, so the row that ends
+  // a time budget is the one that reached it, and the final evaluation and
+  // checkpoint always follow the decision.
+  auto budget_spent = [&](double now) {
+    return (c.steps > 0 && step >= c.steps) || (c.time_budget > 0 && now >= c.time_budget);
   };
+  auto done = [&](double now) { return world.broadcast(budget_spent(now) || g_stop_signal != 0); };
+  double now_s = seconds();
+  auto set_status = [&](const std::string& status) {
+    if (root) run->set_attribute("status", status);
+  };
+  g_stop_signal = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
 
   if (root)
     std::fprintf(stderr, "ra-train: %s, B=%d T=%d%s, %s on %s, run file %s%s\n", g.describe().c_str(), c.batch, T,
@@ -448,7 +483,7 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
 
   ra::data::Batch batch;
   Exec exec;
-  while (!done()) {
+  for (bool finished = done(now_s); !finished;) {
     const double t_start = clock.s();
     const double lr = learning_rate(c, step, seconds());
     const double a = reciprocity_scale(c, step);
@@ -480,8 +515,9 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
     tokens += std::int64_t(B_T);
     const double fwd = (t1 - t0) * 1e3, bwd = (t2 - t1) * 1e3, opt = (t3 - t2) * 1e3;
     const double attn = c.time_attention ? model.attention_forward_ms() + model.attention_backward_ms() : std::nan("");
+    now_s = seconds();
     if (root)
-      run->append_row("train", {std::int64_t(step), seconds(), tokens, loss, lr, norm, B_T / (t3 - t_start), fwd, bwd,
+      run->append_row("train", {std::int64_t(step), now_s, tokens, loss, lr, norm, B_T / (t3 - t_start), fwd, bwd,
                               opt, attn, attn / (fwd + bwd), a, std::int64_t(batch.position.epoch)});
     if (!finite) {
       if (tty) std::fputc('\n', stderr);
@@ -494,11 +530,13 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
                    last_ckpt_step >= 0
                        ? ("the last good checkpoint is " + ckpt_path + " (step " + std::to_string(last_ckpt_step) + ")").c_str()
                        : "no checkpoint was written before it (use --checkpoint-every)");
+      set_status(std::string("failed: ") + (std::isfinite(loss) ? "non-finite gradient" : "non-finite loss") +
+                 " at step " + std::to_string(step));
       return 3;
     }
     last_loss = loss;
     const bool stop_here = c.stop_at_step > 0 && step >= c.stop_at_step;
-    const bool last = done() || stop_here;
+    const bool end = done(now_s), last = end || stop_here;
     if (step % c.eval_every == 0 || last) evaluate();
     if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || last) save_checkpoint();
     if (root && !c.quiet && (tty || step % c.eval_every == 0 || last)) {
@@ -509,15 +547,30 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
                    tty ? "\r" : "", step, c.steps > 0 ? ("/" + std::to_string(c.steps)).c_str() : "", loss, last_val,
                    B_T / (t3 - t_start), hms(seconds()).c_str(), hms(std::max(eta, 0.0)).c_str(), tty ? "   " : "\n");
     }
-    if (stop_here && !done()) {
+    if (stop_here && !end) {
       if (tty) std::fputc('\n', stderr);
       if (root)
         std::fprintf(stderr, "ra-train: stopped at step %ld (--stop-at-step); continue with --resume %s\n", step,
                      run_path.c_str());
+      set_status("stopped");
       return 0;
     }
+    finished = last;
   }
   if (tty) std::fputc('\n', stderr);
+  const bool signalled = !budget_spent(now_s);
+  if (signalled) {
+    // Stopped by a signal: usually the loop's last step saw it and already
+    // evaluated and checkpointed; a signal landing after that check is
+    // caught by the loop's condition instead, so checkpoint here too.
+    if (last_ckpt_step != step) save_checkpoint();
+    set_status("stopped");
+    if (root)
+      std::fprintf(stderr, "ra-train: %s at step %ld: checkpoint written; continue with --resume %s\n",
+                   g_stop_signal == SIGINT ? "interrupted (SIGINT)" : "stopped by SIGTERM", step, run_path.c_str());
+    return 128 + (g_stop_signal ? int(g_stop_signal) : SIGTERM);
+  }
+  set_status("finished");
   if (!root) return 0;
   std::printf("ra-train: %ld steps, %lld tokens, %.1f s: train loss %.4f, val loss %.4f\nwrote %s and %s\n", step,
               static_cast<long long>(tokens), seconds(), last_loss, last_val, run_path.c_str(), ckpt_path.c_str());

@@ -89,8 +89,15 @@ class Run:
 
     @property
     def device(self):
-        """What the wall clock was measured on: backend, device, threads."""
-        return tuple(str(self.attrs.get(k, "?")) for k in DEVICE_KEYS)
+        """What the wall clock was measured on: backend, device, threads. A
+        run resumed on other hardware (ra-train's session_devices attribute,
+        one entry per session) gets the whole list as its device name, so it
+        never compares by wall clock with a run of one device."""
+        d = [str(self.attrs.get(k, "?")) for k in DEVICE_KEYS]
+        sessions = [x for x in str(self.attrs.get("session_devices", "")).split(";") if x]
+        if len(set(sessions)) > 1:
+            d[1] = " then ".join(sessions)
+        return tuple(d)
 
     @property
     def device_text(self):

@@ -457,7 +457,9 @@ class Signal(unittest.TestCase):
             self.assertEqual(status["state"], "interrupted")
             r = sweep(spec, "--out-dir", out, "--quiet")
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            self.assertRegex(r.stdout, r"sdpa_fused-s3: resuming from its checkpoint \(step [1-9][0-9]*00\)")
+            # ra-train itself checkpoints at the step where SIGTERM reached it
+            # (not only every 100), so the resume starts there.
+            self.assertRegex(r.stdout, r"sdpa_fused-s3: resuming from its checkpoint \(step [1-9][0-9]*\)")
             self.assertIn("sdpa_fused-s3: finished: 1500 steps", r.stdout)
             with h5py.File(os.path.join(out, "runs", "sdpa_fused-s3.h5"), "r") as f:
                 steps = list(f["train"]["step"][:int(f["train"].attrs["rows"])])

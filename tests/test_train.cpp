@@ -148,6 +148,7 @@ TEST_CASE("ra-train: a non-finite loss stops the run naming the step", "[train]"
   CHECK(std::isfinite(loss[1]));
   CHECK(std::isnan(loss[2]));
   CHECK(ra::train::read_checkpoint(w.path("run.ckpt.h5")).step == 2);
+  CHECK(run.attribute("status") == "failed: non-finite loss at step 3");
 }
 
 TEST_CASE("ra-train: resume reproduces the uninterrupted curve bit for bit (Serial)", "[train]") {
@@ -158,6 +159,7 @@ TEST_CASE("ra-train: resume reproduces the uninterrupted curve bit for bit (Seri
   const auto first = run_train(w.args("split.h5") + common + " --stop-at-step 4");
   REQUIRE(first.exit_code == 0);
   CHECK_THAT(first.output, Contains("stopped at step 4"));
+  CHECK(ra::RunReader(w.path("split.h5")).attribute("status") == "stopped");
   const auto second = run_train("--resume " + w.path("split.h5") + " --quiet --kokkos-num-threads=1");
   INFO(second.output);
   REQUIRE(second.exit_code == 0);
@@ -172,6 +174,8 @@ TEST_CASE("ra-train: resume reproduces the uninterrupted curve bit for bit (Seri
     for (std::size_t i = 0; i < x.size(); ++i) CHECK(x[i] == y[i]);  // exact, not approximate
   }
   CHECK(a.rows("train") == 8);
+  CHECK(a.attribute("status") == "finished");
+  CHECK(b.attribute("status") == "finished");
   const auto loss = a.read_f64("val/loss");
   CHECK(loss.back() < loss.front());  // it learns
   // Every column carries its units and description.
@@ -179,23 +183,34 @@ TEST_CASE("ra-train: resume reproduces the uninterrupted curve bit for bit (Seri
   CHECK(a.units("train/tokens_per_s") == "tokens/s");
 }
 
-TEST_CASE("ra-train: a SIGKILLed run leaves a readable run file and a loadable checkpoint", "[train]") {
-  Workdir w;
-  const std::string run_path = w.path("killed.h5"), ckpt_path = w.path("killed.ckpt.h5");
-  const std::string command = "exec '" RA_TRAIN_BIN "' " + w.args("killed.h5") +
-                              " --serial --steps 100000 --eval-every 3 --checkpoint-every 2 > /dev/null 2>&1";
+// Starts ra-train in a child process (output discarded) and returns its pid,
+// for the tests that signal a running training.
+pid_t spawn_train(const std::string& args) {
+  const std::string command = "exec '" RA_TRAIN_BIN "' " + args + " > /dev/null 2>&1";
   const pid_t pid = fork();
-  REQUIRE(pid >= 0);
   if (pid == 0) {
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  // Wait for a couple of checkpoints, then kill without warning.
+  return pid;
+}
+
+// Waits (up to a minute) until the checkpoint at path holds step >= min_step.
+void wait_for_checkpoint(const std::string& path, long min_step) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(ckpt_path) && ra::train::read_checkpoint(ckpt_path).step >= 4) break;
+    if (fs::exists(path) && ra::train::read_checkpoint(path).step >= min_step) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+TEST_CASE("ra-train: a SIGKILLed run leaves a readable run file and a loadable checkpoint", "[train]") {
+  Workdir w;
+  const std::string run_path = w.path("killed.h5"), ckpt_path = w.path("killed.ckpt.h5");
+  const pid_t pid = spawn_train(w.args("killed.h5") + " --serial --steps 100000 --eval-every 3 --checkpoint-every 2");
+  REQUIRE(pid >= 0);
+  // Wait for a couple of checkpoints, then kill without warning.
+  wait_for_checkpoint(ckpt_path, 4);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   kill(pid, SIGKILL);
   int status = 0;
@@ -211,6 +226,7 @@ TEST_CASE("ra-train: a SIGKILLed run leaves a readable run file and a loadable c
     ra::RunReader run(run_path);
     rows_at_kill = run.rows("train");
     CHECK(rows_at_kill >= std::size_t(ckpt.step));
+    CHECK(run.attribute("status") == "running");  // what a killed run says
   }
   // Resuming drops what was logged after the checkpoint and continues it.
   const long target = ckpt.step + 3;
@@ -223,6 +239,36 @@ TEST_CASE("ra-train: a SIGKILLed run leaves a readable run file and a loadable c
   REQUIRE(steps.size() == std::size_t(target));
   for (std::size_t i = 0; i < steps.size(); ++i) CHECK(steps[i] == std::int64_t(i + 1));
   CHECK(run.attribute("resumed_at_steps") == std::to_string(ckpt.step));
+  CHECK(run.attribute("status") == "finished");
+  const std::string device = run.attribute("device_name");
+  CHECK(run.attribute("session_devices") == device + ";" + device);  // one entry per session
+}
+
+TEST_CASE("ra-train: SIGTERM stops at the next step with a checkpoint, and --resume goes on", "[train]") {
+  Workdir w;
+  const std::string run_path = w.path("term.h5"), ckpt_path = w.path("term.ckpt.h5");
+  const pid_t pid = spawn_train(w.args("term.h5") + " --serial --steps 100000 --eval-every 1000 --checkpoint-every 2");
+  REQUIRE(pid >= 0);
+  wait_for_checkpoint(ckpt_path, 2);
+  kill(pid, SIGTERM);  // Slurm's time limit: ra-train finishes the step, checkpoints, exits 128 + 15
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 143);
+  long stopped_at = 0;
+  {
+    ra::RunReader run(run_path);
+    CHECK(run.attribute("status") == "stopped");
+    stopped_at = long(run.rows("train"));
+    CHECK(ra::train::read_checkpoint(ckpt_path).step == stopped_at);  // nothing after the checkpoint is lost
+  }
+  const auto r = run_train("--resume " + run_path + " --steps " + std::to_string(stopped_at + 2) +
+                           " --quiet --kokkos-num-threads=1");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  ra::RunReader run(run_path);
+  CHECK(run.rows("train") == std::size_t(stopped_at + 2));
+  CHECK(run.attribute("status") == "finished");
 }
 
 TEST_CASE("ra-train: --resume refuses changing the model", "[train]") {
