@@ -746,6 +746,71 @@ void RunWriter::append(const std::string& series, const std::vector<double>& val
   ser.size += values.size();
 }
 
+void RunWriter::write_array(const std::string& path, const std::vector<std::size_t>& dims,
+                            const std::vector<double>& data, const std::string& units,
+                            const std::string& description,
+                            const std::map<std::string, std::string>& attributes) {
+  Impl& s = state();
+  // Split and validate the whole path before touching the file.
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t slash = path.find('/', start);
+    parts.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  for (const auto& p : parts) validate_name(p, "array path '" + path + "': part");
+  if (dims.empty()) throw std::invalid_argument("array '" + path + "' needs at least one dimension");
+  size_t n = 1;
+  for (size_t d : dims) {
+    if (d == 0) throw std::invalid_argument("array '" + path + "' has a zero dimension");
+    n *= d;
+  }
+  if (data.size() != n)
+    throw std::invalid_argument("array '" + path + "': " + std::to_string(data.size()) +
+                                " values for dims whose product is " + std::to_string(n));
+  for (const auto& kv : attributes)
+    if (kv.first.empty() || kv.first == "units" || kv.first == "description" || kv.first == "length")
+      throw std::invalid_argument("array '" + path + "': attribute '" + kv.first +
+                                  "' is empty or reserved (units, description, length)");
+
+  const std::string what = s.where() + ": writing array '" + path + "'";
+  // Parents one level at a time: H5Lexists on a path whose intermediate
+  // group is missing fails on HDF5 1.10, so each prefix is checked only
+  // once its parent is known to exist.
+  std::string prefix;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    prefix += (i ? "/" : "") + parts[i];
+    const htri_t exists = H5Lexists(s.fid(), prefix.c_str(), H5P_DEFAULT);
+    if (exists < 0) fail(what + ": checking for '" + prefix + "'");
+    if (i + 1 == parts.size()) {
+      if (exists > 0) throw std::runtime_error(s.where() + ": '" + path + "' already exists");
+    } else if (exists == 0) {
+      checked(H5Gcreate2(s.fid(), prefix.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+              what + ": creating group '" + prefix + "'");
+    } else {
+      Handle obj = checked(H5Oopen(s.fid(), prefix.c_str(), H5P_DEFAULT), H5Oclose, what);
+      if (H5Iget_type(obj.get()) != H5I_GROUP)
+        throw std::runtime_error(s.where() + ": '" + prefix + "' (in '" + path + "') is not a group");
+    }
+  }
+  std::vector<hsize_t> hdims(dims.begin(), dims.end());
+  Handle space = checked(H5Screate_simple(int(hdims.size()), hdims.data(), nullptr), H5Sclose, what);
+  Handle dset = checked(H5Dcreate2(s.fid(), path.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
+                                   H5P_DEFAULT, H5P_DEFAULT),
+                        H5Dclose, what);
+  check(H5Dwrite(dset.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), what);
+  write_string_attribute(dset.get(), "units", units, what);
+  write_string_attribute(dset.get(), "description", description, what);
+  for (const auto& kv : attributes) write_string_attribute(dset.get(), kv.first, kv.second, what);
+  // Two-phase commit as in append(): "length" is 0 until the data is flushed,
+  // so a writer killed in between leaves an array that reads as empty.
+  Handle length_attr = create_counter_attribute(dset.get(), "length", what);
+  s.flush();
+  write_counter(length_attr, n, what + ": committing");
+  s.flush();
+}
+
 void RunWriter::flush() { state().flush(); }
 
 void RunWriter::close() { state().close(); }
@@ -1092,6 +1157,18 @@ std::string RunReader::units(const std::string& dataset_path) const {
   const Impl& s = state();
   Handle d = s.open_dataset(dataset_path);
   return s.optional_string_attribute(d.get(), "units", s.where() + ": units of '" + dataset_path + "'");
+}
+
+std::vector<std::size_t> RunReader::dims(const std::string& dataset_path) const {
+  const Impl& s = state();
+  const std::string what = s.where() + ": dims of '" + dataset_path + "'";
+  Handle d = s.open_dataset(dataset_path);
+  Handle space = checked(H5Dget_space(d.get()), H5Sclose, what);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) fail(what);
+  std::vector<hsize_t> h(size_t(rank), 0);
+  if (rank > 0) check(H5Sget_simple_extent_dims(space.get(), h.data(), nullptr), what);
+  return std::vector<std::size_t>(h.begin(), h.end());
 }
 
 // ===========================================================================

@@ -495,6 +495,59 @@ TEST_CASE("run store: bad input gives exceptions naming the culprit", "[run_stor
   }
 }
 
+TEST_CASE("run store: N-d arrays in nested groups (write_array)", "[run_store]") {
+  TempDir dir;
+  const std::string path = dir.file("arrays.h5");
+  std::vector<double> o(2 * 3 * 4);
+  for (std::size_t i = 0; i < o.size(); ++i) o[i] = 0.5 * double(i) - 1.0;
+  {
+    auto w = RunWriter::create(path, {});
+    w.create_table("bench", bench_columns(), "");
+    w.write_array("outputs/ra_fused/float/o", {2, 3, 4}, o, "", "attention output",
+                  {{"inputs_checksum", "fnv1a64:0123"}, {"dtype", "float"}});
+    w.write_array("outputs/ra_fused/float/lse", {6}, {1, 2, 3, 4, 5, 6}, "nats", "log-sum-exp");
+    w.write_array("outputs/sdpa_fused/float/o", {1}, {42.0}, "", "");  // sibling branch
+
+    CHECK_THROWS_WITH(w.write_array("outputs/ra_fused/float/o", {1}, {1.0}, "", ""),
+                      Catch::Contains("already exists"));
+    CHECK_THROWS_AS(w.write_array("outputs/x", {2, 2}, {1, 2, 3}, "", ""), std::invalid_argument);
+    CHECK_THROWS_WITH(w.write_array("outputs/x", {2, 2}, {1, 2, 3}, "", ""), Catch::Contains("outputs/x"));
+    CHECK_THROWS_AS(w.write_array("outputs/x", {0}, {}, "", ""), std::invalid_argument);
+    CHECK_THROWS_AS(w.write_array("outputs/x", {}, {}, "", ""), std::invalid_argument);
+    CHECK_THROWS_AS(w.write_array("outputs//x", {1}, {1.0}, "", ""), std::invalid_argument);
+    CHECK_THROWS_AS(w.write_array("/x", {1}, {1.0}, "", ""), std::invalid_argument);
+    CHECK_THROWS_AS(w.write_array("outputs/..", {1}, {1.0}, "", ""), std::invalid_argument);
+    CHECK_THROWS_AS(w.write_array("x", {1}, {1.0}, "", "", {{"length", "3"}}), std::invalid_argument);
+    // a column is a dataset, not a group: no array can live under it
+    CHECK_THROWS_WITH(w.write_array("bench/kernel/x", {1}, {1.0}, "", ""), Catch::Contains("not a group"));
+  }
+  RunReader r(path);
+  CHECK(r.dims("outputs/ra_fused/float/o") == std::vector<std::size_t>{2, 3, 4});
+  CHECK(r.read_f64("outputs/ra_fused/float/o") == o);
+  CHECK(r.length("outputs/ra_fused/float/o") == o.size());
+  CHECK(r.units("outputs/ra_fused/float/lse") == "nats");
+  CHECK(r.description("outputs/ra_fused/float/o") == "attention output");
+  CHECK(r.read_f64("outputs/ra_fused/float/lse") == std::vector<double>{1, 2, 3, 4, 5, 6});
+  CHECK(r.read_f64("outputs/sdpa_fused/float/o") == std::vector<double>{42.0});
+  CHECK(r.dims("bench/kernel") == std::vector<std::size_t>{0});
+  CHECK(r.tables() == std::vector<std::string>{"bench"});  // "outputs" is a plain group
+  CHECK_THROWS_WITH(r.dims("outputs/nosuch"), Catch::Contains("outputs/nosuch"));
+
+  // Caller attributes are plain string attributes of the dataset.
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  hid_t a = H5Aopen_by_name(f, "outputs/ra_fused/float/o", "inputs_checksum", H5P_DEFAULT, H5P_DEFAULT);
+  REQUIRE(a >= 0);
+  hid_t t = H5Aget_type(a);
+  char* text = nullptr;
+  REQUIRE(H5Aread(a, t, &text) >= 0);
+  CHECK(std::string(text) == "fnv1a64:0123");
+  H5free_memory(text);
+  H5Tclose(t);
+  H5Aclose(a);
+  H5Fclose(f);
+}
+
 TEST_CASE("run store: unique_run_path picks fresh names", "[run_store]") {
   TempDir dir;
   const std::string a = ra::unique_run_path(dir.path, "bench");

@@ -14,6 +14,10 @@
 //   /<series>              1-D extendible chunked float64 dataset; attributes
 //                          "units", "description", "length" (int64: number of
 //                          committed values)
+//   /<group>/.../<array>   N-d float64 dataset written once (write_array), e.g.
+//                          an output tensor; attributes "units", "description",
+//                          caller attributes, and "length" (int64: element
+//                          count, written last, so a torn array reads empty)
 //
 // Crash safety: every append is committed in two phases -- write the data and
 // H5Fflush, then advance the "rows"/"length" counter in place and H5Fflush
@@ -124,6 +128,19 @@ class RunWriter {
   void append(const std::string& series, double value);
   void append(const std::string& series, const std::vector<double>& values);
 
+  // An N-d float64 dataset at `path`, written once (not extendible), e.g. an
+  // output tensor. `path` may name nested groups ("outputs/ra_fused/o"): the
+  // missing ones are created. Each '/'-separated part follows the table-name
+  // rules; data.size() must be the product of `dims` (no zero dims), else
+  // std::invalid_argument. An existing path: std::runtime_error. `attributes`
+  // are extra string attributes of the dataset ("units" and "description" are
+  // written from the arguments; "length" is reserved). Committed like an
+  // append: data flushed first, then its "length" attribute.
+  void write_array(const std::string& path, const std::vector<std::size_t>& dims,
+                   const std::vector<double>& data, const std::string& units,
+                   const std::string& description,
+                   const std::map<std::string, std::string>& attributes = {});
+
   void flush();
   // Flushes and closes now; further calls other than path() throw.
   void close();
@@ -179,6 +196,9 @@ class RunReader {
   std::vector<std::int64_t> read_i64(const std::string& dataset_path) const;
   std::vector<std::string> read_str(const std::string& dataset_path) const;
   std::string units(const std::string& dataset_path) const;  // "" if none
+  // Extent of a dataset per dimension (an array written by write_array, or
+  // {n} for a column or series: its full extent, committed or not).
+  std::vector<std::size_t> dims(const std::string& dataset_path) const;
 
  private:
   struct Impl;
