@@ -5,7 +5,9 @@
 // Writes three things:
 //   * a table on stdout (median ms, GFLOP/s, ratio to sdpa_fused);
 //   * Google Benchmark JSON (<out>.json);
-//   * an HDF5 run file (<out>.h5, table /bench) -- see README "Run files".
+//   * an HDF5 run file (<out>.h5, table /bench) -- see README "Run files";
+//     with --save-outputs also every output tensor and a checksum of the
+//     inputs under /outputs, for scripts/ra-compare across backends.
 //
 // Inputs are drawn by the deterministic counter-based RNG, so every backend
 // times the same numbers.
@@ -13,6 +15,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <type_traits>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -58,7 +62,123 @@ struct Config {
   std::vector<std::string> benchmark_flags;
   std::string backend = "kokkos";  // kokkos | vulkan
   std::string vk_device;           // --vk-device (Vulkan: index or part of the name)
+  bool serial = false;             // --serial: Kokkos::Serial instead of the default space
+  bool save_outputs = false;       // --save-outputs: tensors into /outputs
+  std::size_t save_max = 16384;    // --save-max: elements kept per tensor (0: all)
 };
+
+// --save-outputs: the output tensors of one (variant, dtype, shape), widened
+// to float64 on the host, and the checksum of the inputs that produced them.
+struct SavedTensor {
+  std::string name;
+  std::vector<std::size_t> dims;
+  std::vector<double> data;
+  std::string sampled;  // "" (whole tensor) or which rows were kept
+  std::string description;
+};
+struct OutputSet {
+  std::string variant, dtype;
+  ra::Shape shape;
+  std::string inputs_checksum;
+  std::vector<SavedTensor> tensors;
+};
+using OutputSink = std::function<void(const OutputSet&)>;
+
+// FNV-1a (64 bit) over the inputs rounded to float32, in the order q, k, v,
+// dout, d, gates. float32 because that is where every backend's inputs meet:
+// float storage holds these values, double storage rounds to them (both are
+// the same double N(0,1) draw), and half/bf16 storage is rounded from them.
+// So the checksum tells "same seed, scale, shape and generator" across
+// backends and dtypes, and differs for anything else.
+struct InputChecksum {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  void add(double x) {
+    const float f = float(x);
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    for (int i = 0; i < 4; ++i) {
+      h ^= (bits >> (8 * i)) & 0xffu;
+      h *= 0x100000001b3ull;
+    }
+  }
+  template <class Vec>
+  void add_all(const Vec& v) {
+    for (const auto& x : v) add(double(x));
+  }
+  std::string str() const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+    return buf;
+  }
+};
+
+// Keeps a tensor whole if it has at most `max_elems` elements (0: no limit);
+// else every stride-th row of its [rows, inner] view, rows being the leading
+// dims flattened (B*H*T for q-like tensors). The stride is odd so the kept
+// rows cycle through every position within a power-of-two tile instead of
+// always hitting a tile's first row.
+SavedTensor keep(std::string name, std::vector<std::size_t> dims, std::vector<double> data,
+                 std::size_t inner, std::size_t max_elems, std::string description) {
+  SavedTensor t{std::move(name), std::move(dims), {}, "", std::move(description)};
+  if (max_elems == 0 || data.size() <= max_elems) {
+    t.data = std::move(data);
+    return t;
+  }
+  const std::size_t rows = data.size() / inner;
+  const std::size_t want_rows = std::max<std::size_t>(1, max_elems / inner);
+  std::size_t stride = (rows + want_rows - 1) / want_rows;
+  stride |= 1;
+  for (std::size_t r = 0; r < rows; r += stride)
+    t.data.insert(t.data.end(), data.begin() + r * inner, data.begin() + (r + 1) * inner);
+  t.sampled = "every " + std::to_string(stride) + "th of " + std::to_string(rows) +
+              " rows (leading dims flattened), from row 0";
+  t.dims = {t.data.size() / inner, inner};
+  return t;
+}
+
+// The tensors of one pass, as host float64 vectors in the kernels' layout.
+struct HostOutputs {
+  std::vector<double> o, lse, dq, dk, dv, dd, dgates;
+};
+
+OutputSet make_output_set(const std::string& variant, const std::string& dtype, const ra::Shape& s,
+                          int gate_batch, bool backward, bool ra_variant, HostOutputs h,
+                          const std::string& checksum, std::size_t max_elems) {
+  const std::size_t B = s.B, H = s.H, T = s.T, D = s.D;
+  OutputSet out{variant, dtype, s, checksum, {}};
+  auto add = [&](const char* name, std::vector<double>& x, std::vector<std::size_t> dims,
+                 std::size_t inner, const char* what) {
+    out.tensors.push_back(keep(name, std::move(dims), std::move(x), inner, max_elems, what));
+  };
+  add("o", h.o, {B, H, T, D}, D, "attention output O [B,H,T,D]");
+  add("lse", h.lse, {B, H, T}, 1, "row log-sum-exp of the logits [B,H,T] (saved for backward)");
+  if (backward) {
+    add("dq", h.dq, {B, H, T, D}, D, "dL/dQ [B,H,T,D] for upstream gradient dout = N(0,1)");
+    add("dk", h.dk, {B, H, T, D}, D, "dL/dK [B,H,T,D]");
+    add("dv", h.dv, {B, H, T, D}, D, "dL/dV [B,H,T,D]");
+    if (ra_variant) {
+      add("dd", h.dd, {B, H, T}, 1, "dL/dd, gradient of the discoverability bias [B,H,T]");
+      add("dgates", h.dgates, {std::size_t(gate_batch), H, 3}, 3,
+          "dL/d(w_std, w_rec, w_disc) [Gb,H,3]");
+    }
+  }
+  return out;
+}
+
+// A device view's elements, in its (LayoutRight) order, as host doubles.
+template <class View>
+std::vector<double> host_doubles(const View& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, v);
+  using T = typename View::non_const_value_type;
+  std::vector<double> out(h.span());
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if constexpr (std::is_same_v<T, double>)
+      out[i] = h.data()[i];
+    else
+      out[i] = double(static_cast<float>(h.data()[i]));
+  }
+  return out;
+}
 
 struct Result {
   std::string variant, pass, dtype, tiles;
@@ -152,9 +272,20 @@ void finish(benchmark::State& state, const Result& res, const std::string& bad,
   on_done(res);
 }
 
+// The outputs of one (variant, dtype, shape) are saved from one row only:
+// the forward+backward one (every tensor) when fwdbwd is timed, else the
+// forward one; with --tc-candidates, from the first candidate's row.
+bool saves_outputs(const Config& cfg, const std::string& pass, int candidate) {
+  const bool has_bwd =
+      std::find(cfg.passes.begin(), cfg.passes.end(), "fwdbwd") != cfg.passes.end();
+  const bool first = cfg.tc_candidates.empty() || candidate == cfg.tc_candidates.front();
+  return cfg.save_outputs && first && (pass == "fwdbwd" || !has_bwd);
+}
+
 template <class Exec>
 void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& results,
-                  const std::function<void(const Result&)>& on_done, int* failures) {
+                  const std::function<void(const Result&)>& on_done, const OutputSink& on_outputs,
+                  int* failures) {
   std::vector<int> candidates = cfg.tc_candidates;
   if (candidates.empty()) candidates.push_back(-1);
   for (const std::string& dtype : cfg.dtypes)
@@ -176,7 +307,8 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         r.flops = ra::kk::forward_flops(v, s, opt) + (bwd ? ra::kk::backward_flops(v, s, opt) : 0);
         results.push_back(r);
         const std::size_t idx = results.size() - 1;
-        auto body = [&cfg, &results, on_done, failures, idx, v, s, opt, bwd](
+        const bool save = saves_outputs(cfg, pass, candidate);
+        auto body = [&cfg, &results, on_done, on_outputs, failures, idx, v, s, opt, bwd, save](
                         benchmark::State& state, auto tag) {
           using Scalar = decltype(tag);
           Result& res = results[idx];
@@ -190,7 +322,34 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
             res.ms.push_back(ms);
             state.SetIterationTime(ms * 1e-3);
           }
-          finish(state, res, bench.nonfinite(bwd), on_done, failures);
+          const std::string bad = bench.nonfinite(bwd);
+          finish(state, res, bad, on_done, failures);
+          if (save && bad.empty()) {
+            const auto& t = bench.t;
+            InputChecksum sum;
+            if constexpr (std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>) {
+              // what the kernels read, read back from the device
+              for (const auto* x : {&t.q, &t.k, &t.v, &t.dout}) sum.add_all(host_doubles(*x));
+              sum.add_all(host_doubles(t.d));
+            } else {
+              // bf16 storage cannot give back the float32 values it was rounded
+              // from: take them from the generator, as fill_normal drew them
+              for (std::uint64_t k = 1; k <= 4; ++k)
+                for (std::size_t i = 0; i < s.qkv_elems(); ++i)
+                  sum.add(k == 4 ? ra::normal_at(cfg.seed + k, i)
+                                 : cfg.input_scale * ra::normal_at(cfg.seed + k, i));
+              sum.add_all(host_doubles(t.d));
+            }
+            sum.add_all(host_doubles(t.gates));
+            HostOutputs h;
+            h.o = host_doubles(t.o), h.lse = host_doubles(t.lse);
+            if (bwd) {
+              h.dq = host_doubles(t.dq), h.dk = host_doubles(t.dk), h.dv = host_doubles(t.dv);
+              if (ra::kk::is_ra(v)) h.dd = host_doubles(t.dd), h.dgates = host_doubles(t.dgates);
+            }
+            on_outputs(make_output_set(res.variant, res.dtype, s, opt.gate_batch, bwd, ra::kk::is_ra(v),
+                                       std::move(h), sum.str(), cfg.save_max));
+          }
         };
         const std::string name = vname + "/" + pass + "/" + dtype + "/B" + std::to_string(s.B) +
                                  "_H" + std::to_string(s.H) + "_T" + std::to_string(s.T) + "_D" +
@@ -219,7 +378,8 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
 // dtype "float" is fp32 storage, "half" fp16 storage (fp32 sums).
 void register_all_vulkan(const Config& cfg, const ra::Shape& s,
                          const std::shared_ptr<ra::vk::Context>& ctx, std::vector<Result>& results,
-                         const std::function<void(const Result&)>& on_done, int* failures) {
+                         const std::function<void(const Result&)>& on_done,
+                         const OutputSink& on_outputs, int* failures) {
   namespace vk = ra::vk;
   for (const std::string& dtype : cfg.dtypes)
     for (const std::string& vname : cfg.variants)
@@ -236,8 +396,9 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
         r.flops = vk::forward_flops(v, s, opt) + (bwd ? vk::backward_flops(v, s, opt) : 0);
         results.push_back(r);
         const std::size_t idx = results.size() - 1;
-        auto body = [&cfg, &results, ctx, on_done, failures, idx, v, s, opt,
-                     bwd](benchmark::State& state) {
+        const bool save = saves_outputs(cfg, pass, -1);
+        auto body = [&cfg, &results, ctx, on_done, on_outputs, failures, idx, v, s, opt, bwd,
+                     save, vname, dtype](benchmark::State& state) {
           Result& res = results[idx];
           vk::Attention attn(v, s, opt, ctx);
           const auto& plan = bwd ? attn.backward_plan() : attn.forward_plan();
@@ -260,7 +421,9 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
           const std::size_t e4 = opt.precision == vk::Precision::fp16 ? 2 : 4;
           res.memory_mib = double(8 * s.qkv_elems() * e4 + 4 * s.row_elems() * 4 +
                                   attn.workspace_bytes()) / (1 << 20);
-          attn.upload(t, false);
+          // dout goes up too when the backward runs: without it the backward
+          // read an uninitialised buffer (finite garbage, so no NaN check saw it).
+          attn.upload(t, bwd);
           auto run = [&] {
             attn.run_forward();
             double ms = attn.last_gpu_ms();
@@ -286,6 +449,22 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
             if (n && bad.empty()) bad = std::to_string(n) + " non-finite values in '" + name + "'";
           }
           finish(state, res, bad, on_done, failures);
+          if (save && bad.empty()) {
+            // The host tensors are the float32 values uploaded (half storage
+            // rounds them on upload), so they are what the checksum hashes.
+            InputChecksum sum;
+            for (const auto* x : {&t.q, &t.k, &t.v, &t.dout, &t.d, &t.gates}) sum.add_all(*x);
+            const bool ra_variant = vname.rfind("ra_", 0) == 0;
+            auto wide = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
+            HostOutputs h;
+            h.o = wide(t.o), h.lse = wide(t.lse);
+            if (bwd) {
+              h.dq = wide(t.dq), h.dk = wide(t.dk), h.dv = wide(t.dv);
+              if (ra_variant) h.dd = wide(t.dd), h.dgates = wide(t.dgates);
+            }
+            on_outputs(make_output_set(vname, dtype, s, opt.gate_batch, bwd, ra_variant, std::move(h),
+                                       sum.str(), cfg.save_max));
+          }
         };
         const std::string name = "vulkan/" + vname + "/" + pass + "/" + dtype + "/B" +
                                   std::to_string(s.B) + "_H" + std::to_string(s.H) + "_T" +
@@ -337,6 +516,8 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
     << ",\"tile\":" << cfg.tile << ",\"portable\":" << (cfg.portable ? "true" : "false")
     << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
     << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
+    << ",\"serial\":" << (cfg.serial ? "true" : "false")
+    << ",\"save_outputs\":" << (cfg.save_outputs ? "true" : "false") << ",\"save_max\":" << cfg.save_max
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
   std::string dtypes;
@@ -379,8 +560,10 @@ void append_result(ra::RunWriter& w, const Result& r, const ra::DeviceInfo& dev)
                 r.memory_mib});
 }
 
+// Exec: the Kokkos execution space of the kokkos backend (--serial picks
+// Kokkos::Serial, else the build's default: OpenMP on the host preset).
+template <class Exec>
 int bench_main(Config cfg, const std::string& cmdline) {
-  using Exec = Kokkos::DefaultExecutionSpace;
   const bool vulkan = cfg.backend == "vulkan";
 #if defined(RA_HAVE_VULKAN)
   std::shared_ptr<ra::vk::Context> vk_ctx;
@@ -390,12 +573,12 @@ int bench_main(Config cfg, const std::string& cmdline) {
     vk_ctx = std::make_shared<ra::vk::Context>(o);
   }
   const bool gpu = vulkan ? vk_ctx->info().type != VK_PHYSICAL_DEVICE_TYPE_CPU
-                          : !std::is_same_v<Exec::memory_space, Kokkos::HostSpace>;
+                          : !std::is_same_v<typename Exec::memory_space, Kokkos::HostSpace>;
 #else
   if (vulkan)
     throw std::invalid_argument("--backend vulkan: this build has no Vulkan backend "
                                 "(RA_ENABLE_VULKAN=OFF: Vulkan or glslc not found at configure time)");
-  const bool gpu = !std::is_same_v<Exec::memory_space, Kokkos::HostSpace>;
+  const bool gpu = !std::is_same_v<typename Exec::memory_space, Kokkos::HostSpace>;
 #endif
   for (const auto& dtype : cfg.dtypes)
     if (vulkan ? dtype != "float" && dtype != "half" : dtype == "half")
@@ -511,14 +694,34 @@ int bench_main(Config cfg, const std::string& cmdline) {
                        ++done, total, r.variant.c_str(), r.pass.c_str(), r.dtype.c_str(), r.shape.T,
                        r.median(), run.path().c_str());
   };
+  // --save-outputs: /outputs/<variant>/<dtype>/B.._H.._T.._D../<tensor>,
+  // written as each benchmark finishes (like its row).
+  std::size_t saved_bytes = 0;
+  auto on_outputs = [&](const OutputSet& o) {
+    const std::string group = "outputs/" + o.variant + "/" + o.dtype + "/B" + std::to_string(o.shape.B) +
+                              "_H" + std::to_string(o.shape.H) + "_T" + std::to_string(o.shape.T) +
+                              "_D" + std::to_string(o.shape.D);
+    for (const SavedTensor& t : o.tensors) {
+      std::map<std::string, std::string> attrs = {
+          {"inputs_checksum", o.inputs_checksum},
+          {"inputs", "q, k, v = " + std::to_string(cfg.input_scale) + " * N(0,1), dout, d = N(0,1), seed " +
+                         std::to_string(cfg.seed) + " (counter-based); gates 0.5, 0.3, 0.2"},
+          {"dtype", o.dtype},
+          {"backend", dev.backend},
+          {"device", dev.device_name},
+          {"sampled_rows", t.sampled.empty() ? "all" : t.sampled}};
+      run.write_array(group + "/" + t.name, t.dims, t.data, "", t.description, attrs);
+      saved_bytes += t.data.size() * sizeof(double);
+    }
+  };
   for (const ra::Shape& sh : shapes) {
 #if defined(RA_HAVE_VULKAN)
     if (vulkan) {
-      register_all_vulkan(cfg, sh, vk_ctx, results, on_done, &failures);
+      register_all_vulkan(cfg, sh, vk_ctx, results, on_done, on_outputs, &failures);
       continue;
     }
 #endif
-    register_all<Exec>(cfg, sh, results, on_done, &failures);
+    register_all<Exec>(cfg, sh, results, on_done, on_outputs, &failures);
   }
 
   std::vector<std::string> args = {"ra-bench", "--benchmark_out=" + stem + ".json",
@@ -533,7 +736,11 @@ int bench_main(Config cfg, const std::string& cmdline) {
   benchmark::Shutdown();
 
   print_table(results);
-  std::printf("\nwrote %s.h5 (table /bench) and %s.json\n", stem.c_str(), stem.c_str());
+  if (cfg.save_outputs)
+    std::printf("\nwrote %s.h5 (table /bench, outputs under /outputs: %.1f MiB) and %s.json\n",
+                stem.c_str(), double(saved_bytes) / (1 << 20), stem.c_str());
+  else
+    std::printf("\nwrote %s.h5 (table /bench) and %s.json\n", stem.c_str(), stem.c_str());
   if (failures) {
     std::fprintf(stderr,
                  "ra-bench: error: %d benchmark(s) produced non-finite output (see above)\n",
@@ -581,6 +788,17 @@ int main(int argc, char** argv) {
   app.add_option("--vk-device", cfg.vk_device,
                  "Vulkan device: index or part of its name (default: $RA_VK_DEVICE, else the "
                  "best GPU, else lavapipe)");
+  app.add_flag("--serial", cfg.serial,
+               "kokkos backend: run on Kokkos::Serial instead of the build's default execution "
+               "space (OpenMP on the host preset), e.g. to compare the two with ra-compare");
+  app.add_flag("--save-outputs", cfg.save_outputs,
+               "also write every output tensor (O, lse; after backward dQ, dK, dV and, for RA "
+               "variants, dd, dgates) as float64 under /outputs/<variant>/<dtype>/<shape>/ in the "
+               "run file, with a checksum of the inputs; compare files with scripts/ra-compare");
+  app.add_option("--save-max", cfg.save_max,
+                 "--save-outputs: a tensor with more elements keeps every n-th row (n odd) to stay "
+                 "at about this many; 0 keeps everything (large at GPU shapes: 48 MiB per tensor "
+                 "at B=8 H=12 T=1024 D=64)");
   app.add_flag("--portable", cfg.portable,
                "run the portable kernels even where a tensor-core path exists");
   app.add_option("--tc-candidates", cfg.tc_candidates,
@@ -624,7 +842,17 @@ int main(int argc, char** argv) {
     if (cfg.gate_batch != 1 && cfg.B && cfg.gate_batch != cfg.B)
       throw std::invalid_argument("--gate-batch " + std::to_string(cfg.gate_batch) +
                                   " must be 1 or equal to --B");
+    if (cfg.serial && cfg.backend != "kokkos")
+      throw std::invalid_argument("--serial picks a Kokkos execution space; it does not apply to --backend " +
+                                  cfg.backend);
     Kokkos::ScopeGuard kokkos(argc, argv);
-    return bench_main(cfg, cmdline);
+    if (cfg.serial) {
+#if defined(KOKKOS_ENABLE_SERIAL)
+      return bench_main<Kokkos::Serial>(cfg, cmdline);
+#else
+      throw std::invalid_argument("--serial: this build's Kokkos has no Serial execution space");
+#endif
+    }
+    return bench_main<Kokkos::DefaultExecutionSpace>(cfg, cmdline);
   });
 }
