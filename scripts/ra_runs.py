@@ -136,3 +136,66 @@ def find_run_files(folder):
         folder = runs
     return sorted(os.path.join(folder, n) for n in os.listdir(folder)
                   if n.endswith(".h5") and not n.endswith(".ckpt.h5") and not n.endswith(".tmp"))
+
+
+# ---------------------------------------------------------------------------
+# Any run file (ra-bench, ra-train, ...), for tools that compare files
+# (scripts/ra-compare): the schema check, attributes, and the arrays that
+# ra-bench --save-outputs writes under /outputs.
+
+RUN_SCHEMA = "ra-kokkos-run/1"  # root attribute "schema" of every run file (core/run_store.hpp)
+
+
+def text(value):
+    """An HDF5 attribute value as str (variable-length strings arrive as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def open_run_file(path):
+    """An open, read-only h5py.File of a run file. ValueError naming the path
+    and the reason if it is missing, not HDF5 (or locked by a live writer),
+    or an HDF5 file without the run-store schema."""
+    h5py = import_h5py()
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder, not a run file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot open as HDF5 ({e})") from None
+    schema = text(f.attrs.get("schema", ""))
+    if schema != RUN_SCHEMA:
+        f.close()
+        why = f"schema attribute {schema!r}" if schema else "no schema attribute"
+        raise ValueError(f"{path}: not an ra-kokkos run file ({why}; expected {RUN_SCHEMA!r})")
+    return f
+
+
+def attributes(obj):
+    """{name: value} of an HDF5 object's attributes, strings decoded."""
+    return {k: (text(v) if isinstance(v, (bytes, str)) else v) for k, v in obj.attrs.items()}
+
+
+def output_arrays(f):
+    """{path: dataset} of every array under /outputs (ra-bench --save-outputs:
+    outputs/<variant>/<dtype>/<shape>/<tensor>), sorted by path."""
+    h5py = import_h5py()
+    found = {}
+    if "outputs" in f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                found["outputs/" + name] = obj
+        f["outputs"].visititems(visit)
+    return dict(sorted(found.items()))
+
+
+def read_array(dset):
+    """A write_array dataset's values (float64, its shape), or None when its
+    "length" attribute says the write was never committed (a writer killed
+    in the middle of it)."""
+    import numpy
+    data = numpy.asarray(dset[()], dtype=numpy.float64)
+    if int(dset.attrs.get("length", data.size)) < data.size:
+        return None
+    return data
