@@ -7,8 +7,10 @@
 #      backward_candidate in fwdbwd rows) for SDPA and RA in bf16 at each T of
 #      RA_TUNE_TS, into $OUT/tune-*.h5;
 #   3. names the winners (least geometric mean of time relative to the best,
-#      over the T's) and writes $OUT/tuned-traits.txt: the entries to put into
-#      tensor_core_traits for this GPU's architecture;
+#      over the T's) and writes $OUT/tuned-traits.txt, a tuned-traits file
+#      (backends/kokkos/include/ra/kokkos/tuned_traits.hpp) that the library
+#      reads at run time from RA_TUNED_TRAITS -- no rebuild -- and whose
+#      comments give the entries to put into tensor_core_traits for good;
 #   4. with RA_NCU=1, profiles one forward+backward of each fused kernel with
 #      Nsight Compute (speed of light, occupancy, launch stats, warp stalls).
 # That is how the sm_90 entries were chosen, and how to tune an sm_86 (A10G)
@@ -55,7 +57,14 @@ for path in glob.glob(sys.argv[1] + "/tune-*.h5"):
             m = re.search(r"#(\d+)", tiles)
             if m:
                 rows.setdefault((v, p), {}).setdefault(int(m.group(1)), {})[int(T)] = float(ms)
-device = ""
+cc = ""
+for path in glob.glob(sys.argv[1] + "/tune-*.h5"):
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("compute_capability", "")
+        cc = value.decode() if isinstance(value, bytes) else str(value)
+arch = "sm_" + cc.replace(".", "") if re.fullmatch(r"\d+\.\d+", cc) else ""
+print("# ra-kokkos tuned traits v1 (scripts/device-tune.sh); use: RA_TUNED_TRAITS=<this file>")
+print("# arch  kind  pass  candidate")
 for (v, p), cands in sorted(rows.items()):
     Ts = sorted({T for c in cands.values() for T in c})
     best = {T: min(c[T] for c in cands.values() if T in c) for T in Ts}
@@ -63,8 +72,10 @@ for (v, p), cands in sorted(rows.items()):
              for k, c in cands.items() if all(T in c for T in Ts)}
     win = min(score, key=score.get)
     kind = "forward_candidate" if p == "fwd" else "backward_candidate"
-    print(f"{v:<11} {p:<7} winner #{win}: " + ", ".join(f"T={T} {cands[win][T]:.3f} ms (best {best[T]:.3f})" for T in Ts)
+    print(f"# {v:<11} {p:<7} winner #{win}: " + ", ".join(f"T={T} {cands[win][T]:.3f} ms (best {best[T]:.3f})" for T in Ts)
           + f"  -> tensor_core_traits: {kind}({'true' if v.startswith('ra') else 'false'}, {win})")
+    if arch and v in ("sdpa_fused", "ra_fused"):
+        print(f"{arch}  {'ra' if v.startswith('ra') else 'sdpa'}  {'fwd' if p == 'fwd' else 'bwd'}  {win}")
 PY
 if [ -n "${RA_NCU:-}" ]; then
   echo "== ncu: one forward+backward of sdpa_fused and ra_fused (bf16, T=1024) -> $OUT/ncu.txt"

@@ -4,12 +4,15 @@
 #include <ra/rng.hpp>
 #include <ra/tensor.hpp>
 #include <ra/timer.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
+#include <ra/kokkos/tuned_traits.hpp>
 
 #include "kokkos_testing.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <sstream>
 #include <cmath>
 #include <thread>
 
@@ -67,4 +70,44 @@ TEST_CASE("count_nonfinite finds NaN and Inf", "[core][checks]") {
   h(999) = std::numeric_limits<float>::infinity();
   Kokkos::deep_copy(v, h);
   CHECK(count_nonfinite(Exec(), v) == 2);
+}
+
+TEST_CASE("Tuned-traits files: entries per architecture, and every malformed line named", "[core][tuned]") {
+  using ra::kk::TunedTraits;
+  std::istringstream good(
+      "# ra-kokkos tuned traits v1\n"
+      "# arch kind pass candidate\n"
+      "sm_90  sdpa fwd 2   # H100 sweep\n"
+      "\n"
+      "sm_90  ra   bwd 3\n"
+      "sm_86  ra   fwd 0\n");
+  const TunedTraits t = TunedTraits::parse(good, "good.txt");
+  CHECK_FALSE(t.empty());
+  CHECK(t.source() == "good.txt");
+  CHECK(t.candidate("sm_90", false, false) == 2);
+  CHECK(t.candidate("sm_90", true, true) == 3);
+  CHECK(t.candidate("sm_86", true, false) == 0);
+  CHECK(t.candidate("sm_90", true, false) == -1);  // no entry: the built-in table
+  CHECK(t.candidate("sm_80", false, false) == -1);  // other GPUs: ignored
+
+  auto error_of = [](const std::string& text) {
+    std::istringstream in(text);
+    try {
+      TunedTraits::parse(in, "bad.txt");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  using Catch::Contains;
+  CHECK_THAT(error_of("sm_90 sdpa fwd\n"), Contains("bad.txt, line 1: needs four fields"));
+  CHECK_THAT(error_of("\nsm90 sdpa fwd 1\n"), Contains("line 2: architecture 'sm90'"));
+  CHECK_THAT(error_of("sm_90 mha fwd 1\n"), Contains("kind 'mha' is neither sdpa nor ra"));
+  CHECK_THAT(error_of("sm_90 ra back 1\n"), Contains("pass 'back' is neither fwd nor bwd"));
+  CHECK_THAT(error_of("sm_90 ra bwd " + std::to_string(ra::kk::kBackwardCandidates) + "\n"),
+             Contains("is not compiled (bwd has 0.." + std::to_string(ra::kk::kBackwardCandidates - 1) + ")"));
+  CHECK_THAT(error_of("sm_90 ra fwd 1 2\n"), Contains("unexpected '2'"));
+  CHECK_THAT(error_of("sm_90 ra fwd 1\nsm_90 ra fwd 2\n"), Contains("line 2: a second entry for sm_90 ra fwd"));
+  CHECK_THROWS_WITH(TunedTraits::load("/nonexistent/traits.txt"),
+                    Contains("cannot open '/nonexistent/traits.txt' (RA_TUNED_TRAITS)"));
 }

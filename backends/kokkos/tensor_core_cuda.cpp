@@ -25,6 +25,7 @@
 // so a C tile pair (n-blocks 2k, 2k+1) re-packed to bf16 is exactly the A
 // fragment of the next product (P -> P V, dL -> dL K), without shared memory.
 #include <ra/kokkos/detail/tensor_core.hpp>
+#include <ra/kokkos/tuned_traits.hpp>
 #include <ra/kokkos/kernel_traits.hpp>
 
 #include <cuda_bf16.h>
@@ -882,6 +883,18 @@ TilePlan forward_plan_dispatch(int candidate, std::index_sequence<I...>) {
   TilePlan plan = forward_plan_of<DP, RA, -1>(candidate);
   ((candidate == int(I) ? (plan = forward_plan_of<DP, RA, int(I)>(candidate), 0) : 0), ...);
   return plan;
+}
+
+int tuned_candidate(bool ra, int D, bool backward) {
+  if (pad_dim(D) != 64) return -1;  // candidates are compiled at padded head dim 64 only
+  const TunedTraits& traits = TunedTraits::from_environment();
+  if (traits.empty()) return -1;
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+    return -1;
+  return traits.candidate("sm_" + std::to_string(10 * major + minor), ra, backward);
 }
 
 TilePlan forward_plan(bool ra, int D, int candidate) {

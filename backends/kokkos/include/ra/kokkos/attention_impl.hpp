@@ -6,6 +6,7 @@
 #include <ra/kokkos/detail/fused.hpp>
 #include <ra/kokkos/detail/open_coded.hpp>
 #include <ra/kokkos/detail/tensor_core.hpp>
+#include <ra/kokkos/tuned_traits.hpp>
 #include <ra/kokkos/kernel_traits.hpp>
 
 #include <cmath>
@@ -99,15 +100,27 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       // shape is one they cannot take -- then the reason is in the plan's path.
       const bool ra = is_ra(v);
       const bool wanted = !opt.portable && opt.tile == 0;
-      const std::string why_fwd = detail::tc::unsupported(ra, s.D, false, opt.tc_candidate);
-      const std::string why_bwd = detail::tc::unsupported(ra, s.D, true, opt.tc_bwd_candidate);
+      // A tuned-traits file (RA_TUNED_TRAITS) picks the candidate where the
+      // caller did not; opt_ keeps what runs, opt what was asked for.
+      const int tuned_fwd = opt.tc_candidate < 0 ? detail::tc::tuned_candidate(ra, s.D, false) : -1;
+      const int tuned_bwd = opt.tc_bwd_candidate < 0 ? detail::tc::tuned_candidate(ra, s.D, true) : -1;
+      if (tuned_fwd >= 0) opt_.tc_candidate = tuned_fwd;
+      if (tuned_bwd >= 0) opt_.tc_bwd_candidate = tuned_bwd;
+      const std::string why_fwd = detail::tc::unsupported(ra, s.D, false, opt_.tc_candidate);
+      const std::string why_bwd = detail::tc::unsupported(ra, s.D, true, opt_.tc_bwd_candidate);
       tensor_core_fwd_ = wanted && why_fwd.empty();
       tensor_core_bwd_ = wanted && why_bwd.empty();
-      if (tensor_core_fwd_) fwd_plan_ = detail::tc::forward_plan(ra, s.D, opt.tc_candidate);
-      else if (wanted) fwd_plan_.path = "portable (" + why_fwd + ")";
+      const std::string tuned_note = " (tuned: " + TunedTraits::from_environment().source() + ")";
+      if (tensor_core_fwd_) {
+        fwd_plan_ = detail::tc::forward_plan(ra, s.D, opt_.tc_candidate);
+        if (tuned_fwd >= 0) fwd_plan_.path += tuned_note;
+      } else if (wanted) {
+        fwd_plan_.path = "portable (" + why_fwd + ")";
+      }
       if (tensor_core_bwd_) {
-        bwd_plan_ = detail::tc::backward_plan(ra, s.D, opt.tc_bwd_candidate);
-        n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt.tc_bwd_candidate);
+        bwd_plan_ = detail::tc::backward_plan(ra, s.D, opt_.tc_bwd_candidate);
+        if (tuned_bwd >= 0) bwd_plan_.path += tuned_note;
+        n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt_.tc_bwd_candidate);
         if (ra) {
           part_dq_ = Tensor4<float, Exec>("tc_part_dq", s.B, s.H, s.T, s.D);
           part_dk_ = Tensor4<float, Exec>("tc_part_dk", s.B, s.H, s.T, s.D);

@@ -38,6 +38,10 @@ std::string unsupported(bool ra, int D, bool backward, int candidate = -1);
 // Tiling of the kernels that would run (path "tensor-core bf16 ...").
 TilePlan forward_plan(bool ra, int D, int candidate = -1);
 TilePlan backward_plan(bool ra, int D, int candidate = -1);
+// The candidate RA_TUNED_TRAITS names for this GPU's architecture (sm_XY of
+// the current device), or -1: no file, no entry, or a head dim without
+// compiled candidates (see ra/kokkos/tuned_traits.hpp).
+int tuned_candidate(bool ra, int D, bool backward);
 // Number of gate-partial slots the backward writes (max of key and query tiles).
 int backward_partials(bool ra, int D, int T, int candidate = -1);
 
