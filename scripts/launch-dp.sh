@@ -34,16 +34,25 @@ for ((i = 0; i < n; ++i)); do
   RA_RANK=$i RA_LOCAL_RANK=$i KOKKOS_DEVICE_ID=$i "$@" &
   pids+=($!)
 done
-stop_all() { kill "${pids[@]}" 2>/dev/null; }
-trap 'stop_all; exit 130' INT TERM
+stop_all() { kill -TERM "${pids[@]}" 2>/dev/null; }
+# A signal to the launcher (Slurm's time limit, Ctrl-C) goes on to every rank,
+# which then finish their step and checkpoint (ra-train's SIGTERM handling);
+# the launcher waits for that instead of leaving them behind.
+signalled=0
+trap 'signalled=1; stop_all' INT TERM
 status=0
 # wait -n: the first rank to end decides whether the others are stopped.
-for ((k = 0; k < n; ++k)); do
+left=$n
+while [ $left -gt 0 ]; do
   wait -n
   rc=$?
+  if [ $signalled -eq 1 ] && [ $rc -gt 128 ] && jobs -r | grep -q .; then
+    continue  # the trap interrupted wait; the ranks are still finishing
+  fi
+  left=$((left - 1))
   if [ $rc -ne 0 ] && [ $status -eq 0 ]; then
     status=$rc
-    echo "launch-dp: a rank exited with status $rc; stopping the others" >&2
+    [ $signalled -eq 0 ] && echo "launch-dp: a rank exited with status $rc; stopping the others" >&2
     stop_all
   fi
 done

@@ -357,6 +357,18 @@ class Sweep(unittest.TestCase):
         self.assertIn("prologue ran", task.stdout)
         self.assertIn("--lr 0.004", read(os.path.join(out, "logs", "hybrid-s1.log")))
         self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))), ["hybrid-s1.ckpt.h5", "hybrid-s1.h5"])
+
+    def test_slurm_data_parallel(self):
+        # Two GPUs per task: each run trains on both through launch-dp.sh.
+        out = os.path.join(self.fx.dir, "slurm-dp")
+        r = sweep(self.spec, "--out-dir", out, "--slurm", "--gpus-per-task", "2", "--time", "0:30:00")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = read(os.path.join(out, "sweep.slurm"))
+        self.assertIn("#SBATCH --gpus-per-task=2\n", text)
+        self.assertIn('--ranks 2 --run-index "$SLURM_ARRAY_TASK_ID"', text)
+        r = sweep(self.spec, "--out-dir", out, "--slurm", "--gpus-per-task", "1", "--ranks", "2", "--time", "0:30:00")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--ranks 2 needs at least as many --gpus-per-task (got 1)", r.stderr)
         # No time budget in the spec: --time must be given.
         r = sweep(self.spec, "--out-dir", out, "--slurm")
         self.assertEqual(r.returncode, 2)
