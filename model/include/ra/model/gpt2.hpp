@@ -180,12 +180,11 @@ class GPT2 {
   void timed(double& ms, Fn&& fn);
   // GEMM operands in the model's matmul precision (GPTConfig::matmul).
   // weight: a 2-D weight of params_ with its bf16 copy (under bf16).
-  // input: a forward activation; under bf16 casts it into half first, and
-  // the backward reuses that copy through saved(). grad_input: an output
-  // gradient, cast into the shared scratch copy under bf16.
+  // saved: a forward activation, which under bf16 exists only as its bf16
+  // form (written so by its producer). grad_input: an output gradient, cast
+  // into the shared scratch copy under bf16.
   using Operand = typename Ops::Operand;
   Operand weight(const Mat& w) const;
-  Operand input(const Mat& x, const Half& half) const;
   Operand saved(const Mat& x, const Half& half) const;
   Operand grad_input(const Mat& dy) const;
 

@@ -142,19 +142,22 @@ GPT2<Scalar, Exec>::GPT2(const GPTConfig& cfg, int B, int T, std::uint64_t seed,
     detail::Carver<Scalar> c(base);
     const int N = N_, C = cfg_.C, H = cfg_.H, D = D_;
     encoded_ = c.template take<Mat>(N, C);
+    // Under bf16 matmuls the GEMM inputs exist only as bf16 (LayerActs'
+    // *_half): their float buffers get no memory.
+    const int Cf = bf16_matmul_ ? 0 : C;
     acts_.assign(cfg_.L, LayerActs());
     for (int l = 0; l < cfg_.L; ++l) {
       auto& a = acts_[l];
-      a.ln1 = c.template take<Mat>(N, C), a.ln1_mean = c.template take<Vec>(N);
+      a.ln1 = c.template take<Mat>(N, Cf), a.ln1_mean = c.template take<Vec>(N);
       a.ln1_rstd = c.template take<Vec>(N), a.qkv = c.template take<Mat>(N, 3 * C);
       a.lse = c.template take<T3>(B, H, T);
       if (layer_attn_[l].ra) a.d = c.template take<T3>(B, H, T), a.gates_eff = c.template take<T3>(1, H, 3);
-      a.atty = c.template take<Mat>(N, C), a.res2 = c.template take<Mat>(N, C);
-      a.ln2 = c.template take<Mat>(N, C), a.ln2_mean = c.template take<Vec>(N);
+      a.atty = c.template take<Mat>(N, Cf), a.res2 = c.template take<Mat>(N, C);
+      a.ln2 = c.template take<Mat>(N, Cf), a.ln2_mean = c.template take<Vec>(N);
       a.ln2_rstd = c.template take<Vec>(N), a.fch = c.template take<Mat>(N, 4 * C);
-      a.fch_gelu = c.template take<Mat>(N, 4 * C), a.res3 = c.template take<Mat>(N, C);
+      a.fch_gelu = c.template take<Mat>(N, 4 * Cf), a.res3 = c.template take<Mat>(N, C);
     }
-    lnf_ = c.template take<Mat>(N, C), lnf_mean_ = c.template take<Vec>(N);
+    lnf_ = c.template take<Mat>(N, Cf), lnf_mean_ = c.template take<Vec>(N);
     lnf_rstd_ = c.template take<Vec>(N), logits_ = c.template take<Mat>(N, Vp_);
     losses_ = c.template take<Vec>(N);
     auto& s = *scratch_;
@@ -480,12 +483,6 @@ typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::weight(const Mat& w) co
 }
 
 template <class Scalar, class Exec>
-typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::input(const Mat& x, const Half& half) const {
-  if (bf16_matmul_) Matmul<Scalar, Exec>::to_half(exec_, x, half);
-  return saved(x, half);
-}
-
-template <class Scalar, class Exec>
 typename GPT2<Scalar, Exec>::Operand GPT2<Scalar, Exec>::saved(const Mat& x, const Half& half) const {
   return bf16_matmul_ ? Operand{x, half} : Operand{x, {}};
 }
@@ -505,9 +502,14 @@ void GPT2<Scalar, Exec>::layer_forward(int l, HeadStore<A>& heads) {
   const auto& a = acts_[l];
   const Mat in = l == 0 ? encoded_ : acts_[l - 1].res3;
   const bool ra = layer_attn_[l].ra, fold = sdpa_dispatch(l, pass_scale_);
-  Ops::layernorm_forward(exec_, in, p.ln1w, p.ln1b, a.ln1, a.ln1_mean, a.ln1_rstd);
+  // Under bf16 matmuls the GEMM inputs (LayerNorm, GELU and attention rows)
+  // are written as bf16 only: their float form would be read by nothing.
+  if (bf16_matmul_)
+    Ops::layernorm_forward_bf16(exec_, in, p.ln1w, p.ln1b, a.ln1_half, a.ln1_mean, a.ln1_rstd);
+  else
+    Ops::layernorm_forward(exec_, in, p.ln1w, p.ln1b, a.ln1, a.ln1_mean, a.ln1_rstd);
   const auto mm = cfg_.matmul;
-  Ops::linear_forward(exec_, mm, input(a.ln1, a.ln1_half), weight(p.qkvw), p.qkvb, a.qkv, Mat());
+  Ops::linear_forward(exec_, mm, saved(a.ln1, a.ln1_half), weight(p.qkvw), p.qkvb, a.qkv, Mat());
   if (ra) Ops::effective_gates(exec_, p.gates, a.gates_eff, Scalar(pass_scale_), disc_scale());
   const auto& h = heads.layers[l];
   // Writes the attention's storage type directly (bf16: no separate conversion pass).
@@ -518,12 +520,21 @@ void GPT2<Scalar, Exec>::layer_forward(int l, HeadStore<A>& heads) {
     if (ra && !fold) disc_forward(l, p);
     kernel.forward(t);
   });
-  Ops::heads_to_rows(exec_, h.o, a.atty);
-  Ops::linear_forward(exec_, mm, input(a.atty, a.atty_half), weight(p.projw), p.projb, a.res2, in);
-  Ops::layernorm_forward(exec_, a.res2, p.ln2w, p.ln2b, a.ln2, a.ln2_mean, a.ln2_rstd);
-  Ops::linear_forward(exec_, mm, input(a.ln2, a.ln2_half), weight(p.fcw), p.fcb, a.fch, Mat());
-  Ops::gelu_forward(exec_, a.fch, a.fch_gelu);
-  Ops::linear_forward(exec_, mm, input(a.fch_gelu, a.fch_gelu_half), weight(p.fcprojw), p.fcprojb, a.res3, a.res2);
+  if (bf16_matmul_)
+    Ops::heads_to_rows(exec_, h.o, a.atty_half);
+  else
+    Ops::heads_to_rows(exec_, h.o, a.atty);
+  Ops::linear_forward(exec_, mm, saved(a.atty, a.atty_half), weight(p.projw), p.projb, a.res2, in);
+  if (bf16_matmul_)
+    Ops::layernorm_forward_bf16(exec_, a.res2, p.ln2w, p.ln2b, a.ln2_half, a.ln2_mean, a.ln2_rstd);
+  else
+    Ops::layernorm_forward(exec_, a.res2, p.ln2w, p.ln2b, a.ln2, a.ln2_mean, a.ln2_rstd);
+  Ops::linear_forward(exec_, mm, saved(a.ln2, a.ln2_half), weight(p.fcw), p.fcb, a.fch, Mat());
+  if (bf16_matmul_)
+    Ops::gelu_forward_bf16(exec_, a.fch, a.fch_gelu_half);
+  else
+    Ops::gelu_forward(exec_, a.fch, a.fch_gelu);
+  Ops::linear_forward(exec_, mm, saved(a.fch_gelu, a.fch_gelu_half), weight(p.fcprojw), p.fcprojb, a.res3, a.res2);
 }
 
 template <class Scalar, class Exec>
@@ -575,8 +586,12 @@ double GPT2<Scalar, Exec>::forward() {
   with_heads([&](auto& heads) {
     for (int l = 0; l < cfg_.L; ++l) layer_forward(l, heads);
   });
-  Ops::layernorm_forward(exec_, acts_.back().res3, param("lnf.w"), param("lnf.b"), lnf_, lnf_mean_, lnf_rstd_);
-  Ops::linear_forward(exec_, cfg_.matmul, input(lnf_, lnf_half_), weight(wte), Vec(), logits_, Mat());
+  if (bf16_matmul_)
+    Ops::layernorm_forward_bf16(exec_, acts_.back().res3, param("lnf.w"), param("lnf.b"), lnf_half_, lnf_mean_,
+                                lnf_rstd_);
+  else
+    Ops::layernorm_forward(exec_, acts_.back().res3, param("lnf.w"), param("lnf.b"), lnf_, lnf_mean_, lnf_rstd_);
+  Ops::linear_forward(exec_, cfg_.matmul, saved(lnf_, lnf_half_), weight(wte), Vec(), logits_, Mat());
   forward_done_ = true;
   if (!has_targets_) {
     exec_.fence("GPT2::forward");

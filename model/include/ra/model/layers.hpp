@@ -65,6 +65,11 @@ struct Layers {
   // out = (x - mean) * rstd * w + b per row; saves mean and rstd.
   static void layernorm_forward(const Exec& exec, const Mat& x, const Vec& w, const Vec& b,
                                 const Mat& out, const Vec& mean, const Vec& rstd);
+  // The same with a bf16 output: under bf16 matmuls the next GEMM reads only
+  // that, so the float rows are never written (nor cast afterwards).
+  using Half = typename Matmul<Scalar, Exec>::Half;
+  static void layernorm_forward_bf16(const Exec& exec, const Mat& x, const Vec& w, const Vec& b,
+                                     const Half& out, const Vec& mean, const Vec& rstd);
   // dx += d(LN)/dx . dout; dw += sum_rows dout * xhat; db += sum_rows dout.
   // work: column_sum_work(N, C, 2) elements.
   static void layernorm_backward(const Exec& exec, const Mat& dout, const Mat& x, const Vec& w,
@@ -93,6 +98,7 @@ struct Layers {
 
   // GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   static void gelu_forward(const Exec& exec, const Mat& x, const Mat& y);
+  static void gelu_forward_bf16(const Exec& exec, const Mat& x, const Half& y);  // bf16 output, as above
   // dx = gelu'(x) * dy; dx may be dy itself (in place).
   static void gelu_backward(const Exec& exec, const Mat& x, const Mat& dy, const Mat& dx);
 
@@ -115,8 +121,9 @@ struct Layers {
   static void merge_heads(const Exec& exec, const Heads<A>& dq, const Heads<A>& dk, const Heads<A>& dv,
                           const Mat& dqkv, const T3& q_gates);
   // o [B, H, T, D] -> y [B*T, C] and back (the attention output and its gradient).
-  template <class A>
-  static void heads_to_rows(const Exec& exec, const Heads<A>& o, const Mat& y);
+  // y: float rows, or their bf16 copy under bf16 matmuls (Out = Half).
+  template <class A, class Out>
+  static void heads_to_rows(const Exec& exec, const Heads<A>& o, const Out& y);
   template <class A>
   static void rows_to_heads(const Exec& exec, const Mat& y, const Heads<A>& o);
   // dgates(0, h, kStd) += sum_{b,t,c} dq[b,h,t,c] * q_raw[b*T+t, h*D+c]: the
@@ -160,7 +167,6 @@ struct Layers {
                                     Scalar dloss);
   // The same, written as bf16 into out [N, Vp] (probs untouched): the LM
   // head's bf16 GEMMs read only that, so the float gradient is never stored.
-  using Half = typename Matmul<Scalar, Exec>::Half;
   static void crossentropy_backward(const Exec& exec, const Mat& probs, const IVec& targets, int V,
                                     Scalar dloss, const Half& out);
 

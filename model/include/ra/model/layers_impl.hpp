@@ -134,13 +134,26 @@ void Layers<Scalar, Exec>::encoder_backward(const Exec& exec, const Mat& dout,
       });
 }
 
-template <class Scalar, class Exec>
-void Layers<Scalar, Exec>::layernorm_forward(const Exec& exec, const Mat& x, const Vec& w,
-                                             const Vec& b, const Mat& out, const Vec& mean,
-                                             const Vec& rstd) {
+namespace detail {
+// v in the output's element type: itself when that is Scalar, else through
+// float (bf16 copies for the GEMMs; bf16 converts from float).
+template <class O, class S>
+KOKKOS_INLINE_FUNCTION O convert_to(S v) {
+  if constexpr (std::is_same_v<O, S>)
+    return v;
+  else
+    return static_cast<O>(static_cast<float>(v));
+}
+
+// LayerNorm forward into an output of any element type (float rows, or the
+// bf16 copy the next GEMM reads under bf16 matmuls).
+template <class Scalar, class Exec, class Mat, class Vec, class Out>
+void layernorm_forward_to(const Exec& exec, const Mat& x, const Vec& w, const Vec& b, const Out& out,
+                          const Vec& mean, const Vec& rstd, double eps_d) {
   using Policy = Kokkos::TeamPolicy<Exec>;
+  using O = typename Out::non_const_value_type;
   const int C = x.extent_int(1);
-  const Scalar eps = Scalar(kLayerNormEps);
+  const Scalar eps = Scalar(eps_d);
   Kokkos::parallel_for(
       "ra::model::layernorm_forward", Policy(exec, x.extent_int(0), Kokkos::AUTO),
       KOKKOS_LAMBDA(const typename Policy::member_type& team) {
@@ -154,13 +167,29 @@ void Layers<Scalar, Exec>::layernorm_forward(const Exec& exec, const Mat& x, con
             Kokkos::TeamThreadRange(team, C),
             [&](int c, Scalar& s) { s += (x(n, c) - mu) * (x(n, c) - mu); }, sq);
         const Scalar rs = Scalar(1) / Kokkos::sqrt(sq / C + eps);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C),
-                             [&](int c) { out(n, c) = (x(n, c) - mu) * rs * w(c) + b(c); });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, C), [&](int c) {
+          out(n, c) = convert_to<O>((x(n, c) - mu) * rs * w(c) + b(c));
+        });
         Kokkos::single(Kokkos::PerTeam(team), [&]() {
           mean(n) = mu;
           rstd(n) = rs;
         });
       });
+}
+}  // namespace detail
+
+template <class Scalar, class Exec>
+void Layers<Scalar, Exec>::layernorm_forward(const Exec& exec, const Mat& x, const Vec& w,
+                                             const Vec& b, const Mat& out, const Vec& mean,
+                                             const Vec& rstd) {
+  detail::layernorm_forward_to<Scalar>(exec, x, w, b, out, mean, rstd, kLayerNormEps);
+}
+
+template <class Scalar, class Exec>
+void Layers<Scalar, Exec>::layernorm_forward_bf16(const Exec& exec, const Mat& x, const Vec& w,
+                                                  const Vec& b, const Half& out, const Vec& mean,
+                                                  const Vec& rstd) {
+  detail::layernorm_forward_to<Scalar>(exec, x, w, b, out, mean, rstd, kLayerNormEps);
 }
 
 template <class Scalar, class Exec>
@@ -252,17 +281,27 @@ namespace detail {
 constexpr double kGeluScale = 0.7978845608028654;  // sqrt(2 / pi)
 }
 
+namespace detail {
+// GELU forward into float or bf16 (as LayerNorm above).
+template <class Scalar, class Exec, class O>
+void gelu_forward_to(const Exec& exec, const Scalar* xs, O* ys, std::size_t n) {
+  Kokkos::parallel_for(
+      "ra::model::gelu_forward", Kokkos::RangePolicy<Exec>(exec, 0, n), KOKKOS_LAMBDA(std::size_t i) {
+        const Scalar v = xs[i];
+        const Scalar u = Scalar(kGeluScale) * (v + Scalar(0.044715) * v * v * v);
+        ys[i] = convert_to<O>(Scalar(0.5) * v * (Scalar(1) + Kokkos::tanh(u)));
+      });
+}
+}  // namespace detail
+
 template <class Scalar, class Exec>
 void Layers<Scalar, Exec>::gelu_forward(const Exec& exec, const Mat& x, const Mat& y) {
-  const Scalar* xs = x.data();
-  Scalar* ys = y.data();
-  Kokkos::parallel_for(
-      "ra::model::gelu_forward", Kokkos::RangePolicy<Exec>(exec, 0, x.span()),
-      KOKKOS_LAMBDA(std::size_t i) {
-        const Scalar v = xs[i];
-        const Scalar u = Scalar(detail::kGeluScale) * (v + Scalar(0.044715) * v * v * v);
-        ys[i] = Scalar(0.5) * v * (Scalar(1) + Kokkos::tanh(u));
-      });
+  detail::gelu_forward_to<Scalar>(exec, x.data(), y.data(), x.span());
+}
+
+template <class Scalar, class Exec>
+void Layers<Scalar, Exec>::gelu_forward_bf16(const Exec& exec, const Mat& x, const Half& y) {
+  detail::gelu_forward_to<Scalar>(exec, x.data(), y.data(), x.span());
 }
 
 template <class Scalar, class Exec>
@@ -324,14 +363,15 @@ void Layers<Scalar, Exec>::merge_heads(const Exec& exec, const Tensor4<A, Exec>&
 }
 
 template <class Scalar, class Exec>
-template <class A>
-void Layers<Scalar, Exec>::heads_to_rows(const Exec& exec, const Tensor4<A, Exec>& o, const Mat& y) {
+template <class A, class Out>
+void Layers<Scalar, Exec>::heads_to_rows(const Exec& exec, const Tensor4<A, Exec>& o, const Out& y) {
+  using Y = typename Out::non_const_value_type;
   const int H = o.extent_int(1), T = o.extent_int(2), D = o.extent_int(3), C = H * D;
   Kokkos::parallel_for(
       "ra::model::heads_to_rows", Kokkos::RangePolicy<Exec>(exec, 0, y.extent(0) * C),
       KOKKOS_LAMBDA(std::size_t r) {
         const int col = int(r % C), row = int(r / C);
-        y(row, col) = static_cast<Scalar>(o(row / T, col / D, row % T, col % D));
+        y(row, col) = detail::convert_to<Y>(static_cast<accum_t<A>>(o(row / T, col / D, row % T, col % D)));
       });
 }
 
