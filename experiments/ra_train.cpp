@@ -57,6 +57,7 @@ struct Config {
   std::string attention_precision = "float";  // storage of the attention's q, k, v, o: float or bf16
   std::string matmul_precision = "float";     // the linear layers' GEMMs: float or tf32
   long anneal_start = -1, anneal_end = -1;  // steps; w_rec scale 1 -> 0 linearly between them
+  double anneal_floor = 0;                   // the scale never goes below this (the seeds' max(0.1, ...))
   // data
   std::string train, val;  // shard dir, glob or file; default: the Brown shards in the data cache
   int batch = 8, context = 0;  // context 0: the model's
@@ -112,7 +113,11 @@ void add_options(CLI::App& app, Config& c) {
                  "weights, optimizer and every other layer). tf32 and bf16 need a CUDA build and device")
       ->check(CLI::IsMember({"float", "tf32", "bf16"}));
   app.add_option("--anneal-start", c.anneal_start, "step where w_rec's scale starts falling from 1 (-1: no annealing)");
-  app.add_option("--anneal-end", c.anneal_end, "step where w_rec's scale reaches 0");
+  app.add_option("--anneal-end", c.anneal_end, "step where w_rec's scale reaches 0 (or --anneal-floor)");
+  app.add_option("--anneal-floor", c.anneal_floor,
+                 "lowest annealing scale, e.g. 0.1 for the seeds' max(0.1, 1 - step/total) (default 0: down to "
+                 "SDPA under rec_disc)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--train", c.train, "training shards: directory, glob or file (default: Brown in the data cache)");
   app.add_option("--val", c.val, "validation shards (default: Brown val in the data cache)");
   app.add_option("--batch", c.batch, "sequences per step")->check(ra::cli::at_least(1));
@@ -170,6 +175,7 @@ std::string config_json(const Config& c, const ra::model::GPTConfig& g, int cont
     << json_str(c.anneal_mode) << ",\"attention_precision\":" << json_str(c.attention_precision)
     << ",\"matmul_precision\":" << json_str(c.matmul_precision)
     << ",\"anneal_start\":" << c.anneal_start << ",\"anneal_end\":" << c.anneal_end
+    << ",\"anneal_floor\":" << c.anneal_floor
     << ",\"train\":" << json_str(c.train) << ",\"val\":" << json_str(c.val) << ",\"batch\":" << c.batch
     << ",\"context\":" << context << ",\"steps\":" << c.steps << ",\"time_budget\":" << c.time_budget
     << ",\"lr\":" << c.lr << ",\"min_lr_ratio\":" << c.min_lr_ratio << ",\"warmup\":" << c.warmup
@@ -212,8 +218,8 @@ ra::model::GPTConfig model_config(const Config& c) {
 double reciprocity_scale(const Config& c, long step) {
   if (c.anneal_start < 0) return 1.0;
   if (step <= c.anneal_start) return 1.0;
-  if (step >= c.anneal_end) return 0.0;
-  return 1.0 - double(step - c.anneal_start) / double(c.anneal_end - c.anneal_start);
+  if (step >= c.anneal_end) return c.anneal_floor;
+  return std::max(c.anneal_floor, 1.0 - double(step - c.anneal_start) / double(c.anneal_end - c.anneal_start));
 }
 
 // Linear warm-up, then cosine from lr to min_lr_ratio * lr over the run's
@@ -317,6 +323,11 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
   if (!ra::model::Matmul<float, Exec>::supports(g.matmul))
     throw std::invalid_argument("--matmul-precision " + c.matmul_precision +
                                 " needs the CUDA execution space (tensor-core GEMMs through cuBLAS)");
+  if (c.anneal_floor > 0 && c.anneal_start < 0)
+    throw std::invalid_argument("--anneal-floor " + std::to_string(c.anneal_floor) +
+                                " needs annealing (--anneal-start and --anneal-end)");
+  if (c.anneal_floor >= 1.0)
+    throw std::invalid_argument("--anneal-floor must be below 1 (1 means no annealing)");
   if (c.anneal_start >= 0 && c.anneal_end <= c.anneal_start)
     throw std::invalid_argument("--anneal-end " + std::to_string(c.anneal_end) + " must be after --anneal-start " +
                                 std::to_string(c.anneal_start));

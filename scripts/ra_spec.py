@@ -58,12 +58,13 @@ OWNED = {
     "anneal-start": "put anneal = {start, end, mode} in a [[setup]] table",
     "anneal-end": "put anneal = {start, end, mode} in a [[setup]] table",
     "anneal-mode": "put anneal = {start, end, mode} in a [[setup]] table",
+    "anneal-floor": "put anneal = {start, end, floor} in a [[setup]] table",
     "help": "not a training option",
 }
 SWEEP_KEYS = {"name", "description", "out_dir"}
 AXIS_KEYS = {"seed", "model"}
 SETUP_KEYS = {"name", "attention", "ra_layers", "window", "anneal", "options"}
-ANNEAL_KEYS = {"start", "end", "mode"}
+ANNEAL_KEYS = {"start", "end", "mode", "floor"}
 TOP_KEYS = {"sweep", "base", "axes", "setup"}
 # Budget keys of [base] beyond ra-train's own options.
 SWEEP_BUDGET_KEYS = {"tokens"}
@@ -338,6 +339,10 @@ class Spec:
                                 f"(ra-train knows: {', '.join(opts.options['anneal-mode'][1])})")
             if self._anneal_steps(path, keys, v["start"]) >= self._anneal_steps(path, keys, v["end"]):
                 raise SpecError(f"{_where(path, *keys, 'anneal')}: end must come after start")
+            floor = v.get("floor", 0)
+            if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1:
+                raise SpecError(f"{_where(path, *keys, 'anneal', 'floor')}: the lowest scale is a number in [0, 1), "
+                                f"not {floor!r}")
 
         axes = {
             "attention": _values(path, keys + ["attention"], s["attention"], check_attention),
@@ -368,7 +373,8 @@ class Spec:
                 parts.append(f"w{window}")
             if anneal is not None and (not given or len(axes["anneal"]) > 1):
                 parts.append("anneal" + "-".join(str(anneal[k]).replace("%", "pct") for k in ("start", "end"))
-                             + (f"-{anneal['mode']}" if "mode" in anneal else ""))
+                             + (f"-{anneal['mode']}" if "mode" in anneal else "")
+                             + (f"-floor{anneal['floor']}" if anneal.get("floor") else ""))
             out.append({"name": "-".join(parts), "attention": attention, "ra_layers": layers, "window": window,
                         "anneal": anneal, "options": options})
         return out
@@ -407,6 +413,8 @@ class Spec:
                      "--anneal-end", str(self._anneal_steps(self.path, [], a["end"]))]
             if "mode" in a:
                 args += ["--anneal-mode", a["mode"]]
+            if a.get("floor"):
+                args += ["--anneal-floor", _fmt(a["floor"])]
         args += ["--seed", str(seed)]
         # Data paths relative to where ra-sweep runs, made absolute so a Slurm
         # task (or a later resume) finds the same shards from anywhere.

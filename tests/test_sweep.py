@@ -114,6 +114,17 @@ class Expansion(unittest.TestCase):
     def load(self, text):
         return ra_spec.load(self.fx.spec("x", text), self.opts)
 
+    def test_anneal_floor(self):
+        # The seeds' second annealing form, max(0.1, 1 - step/total).
+        spec = self.load(self.fx.base() + textwrap.dedent("""
+            [[setup]]
+            name = "anneal"
+            attention = "ra_fused"
+            anneal = {start = 0, end = 20, floor = 0.1}
+            """))
+        a = spec.runs[0].args
+        self.assertEqual(a[a.index("--anneal-floor") + 1], "0.1")
+
     def test_attention_list_comes_from_ra_train(self):
         self.assertEqual(set(self.opts.attentions), {"sdpa_open", "sdpa_fused", "ra_open", "ra_fused", "ra_window"})
 
@@ -156,6 +167,7 @@ class Expansion(unittest.TestCase):
         an = by["anneal-gpt2-tiny-s1"]
         self.assertEqual(an[an.index("--anneal-start") + 1:an.index("--anneal-start") + 4], ["0", "--anneal-end", "20"])
         self.assertEqual(an[an.index("--anneal-mode") + 1], "rec")
+        self.assertNotIn("--anneal-floor", an)
         self.assertEqual(an[an.index("--disc") + 1], "content")
         self.assertNotIn("--disc", by["sdpa_fused-gpt2-tiny-s1"])
         # Expanding twice gives the same names and commands (stable).
@@ -239,6 +251,8 @@ class BadSpecs(unittest.TestCase):
         self.refused(b.replace("steps = 20", "time_budget = 10") +
                      '[[setup]]\nattention = "ra_fused"\nanneal = {start = 0, end = "50%"}\n', "share of the step budget")
         self.refused(b + ok + "[[setup\n", "not valid TOML")
+        self.refused(b + '[[setup]]\nattention = "ra_fused"\nanneal = {start = 0, end = 10, floor = 1.5}\n',
+                     "anneal.floor: the lowest scale is a number in [0, 1)")
         r = sweep(os.path.join(self.fx.dir, "missing.toml"), "--dry-run")
         self.assertEqual(r.returncode, 2)
         self.assertIn("cannot read spec", r.stderr)

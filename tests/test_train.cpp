@@ -129,6 +129,11 @@ TEST_CASE("ra-train: bad input is refused before any work", "[train]") {
     CHECK(r.exit_code == 1);
     CHECK_THAT(r.output, Contains("the run trained on 1 data-parallel rank(s) and this session has 2"));
   }
+  SECTION("an annealing floor without annealing") {
+    const auto r = run_train(base + " --attention ra_fused --anneal-floor 0.1");
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.output, Contains("--anneal-floor 0.1") && Contains("needs annealing"));
+  }
   SECTION("no stopping rule") {
     const auto r = run_train(w.args("run.h5"));
     CHECK(r.exit_code == 1);
@@ -295,4 +300,21 @@ TEST_CASE("ra-train: --time-budget stops on the wall clock with a final evaluati
   REQUIRE(val_steps.size() == 2);  // the initial loss and the final one
   CHECK(val_steps.back() == std::int64_t(seconds.size()));
   CHECK(ra::train::read_checkpoint(w.path("run.ckpt.h5")).step == std::int64_t(seconds.size()));
+}
+
+TEST_CASE("ra-train: annealing with a floor stops fading at it (the seeds' max(0.1, 1 - step/total))", "[train]") {
+  Workdir w;
+  const auto r = run_train(w.args("floor.h5") + " --serial --steps 6 --attention ra_fused --anneal-start 0 "
+                           "--anneal-end 4 --anneal-floor 0.25");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  ra::RunReader run(w.path("floor.h5"));
+  const auto scale = run.read_f64("train/rec_scale");
+  REQUIRE(scale.size() == 6);
+  // Step s (0-based, before its update) runs at max(0.25, 1 - s/4).
+  const double expected[] = {1.0, 0.75, 0.5, 0.25, 0.25, 0.25};
+  for (int s = 0; s < 6; ++s) CHECK(scale[s] == Approx(expected[s]));
+  // Never 0, so every layer keeps its RA kernel.
+  const auto kernels = run.read_str("gates/kernel");
+  for (const auto& k : kernels) CHECK(k == "ra_fused");
 }
