@@ -12,7 +12,8 @@
 #   scripts/compare.sh --lr 1e-3          # extra options go to every ra-train
 #
 # On a GPU the same command trains gpt2-mini (B=8, T=512) for 600 s per run,
-# with the bf16 tensor-core attention (RA_ATTENTION_PRECISION=float for fp32).
+# with the bf16 tensor-core attention and bf16 matmuls, PyTorch autocast's
+# precision (RA_ATTENTION_PRECISION=float / RA_MATMUL_PRECISION=float for fp32).
 # RA_MODEL, RA_BATCH, RA_CONTEXT, RA_HYBRID (layers) override the defaults;
 # RA_TRAIN_BIN runs an ra-train built elsewhere.
 set -euo pipefail
@@ -23,13 +24,14 @@ preset=$(ra_pick_preset)
 if [ "$preset" = host ]; then
   # Small enough that a 2-core CPU does all three in a few minutes.
   model=${RA_MODEL:-gpt2-tiny} budget=${RA_BUDGET:-60} batch=${RA_BATCH:-4} context=${RA_CONTEXT:-64}
-  hybrid=${RA_HYBRID:-1-2} eval_every=10 val_batches=4 precision=float
+  hybrid=${RA_HYBRID:-1-2} eval_every=10 val_batches=4 precision=float matmul=float
 else
   model=${RA_MODEL:-gpt2-mini} budget=${RA_BUDGET:-600} batch=${RA_BATCH:-8} context=${RA_CONTEXT:-512}
   hybrid=${RA_HYBRID:-2-3} eval_every=50 val_batches=20
   # The bf16 tensor-core attention: float32 attention on CUDA still runs the
   # portable kernels, which would dominate the step (docs/perf.md, v5 vs v6).
   precision=${RA_ATTENTION_PRECISION:-bf16}
+  matmul=${RA_MATMUL_PRECISION:-bf16}
 fi
 # RA_TRAIN_BIN: an ra-train already built elsewhere (skips the build).
 [ -n "${RA_TRAIN_BIN:-}" ] || ra_build "$preset" ra-train
@@ -43,7 +45,7 @@ cd "$ra_root"
 out="runs/compare-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 train=${RA_TRAIN_BIN:-build/$preset/experiments/ra-train}
-echo "== $model, B=$batch T=$context, attention in $precision, ${budget} s per run, into $out/"
+echo "== $model, B=$batch T=$context, attention in $precision, matmuls in $matmul, ${budget} s per run, into $out/"
 declare -a names=(sdpa_fused ra_fused hybrid) files=() results=()
 for name in "${names[@]}"; do
   case $name in
@@ -55,7 +57,8 @@ for name in "${names[@]}"; do
   echo "== $name"
   summary=$("$train" --model "$model" "${attn[@]}" --batch "$batch" --context "$context" \
     --time-budget "$budget" --eval-every "$eval_every" --val-batches "$val_batches" --warmup 10 \
-    --lr 2e-3 --attention-precision "${precision:-float}" --out "$file" "$@" | tail -n 2 | head -n 1)
+    --lr 2e-3 --attention-precision "${precision:-float}" --matmul-precision "${matmul:-float}" --out "$file" "$@" |
+    tail -n 2 | head -n 1)
   echo "   $summary"
   files+=("$file")
   results+=("$summary")
