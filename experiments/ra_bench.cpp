@@ -477,21 +477,35 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
 }
 #endif
 
-void print_table(const std::vector<Result>& results) {
+// The share of the GPU's peak a row reached: bf16 on the tensor-core path
+// against the bf16 tensor peak, every other float-class row (fp32 math on
+// CUDA cores, Vulkan's scalar kernels) against the fp32 peak; NaN where the
+// peak is unknown (CPUs, double, other GPUs).
+double peak_fraction(const Result& r, const ra::DeviceInfo& dev) {
+  const double gflops = r.flops * 1e-9 / (r.median() * 1e-3);
+  const bool tensor = r.tiles.rfind("tensor-core", 0) == 0;
+  const double peak = tensor ? dev.peak_tflops_bf16 : r.dtype == "double" ? 0.0 : dev.peak_tflops_fp32;
+  return peak > 0 ? gflops * 1e-3 / peak : std::nan("");
+}
+
+void print_table(const std::vector<Result>& results, const ra::DeviceInfo& dev) {
   std::map<std::string, double> sdpa;  // pass/dtype -> sdpa_fused median
   for (const auto& r : results)
     if (r.variant == "sdpa_fused" && !r.ms.empty())
       sdpa[r.pass + r.dtype + std::to_string(r.shape.T)] = r.median();
-  std::printf("\n%-11s %-7s %-6s %6s %10s %10s %10s %10s %9s %9s  %s\n", "variant", "pass", "dtype",
-              "T", "median_ms", "min_ms", "max_ms", "GFLOP/s", "/sdpa_fu", "mem_MiB", "tiles");
+  std::printf("\n%-11s %-7s %-6s %6s %10s %10s %10s %10s %6s %9s %9s  %s\n", "variant", "pass", "dtype",
+              "T", "median_ms", "min_ms", "max_ms", "GFLOP/s", "%peak", "/sdpa_fu", "mem_MiB", "tiles");
   for (const auto& r : results) {
     if (r.ms.empty()) continue;
     const auto it = sdpa.find(r.pass + r.dtype + std::to_string(r.shape.T));
     char ratio[32] = "-";
     if (it != sdpa.end()) std::snprintf(ratio, sizeof ratio, "%.2fx", r.median() / it->second);
-    std::printf("%-11s %-7s %-6s %6d %10.3f %10.3f %10.3f %10.2f %9s %9.1f  %s\n", r.variant.c_str(),
+    const double frac = peak_fraction(r, dev);
+    char peak[16] = "-";
+    if (std::isfinite(frac)) std::snprintf(peak, sizeof peak, "%.1f", 100 * frac);
+    std::printf("%-11s %-7s %-6s %6d %10.3f %10.3f %10.3f %10.2f %6s %9s %9.1f  %s\n", r.variant.c_str(),
                 r.pass.c_str(), r.dtype.c_str(), r.shape.T, r.median(), r.min(), r.max(),
-                r.flops * 1e-9 / (r.median() * 1e-3), ratio, r.memory_mib, r.tiles.c_str());
+                r.flops * 1e-9 / (r.median() * 1e-3), peak, ratio, r.memory_mib, r.tiles.c_str());
   }
 }
 
@@ -546,7 +560,10 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
        Col{"device", Ty::String, "", "device name"},
        Col{"memory_mib", Ty::Float64, "MiB",
            "device memory the problem holds: inputs, outputs, gradients and the kernel's "
-           "workspace (open-coded: its T x T buffers; fused: none of size T x T)"}},
+           "workspace (open-coded: its T x T buffers; fused: none of size T x T)"},
+       Col{"peak_fraction", Ty::Float64, "",
+           "gflops / the device's dense peak: bf16 tensor-core rows against the bf16 tensor peak, other "
+           "float rows against the fp32 CUDA-core peak (attributes peak_tflops_*); NaN where unknown"}},
       "one row per (variant, pass, dtype), appended as each benchmark finishes");
   return w;
 }
@@ -557,7 +574,7 @@ void append_result(ra::RunWriter& w, const Result& r, const ra::DeviceInfo& dev)
                 std::int64_t(r.shape.T), std::int64_t(r.shape.D), std::int64_t(r.window),
                 r.median(), r.min(), r.max(), std::int64_t(r.ms.size()), r.flops,
                 r.flops * 1e-9 / (r.median() * 1e-3), r.tiles, dev.backend, dev.device_name,
-                r.memory_mib});
+                r.memory_mib, peak_fraction(r, dev)});
 }
 
 // Exec: the Kokkos execution space of the kokkos backend (--serial picks
@@ -735,7 +752,7 @@ int bench_main(Config cfg, const std::string& cmdline) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 
-  print_table(results);
+  print_table(results, dev);
   if (cfg.save_outputs)
     std::printf("\nwrote %s.h5 (table /bench, outputs under /outputs: %.1f MiB) and %s.json\n",
                 stem.c_str(), double(saved_bytes) / (1 << 20), stem.c_str());
