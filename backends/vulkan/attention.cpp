@@ -15,25 +15,6 @@ const std::vector<Variant>& all_variants() {
   return v;
 }
 
-std::string variant_name(Variant v) {
-  switch (v) {
-    case Variant::sdpa_open: return "sdpa_open";
-    case Variant::sdpa_fused: return "sdpa_fused";
-    case Variant::ra_open: return "ra_open";
-    case Variant::ra_fused: return "ra_fused";
-    case Variant::ra_window: return "ra_window";
-  }
-  return "?";
-}
-
-Variant parse_variant(const std::string& name) {
-  for (Variant v : {Variant::sdpa_open, Variant::sdpa_fused, Variant::ra_open, Variant::ra_fused,
-                    Variant::ra_window})
-    if (variant_name(v) == name) return v;
-  throw std::invalid_argument("unknown variant '" + name +
-                              "' (known: sdpa_open, sdpa_fused, ra_open, ra_fused, ra_window)");
-}
-
 std::string precision_name(Precision p) { return p == Precision::fp16 ? "fp16" : "fp32"; }
 
 HostTensors HostTensors::allocate(const Shape& s, int gate_batch) {
@@ -419,26 +400,5 @@ void Attention::backward(Tensors& t) {
 }
 
 // ---------------------------------------------------------------------------
-
-namespace {
-double causal_pairs(const Shape& s) { return 0.5 * double(s.T) * (double(s.T) + 1); }
-double band_pairs(const Shape& s, int window) {
-  if (window < 0 || window >= s.T) return causal_pairs(s);
-  const double w = window, T = s.T;
-  return 0.5 * w * (w + 1) + (T - w) * (w + 1);  // rows i < w: i + 1 pairs; the rest w + 1
-}
-double rec_pairs(Variant v, const Shape& s, const Options& opt) {
-  if (!is_ra(v)) return 0;
-  return v == Variant::ra_window ? band_pairs(s, opt.window) : causal_pairs(s);
-}
-}  // namespace
-
-double forward_flops(Variant v, const Shape& s, const Options& opt) {
-  return double(s.B) * s.H * 2 * s.D * (2 * causal_pairs(s) + rec_pairs(v, s, opt));
-}
-
-double backward_flops(Variant v, const Shape& s, const Options& opt) {
-  return double(s.B) * s.H * 2 * s.D * (5 * causal_pairs(s) + 3 * rec_pairs(v, s, opt));
-}
 
 }  // namespace ra::vk

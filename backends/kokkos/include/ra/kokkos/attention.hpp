@@ -30,6 +30,7 @@
 
 #include <ra/shape.hpp>
 #include <ra/tensor.hpp>
+#include <ra/variant.hpp>
 
 #include <string>
 #include <vector>
@@ -42,14 +43,13 @@ struct Args;
 
 namespace ra::kk {
 
-enum class Variant { sdpa_open, sdpa_fused, ra_open, ra_fused, ra_window };
-
-const std::vector<Variant>& all_variants();
-std::string variant_name(Variant v);
-// Throws std::invalid_argument listing the valid names.
-Variant parse_variant(const std::string& name);
-inline bool is_ra(Variant v) { return v != Variant::sdpa_open && v != Variant::sdpa_fused; }
-inline bool is_fused(Variant v) { return v != Variant::sdpa_open && v != Variant::ra_open; }
+// The variants and their names: ra/variant.hpp (shared with the Vulkan backend).
+using ra::Variant;
+using ra::all_variants;
+using ra::variant_name;
+using ra::parse_variant;
+using ra::is_ra;
+using ra::is_fused;
 
 struct Options {
   int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
@@ -139,15 +139,11 @@ class Attention {
   Tensor4<float, Exec> part_dq_, part_dk_;
 };
 
-// Useful FLOPs of one pass, counted as in RA.md (2 flops per multiply-add,
-// causal pairs j <= i only, T(T+1)/2 of them per (b, h)):
-//   SDPA forward  QK^T + PV                       = 4 D pairs
-//   RA forward    + the reciprocal half of QK^T   = 6 D pairs (band pairs only for ra_window)
-//   backward      recomputed logits + dV + dP + dQ + dK (RA: the logits, dQf and
-//                 dKf products are 2D wide on band pairs)
-// Open-coded variants do more arithmetic than this (full squares); they are
-// credited with the same useful FLOPs so GFLOP/s compare like with like.
-double forward_flops(Variant v, const Shape& s, const Options& opt);
-double backward_flops(Variant v, const Shape& s, const Options& opt);
+// Useful FLOPs of one pass (ra/variant.hpp says how they are counted), with
+// these options' reciprocity window.
+inline double forward_flops(Variant v, const Shape& s, const Options& opt) { return ra::forward_flops(v, s, opt.window); }
+inline double backward_flops(Variant v, const Shape& s, const Options& opt) {
+  return ra::backward_flops(v, s, opt.window);
+}
 
 }  // namespace ra::kk

@@ -25,20 +25,21 @@
 #include <ra/shape.hpp>
 #include <ra/vulkan/runtime.hpp>
 
+#include <ra/variant.hpp>
+
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace ra::vk {
 
-enum class Variant { sdpa_open, sdpa_fused, ra_open, ra_fused, ra_window };
-
+// The variants and their names: ra/variant.hpp (shared with ra::kk).
+using ra::Variant;
+using ra::variant_name;
+using ra::parse_variant;
+using ra::is_ra;
 // The variants this backend runs (the fused ones).
 const std::vector<Variant>& all_variants();
-std::string variant_name(Variant v);
-// Throws std::invalid_argument listing the valid names.
-Variant parse_variant(const std::string& name);
-inline bool is_ra(Variant v) { return v != Variant::sdpa_open && v != Variant::sdpa_fused; }
 
 // Storage of the [B,H,T,D] tensors on the device; sums are always fp32.
 enum class Precision { fp32, fp16 };
@@ -130,8 +131,10 @@ class Attention {
   double last_ms_ = 0;
 };
 
-// Useful FLOPs of one pass, counted as ra::kk does (causal pairs only).
-double forward_flops(Variant v, const Shape& s, const Options& opt);
-double backward_flops(Variant v, const Shape& s, const Options& opt);
+// Useful FLOPs of one pass (ra/variant.hpp), with these options' window.
+inline double forward_flops(Variant v, const Shape& s, const Options& opt) { return ra::forward_flops(v, s, opt.window); }
+inline double backward_flops(Variant v, const Shape& s, const Options& opt) {
+  return ra::backward_flops(v, s, opt.window);
+}
 
 }  // namespace ra::vk
