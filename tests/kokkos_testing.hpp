@@ -5,6 +5,8 @@
 #include <ra/kokkos/attention.hpp>
 #include <ra/reference.hpp>
 
+#include "reference_problem.hpp"
+
 #include <Kokkos_Core.hpp>
 
 #include <cmath>
@@ -15,48 +17,13 @@
 
 namespace ra::testing {
 
-// A problem drawn at random: inputs, the upstream gradient, and the float64
-// reference answers for SDPA and RA.
-struct Problem {
-  Shape s;
-  ref::RaOptions opt;
-  std::vector<double> q, k, v, gates, d, dout;
-  // reference results
-  std::vector<double> o, lse, dq, dk, dv, dd, dgates;
-
-  // round_to_bf16: the [B,H,T,D] inputs are rounded to bf16 before the
-  // reference runs, so a bf16 kernel is judged on its own arithmetic, not on
-  // the rounding of its inputs (which it cannot avoid).
+// The shared random problem (reference_problem.hpp); round_to_bf16 rounds
+// the [B,H,T,D] inputs to bf16 first, for the bf16 kernels.
+struct Problem : ReferenceProblem {
   Problem(const Shape& shape, int gate_batch, int window, bool ra, std::uint64_t seed,
           bool round_to_bf16 = false)
-      : s(shape) {
-    opt.gate_batch = gate_batch;
-    opt.window = window;
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> n01(0.0, 1.0);
-    auto fill = [&](std::vector<double>& x, std::size_t n, double sd, double mean = 0) {
-      x.resize(n);
-      for (auto& e : x) e = mean + sd * n01(rng);
-    };
-    fill(q, s.qkv_elems(), 1.0);
-    fill(k, s.qkv_elems(), 1.0);
-    fill(v, s.qkv_elems(), 1.0);
-    fill(dout, s.qkv_elems(), 1.0);
-    fill(d, s.row_elems(), 1.0);
-    if (round_to_bf16)
-      for (auto* x : {&q, &k, &v, &dout})
-        for (auto& e : *x) e = static_cast<double>(static_cast<float>(bf16(e)));
-    gates.resize(std::size_t(gate_batch) * s.H * 3);
-    for (std::size_t i = 0; i < gates.size(); ++i)  // around the seeds' 0.5 / 0.3 / 0.2
-      gates[i] = (i % 3 == 0 ? 0.5 : i % 3 == 1 ? 0.3 : 0.2) + 0.1 * n01(rng);
-    if (ra) {
-      ref::ra_forward(s, opt, q, k, v, gates, d, o, lse);
-      ref::ra_backward(s, opt, q, k, v, gates, d, dout, dq, dk, dv, dd, dgates);
-    } else {
-      ref::sdpa_forward(s, q, k, v, o, lse);
-      ref::sdpa_backward(s, q, k, v, dout, dq, dk, dv);
-    }
-  }
+      : ReferenceProblem(shape, gate_batch, window, ra, seed, round_to_bf16 ? &round_bf16 : nullptr) {}
+  static double round_bf16(double x) { return static_cast<double>(static_cast<float>(bf16(x))); }
 };
 
 template <class View>
@@ -96,21 +63,6 @@ kk::AttentionTensors<Scalar, Exec> make_tensors(const Problem& p) {
   upload(p.gates, t.gates), upload(p.d, t.d);
   poison(t);
   return t;
-}
-
-// max |x - ref| / max(max |ref|, 1), NaN anywhere makes it NaN. Inputs are
-// unit-variance, so 1 is the scale of a result that happens to be ~0 (at
-// T = 1 dQ and dK are exactly 0 in float64 but rounding-sized in float).
-inline double max_rel_error(const std::vector<double>& x, const std::vector<double>& ref) {
-  if (x.size() != ref.size()) return std::numeric_limits<double>::infinity();
-  double err = 0, scale = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double e = std::abs(x[i] - ref[i]);
-    if (std::isnan(e)) return std::numeric_limits<double>::quiet_NaN();
-    err = std::max(err, e);
-    scale = std::max(scale, std::abs(ref[i]));
-  }
-  return err / std::max(scale, 1.0);
 }
 
 // Stated tolerances (max_rel_error) of a kernel against the float64 reference.

@@ -8,6 +8,8 @@
 #include <ra/vulkan/attention.hpp>
 #include <ra/vulkan/kernel_traits.hpp>
 
+#include "reference_problem.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -19,6 +21,8 @@
 #include <random>
 
 using namespace ra;
+using ra::testing::max_rel_error;
+using ra::testing::ReferenceProblem;
 
 namespace {
 
@@ -64,41 +68,11 @@ std::uint64_t fresh_seed() {
   return (std::uint64_t(rd()) << 32) ^ rd();
 }
 
-struct Problem {
-  Shape s;
-  ref::RaOptions opt;
-  std::vector<double> q, k, v, gates, d, dout;
-  std::vector<double> o, lse, dq, dk, dv, dd, dgates;
-
-  // round_to_half: inputs rounded to fp16 first, so an fp16-storage kernel
-  // is judged on its arithmetic, not on the rounding of its inputs.
-  Problem(const Shape& shape, int gate_batch, int window, bool ra, std::uint64_t seed,
-          bool round_to_half)
-      : s(shape) {
-    opt.gate_batch = gate_batch;
-    opt.window = window;
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> n01(0.0, 1.0);
-    auto fill = [&](std::vector<double>& x, std::size_t n) {
-      x.resize(n);
-      for (auto& e : x) e = n01(rng);
-    };
-    fill(q, s.qkv_elems()), fill(k, s.qkv_elems()), fill(v, s.qkv_elems());
-    fill(dout, s.qkv_elems()), fill(d, s.row_elems());
-    if (round_to_half)
-      for (auto* x : {&q, &k, &v, &dout})
-        for (auto& e : *x) e = round_half(e);
-    gates.resize(std::size_t(gate_batch) * s.H * 3);
-    for (std::size_t i = 0; i < gates.size(); ++i)  // around the seeds' 0.5 / 0.3 / 0.2
-      gates[i] = (i % 3 == 0 ? 0.5 : i % 3 == 1 ? 0.3 : 0.2) + 0.1 * n01(rng);
-    if (ra) {
-      ref::ra_forward(s, opt, q, k, v, gates, d, o, lse);
-      ref::ra_backward(s, opt, q, k, v, gates, d, dout, dq, dk, dv, dd, dgates);
-    } else {
-      ref::sdpa_forward(s, q, k, v, o, lse);
-      ref::sdpa_backward(s, q, k, v, dout, dq, dk, dv);
-    }
-  }
+// The shared random problem (reference_problem.hpp); round_to_half rounds the
+// inputs to fp16 first, so an fp16-storage kernel is judged on its arithmetic.
+struct Problem : ReferenceProblem {
+  Problem(const Shape& shape, int gate_batch, int window, bool ra, std::uint64_t seed, bool round_to_half)
+      : ReferenceProblem(shape, gate_batch, window, ra, seed, round_to_half ? &round_half : nullptr) {}
 
   // Nearest fp16 value (inputs are ~N(0,1): normal range, no overflow).
   static double round_half(double x) {
@@ -110,19 +84,6 @@ struct Problem {
 };
 
 std::vector<float> to_float(const std::vector<double>& x) { return {x.begin(), x.end()}; }
-
-// max |x - ref| / max(max |ref|, 1); NaN anywhere makes it NaN (as tests/kokkos_testing.hpp).
-double max_rel_error(const std::vector<float>& x, const std::vector<double>& ref) {
-  if (x.size() != ref.size()) return std::numeric_limits<double>::infinity();
-  double err = 0, scale = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double e = std::abs(double(x[i]) - ref[i]);
-    if (std::isnan(e)) return std::numeric_limits<double>::quiet_NaN();
-    err = std::max(err, e);
-    scale = std::max(scale, std::abs(ref[i]));
-  }
-  return err / std::max(scale, 1.0);
-}
 
 struct Case {
   int B, H, T, D;
