@@ -323,9 +323,11 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
   if (!ra::model::Matmul<float, Exec>::supports(g.matmul))
     throw std::invalid_argument("--matmul-precision " + c.matmul_precision +
                                 " needs the CUDA execution space (tensor-core GEMMs through cuBLAS)");
-  if (c.anneal_floor > 0 && c.anneal_start < 0)
-    throw std::invalid_argument("--anneal-floor " + std::to_string(c.anneal_floor) +
-                                " needs annealing (--anneal-start and --anneal-end)");
+  if (c.anneal_floor > 0 && c.anneal_start < 0) {
+    std::ostringstream floor;
+    floor << c.anneal_floor;
+    throw std::invalid_argument("--anneal-floor " + floor.str() + " needs annealing (--anneal-start and --anneal-end)");
+  }
   if (c.anneal_floor >= 1.0)
     throw std::invalid_argument("--anneal-floor must be below 1 (1 means no annealing)");
   if (c.anneal_start >= 0 && c.anneal_end <= c.anneal_start)
