@@ -207,6 +207,93 @@ TEMPLATE_TEST_CASE("bf16 picks the tensor-core path on CUDA and says why not els
 
 #endif  // RA_HAVE_BF16
 
+// The fp32 tiled forward (CUDA, float storage): the fused variants' forward
+// unless the caller pins the portable kernels (Options::portable, a tile);
+// the backward and every other space and precision stay portable.
+template <class Exec>
+constexpr bool is_cuda_space() {
+#if defined(KOKKOS_ENABLE_CUDA)
+  return std::is_same_v<Exec, Kokkos::Cuda>;
+#else
+  return false;
+#endif
+}
+
+TEMPLATE_TEST_CASE("float picks the fp32 tiled forward on CUDA and the portable one elsewhere",
+                   "[kernels][fp32tiled]", RA_TEST_SPACES) {
+  using Exec = TestType;
+  using A = kk::Attention<float, Exec>;
+  using Catch::StartsWith;
+  const bool cuda = is_cuda_space<Exec>();
+  const Shape s{1, 2, 65, 48};
+  for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused, kk::Variant::ra_window}) {
+    INFO(kk::variant_name(v) << " on " << Exec::name());
+    kk::Options opt;
+    opt.window = v == kk::Variant::ra_window ? 5 : -1;
+    CHECK_THAT(A(v, s, opt).forward_plan().path, StartsWith(cuda ? "fp32 tiled" : "portable"));
+    CHECK_THAT(A(v, s, opt).backward_plan().path, StartsWith("portable"));
+    kk::Options portable = opt;
+    portable.portable = true;
+    CHECK_THAT(A(v, s, portable).forward_plan().path, StartsWith("portable"));
+    kk::Options pinned = opt;
+    pinned.tile = 32;
+    CHECK_THAT(A(v, s, pinned).forward_plan().path, StartsWith("portable"));
+  }
+  using D64 = kk::Attention<double, Exec>;
+  CHECK_THAT(D64(kk::Variant::sdpa_fused, s).forward_plan().path, StartsWith("portable"));
+}
+
+// The tiled forward against the portable forward, both float, on shapes that
+// are awkward for its 64 x 64 tiles and 4-float loads: T in {1, 7, 65, 130,
+// 257}, D padded to 32/64/128 internally (16, 20, 48, 96), exact (64, 128),
+// and D = 7 (rows not 16-byte aligned: element loads); ra_window's band at
+// 0 and 40 (mixed, plain and full tiles), gates per head and per (b, h).
+// Tolerance 2e-4 relative to max(|x|, 1): both are fp32 with different
+// summation orders (and exp2 vs exp). Host builds only check the path.
+TEMPLATE_TEST_CASE("the fp32 tiled forward matches the portable forward", "[kernels][fp32tiled]",
+                   RA_TEST_SPACES) {
+  using Exec = TestType;
+  using A = kk::Attention<float, Exec>;
+  using Catch::StartsWith;
+  if constexpr (!is_cuda_space<Exec>()) {
+    CHECK_THAT(A(kk::Variant::ra_fused, Shape{1, 1, 7, 20}).forward_plan().path, StartsWith("portable"));
+  } else {
+    const Case cases[] = {{1, 1, 1, 16},   {2, 2, 7, 20},  {1, 2, 65, 48},  {2, 1, 130, 64},
+                          {1, 1, 257, 96}, {1, 2, 65, 128}, {1, 1, 130, 7}, {2, 1, 257, 64}};
+    struct Run {
+      kk::Variant v;
+      bool per_batch_gates;
+      int window;
+    };
+    const Run runs[] = {{kk::Variant::sdpa_fused, false, -1}, {kk::Variant::ra_fused, false, -1},
+                        {kk::Variant::ra_fused, true, -1},    {kk::Variant::ra_window, true, 0},
+                        {kk::Variant::ra_window, false, 40}};
+    for (const Case& c : cases)
+      for (const Run& r : runs) {
+        const Shape s{c.B, c.H, c.T, c.D};
+        const bool ra = kk::is_ra(r.v);
+        const int gb = r.per_batch_gates ? c.B : 1;
+        const std::uint64_t seed = fresh_seed();
+        Problem p(s, gb, r.window, ra, seed);
+        auto tiled = make_tensors<float, Exec>(p);
+        auto port = make_tensors<float, Exec>(p);
+        kk::Options opt;
+        opt.gate_batch = gb, opt.window = r.window;
+        A fast(r.v, s, opt);
+        opt.portable = true;
+        A slow(r.v, s, opt);
+        INFO(kk::variant_name(r.v) << " " << s.str() << " Gb=" << gb << " window=" << r.window
+                                   << " seed=" << seed << " path " << fast.forward_plan().path);
+        REQUIRE_THAT(fast.forward_plan().path, StartsWith("fp32 tiled"));
+        fast.forward(tiled);
+        slow.forward(port);
+        Kokkos::fence();
+        CHECK(max_rel_error(download(tiled.o), download(port.o)) <= 2e-4);
+        CHECK(max_rel_error(download(tiled.lse), download(port.lse)) <= 2e-4);
+      }
+  }
+}
+
 TEMPLATE_TEST_CASE("ra_window with a window covering T equals ra_fused", "[kernels]",
                    RA_TEST_SPACES) {
   using Exec = TestType;

@@ -19,12 +19,17 @@
 // Kokkos execution space; explicit instantiations live in instantiate_*.cpp,
 // one file per execution space so they compile in parallel.
 //
-// Two paths implement the fused variants:
+// Three paths implement the fused variants:
 //   portable     Kokkos team kernels on TeamVectorGemm (every backend, every
 //                precision; bf16 is converted to float in team scratch)
 //   tensor-core  CUDA only, bf16: warp-level mma.sync inside the same Kokkos
 //                TeamPolicy launch (detail/tensor_core.hpp); picked
 //                automatically where it supports the shape, else portable.
+//   fp32 tiled   CUDA only, float, forward only: a register-tiled SIMT kernel
+//                (exact fp32 FMA, no TF32) in a Kokkos TeamPolicy launch
+//                (detail/fp32_tiled.hpp); picked automatically for D <= 128,
+//                the backward of these runs stays portable.
+// Options::portable or a pinned Options::tile forces the portable path.
 // TilePlan::path says which one ran.
 #pragma once
 
@@ -89,7 +94,8 @@ void check_supported(Variant v, const Shape& s, const Options& opt);
 
 // Fused-kernel tiling chosen for a problem (reported by ra-bench).
 struct TilePlan {
-  std::string path;            // "portable", "tensor-core bf16" or "open-coded"
+  std::string path;            // "portable [(why not the fast path)]", "tensor-core bf16 ...",
+                               // "fp32 tiled ..." or "open-coded"
   int br = 0, bc = 0;          // query rows x key columns per tile
   int team_size = 0, vector_length = 0;
   int scratch_level = 0;       // 0: on-chip (CUDA shared memory); 1: global fallback
@@ -131,6 +137,7 @@ class Attention {
   Exec exec_;
   TilePlan fwd_plan_, bwd_plan_;
   bool tensor_core_fwd_ = false, tensor_core_bwd_ = false;
+  bool fp32_tiled_fwd_ = false;  // float on CUDA: the fp32 tiled forward runs
   // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials;
   // the tensor-core RA backward's float dQ/dK parts (key-owned kernel -> query-owned kernel).
   Tensor4<Scalar, Exec> s_, p_, dp_;

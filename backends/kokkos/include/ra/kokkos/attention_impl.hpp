@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ra/kokkos/attention.hpp>
+#include <ra/kokkos/detail/fp32_tiled.hpp>
 #include <ra/kokkos/detail/fused.hpp>
 #include <ra/kokkos/detail/open_coded.hpp>
 #include <ra/kokkos/detail/tensor_core.hpp>
@@ -51,14 +52,24 @@ TilePlan plan_tiles(const Bytes& bytes_for_tile, int forced) {
   return p;
 }
 
-// The CUDA tensor-core kernels exist for bf16 storage on Kokkos::Cuda.
-template <class Scalar, class Exec>
-constexpr bool has_tensor_core_path() {
+// True on Kokkos::Cuda with storage type Want: where the CUDA-only kernels exist.
+template <class Scalar, class Exec, class Want>
+constexpr bool cuda_with_storage() {
 #if defined(KOKKOS_ENABLE_CUDA)
-  return std::is_same_v<Exec, Kokkos::Cuda> && std::is_same_v<Scalar, bf16>;
+  return std::is_same_v<Exec, Kokkos::Cuda> && std::is_same_v<Scalar, Want>;
 #else
   return false;
 #endif
+}
+// The tensor-core kernels (bf16 mma.sync) take bf16 storage.
+template <class Scalar, class Exec>
+constexpr bool has_tensor_core_path() {
+  return cuda_with_storage<Scalar, Exec, bf16>();
+}
+// The fp32 tiled forward (register-tiled SIMT, exact fp32) takes float storage.
+template <class Scalar, class Exec>
+constexpr bool has_fp32_tiled_path() {
+  return cuda_with_storage<Scalar, Exec, float>();
 }
 
 template <class Exec>
@@ -128,6 +139,19 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       } else if (wanted) {
         bwd_plan_.path = "portable (" + why_bwd + ")";
       }
+    }
+    if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
+      // Forward only: the backward stays portable and reads the o and lse this
+      // kernel writes (same meaning). Same rules as the tensor-core path: a
+      // pinned tile or opt.portable keeps the portable kernels, and a shape the
+      // kernel cannot take names the reason in the plan's path.
+      const bool wanted = !opt.portable && opt.tile == 0;
+      const std::string why = detail::fp32t::unsupported(is_ra(v), s.D);
+      fp32_tiled_fwd_ = wanted && why.empty();
+      if (fp32_tiled_fwd_)
+        fwd_plan_ = detail::fp32t::forward_plan(is_ra(v), s.D);
+      else if (wanted)
+        fwd_plan_.path = "portable (" + why + ")";
     }
 #endif
     // Tuning requests (a compiled candidate) never fall back silently.
@@ -203,6 +227,20 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
   if constexpr (detail::has_tensor_core_path<Scalar, Exec>()) {
     if (tensor_core_fwd_) {
       detail::tc::forward(exec_, tensor_core_args(t));
+      return;
+    }
+  }
+  if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
+    if (fp32_tiled_fwd_) {
+      detail::fp32t::Args a;
+      a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data();
+      a.o = t.o.data(), a.lse = t.lse.data();
+      if (ra) a.gates = t.gates.data(), a.d = t.d.data();
+      a.B = s.B, a.H = s.H, a.T = s.T, a.D = s.D;
+      a.ra = ra;
+      a.window = variant_ == Variant::ra_window ? opt_.window : -1;
+      a.gate_batch = opt_.gate_batch;
+      detail::fp32t::forward(exec_, a);
       return;
     }
   }
