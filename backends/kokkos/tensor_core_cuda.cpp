@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace ra::kk::detail::tc {
@@ -182,35 +183,26 @@ __device__ __forceinline__ void c_to_a(u32 (&a)[4], const float (&c)[NB][4], int
   a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
-// acc[mt][16 x COLS] (first `npairs` pairs of n-blocks) += P[mt][16 x K] . Bs where
-// P is given as fp32 C-fragments (K/8 blocks) and Bs a staged tile of K rows.
-// `p2` replaces `p` for n-pairs >= nsplit_pairs (the band-masked dL of mixed tiles).
-template <int K, int COLS, int NACC, int MT>
+// acc[mt][n-pairs NP0..NP1-1 of 16 x COLS] += P[mt][16 x K] . Bs where P is given
+// as fp32 C-fragments (K/8 blocks) and Bs a staged tile of K rows (its columns
+// 16 NP0 .. 16 NP1 - 1: e.g. only the first half of Kf for SDPA-cost tiles).
+template <int K, int COLS, int NP0, int NP1, int NACC, int MT>
 __device__ __forceinline__ void mma_pb(float (&acc)[MT][NACC][4], const float (&p)[MT][K / 8][4],
-                                       const float (&p2)[MT][K / 8][4], int npairs,
-                                       int nsplit_pairs, u32 bs, int lane) {
+                                       u32 bs, int lane) {
+  static_assert(0 <= NP0 && NP0 < NP1 && NP1 <= NACC / 2, "n-pairs inside the accumulator");
 #pragma unroll
   for (int kk = 0; kk < K / 16; ++kk) {
-    u32 a[MT][4], a2[MT][4];
+    u32 a[MT][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      c_to_a(a[mt], p[mt], kk);
-      if (nsplit_pairs < NACC / 2) c_to_a(a2[mt], p2[mt], kk);
-    }
+    for (int mt = 0; mt < MT; ++mt) c_to_a(a[mt], p[mt], kk);
 #pragma unroll
-    for (int np = 0; np < NACC / 2; ++np) {
-      if (np >= npairs) break;
+    for (int np = NP0; np < NP1; ++np) {
       u32 b[4];
       ldsm_x4_trans(b, bs + Swizzled<COLS>::offset(kk * 16 + (lane & 15), 2 * np + (lane >> 4)));
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        if (np < nsplit_pairs) {
-          mma(acc[mt][2 * np], a[mt], b[0], b[1]);
-          mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
-        } else {
-          mma(acc[mt][2 * np], a2[mt], b[0], b[1]);
-          mma(acc[mt][2 * np + 1], a2[mt], b[2], b[3]);
-        }
+        mma(acc[mt][2 * np], a[mt], b[0], b[1]);
+        mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
       }
     }
   }
@@ -236,6 +228,60 @@ __device__ __forceinline__ void zero(float (&x)[N][4]) {
 __device__ __forceinline__ int frag_row(int lane, int e) { return (lane >> 2) + ((e >> 1) << 3); }
 __device__ __forceinline__ int frag_col(int lane, int n, int e) {
   return n * 8 + ((lane & 3) << 1) + (e & 1);
+}
+
+// The team's own rows as the A operand of a warp's products (its 16 rows of
+// a staged COLS-wide tile): held as fragments in registers, or (IN_SMEM, the
+// traits' rows_in_smem) left in the staged tile and read by ldmatrix at each
+// k-step, which frees COLS / 4 registers per thread.
+template <int COLS, bool IN_SMEM>
+struct OwnRows {
+  u32 f[COLS / 16][4];
+  __device__ void load(u32 tile, int row0, int lane) { load_a<COLS, COLS / 16>(f, tile, row0, lane); }
+  // acc[16 x N] += rows[:, k-steps K0..K1-1] . Bt^T
+  template <int K0, int K1, int N, int COLS_B>
+  __device__ void abt(float (&acc)[N / 8][4], u32 bt, int lane) const {
+    mma_abt<K0, K1, N, COLS_B>(one(acc), one(f), bt, lane);
+  }
+};
+template <int COLS>
+struct OwnRows<COLS, true> {
+  u32 tile = 0;
+  int row0 = 0;
+  __device__ void load(u32 t, int r0, int) { tile = t, row0 = r0; }
+  template <int K0, int K1, int N, int COLS_B>
+  __device__ void abt(float (&acc)[N / 8][4], u32 bt, int lane) const {
+#pragma unroll
+    for (int kk = K0; kk < K1; ++kk) {
+      u32 a[4];
+      ldsm_x4(a, tile + Swizzled<COLS>::offset(row0 + (lane & 15), 2 * kk + (lane >> 4)));
+#pragma unroll
+      for (int np = 0; np < N / 16; ++np) {
+        u32 b[4];
+        ldsm_x4(b, bt + Swizzled<COLS_B>::offset(np * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                                  2 * kk + ((lane >> 3) & 1)));
+        mma(acc[2 * np], a, b[0], b[1]);
+        mma(acc[2 * np + 1], a, b[2], b[3]);
+      }
+    }
+  }
+};
+
+// Multiplies columns [0, D) of a staged ROWS x COLS tile by lo and [D, COLS) by hi
+// in place (the gates folded into own rows that stay in shared memory).
+template <int ROWS, int COLS, int D, int NT>
+__device__ __forceinline__ void scale_tile_halves(char* tile, float lo, float hi, int tid) {
+  using S = Swizzled<COLS>;
+  for (int idx = tid; idx < ROWS * S::kChunks; idx += NT) {
+    const int r = idx / S::kChunks, phys = idx % S::kChunks;
+    const int logical = phys ^ ((r >> S::kShift) & S::kMask);  // the swizzle is its own inverse
+    const float f = logical < D / 8 ? lo : hi;
+    uint4* chunk = reinterpret_cast<uint4*>(tile + r * COLS * 2 + phys * 16);
+    uint4 v = *chunk;
+    v.x = scale_bf16x2(v.x, f), v.y = scale_bf16x2(v.y, f);
+    v.z = scale_bf16x2(v.z, f), v.w = scale_bf16x2(v.w, f);
+    *chunk = v;
+  }
 }
 
 enum Kind { kPlain, kMixed, kFull };
@@ -269,35 +315,45 @@ __device__ __forceinline__ char* aligned_scratch(const Member& team, std::size_t
 }
 __device__ __forceinline__ int thread_id() { return threadIdx.x + threadIdx.y * blockDim.x; }
 
+// Zeroes the elements of a 16-row tile (C-fragments) outside the reciprocity
+// band i - j <= window; rows are queries i (else keys j).
+template <int NB>
+__device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_base, int col_base,
+                                          bool rows_are_queries, int window) {
+#pragma unroll
+  for (int n = 0; n < NB; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = row_base + frag_row(lane, e), c = col_base + frag_col(lane, n, e);
+      const int gap = rows_are_queries ? r - c : c - r;  // i - j
+      if (gap > window) x[n][e] = 0.f;
+    }
+}
+
 // QK^T of a tile with the band logic: plain tiles use only the first D columns
 // (SDPA cost), full tiles all W, mixed tiles add the reciprocal half inside the
 // band only (computed first and masked, then the first half accumulates on top).
-template <int D, bool RA, int N, int W, int MT>
-__device__ __forceinline__ void folded_logits(float (&s)[MT][N / 8][4],
-                                              const u32 (&a)[MT][W / 16][4], u32 bt, Kind kind,
-                                              int lane, int row_base, int col_base,
+// product(k0, k1) accumulates k-steps k0..k1-1 (integral constants) into s.
+template <int D, bool RA, int N, int W, int MT, class Product>
+__device__ __forceinline__ void folded_logits(float (&s)[MT][N / 8][4], Product&& product,
+                                              Kind kind, int lane, int row_base, int col_base,
                                               bool rows_are_queries, int window) {
+  using Lo = std::integral_constant<int, 0>;
+  using Mid = std::integral_constant<int, D / 16>;
+  using Hi = std::integral_constant<int, W / 16>;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) zero(s[mt]);
   if constexpr (RA) {
     if (kind != kPlain) {
-      mma_abt<D / 16, W / 16, N, W>(s, a, bt, lane);
+      product(Mid{}, Hi{});
       if (kind == kMixed) {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int n = 0; n < N / 8; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = row_base + 16 * mt + frag_row(lane, e),
-                        c = col_base + frag_col(lane, n, e);
-              const int gap = rows_are_queries ? r - c : c - r;  // i - j
-              if (gap > window) s[mt][n][e] = 0.f;
-            }
+          band_mask(s[mt], lane, row_base + 16 * mt, col_base, rows_are_queries, window);
       }
     }
   }
-  mma_abt<0, D / 16, N, W>(s, a, bt, lane);
+  product(Lo{}, Mid{});
 }
 
 // ------------------------------------------------------------------ forward
@@ -399,8 +455,12 @@ struct Forward {
                                                          Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
       const int j0 = kt * BC;
       float s[MT][BC / 8][4];
-      folded_logits<D, RA, BC, W>(s, qa, kf, classify(RA, a.window, i0, BR, j0, BC, T), lane, row0,
-                                  j0, true, a.window);
+      folded_logits<D, RA, BC, W>(
+          s,
+          [&](auto k0, auto k1) {
+            mma_abt<decltype(k0)::value, decltype(k1)::value, BC, W>(s, qa, kf, lane);
+          },
+          classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0, true, a.window);
 
       // Online softmax in the log2 domain; each quad of lanes shares two rows per m-tile.
 #pragma unroll
@@ -448,7 +508,7 @@ struct Forward {
           cp_commit();
         }
       }
-      mma_pb<BC, D, D / 8>(o, s, s, D / 16, D / 16, vs, lane);
+      mma_pb<BC, D, 0, D / 16>(o, s, vs, lane);
       if constexpr (!SPLIT) __syncthreads();  // this stage is refilled two iterations on
     }
 
@@ -476,13 +536,18 @@ struct Forward {
 // ------------------------------------------------------------------ backward
 // Query-owned kernel: dQf_i = s sum_j dL_ij Kf_j for this team's query rows,
 // then dQ (and, for RA, dK's Qf part and dw_std, dw_rec partials).
-template <int D, bool RA, int WARPS, int BC, int MINB>
+// ROWS_SMEM (the traits' rows_in_smem): [Q_i, K_i] stays staged in front of
+// the K/V pipeline and is read from there at every k-step.
+template <int D, bool RA, int WARPS, int BC, int MINB, bool ROWS_SMEM>
 struct BackwardQ {
   static constexpr int W = RA ? 2 * D : D, BR = 16 * WARPS, NT = 32 * WARPS;
   static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
-  static constexpr std::size_t kScratch = std::max<std::size_t>(
-      Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR), 2 * std::size_t(kStage));
+  // Offset of the pipeline (and of the dO staging before it starts).
+  static constexpr int kPipe = ROWS_SMEM ? Swizzled<W>::bytes(BR) : 0;
+  static constexpr std::size_t kScratch =
+      kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BR)) + Swizzled<D>::bytes(BR),
+                                    2 * std::size_t(kStage));
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -507,8 +572,9 @@ struct BackwardQ {
     char* smem = aligned_scratch(team, kScratch);
     const u32 s0 = smem_u32(smem);
 
+    const u32 pipe = s0 + kPipe, dos = ROWS_SMEM ? pipe : s0 + Swizzled<W>::bytes(BR);
     stage_rows<BR, W, D, NT>(s0, Q, K, i0, T, Dact, tid);
-    stage_rows<BR, D, D, NT>(s0 + Swizzled<W>::bytes(BR), dO, dO, i0, T, Dact, tid);
+    stage_rows<BR, D, D, NT>(dos, dO, dO, i0, T, Dact, tid);
     cp_commit();
     cp_wait<0>();
     __syncthreads();
@@ -516,9 +582,10 @@ struct BackwardQ {
     // logits apart (S_ij and S_ji), because the gate gradients are sums of
     // dL times each half (RA.md) -- taken here in fp32 from the accumulators,
     // not from the bf16-rounded dL that feeds the dQf product.
-    u32 qa[W / 16][4], da[D / 16][4];
-    load_a<W, W / 16>(qa, s0, warp * 16, lane);
-    load_a<D, D / 16>(da, s0 + Swizzled<W>::bytes(BR), warp * 16, lane);
+    OwnRows<W, ROWS_SMEM> qa;
+    u32 da[D / 16][4];
+    qa.load(s0, warp * 16, lane);
+    load_a<D, D / 16>(da, dos, warp * 16, lane);
     float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
     float lse2[2], delta[2];
 #pragma unroll
@@ -531,7 +598,7 @@ struct BackwardQ {
 
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
     auto stage_kv = [&](int kt) {
-      const u32 st = s0 + (kt & 1) * kStage;
+      const u32 st = pipe + (kt & 1) * kStage;
       stage_rows<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid);
       stage_rows<BC, D, D, NT>(st + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
       if constexpr (RA) stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
@@ -550,23 +617,21 @@ struct BackwardQ {
         cp_wait<0>();
       }
       __syncthreads();
-      const u32 kf = s0 + (kt & 1) * kStage, vs = kf + Swizzled<W>::bytes(BC);
-      const float* bias = reinterpret_cast<const float*>(smem + (kt & 1) * kStage +
+      const u32 kf = pipe + (kt & 1) * kStage, vs = kf + Swizzled<W>::bytes(BC);
+      const float* bias = reinterpret_cast<const float*>(smem + kPipe + (kt & 1) * kStage +
                                                          Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       float p[BC / 8][4], dp[BC / 8][4];
       float srec[RA ? BC / 8 : 1][4];  // S_ji, the reciprocal half (RA)
       zero(p);
-      mma_abt<0, D / 16, BC, W>(one(p), one(qa), kf, lane);  // S_ij
+      qa.template abt<0, D / 16, BC, W>(p, kf, lane);  // S_ij
       if constexpr (RA) {
         zero(srec);
-        if (kind != kPlain) mma_abt<D / 16, W / 16, BC, W>(one(srec), one(qa), kf, lane);
+        if (kind != kPlain) qa.template abt<D / 16, W / 16, BC, W>(srec, kf, lane);
       }
       zero(dp);
       mma_abt<0, D / 16, BC, D>(one(dp), one(da), vs, lane);  // dP = dO V^T
-      // dL inside the band (mixed tiles of ra_window); SDPA never needs it.
-      float dlb[RA ? BC / 8 : 1][4];
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
@@ -584,15 +649,19 @@ struct BackwardQ {
           if constexpr (RA) {
             gstd += dl * p[n][e];
             if (band) grec += dl * srec[n][e];
-            dlb[n][e] = band ? dl : 0.f;
           }
           p[n][e] = dl;
         }
-      const int pairs = kind == kPlain ? D / 16 : W / 16;
-      if constexpr (RA)
-        mma_pb<BC, W, W / 8>(one(dqf), one(p), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, kf, lane);
-      else
-        mma_pb<BC, W, W / 8>(one(dqf), one(p), one(p), pairs, W / 16, kf, lane);
+      // dQf += dL Kf: the K_j half always, the Q_j half only where a tile meets
+      // the band, with dL masked to the band first on mixed tiles (in place:
+      // the first half is done with the unmasked dL by then).
+      mma_pb<BC, W, 0, D / 16>(one(dqf), one(p), kf, lane);
+      if constexpr (RA) {
+        if (kind != kPlain) {
+          if (kind == kMixed) band_mask(p, lane, row0, j0, true, a.window);
+          mma_pb<BC, W, D / 16, W / 16>(one(dqf), one(p), kf, lane);
+        }
+      }
       __syncthreads();
     }
 
@@ -640,13 +709,16 @@ struct BackwardQ {
 
 // Key-owned kernel: for this team's key rows j, dV_j = sum_i P_ij dO_i and
 // dKf_j = s sum_i dL_ij Qf_i, plus the column sums of dL (dd_j, dw_disc).
-template <int D, bool RA, int WARPS, int BR, int MINB>
+// ROWS_SMEM: the gated [K_j, Q_j] stays staged in front of the Q/dO pipeline.
+template <int D, bool RA, int WARPS, int BR, int MINB, bool ROWS_SMEM>
 struct BackwardKV {
   static constexpr int W = RA ? 2 * D : D, BK = 16 * WARPS, NT = 32 * WARPS;
   static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR) + 8 * BR;
-  static constexpr std::size_t kScratch = std::max<std::size_t>(
-      Swizzled<W>::bytes(BK) + Swizzled<D>::bytes(BK), 2 * std::size_t(kStage));
+  static constexpr int kPipe = ROWS_SMEM ? Swizzled<W>::bytes(BK) : 0;
+  static constexpr std::size_t kScratch =
+      kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BK)) + Swizzled<D>::bytes(BK),
+                                    2 * std::size_t(kStage));
   Args a;
   int n_ktiles = 0, n_qtiles = 0;  // n_qtiles counts tiles of BR queries
   float scale = 0;
@@ -673,19 +745,25 @@ struct BackwardKV {
     const u32 s0 = smem_u32(smem);
 
     // Own rows: Kf' = [w_std K_j, w_rec Q_j] (gates folded: Kf'.[Q_i, K_i] = the RA logit) and V_j.
+    const u32 pipe = s0 + kPipe, vst = ROWS_SMEM ? pipe : s0 + Swizzled<W>::bytes(BK);
     stage_rows<BK, W, D, NT>(s0, K, Q, j0, T, Dact, tid);
-    stage_rows<BK, D, D, NT>(s0 + Swizzled<W>::bytes(BK), V, V, j0, T, Dact, tid);
+    stage_rows<BK, D, D, NT>(vst, V, V, j0, T, Dact, tid);
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    u32 ka[W / 16][4], va[D / 16][4];
-    load_a<W, W / 16>(ka, s0, warp * 16, lane);
-    load_a<D, D / 16>(va, s0 + Swizzled<W>::bytes(BK), warp * 16, lane);
-    if constexpr (RA) {
+    OwnRows<W, ROWS_SMEM> ka;
+    u32 va[D / 16][4];
+    if constexpr (RA && ROWS_SMEM) {  // fold the gates into the staged copy, once
+      scale_tile_halves<BK, W, D, NT>(smem, g.std, g.rec, tid);
+      __syncthreads();
+    }
+    ka.load(s0, warp * 16, lane);
+    load_a<D, D / 16>(va, vst, warp * 16, lane);
+    if constexpr (RA && !ROWS_SMEM) {
 #pragma unroll
       for (int kk = 0; kk < W / 16; ++kk)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) ka[kk][e] = scale_bf16x2(ka[kk][e], kk < D / 16 ? g.std : g.rec);
+        for (int e = 0; e < 4; ++e) ka.f[kk][e] = scale_bf16x2(ka.f[kk][e], kk < D / 16 ? g.std : g.rec);
     }
     float bias2[2] = {0.f, 0.f};  // w_disc d_j in log2 units, for this thread's two key rows
     if constexpr (RA) {
@@ -699,7 +777,7 @@ struct BackwardKV {
 
     const int qt_first = j0 / BR;
     auto stage_q = [&](int qt) {
-      const u32 st = s0 + (qt & 1) * kStage;
+      const u32 st = pipe + (qt & 1) * kStage;
       stage_rows<BR, W, D, NT>(st, Q, K, qt * BR, T, Dact, tid);
       stage_rows<BR, D, D, NT>(st + Swizzled<W>::bytes(BR), dO, dO, qt * BR, T, Dact, tid);
       const u32 vec = st + Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR);
@@ -722,17 +800,19 @@ struct BackwardKV {
         cp_wait<0>();
       }
       __syncthreads();
-      const u32 qs = s0 + (qt & 1) * kStage, dos = qs + Swizzled<W>::bytes(BR);
-      const float* vec = reinterpret_cast<const float*>(smem + (qt & 1) * kStage +
+      const u32 qs = pipe + (qt & 1) * kStage, dos = qs + Swizzled<W>::bytes(BR);
+      const float* vec = reinterpret_cast<const float*>(smem + kPipe + (qt & 1) * kStage +
                                                         Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR));
       const int i0 = qt * BR;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BK, T);
       // Transposed tiles: rows are this warp's keys j, columns the queries i.
       float p[BR / 8][4], dp[BR / 8][4];
-      folded_logits<D, RA, BR, W>(one(p), one(ka), qs, kind, lane, key0, i0, false, a.window);
+      folded_logits<D, RA, BR, W>(
+          one(p),
+          [&](auto k0, auto k1) { ka.template abt<decltype(k0)::value, decltype(k1)::value, BR, W>(p, qs, lane); },
+          kind, lane, key0, i0, false, a.window);
       zero(dp);
       mma_abt<0, D / 16, BR, D>(one(dp), one(va), dos, lane);  // dP^T = V dO^T
-      float dlb[RA ? BR / 8 : 1][4];  // dL^T inside the band (mixed tiles of ra_window)
 #pragma unroll
       for (int n = 0; n < BR / 8; ++n)
 #pragma unroll
@@ -742,17 +822,18 @@ struct BackwardKV {
           const float pr = vis ? exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e) : 0.f;
           p[n][e] = pr;
           dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
-          if constexpr (RA) {
-            colsum[e >> 1] += dp[n][e];
-            dlb[n][e] = (i - j <= a.window) ? dp[n][e] : 0.f;
-          }
+          if constexpr (RA) colsum[e >> 1] += dp[n][e];
         }
-      mma_pb<BR, D, D / 8>(one(dv), one(p), one(p), D / 16, D / 16, dos, lane);  // dV += P^T dO
-      const int pairs = kind == kPlain ? D / 16 : W / 16;
-      if constexpr (RA)
-        mma_pb<BR, W, W / 8>(one(dkf), one(dp), one(dlb), pairs, kind == kMixed ? D / 16 : W / 16, qs, lane);
-      else
-        mma_pb<BR, W, W / 8>(one(dkf), one(dp), one(dp), pairs, W / 16, qs, lane);
+      mma_pb<BR, D, 0, D / 16>(one(dv), one(p), dos, lane);  // dV += P^T dO
+      // dKf += dL^T Qf: the Q_i half always, the K_i half where the tile meets
+      // the band (dL^T masked to it in place on mixed tiles, after the first half).
+      mma_pb<BR, W, 0, D / 16>(one(dkf), one(dp), qs, lane);
+      if constexpr (RA) {
+        if (kind != kPlain) {
+          if (kind == kMixed) band_mask(dp, lane, key0, i0, false, a.window);
+          mma_pb<BR, W, D / 16, W / 16>(one(dkf), one(dp), qs, lane);
+        }
+      }
       __syncthreads();
     }
 
@@ -928,8 +1009,8 @@ void with_backward_config(int candidate, F&& f, std::index_sequence<I...>) {
 
 template <class Cfg, int DP, bool RA>
 struct BackwardKernels {
-  using Q = BackwardQ<DP, RA, Cfg::q.warps, Cfg::q.tile, Cfg::q.min_blocks>;
-  using KV = BackwardKV<DP, RA, Cfg::kv.warps, Cfg::kv.tile, Cfg::kv.min_blocks>;
+  using Q = BackwardQ<DP, RA, Cfg::q.warps, Cfg::q.tile, Cfg::q.min_blocks, Cfg::q.rows_in_smem>;
+  using KV = BackwardKV<DP, RA, Cfg::kv.warps, Cfg::kv.tile, Cfg::kv.min_blocks, Cfg::kv.rows_in_smem>;
 };
 
 template <class Cfg, int DP, bool RA>
@@ -943,6 +1024,8 @@ TilePlan backward_plan_of(int candidate) {
     plan.path += " kv " + std::to_string(K::KV::BK) + "x" + std::to_string(Cfg::kv.tile);
     if (Cfg::q.min_blocks > 1 || Cfg::kv.min_blocks > 1)
       plan.path += " mb" + std::to_string(Cfg::q.min_blocks) + "/" + std::to_string(Cfg::kv.min_blocks);
+    if (Cfg::q.rows_in_smem || Cfg::kv.rows_in_smem)
+      plan.path += std::string(" rows-smem ") + (Cfg::q.rows_in_smem ? "q" : "") + (Cfg::kv.rows_in_smem ? "kv" : "");
   }
   return plan;
 }

@@ -64,6 +64,12 @@ namespace ra::kk {
 //   min_blocks  teams per SM the compiler must leave registers for
 //             (__launch_bounds__): 1 lets it take up to 255 registers per thread
 //             (2 teams of 4 warps per SM), 3 caps it at 170, 4 at 128
+//   rows_in_smem  backward kernels: the team's own rows ([Q_i, K_i] for dQ,
+//             [K_j, Q_j] for dK/dV) stay in shared memory and each warp reads
+//             its A fragments from there at every k-step, instead of holding
+//             them in registers (W/4 registers per thread: 32 for RA at D = 64).
+//             More shared-memory reads per tile, but the registers it frees
+//             buy a wider streamed tile or one more team per SM.
 // Every entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6
 // gives a block: the team's own rows live in registers after one staging copy,
 // and the staging buffer is reused for the streamed tiles.
@@ -75,6 +81,7 @@ struct TensorCoreTraits {
   int m_tiles = 1;
   bool split_kv = false;
   int min_blocks = 1;
+  bool rows_in_smem = false;
 };
 
 // Candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled into
@@ -96,14 +103,21 @@ constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
 struct BackwardTraits {
   TensorCoreTraits q, kv;
 };
-constexpr int kBackwardCandidates = 4;
+// #4 and #5 keep the own rows in shared memory (rows_in_smem): RA's dQ kernel
+// then streams 32-key tiles under a 170-register cap (#4), or 16-key tiles
+// under 128 with a 170-capped dK/dV kernel (#5).
+constexpr int kBackwardCandidates = 6;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
-      {{4, 32, 1, false, 4}, {4, 32, 1, false, 3}}, {{4, 64, 1, false, 3}, {4, 32, 1, false, 1}}};
+      {{4, 32, 1, false, 4}, {4, 32, 1, false, 3}}, {{4, 64, 1, false, 3}, {4, 32, 1, false, 1}},
+      {{4, 64, 1, false, 4, true}, {4, 32, 1, false, 3}},
+      {{4, 64, 1, false, 3, true}, {4, 32, 1, false, 3}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
-      {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}}};
+      {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
+      {{4, 32, 1, false, 3, true}, {4, 32, 1, false, 1}},
+      {{4, 16, 1, false, 4, true}, {4, 16, 1, false, 3, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 
@@ -114,7 +128,7 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // registers per thread in this layout: not built; the portable path runs.
   //
   // sm_90 (H100/H200): D = 64 entries are the winners of the candidate sweep
-  // in docs/perf.md (v7); the rest is sized by the same rules.
+  // in docs/perf.md (v7 forward, v15 backward); the rest is sized by the same rules.
   // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
   // NOT measured -- the same entries, which fit its limits (at most 2 teams
   // of <= 34 KiB per SM). Re-tune on an A10G: scripts/device-tune.sh with
@@ -122,10 +136,10 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
-    // The H100 sweep's winners (scripts/device-tune.sh, docs/perf.md v7):
-    // least geometric-mean time over T = 1024 and 4096.
+    // The H100 sweep's winners (scripts/device-tune.sh; forward docs/perf.md
+    // v7, backward v15): least geometric-mean time over T = 1024 and 4096.
     if (fwd) return forward_candidate(ra, ra ? 4 : 2);
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 3 : 2);
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 4 : 5);
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
