@@ -390,6 +390,7 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
         opt.window = v == vk::Variant::ra_window ? cfg.window : -1;
         opt.tile = cfg.tile;
         opt.precision = dtype == "half" ? vk::Precision::fp16 : vk::Precision::fp32;
+        if (cfg.portable) opt.forward_path = vk::ForwardPath::scalar;
         Result r;
         r.variant = vname, r.pass = pass, r.dtype = dtype, r.shape = s, r.window = opt.window;
         const bool bwd = pass == "fwdbwd";
@@ -403,8 +404,11 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
           vk::Attention attn(v, s, opt, ctx);
           const auto& plan = bwd ? attn.backward_plan() : attn.forward_plan();
           std::ostringstream tiles;
-          tiles << "vulkan " << plan.path << " " << plan.br << "x" << plan.bc << " wg "
-                << plan.threads << " " << plan.shared_bytes / 1024 << "KiB";
+          tiles << "vulkan " << plan.path << (plan.note.empty() ? "" : " [" + plan.note + "]") << " "
+                << plan.br << "x" << plan.bc << " wg " << plan.threads << " "
+                << plan.shared_bytes / 1024 << "KiB";
+          if (bwd && opt.precision == vk::Precision::fp16)  // backward: always scalar; which forward ran
+            tiles << " after forward " << attn.forward_plan().path;
           res.tiles = tiles.str();
           // Inputs from the same counter-based RNG streams as the Kokkos path.
           auto t = vk::HostTensors::allocate(s, opt.gate_batch);
@@ -647,8 +651,8 @@ int bench_main(Config cfg, const std::string& cmdline) {
   }
 #if defined(RA_HAVE_VULKAN)
   if (vulkan) {
-    if (!cfg.tc_candidates.empty() || cfg.portable)
-      throw std::invalid_argument("--tc-candidates/--portable are Kokkos CUDA options, not Vulkan ones");
+    if (!cfg.tc_candidates.empty())
+      throw std::invalid_argument("--tc-candidates is a Kokkos CUDA option, not a Vulkan one");
     // Every (variant, dtype, shape) is checked against the device's limits up front.
     for (const auto& name : cfg.variants)
       for (const auto& dtype : cfg.dtypes)
@@ -659,6 +663,7 @@ int bench_main(Config cfg, const std::string& cmdline) {
           opt.window = v == ra::vk::Variant::ra_window ? cfg.window : -1;
           opt.tile = cfg.tile;
           opt.precision = dtype == "half" ? ra::vk::Precision::fp16 : ra::vk::Precision::fp32;
+          if (cfg.portable) opt.forward_path = ra::vk::ForwardPath::scalar;
           ra::vk::Attention probe(v, sh, opt, vk_ctx);
         }
   }
@@ -817,7 +822,8 @@ int main(int argc, char** argv) {
                  "at about this many; 0 keeps everything (large at GPU shapes: 48 MiB per tensor "
                  "at B=8 H=12 T=1024 D=64)");
   app.add_flag("--portable", cfg.portable,
-               "run the portable kernels even where a tensor-core path exists");
+               "run the portable kernels even where a tensor-core path exists (Vulkan: the "
+               "scalar fp16 forward instead of the cooperative-matrix one)");
   app.add_option("--tc-candidates", cfg.tc_candidates,
                  "bf16 on CUDA: time these compiled tensor-core configurations instead of the "
                  "traits table's, one row each: forward ones (0.." +

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <random>
 
@@ -63,6 +64,15 @@ void check_clean() {
   CHECK(msgs.empty());
 }
 
+// fp16 storage + arithmetic on this device; otherwise the calling test
+// warns that it is skipped.
+bool has_fp16() {
+  const auto& dev = context()->info();
+  if (dev.shader_float16 && dev.storage_16bit) return true;
+  WARN(dev.name << " has no fp16 storage/arithmetic: skipped");
+  return false;
+}
+
 std::uint64_t fresh_seed() {
   static std::random_device rd;
   return (std::uint64_t(rd()) << 32) ^ rd();
@@ -89,8 +99,11 @@ struct Case {
   int B, H, T, D;
 };
 
+// want_path: the forward plan's path the case must run on ("" = any).
 void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
-                   vk::Precision prec = vk::Precision::fp32, int tile = 0) {
+                   vk::Precision prec = vk::Precision::fp32, int tile = 0,
+                   vk::ForwardPath fpath = vk::ForwardPath::automatic,
+                   const std::string& want_path = "") {
   const Shape s{c.B, c.H, c.T, c.D};
   const std::uint64_t seed = fresh_seed();
   const bool ra = vk::is_ra(v), half = prec == vk::Precision::fp16;
@@ -101,11 +114,15 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   opt.window = window;
   opt.precision = prec;
   opt.tile = tile;
+  opt.forward_path = fpath;
   vk::Attention attn(v, s, opt, context());
+  const vk::TilePlan fp = attn.forward_plan();
   INFO(vk::variant_name(v) << " " << vk::precision_name(prec) << " " << s.str()
-                           << " Gb=" << gate_batch << " window=" << window << " tile "
-                           << attn.forward_plan().br << "/" << attn.backward_plan().br
+                           << " Gb=" << gate_batch << " window=" << window << " forward "
+                           << fp.path << " " << fp.br << "x" << fp.bc << " (" << fp.threads
+                           << " threads) backward tile " << attn.backward_plan().br
                            << " seed=" << seed);
+  if (!want_path.empty()) REQUIRE(fp.path == want_path);
   auto t = vk::HostTensors::allocate(s, gate_batch);
   t.q = to_float(p.q), t.k = to_float(p.k), t.v = to_float(p.v), t.dout = to_float(p.dout);
   t.gates = to_float(p.gates), t.d = to_float(p.d);
@@ -118,7 +135,7 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   // (see tests/test_kernels.cpp, bf16), so they get the looser bound too.
   const double tol = half ? 2e-2 : 2e-4;
   if (std::getenv("RA_VK_TEST_VERBOSE"))  // margins, for a new device or driver
-    std::cerr << vk::variant_name(v) << " " << vk::precision_name(prec) << " " << s.str()
+    std::cerr << vk::variant_name(v) << " " << fp.path << " " << s.str()
               << " Gb=" << gate_batch << " w=" << window << ": o " << max_rel_error(t.o, p.o)
               << " lse " << max_rel_error(t.lse, p.lse) << " dq " << max_rel_error(t.dq, p.dq)
               << " dk " << max_rel_error(t.dk, p.dk) << " dv " << max_rel_error(t.dv, p.dv)
@@ -159,16 +176,134 @@ TEST_CASE("Vulkan: every variant matches the float64 reference (fp32)", "[vulkan
 
 TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
   RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
+  // The scalar forward pinned (on a device with cooperative matrices the
+  // automatic choice is the coopmat kernel, tested below).
+  const auto scalar = vk::ForwardPath::scalar;
+  for (const Case& c : {Case{1, 1, 1, 16}, Case{2, 3, 7, 32}, Case{1, 2, 65, 64}, Case{2, 1, 100, 128}}) {
+    check_variant(vk::Variant::sdpa_fused, c, 1, -1, vk::Precision::fp16, 0, scalar, "scalar fp16-storage");
+    check_variant(vk::Variant::ra_fused, c, c.B, -1, vk::Precision::fp16, 0, scalar, "scalar fp16-storage");
+    check_variant(vk::Variant::ra_window, c, 1, 5, vk::Precision::fp16, 0, scalar, "scalar fp16-storage");
+  }
+}
+
+namespace {
+// The coopmat forward's awkward shapes: T = 1, 7 (inside one 16-row block),
+// 65 (one row past a 64-row tile), 130 (past two, several key tiles);
+// D = 16, 32, 64, 128 and 40 (not a multiple of 16: zero-padded to 48);
+// ra_window with a band edge inside a tile (5) and across tiles (40).
+// The emulated kernel (lavapipe, every CI run) takes the first six, which
+// cover every T and D; the real one all of them.
+const Case kCoopmatCases[] = {
+    {1, 1, 1, 16}, {2, 3, 7, 32}, {1, 2, 65, 64}, {1, 1, 130, 128}, {2, 1, 130, 40},
+    {1, 1, 65, 40}, {1, 2, 65, 16}, {2, 1, 7, 128}, {1, 1, 130, 32}, {1, 1, 130, 64},
+};
+
+// may_skip (the emulated kernel): a shape whose coopmat plan the device
+// refuses (lavapipe's 32 KiB of shared memory holds no RA tile at D = 128)
+// is skipped with a warning instead of failing, and only the first six
+// cases run; the real kernel must run them all.
+void check_coopmat_cases(vk::ForwardPath fpath, const std::string& want_path, bool may_skip) {
+  const auto f16 = vk::Precision::fp16;
+  auto run = [&](vk::Variant v, const Case& c, int gate_batch, int window, int tile = 0) {
+    if (may_skip) {
+      vk::Options opt;
+      opt.precision = f16, opt.gate_batch = gate_batch, opt.window = window, opt.tile = tile;
+      opt.forward_path = fpath;
+      try {
+        vk::Attention probe(v, {c.B, c.H, c.T, c.D}, opt, context());
+      } catch (const std::invalid_argument& e) {
+        WARN(e.what());
+        return;
+      }
+    }
+    check_variant(v, c, gate_batch, window, f16, tile, fpath, want_path);
+  };
+  const std::size_t n_cases = may_skip ? 6 : std::size(kCoopmatCases);
+  for (std::size_t i = 0; i < n_cases; ++i) {
+    const Case& c = kCoopmatCases[i];
+    run(vk::Variant::sdpa_fused, c, 1, -1);
+    run(vk::Variant::ra_fused, c, c.B, -1);
+    run(vk::Variant::ra_window, c, 1, 5);
+    run(vk::Variant::ra_window, c, c.B, 40);
+  }
+  // Each square tile the coopmat kernel can take (br = bc = 16, 32, 64),
+  // pinned, where the device's shared memory holds it (the scalar backward
+  // must hold it too: opt.tile pins both).
+  for (int tile : {16, 32, 64}) {
+    vk::Options opt;
+    opt.precision = f16, opt.tile = tile, opt.window = 9, opt.forward_path = fpath;
+    try {
+      vk::Attention probe(vk::Variant::ra_window, {1, 2, 77, 32}, opt, context());
+      if (probe.forward_plan().path != want_path) {
+        WARN("tile " << tile << ": " << probe.forward_plan().note);
+        continue;
+      }
+    } catch (const std::invalid_argument& e) {
+      WARN(e.what());
+      continue;
+    }
+    run(vk::Variant::ra_window, {1, 2, 77, 32}, 1, 9, tile);
+  }
+}
+}  // namespace
+
+// The coopmat kernel's source with its matrix products done by plain lanes:
+// everything but the cooperative-matrix instructions (staging, padding,
+// masking, softmax through shared memory, subgroup synchronisation) checked
+// on any fp16 device, lavapipe included. The backward runs on its O and lse.
+TEST_CASE("Vulkan: coopmat forward, emulated products, matches the float64 reference",
+          "[vulkan][fp16][coopmat]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
+  check_coopmat_cases(vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage", true);
+}
+
+// The real cooperative-matrix forward where the device has VK_NV_cooperative_matrix
+// (fp16 16x16x16 -> fp32, subgroup 32); elsewhere the fp16 forward must fall
+// back to the scalar kernel and say why.
+TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back and says why",
+          "[vulkan][fp16][coopmat]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
   const auto& dev = context()->info();
-  if (!(dev.shader_float16 && dev.storage_16bit)) {
-    WARN(dev.name << " has no fp16 storage/arithmetic: skipped");
+  const char* env = std::getenv("RA_VK_COOPMAT");
+  const bool forced_off = env && std::string(env) == "0";
+  const bool available = dev.coopmat_f16 && dev.subgroup_size == 32 && !forced_off;
+  vk::Options opt;
+  opt.precision = vk::Precision::fp16;
+  vk::Attention probe(vk::Variant::sdpa_fused, {1, 1, 64, 64}, opt, context());
+  const vk::TilePlan p = probe.forward_plan();
+  std::cerr << "test_vulkan: fp16 forward on " << dev.name << ": " << p.path
+            << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
+  if (!available) {
+    CHECK(p.path == "scalar fp16-storage");
+    CHECK(!p.note.empty());
+    if (!forced_off && !dev.coopmat_f16) CHECK(p.note == dev.coopmat_note);
+    WARN(dev.name << ": no coopmat forward (" << p.note << "); the scalar fp16 forward ran");
     return;
   }
-  for (const Case& c : {Case{1, 1, 1, 16}, Case{2, 3, 7, 32}, Case{1, 2, 65, 64}, Case{2, 1, 100, 128}}) {
-    check_variant(vk::Variant::sdpa_fused, c, 1, -1, vk::Precision::fp16);
-    check_variant(vk::Variant::ra_fused, c, c.B, -1, vk::Precision::fp16);
-    check_variant(vk::Variant::ra_window, c, 1, 5, vk::Precision::fp16);
-  }
+  CHECK(p.path == "coopmat fp16-storage");
+  CHECK(p.note.empty());
+  check_coopmat_cases(vk::ForwardPath::automatic, "coopmat fp16-storage", false);
+  check_clean();
+}
+
+TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
+  RA_REQUIRE_DEVICE();
+  vk::Options opt;
+  vk::Attention f32(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
+  CHECK(f32.forward_plan().path == "scalar fp32");
+  CHECK(f32.forward_plan().note.empty());
+  if (!has_fp16()) return;
+  opt.precision = vk::Precision::fp16;
+  opt.forward_path = vk::ForwardPath::scalar;
+  vk::Attention forced(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
+  CHECK(forced.forward_plan().path == "scalar fp16-storage");
+  CHECK_THAT(forced.forward_plan().note, Catch::Contains("forced"));
+  // fp16 backward is always the scalar kernel.
+  CHECK(forced.backward_plan().path == "scalar fp16-storage");
+  check_clean();
 }
 
 TEST_CASE("Vulkan: every tile the table can pick, pinned (fp32)", "[vulkan]") {
@@ -254,12 +389,22 @@ TEST_CASE("Vulkan: timing at the seeds' shape", "[.][vkbench]") {
   const Shape s{8, 12, T, 64};
   std::mt19937 rng(1);
   std::normal_distribution<float> n01(0.f, 1.f);
-  for (vk::Precision prec : {vk::Precision::fp32, vk::Precision::fp16})
+  // fp16 twice: the automatic forward (coopmat where the device has it) and
+  // the scalar one pinned, for the comparison.
+  const std::pair<vk::Precision, vk::ForwardPath> runs[] = {
+      {vk::Precision::fp32, vk::ForwardPath::automatic},
+      {vk::Precision::fp16, vk::ForwardPath::automatic},
+      {vk::Precision::fp16, vk::ForwardPath::scalar}};
+  for (const auto& [prec, fpath] : runs)
     for (vk::Variant v : vk::all_variants()) {
       vk::Options opt;
       opt.precision = prec;
+      opt.forward_path = fpath;
       opt.window = v == vk::Variant::ra_window ? 128 : -1;
       vk::Attention attn(v, s, opt, context());
+      const auto& dev = context()->info();
+      if (fpath == vk::ForwardPath::scalar && !(dev.coopmat_f16 && dev.subgroup_size == 32))
+        continue;  // the automatic fp16 run was scalar already
       auto t = vk::HostTensors::allocate(s, 1);
       for (auto* x : {&t.q, &t.k, &t.v, &t.dout, &t.d})
         for (auto& e : *x) e = n01(rng);
@@ -276,9 +421,10 @@ TEST_CASE("Vulkan: timing at the seeds' shape", "[.][vkbench]") {
       f.erase(f.begin()), b.erase(b.begin());  // first run: pipeline warm-up
       std::sort(f.begin(), f.end()), std::sort(b.begin(), b.end());
       std::cerr << "vkbench " << context()->info().name << " " << s.str() << " "
-                << vk::variant_name(v) << " " << vk::precision_name(prec) << " tiles "
-                << attn.forward_plan().br << "/" << attn.backward_plan().br << " threads "
-                << attn.forward_plan().threads << ": fwd " << f[2] << " ms ("
+                << vk::variant_name(v) << " " << vk::precision_name(prec) << " forward "
+                << attn.forward_plan().path << " " << attn.forward_plan().br << "x"
+                << attn.forward_plan().bc << " (" << attn.forward_plan().threads
+                << " threads), backward tile " << attn.backward_plan().br << ": fwd " << f[2] << " ms ("
                 << vk::forward_flops(v, s, opt) / f[2] * 1e-6 << " GFLOP/s), bwd " << b[2]
                 << " ms (" << vk::backward_flops(v, s, opt) / b[2] * 1e-6 << " GFLOP/s)\n";
     }

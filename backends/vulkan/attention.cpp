@@ -4,6 +4,7 @@
 #include <ra/vulkan/kernel_traits.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -163,6 +164,8 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   };
   fwd_plan_ = plan(false);
   bwd_plan_ = plan(true);
+  fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
+  if (fp16) plan_coopmat_forward(who, tr);
 
   // Device limits on the launch and the buffers.
   const std::size_t bh = std::size_t(s.B) * s.H;
@@ -222,6 +225,56 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   if (dev.timestamp_period_ns > 0) queries_ = ctx_->create_timestamp_pool();
 }
 
+// The fp16 forward on cooperative matrices where the device, the options
+// and the shape allow it; otherwise the scalar plan stays and its note says
+// why (so ra-bench and the tests can report which kernel ran).
+void Attention::plan_coopmat_forward(const std::string& who, const KernelTraits& tr) {
+  const DeviceInfo& dev = ctx_->info();
+  const Shape& s = shape_;
+  const bool emulate = opt_.forward_path == ForwardPath::coopmat_emulated;
+  const char* env = std::getenv("RA_VK_COOPMAT");
+  std::string why;
+  if (opt_.forward_path == ForwardPath::scalar)
+    why = "scalar forced (Options::forward_path)";
+  else if (!emulate && env && std::string(env) == "0")
+    why = "scalar forced (RA_VK_COOPMAT=0)";
+  else if (!emulate && !dev.coopmat_f16)
+    why = dev.coopmat_note;
+  else if (!emulate && dev.subgroup_size != 32)
+    // The kernel is written for any subgroup size, but relies on a workgroup
+    // of NSG * subgroupSize invocations being NSG full subgroups, which
+    // Vulkan 1.2 only promises in practice, on NVIDIA's 32-wide warps.
+    why = "subgroup size " + std::to_string(dev.subgroup_size) +
+          "; the coopmat kernel is laid out for 32";
+  else if (opt_.tile == 8)
+    why = "tile 8 pinned (coopmat tiles are multiples of 16)";
+  TilePlan cm;
+  if (why.empty()) {
+    const int cap = std::max(16, tile_cap(s.T));
+    for (const auto& t : coopmat_tiles()) {
+      const int br = t[0], bc = t[1];
+      if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > cap || bc > cap)) continue;
+      const std::size_t bytes = coopmat_forward_shared_bytes(br, bc, s.D, is_ra(variant_));
+      const std::uint32_t threads = std::uint32_t(br / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
+      if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
+      cm.path = emulate ? "coopmat-emulated fp16-storage" : "coopmat fp16-storage";
+      cm.br = br, cm.bc = bc, cm.threads = int(threads), cm.shared_bytes = bytes;
+      break;
+    }
+    if (cm.br == 0)
+      why = "no coopmat tile fits " + std::to_string(tr.shared_budget) + " bytes of shared memory" +
+            (opt_.tile ? " with tile " + std::to_string(opt_.tile) : std::string());
+  }
+  if (why.empty()) {
+    fwd_plan_ = cm;
+    fwd_kernel_ = emulate ? "fwd_cm_emu" : "fwd_cm";
+  } else if (emulate) {
+    throw std::invalid_argument(who + ": the emulated coopmat forward cannot run: " + why);
+  } else {
+    fwd_plan_.note = why;
+  }
+}
+
 Attention::~Attention() {
   if (!ctx_) return;
   VkDevice d = ctx_->device();
@@ -267,10 +320,9 @@ void compute_barrier(VkCommandBuffer cb) {
 void Attention::run_forward() {
   const Shape& s = shape_;
   const bool ra = is_ra(variant_);
-  const std::string suffix = opt_.precision == Precision::fp16 ? "_f16" : "";
   const TilePlan& p = fwd_plan_;
   VkPipeline pipe = ctx_->pipeline(
-      "fwd" + suffix, {std::uint32_t(p.threads), std::uint32_t(s.D), std::uint32_t(W_),
+      fwd_kernel_, {std::uint32_t(p.threads), std::uint32_t(s.D), std::uint32_t(W_),
                        std::uint32_t(p.br), std::uint32_t(p.bc), ra ? 1u : 0u});
   const int n_tiles = ceil_div(s.T, p.br);
   Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,

@@ -416,21 +416,68 @@ void Context::pick_device(const ContextOptions& opt) {
   info_.timestamp_period_ns =
       fams[queue_family_].timestampValidBits ? double(p.limits.timestampPeriod) : 0.0;
 
-  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
-  VkPhysicalDevice16BitStorageFeatures s16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
-  f12.pNext = &s16;
-  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
-  f2.pNext = &f12;
-  vkGetPhysicalDeviceFeatures2(physical_, &f2);
-  info_.shader_float16 = f12.shaderFloat16;
-  info_.storage_16bit = s16.storageBuffer16BitAccess;
-
   std::uint32_t ne = 0;
   RA_VK_CHECK(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, nullptr));
   std::vector<VkExtensionProperties> exts(ne);
   RA_VK_CHECK(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &ne, exts.data()));
   for (const auto& e : exts) info_.extensions.push_back(e.extensionName);
+  const bool has_cm = info_.has_extension(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  VkPhysicalDevice16BitStorageFeatures s16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  f12.pNext = &s16;
+  if (has_cm) s16.pNext = &cmf;  // only chain what the device knows
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &f12;
+  vkGetPhysicalDeviceFeatures2(physical_, &f2);
+  info_.shader_float16 = f12.shaderFloat16;
+  info_.storage_16bit = s16.storageBuffer16BitAccess;
+  info_.vulkan_memory_model = f12.vulkanMemoryModel;
   vkGetPhysicalDeviceMemoryProperties(physical_, &mem_props_);
+
+  // The coopmat forward's requirements, first missing one named.
+  std::string& why = info_.coopmat_note;
+  if (!has_cm) {
+    why = "no VK_NV_cooperative_matrix on " + info_.name;
+  } else if (!cmf.cooperativeMatrix) {
+    why = "VK_NV_cooperative_matrix without its cooperativeMatrix feature";
+  } else if (!(info_.shader_float16 && info_.storage_16bit)) {
+    why = "no shaderFloat16 + storageBuffer16BitAccess";
+  } else if (!info_.vulkan_memory_model) {
+    why = "no vulkanMemoryModel (NV coopmat shaders use the Vulkan memory model)";
+  } else {
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV cmp{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV};
+    VkPhysicalDeviceProperties2 cp2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    cp2.pNext = &cmp;
+    vkGetPhysicalDeviceProperties2(physical_, &cp2);
+    auto list = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+        vkGetInstanceProcAddr(instance_, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+    bool found = false;
+    if (list) {
+      std::uint32_t n = 0;
+      RA_VK_CHECK(list(physical_, &n, nullptr));
+      std::vector<VkCooperativeMatrixPropertiesNV> cfg(
+          n, VkCooperativeMatrixPropertiesNV{VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+      if (n) RA_VK_CHECK(list(physical_, &n, cfg.data()));
+      cfg.resize(n);
+      for (const auto& c : cfg)
+        found = found || (c.MSize == 16 && c.NSize == 16 && c.KSize == 16 &&
+                          c.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                          c.BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                          c.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+                          c.DType == VK_COMPONENT_TYPE_FLOAT32_NV && c.scope == VK_SCOPE_SUBGROUP_NV);
+    }
+    if (!list)
+      why = "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV not exported by the driver";
+    else if (!found)
+      why = "VK_NV_cooperative_matrix lists no 16x16x16 fp16 x fp16 -> fp32 subgroup configuration";
+    else if (!(cmp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+      why = "VK_NV_cooperative_matrix not supported in compute shaders";
+  }
+  info_.coopmat_f16 = why.empty();
 }
 
 void Context::create_device() {
@@ -446,6 +493,17 @@ void Context::create_device() {
   VkPhysicalDevice16BitStorageFeatures s16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
   s16.storageBuffer16BitAccess = info_.storage_16bit;
   f12.pNext = &s16;
+  // The coopmat forward: the extension, its feature and the memory model,
+  // only where pick_device() found everything it needs.
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cmf{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  std::vector<const char*> exts;
+  if (info_.coopmat_f16) {
+    cmf.cooperativeMatrix = VK_TRUE;
+    s16.pNext = &cmf;
+    f12.vulkanMemoryModel = VK_TRUE;
+    exts.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+  }
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   f2.pNext = &f12;
 
@@ -453,6 +511,8 @@ void Context::create_device() {
   di.pNext = &f2;
   di.queueCreateInfoCount = 1;
   di.pQueueCreateInfos = &qi;
+  di.enabledExtensionCount = std::uint32_t(exts.size());
+  di.ppEnabledExtensionNames = exts.data();
   RA_VK_CHECK(vkCreateDevice(physical_, &di, nullptr, &device_));
   vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 

@@ -45,11 +45,21 @@ const std::vector<Variant>& all_variants();
 enum class Precision { fp32, fp16 };
 std::string precision_name(Precision p);
 
+// The fp16 forward's kernel. automatic: the cooperative-matrix kernel
+// (shaders/fwd_cm.comp) where the device has it (DeviceInfo::coopmat_f16,
+// subgroup size 32) and $RA_VK_COOPMAT is not 0, else the scalar one;
+// scalar: always the scalar kernel (comparisons); coopmat_emulated: the
+// coopmat kernel's code with its matrix products done by plain lanes, on any
+// device with fp16 (tests its staging, masking and softmax where no tensor
+// cores exist). fp32 always runs the scalar kernels; so does every backward.
+enum class ForwardPath { automatic, scalar, coopmat_emulated };
+
 struct Options {
   int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
   int gate_batch = 1;  // Gb: 1 = gates per head, B = gates per (batch, head)
-  int tile = 0;        // 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc
+  int tile = 0;        // 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc (coopmat: 16/32/64)
   Precision precision = Precision::fp32;
+  ForwardPath forward_path = ForwardPath::automatic;
 };
 
 // Every tensor a forward and backward pass touches (host side). SDPA
@@ -70,10 +80,17 @@ struct HostTensors {
 void check_supported(Variant v, const Shape& s, const Options& opt);
 
 struct TilePlan {
-  std::string path;  // "scalar fp32" / "scalar fp16-storage"
+  // "scalar fp32" / "scalar fp16-storage" / "coopmat fp16-storage" /
+  // "coopmat-emulated fp16-storage"
+  std::string path;
+  // fp16 forward on the scalar kernel: why not the coopmat one (no
+  // VK_NV_cooperative_matrix, forced, ...); "" otherwise.
+  std::string note;
   int br = 0, bc = 0, threads = 0;
   std::size_t shared_bytes = 0;
 };
+
+struct KernelTraits;  // kernel_traits.hpp
 
 class Attention {
  public:
@@ -116,6 +133,7 @@ class Attention {
 
  private:
   struct Buffers;
+  void plan_coopmat_forward(const std::string& who, const KernelTraits& tr);
   void record_and_time(const std::function<void(VkCommandBuffer)>& record);
 
   Variant variant_;
@@ -123,6 +141,7 @@ class Attention {
   Options opt_;
   std::shared_ptr<Context> ctx_;
   TilePlan fwd_plan_, bwd_plan_;
+  std::string fwd_kernel_;  // embedded kernel name of the forward
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;

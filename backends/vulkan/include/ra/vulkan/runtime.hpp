@@ -71,6 +71,14 @@ struct DeviceInfo {
   std::uint32_t subgroup_size = 0;
   double timestamp_period_ns = 0;         // 0: the queue has no timestamps
   bool shader_float16 = false, storage_16bit = false;
+  bool vulkan_memory_model = false;       // VkPhysicalDeviceVulkan12Features::vulkanMemoryModel
+  // VK_NV_cooperative_matrix usable by the coopmat forward (shaders/fwd_cm.comp):
+  // the extension and its feature, a 16x16x16 fp16 x fp16 -> fp32 subgroup
+  // configuration for compute, the Vulkan memory model (glslang emits it for
+  // every NV coopmat shader), fp16 arithmetic and 16-bit storage. When true,
+  // the device was created with the extension and those features enabled.
+  bool coopmat_f16 = false;
+  std::string coopmat_note;               // why coopmat_f16 is false ("" when true)
   std::vector<std::string> extensions;    // device extensions (e.g. VK_NV_cooperative_matrix)
   std::string type_name() const;
   std::string api_string() const;  // "1.3.230"
