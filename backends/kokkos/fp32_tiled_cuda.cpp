@@ -51,8 +51,8 @@
 //
 // D: any 1..128. The QK^T chunks zero-fill k >= D (so no padding cost beyond
 // the next multiple of 8); O and V are padded to DP = 32, 64 or 128 columns
-// (zero-filled). Rows of 16 bytes (D % 4 == 0) load as float4 / cp.async,
-// other D element by element.
+// (zero-filled). Rows of 16 bytes (D % 4 == 0, aligned tensors) load as
+// float4 / cp.async and O stores as float4; other D element by element.
 #include <ra/kokkos/detail/fp32_tiled.hpp>
 
 #include <cmath>
@@ -177,7 +177,11 @@ struct Forward {
       const float* g = a.gates + (std::size_t(a.gate_batch == 1 ? 0 : b) * a.H + h) * 3;
       w_std = g[0], w_rec = g[1], w_disc = g[2];
     }
-    const bool vec = (D & 3) == 0;
+    // 16-byte rows: D % 4 == 0 and every tensor 16-byte aligned (Kokkos
+    // allocations are; a caller's offset view might not be).
+    const auto addr_bits = reinterpret_cast<std::uintptr_t>(a.q) | reinterpret_cast<std::uintptr_t>(a.k) |
+                           reinterpret_cast<std::uintptr_t>(a.v) | reinterpret_cast<std::uintptr_t>(a.o);
+    const bool vec = (D & 3) == 0 && (addr_bits & 15) == 0;
 
     auto base = reinterpret_cast<std::uintptr_t>(team.team_scratch(0).get_shmem(kScratch + 128));
     float* sm = reinterpret_cast<float*>((base + 127) & ~std::uintptr_t(127));
