@@ -441,6 +441,8 @@ void Context::pick_device(const ContextOptions& opt) {
   std::string& why = info_.coopmat_note;
   if (!has_cm) {
     why = "no VK_NV_cooperative_matrix on " + info_.name;
+    if (info_.has_extension("VK_KHR_cooperative_matrix"))
+      why += " (it has VK_KHR_cooperative_matrix, which the build's glslc cannot target)";
   } else if (!cmf.cooperativeMatrix) {
     why = "VK_NV_cooperative_matrix without its cooperativeMatrix feature";
   } else if (!(info_.shader_float16 && info_.storage_16bit)) {
