@@ -10,6 +10,7 @@
 #include <ra/kokkos/tuned_traits.hpp>
 #include <ra/kokkos/kernel_traits.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -269,35 +270,58 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
 
 namespace detail {
 // Delta_i = dO_i . O_i, the softmax-backward row term (accumulated in accum_t).
+// A row per team thread, its D columns across the thread's vector lanes: on
+// CUDA 32 lanes read a row's contiguous elements together (a thread-per-row
+// loop strided by D through memory took 68 us at B8 H12 T1024 D64 on an H100,
+// 4x its bandwidth floor); on the host a lane is a plain loop.
 template <class Scalar, class Exec>
 void row_delta(const Exec& exec, const Tensor4<Scalar, Exec>& dout, const Tensor4<Scalar, Exec>& o,
                const Tensor3<accum_t<Scalar>, Exec>& delta) {
   using Acc = accum_t<Scalar>;
+  using Policy = Kokkos::TeamPolicy<Exec>;
   const int H = o.extent_int(1), T = o.extent_int(2), D = o.extent_int(3);
+  const int rows = o.extent_int(0) * H * T;
+  constexpr bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible;
+  const int lanes = host ? 1 : std::min(32, Policy::vector_length_max());
+  const int per_team = host ? 1 : 256 / lanes;  // rows (team threads) per team
   Kokkos::parallel_for(
-      "ra::delta", Kokkos::RangePolicy<Exec>(exec, 0, o.extent(0) * H * T), KOKKOS_LAMBDA(int r) {
+      "ra::delta", Policy(exec, (rows + per_team - 1) / per_team, per_team, lanes),
+      KOKKOS_LAMBDA(const typename Policy::member_type& m) {
+        const int r = m.league_rank() * per_team + m.team_rank();
+        if (r >= rows) return;
         const int i = r % T, h = (r / T) % H, b = r / (T * H);
         Acc acc = 0;
-        for (int c = 0; c < D; ++c) acc += Acc(dout(b, h, i, c)) * Acc(o(b, h, i, c));
-        delta(b, h, i) = acc;
+        Kokkos::parallel_reduce(
+            Kokkos::ThreadVectorRange(m, D),
+            [&](int c, Acc& sum) { sum += Acc(dout(b, h, i, c)) * Acc(o(b, h, i, c)); }, acc);
+        Kokkos::single(Kokkos::PerThread(m), [&]() { delta(b, h, i) = acc; });
       });
 }
 
-// dgates(g, h, :) = sum over the batch group and the tile/row partials.
+// dgates(g, h, :) = sum over the batch group and the tile/row partials: a team
+// per output, its threads over (batch, partial) -- a thread per output summed
+// up to B * n_used values in sequence (11 us for 36 outputs on an H100).
 template <class Scalar, class Exec>
 void reduce_gates(const Exec& exec, const Tensor4<Scalar, Exec>& partials,
                   const Tensor3<Scalar, Exec>& dgates, int n_used) {
+  using Policy = Kokkos::TeamPolicy<Exec>;
   const int B = partials.extent_int(0), H = partials.extent_int(1);
   const int Gb = dgates.extent_int(0);
+  const int per_output = Gb == 1 ? B * n_used : n_used;  // terms of one output
   Kokkos::parallel_for(
-      "ra::reduce_gates", Kokkos::RangePolicy<Exec>(exec, 0, Gb * H * 3), KOKKOS_LAMBDA(int r) {
+      "ra::reduce_gates", Policy(exec, Gb * H * 3, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const typename Policy::member_type& m) {
+        const int r = m.league_rank();
         const int g = r % 3, h = (r / 3) % H, gb = r / (3 * H);
         Scalar acc = 0;
-        for (int b = 0; b < B; ++b) {
-          if (Gb != 1 && b != gb) continue;
-          for (int t = 0; t < n_used; ++t) acc += partials(b, h, t, g);
-        }
-        dgates(gb, h, g) = acc;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(m, per_output),
+            [&](int x, Scalar& sum) {
+              const int b = Gb == 1 ? x / n_used : gb, t = x % n_used;
+              sum += partials(b, h, t, g);
+            },
+            acc);
+        Kokkos::single(Kokkos::PerTeam(m), [&]() { dgates(gb, h, g) = acc; });
       });
 }
 }  // namespace detail
