@@ -120,11 +120,12 @@ struct Swizzled {
 
 // Rows row0.. of one (b, h) matrix pair into a swizzled tile: columns [0, D)
 // from a, [D, 2D) from b (when COLS = 2D); zero past T and past the real head
-// dim Dact (D is the padded one). Issued by all NT threads, no wait.
-template <int ROWS, int COLS, int D, int NT>
+// dim Dact (D is the padded one). Only the first CH 16-byte chunks of each row
+// are written (CH = D / 8: the a half alone). Issued by all NT threads, no wait.
+template <int ROWS, int COLS, int D, int NT, int CH = COLS / 8>
 __device__ __forceinline__ void stage_rows(u32 tile, const bf16_t* a, const bf16_t* b, int row0,
                                            int T, int Dact, int tid) {
-  constexpr int kCh = COLS / 8, kChD = D / 8;
+  constexpr int kCh = CH, kChD = D / 8;
   for (int idx = tid; idx < ROWS * kCh; idx += NT) {
     const int r = idx / kCh, c = idx % kCh;
     const int cc = c % kChD, row = row0 + r;
@@ -269,6 +270,18 @@ struct OwnRows<COLS, true> {
 
 // Multiplies columns [0, D) of a staged ROWS x COLS tile by lo and [D, COLS) by hi
 // in place (the gates folded into own rows that stay in shared memory).
+// A streamed folded tile ([K_j, Q_j] or [Q_i, K_i]): both halves, or only the
+// first where the tile lies wholly outside the reciprocity band (kPlain: its
+// products never read the second half, so half the loads are saved there).
+template <int ROWS, int W, int D, int NT>
+__device__ __forceinline__ void stage_folded(u32 tile, const bf16_t* a, const bf16_t* b, int row0,
+                                             int T, int Dact, int tid, bool both_halves) {
+  if (W == D || both_halves)
+    stage_rows<ROWS, W, D, NT>(tile, a, b, row0, T, Dact, tid);
+  else
+    stage_rows<ROWS, W, D, NT, D / 8>(tile, a, b, row0, T, Dact, tid);
+}
+
 template <int ROWS, int COLS, int D, int NT>
 __device__ __forceinline__ void scale_tile_halves(char* tile, float lo, float hi, int tid) {
   using S = Swizzled<COLS>;
@@ -414,7 +427,8 @@ struct Forward {
     auto buffer = [&](int kt) { return SPLIT ? 0 : (kt & 1) * kStage; };
     auto stage_k = [&](int kt) {  // Kf rows and the bias
       const u32 st = s0 + buffer(kt);
-      stage_rows<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid);
+      stage_folded<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid,
+                                 classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain);
       if constexpr (RA)
         stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
     };
@@ -599,7 +613,8 @@ struct BackwardQ {
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
     auto stage_kv = [&](int kt) {
       const u32 st = pipe + (kt & 1) * kStage;
-      stage_rows<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid);
+      stage_folded<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid,
+                                 classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain);
       stage_rows<BC, D, D, NT>(st + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
       if constexpr (RA) stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
       cp_commit();
@@ -778,7 +793,8 @@ struct BackwardKV {
     const int qt_first = j0 / BR;
     auto stage_q = [&](int qt) {
       const u32 st = pipe + (qt & 1) * kStage;
-      stage_rows<BR, W, D, NT>(st, Q, K, qt * BR, T, Dact, tid);
+      stage_folded<BR, W, D, NT>(st, Q, K, qt * BR, T, Dact, tid,
+                                 classify(RA, a.window, qt * BR, BR, j0, BK, T) != kPlain);
       stage_rows<BR, D, D, NT>(st + Swizzled<W>::bytes(BR), dO, dO, qt * BR, T, Dact, tid);
       const u32 vec = st + Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR);
       stage_vec<BR, NT>(vec, lse, qt * BR, T, tid);
