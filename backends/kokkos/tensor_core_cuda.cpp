@@ -28,6 +28,8 @@
 #include <ra/kokkos/tuned_traits.hpp>
 #include <ra/kokkos/kernel_traits.hpp>
 
+#include "cuda_warp_primitives.hpp"
+
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -39,26 +41,10 @@
 namespace ra::kk::detail::tc {
 namespace {
 
-using u32 = std::uint32_t;
+using namespace ra::kk::detail::cuda;  // cuda_warp_primitives.hpp
 using bf16_t = __nv_bfloat16;
-using Member = Kokkos::TeamPolicy<Kokkos::Cuda>::member_type;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 // ------------------------------------------------------------------ primitives
-__device__ __forceinline__ u32 smem_u32(const void* p) {
-  return static_cast<u32>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void ldsm_x4(u32 (&r)[4], u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_trans(u32 (&r)[4], u32 addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
 // c += a b  (16x16 bf16 times 16x8 bf16, fp32 accumulators)
 __device__ __forceinline__ void mma(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
   asm volatile(
@@ -66,21 +52,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const u32 (&a)[4], u32 b0, u3
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// 16-byte (resp. 4-byte) asynchronous global -> shared copy; zero-fills when !valid
-// (src must still be a mapped address: callers pass the matrix base then).
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async4(u32 dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 4 : 0));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 __device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -90,19 +61,6 @@ __device__ __forceinline__ u32 scale_bf16x2(u32 x, float s) {
   const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&x));
   return pack_bf16(f.x * s, f.y * s);
 }
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-__device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float warp_sum(float x) {
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-
 // A tile of bf16 rows COLS wide in shared memory, in 16-byte chunks whose
 // order is XOR-swizzled per row so that the 8 rows an ldmatrix reads at one
 // chunk index fall in 8 different bank groups (no padding, no conflicts).
@@ -134,15 +92,6 @@ __device__ __forceinline__ void stage_rows(u32 tile, const bf16_t* a, const bf16
     cp_async16(tile + Swizzled<COLS>::offset(r, c), src, valid);
   }
 }
-// n floats [row0, row0 + n) of a [T] vector, zero past T.
-template <int N, int NT>
-__device__ __forceinline__ void stage_vec(u32 dst, const float* src, int row0, int T, int tid) {
-  for (int r = tid; r < N; r += NT) {
-    const bool valid = row0 + r < T;
-    cp_async4(dst + 4 * r, src + (valid ? row0 + r : 0), valid);
-  }
-}
-
 // A-fragments of this warp's 16 rows of a staged tile, k-steps K0..K1-1.
 template <int COLS, int KSTEPS>
 __device__ __forceinline__ void load_a(u32 (&frag)[KSTEPS][4], u32 tile, int row0, int lane) {
@@ -219,18 +168,6 @@ __device__ __forceinline__ const T (&one(const T (&x)[N0][N1]))[1][N0][N1] {
   return reinterpret_cast<const T(&)[1][N0][N1]>(x);
 }
 
-template <int N>
-__device__ __forceinline__ void zero(float (&x)[N][4]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) x[i][0] = x[i][1] = x[i][2] = x[i][3] = 0.f;
-}
-
-// Row r (0..15) and column c (0..8N-1) of element e of C-fragment n.
-__device__ __forceinline__ int frag_row(int lane, int e) { return (lane >> 2) + ((e >> 1) << 3); }
-__device__ __forceinline__ int frag_col(int lane, int n, int e) {
-  return n * 8 + ((lane & 3) << 1) + (e & 1);
-}
-
 // The team's own rows as the A operand of a warp's products (its 16 rows of
 // a staged COLS-wide tile): held as fragments in registers, or (IN_SMEM, the
 // traits' rows_in_smem) left in the staged tile and read by ldmatrix at each
@@ -297,19 +234,6 @@ __device__ __forceinline__ void scale_tile_halves(char* tile, float lo, float hi
   }
 }
 
-enum Kind { kPlain, kMixed, kFull };
-// How a (query rows i0.., key rows j0..) tile meets the reciprocity band
-// i - j <= window (window < 0: everywhere). Team-uniform.
-__device__ __forceinline__ Kind classify(bool ra, int window, int i0, int nq, int j0, int nk,
-                                         int T) {
-  if (!ra) return kPlain;
-  if (window < 0) return kFull;
-  const int i_last = min(i0 + nq - 1, T - 1);
-  if (i_last - j0 <= window) return kFull;
-  if (i0 - (j0 + nk - 1) > window) return kPlain;
-  return kMixed;
-}
-
 struct Gates {
   float std = 1.f, rec = 0.f, disc = 0.f;
 };
@@ -320,27 +244,6 @@ __device__ __forceinline__ Gates gates_of(const Args& a, int b, int h) {
     g.std = p[0], g.rec = p[1], g.disc = p[2];
   }
   return g;
-}
-
-__device__ __forceinline__ char* aligned_scratch(const Member& team, std::size_t bytes) {
-  auto p = reinterpret_cast<std::uintptr_t>(team.team_scratch(0).get_shmem(bytes + 128));
-  return reinterpret_cast<char*>((p + 127) & ~std::uintptr_t(127));
-}
-__device__ __forceinline__ int thread_id() { return threadIdx.x + threadIdx.y * blockDim.x; }
-
-// Zeroes the elements of a 16-row tile (C-fragments) outside the reciprocity
-// band i - j <= window; rows are queries i (else keys j).
-template <int NB>
-__device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_base, int col_base,
-                                          bool rows_are_queries, int window) {
-#pragma unroll
-  for (int n = 0; n < NB; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int r = row_base + frag_row(lane, e), c = col_base + frag_col(lane, n, e);
-      const int gap = rows_are_queries ? r - c : c - r;  // i - j
-      if (gap > window) x[n][e] = 0.f;
-    }
 }
 
 // QK^T of a tile with the band logic: plain tiles use only the first D columns

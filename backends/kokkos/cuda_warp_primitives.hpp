@@ -1,0 +1,118 @@
+// Warp-level CUDA building blocks shared by the CUDA-only attention kernels
+// (tensor_core_cuda.cpp: bf16 mma.sync; tf32_cuda.cpp: tf32 mma.sync):
+// shared-memory addresses, ldmatrix, cp.async, quad/warp reductions, the
+// mma C-fragment layout, and the reciprocity-band tile classification.
+// Private to backends/kokkos (device code; include only from .cpp files that
+// nvcc compiles for CUDA).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ra::kk::detail::cuda {
+
+using u32 = std::uint32_t;
+using Member = Kokkos::TeamPolicy<Kokkos::Cuda>::member_type;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void ldsm_x4(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_trans(u32 (&r)[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// 16-byte (resp. 4-byte) asynchronous global -> shared copy; zero-fills when !valid
+// (src must still be a mapped address: callers pass the matrix base then).
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(u32 dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+// n floats [row0, row0 + n) of a [T] vector, zero past T.
+template <int N, int NT>
+__device__ __forceinline__ void stage_vec(u32 dst, const float* src, int row0, int T, int tid) {
+  for (int r = tid; r < N; r += NT) {
+    const bool valid = row0 + r < T;
+    cp_async4(dst + 4 * r, src + (valid ? row0 + r : 0), valid);
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void zero(float (&x)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) x[i][0] = x[i][1] = x[i][2] = x[i][3] = 0.f;
+}
+
+// Row r (0..15) and column c (0..8N-1) of element e of C-fragment n.
+__device__ __forceinline__ int frag_row(int lane, int e) { return (lane >> 2) + ((e >> 1) << 3); }
+__device__ __forceinline__ int frag_col(int lane, int n, int e) {
+  return n * 8 + ((lane & 3) << 1) + (e & 1);
+}
+
+enum Kind { kPlain, kMixed, kFull };
+// How a (query rows i0.., key rows j0..) tile meets the reciprocity band
+// i - j <= window (window < 0: everywhere). Team-uniform.
+__device__ __forceinline__ Kind classify(bool ra, int window, int i0, int nq, int j0, int nk,
+                                         int T) {
+  if (!ra) return kPlain;
+  if (window < 0) return kFull;
+  const int i_last = min(i0 + nq - 1, T - 1);
+  if (i_last - j0 <= window) return kFull;
+  if (i0 - (j0 + nk - 1) > window) return kPlain;
+  return kMixed;
+}
+
+__device__ __forceinline__ char* aligned_scratch(const Member& team, std::size_t bytes) {
+  auto p = reinterpret_cast<std::uintptr_t>(team.team_scratch(0).get_shmem(bytes + 128));
+  return reinterpret_cast<char*>((p + 127) & ~std::uintptr_t(127));
+}
+__device__ __forceinline__ int thread_id() { return threadIdx.x + threadIdx.y * blockDim.x; }
+
+// Zeroes the elements of a 16-row tile (C-fragments) outside the reciprocity
+// band i - j <= window; rows are queries i (else keys j).
+template <int NB>
+__device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_base, int col_base,
+                                          bool rows_are_queries, int window) {
+#pragma unroll
+  for (int n = 0; n < NB; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = row_base + frag_row(lane, e), c = col_base + frag_col(lane, n, e);
+      const int gap = rows_are_queries ? r - c : c - r;  // i - j
+      if (gap > window) x[n][e] = 0.f;
+    }
+}
+
+
+}  // namespace ra::kk::detail::cuda
