@@ -207,9 +207,10 @@ TEMPLATE_TEST_CASE("bf16 picks the tensor-core path on CUDA and says why not els
 
 #endif  // RA_HAVE_BF16
 
-// The fp32 tiled forward (CUDA, float storage): the fused variants' forward
-// unless the caller pins the portable kernels (Options::portable, a tile);
-// the backward and every other space and precision stay portable.
+// The fp32 tiled kernels (CUDA, float storage): the fused variants' forward
+// and backward unless the caller pins the portable kernels (Options::portable,
+// a tile); RA's backward at D > 64 falls back with its reason; every other
+// space and precision stays portable.
 template <class Exec>
 constexpr bool is_cuda_space() {
 #if defined(KOKKOS_ENABLE_CUDA)
@@ -219,7 +220,7 @@ constexpr bool is_cuda_space() {
 #endif
 }
 
-TEMPLATE_TEST_CASE("float picks the fp32 tiled forward on CUDA and the portable one elsewhere",
+TEMPLATE_TEST_CASE("float picks the fp32 tiled kernels on CUDA and the portable ones elsewhere",
                    "[kernels][fp32tiled]", RA_TEST_SPACES) {
   using Exec = TestType;
   using A = kk::Attention<float, Exec>;
@@ -231,26 +232,41 @@ TEMPLATE_TEST_CASE("float picks the fp32 tiled forward on CUDA and the portable 
     kk::Options opt;
     opt.window = v == kk::Variant::ra_window ? 5 : -1;
     CHECK_THAT(A(v, s, opt).forward_plan().path, StartsWith(cuda ? "fp32 tiled" : "portable"));
-    CHECK_THAT(A(v, s, opt).backward_plan().path, StartsWith("portable"));
+    CHECK_THAT(A(v, s, opt).backward_plan().path, StartsWith(cuda ? "fp32 tiled" : "portable"));
+    // RA's backward at D > 64 is not tiled: portable, saying why (SDPA's is).
+    const Shape wide{1, 2, 65, 128};
+    if (cuda)
+      CHECK_THAT(A(v, wide, opt).backward_plan().path,
+                 StartsWith(kk::is_ra(v) ? "portable (fp32 tiled backward: RA needs D <= 64" : "fp32 tiled"));
     kk::Options portable = opt;
     portable.portable = true;
     CHECK_THAT(A(v, s, portable).forward_plan().path, StartsWith("portable"));
+    CHECK_THAT(A(v, s, portable).backward_plan().path, StartsWith("portable"));
     kk::Options pinned = opt;
     pinned.tile = 32;
     CHECK_THAT(A(v, s, pinned).forward_plan().path, StartsWith("portable"));
+    CHECK_THAT(A(v, s, pinned).backward_plan().path, StartsWith("portable"));
   }
   using D64 = kk::Attention<double, Exec>;
   CHECK_THAT(D64(kk::Variant::sdpa_fused, s).forward_plan().path, StartsWith("portable"));
 }
 
-// The tiled forward against the portable forward, both float, on shapes that
-// are awkward for its 64 x 64 tiles and 4-float loads: T in {1, 7, 65, 130,
-// 257}, D padded to 32/64/128 internally (16, 20, 48, 96), exact (64, 128),
-// and D = 7 (rows not 16-byte aligned: element loads); ra_window's band at
-// 0 and 40 (mixed, plain and full tiles), gates per head and per (b, h).
+// The tiled kernels against the portable ones, both float, forward and
+// backward, on shapes that are awkward for their 64 x 64 tiles and 4-float
+// loads: T in {1, 7, 65, 130, 257}, D padded to 32/64/128 internally (16, 20,
+// 48, 96), exact (64, 128), and D = 7 (rows not 16-byte aligned: element
+// loads); ra_window's band at 0 and 40 (mixed, plain and full tiles), gates
+// per head and per (b, h). RA at D > 64 runs the portable backward (checked by
+// its path) and still compares the tiled forward. Each side is run on its own
+// outputs (the portable backward on the portable forward's o and lse).
 // Tolerance 2e-4 relative to max(|x|, 1): both are fp32 with different
-// summation orders (and exp2 vs exp). Host builds only check the path.
-TEMPLATE_TEST_CASE("the fp32 tiled forward matches the portable forward", "[kernels][fp32tiled]",
+// summation orders (and exp2 vs exp). The gate gradients get 5e-4: each is a
+// sum over all T^2 pairs of dL times a logit half whose exact row sums cancel
+// (sum_j P_ij (dP_ij - Delta_i) = 0), so a small result carries the rounding
+// of large terms; each side is within 2e-4 of the float64 answer (the float
+// reference tests), so two of them may differ by up to twice that.
+// Host builds only check the path.
+TEMPLATE_TEST_CASE("the fp32 tiled kernels match the portable kernels", "[kernels][fp32tiled]",
                    RA_TEST_SPACES) {
   using Exec = TestType;
   using A = kk::Attention<float, Exec>;
@@ -285,11 +301,22 @@ TEMPLATE_TEST_CASE("the fp32 tiled forward matches the portable forward", "[kern
         INFO(kk::variant_name(r.v) << " " << s.str() << " Gb=" << gb << " window=" << r.window
                                    << " seed=" << seed << " path " << fast.forward_plan().path);
         REQUIRE_THAT(fast.forward_plan().path, StartsWith("fp32 tiled"));
+        INFO("backward path " << fast.backward_plan().path);
+        REQUIRE_THAT(fast.backward_plan().path, StartsWith(ra && c.D > 64 ? "portable (" : "fp32 tiled"));
         fast.forward(tiled);
         slow.forward(port);
+        fast.backward(tiled);
+        slow.backward(port);
         Kokkos::fence();
         CHECK(max_rel_error(download(tiled.o), download(port.o)) <= 2e-4);
         CHECK(max_rel_error(download(tiled.lse), download(port.lse)) <= 2e-4);
+        CHECK(max_rel_error(download(tiled.dq), download(port.dq)) <= 2e-4);
+        CHECK(max_rel_error(download(tiled.dk), download(port.dk)) <= 2e-4);
+        CHECK(max_rel_error(download(tiled.dv), download(port.dv)) <= 2e-4);
+        if (ra) {
+          CHECK(max_rel_error(download(tiled.dd), download(port.dd)) <= 2e-4);
+          CHECK(max_rel_error(download(tiled.dgates), download(port.dgates)) <= 5e-4);
+        }
       }
   }
 }

@@ -55,6 +55,8 @@
 // float4 / cp.async and O stores as float4; other D element by element.
 #include <ra/kokkos/detail/fp32_tiled.hpp>
 
+#include "cuda_warp_primitives.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -77,7 +79,10 @@ constexpr std::size_t kScratch = sizeof(float) * kFloats;
 static_assert(kOffPt % 4 == 0 && kOffV % 4 == 0 && kOffBias % 4 == 0, "float4-aligned regions");
 static_assert(kScratch + 128 + 8 * (NT + 2) <= 48 * 1024, "Kokkos' 48 KiB team-scratch cap");
 
-enum Kind { kPlain, kMixed, kFull };
+using cuda::Kind;
+using cuda::kFull;
+using cuda::kMixed;
+using cuda::kPlain;
 
 // ------------------------------------------------------------------ primitives
 __device__ __forceinline__ void cp_async16(float* dst, const float* src, bool valid) {
@@ -133,6 +138,62 @@ __device__ __forceinline__ void chunk_fma(float (&s)[4][8], const float* qs, con
   }
 }
 
+// The k-major chunk stages: thread stores its row lr, k-values lk..lk+3 of
+// the A side (pa, rows of the accumulator) and of the B side (pb, columns).
+__device__ __forceinline__ void store_pair(float* stage, const float4& pa, const float4& pb, int lr,
+                                           int lk) {
+  float* as = stage;
+  float* bs = stage + KC * LD;
+  as[(lk + 0) * LD + lr] = pa.x, as[(lk + 1) * LD + lr] = pa.y;
+  as[(lk + 2) * LD + lr] = pa.z, as[(lk + 3) * LD + lr] = pa.w;
+  bs[(lk + 0) * LD + lr] = pb.x, bs[(lk + 1) * LD + lr] = pb.y;
+  bs[(lk + 2) * LD + lr] = pb.z, bs[(lk + 3) * LD + lr] = pb.w;
+}
+
+// Rows r0 .. r0+VC-1 of a [T, D] matrix into U (row-major, DP wide), zero past T and D.
+template <int DP, int VC>
+__device__ __forceinline__ void stage_rows(float* U, const float* src, int r0, int T, int D, bool vec,
+                                           int tid) {
+  constexpr int kRow4 = DP / 4;
+  for (int idx = tid; idx < VC * kRow4; idx += NT) {
+    const int r = idx / kRow4, c = 4 * (idx % kRow4), j = r0 + r;
+    float* dst = U + r * DP + c;
+    if (vec) {
+      const bool valid = j < T && c < D;
+      cp_async16(dst, valid ? src + std::size_t(j) * D + c : src, valid);
+    } else {
+      const float* p = src + std::size_t(j) * D + c;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dst[e] = (j < T && c + e < D) ? p[e] : 0.f;
+    }
+  }
+}
+
+// acc[r][OFF + 4m + e] += sum_{kk < N} Pt[kk][4ty + r] * Bs[kk][32m + 4tx + e]
+// (m < DP/32): Pt a column-major probability tile (LD), Bs N staged rows of
+// DP floats. A warp's 8 tx read 128 contiguous bytes of Bs, its 4 ty share
+// one float4 of Pt.
+template <int DP, int OFF, int N, int NA>
+__device__ __forceinline__ void pt_fma(float (&acc)[4][NA], const float* Pt, const float* Bs, int ty,
+                                       int tx) {
+  constexpr int NO = DP / 32;
+  static_assert(OFF + 4 * NO <= NA, "accumulator columns");
+#pragma unroll 4
+  for (int kk = 0; kk < N; ++kk) {
+    const float4 p = *reinterpret_cast<const float4*>(Pt + kk * LD + 4 * ty);
+    const float pr[4] = {p.x, p.y, p.z, p.w};
+#pragma unroll
+    for (int mo = 0; mo < NO; ++mo) {
+      const float4 v = *reinterpret_cast<const float4*>(Bs + kk * DP + 32 * mo + 4 * tx);
+      const float vr[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[r][OFF + 4 * mo + e] = fmaf(pr[r], vr[e], acc[r][OFF + 4 * mo + e]);
+    }
+  }
+}
+
 template <int DP, bool RA>
 struct Forward {
   static constexpr int NO = DP / 32;                          // float4 column groups of O per thread
@@ -152,15 +213,7 @@ struct Forward {
     KOKKOS_IF_ON_DEVICE((body(team);))
   }
 
-  // How the tile (query rows i0.., key columns j0..) meets the reciprocity band.
-  __device__ Kind classify(int i0, int j0) const {
-    if (!RA) return kPlain;
-    if (a.window < 0) return kFull;
-    const int i_last = min(i0 + BR - 1, a.T - 1);
-    if (i_last - j0 <= a.window) return kFull;          // farthest pair inside the band
-    if (i0 - (j0 + BC - 1) > a.window) return kPlain;   // nearest pair outside
-    return kMixed;
-  }
+  __device__ Kind classify(int i0, int j0) const { return cuda::classify(RA, a.window, i0, BR, j0, BC, a.T); }
 
   __device__ void body(const Member& team) const {
     const int tid = team.team_rank(), ty = tid >> 3, tx = tid & 7;
@@ -206,30 +259,9 @@ struct Forward {
       pk = j < T ? load4(ksrc + std::size_t(j) * D, k, D, vec) : make_float4(0.f, 0.f, 0.f, 0.f);
       if (RA) pq.x *= g, pq.y *= g, pq.z *= g, pq.w *= g;
     };
-    auto store_chunk = [&](int stage) {  // transposed: element (row r, k) at [k * LD + r]
-      float* qs = sm + stage * kStageFloats;
-      float* ks = qs + KC * LD;
-      qs[(lk + 0) * LD + lr] = pq.x, qs[(lk + 1) * LD + lr] = pq.y;
-      qs[(lk + 2) * LD + lr] = pq.z, qs[(lk + 3) * LD + lr] = pq.w;
-      ks[(lk + 0) * LD + lr] = pk.x, ks[(lk + 1) * LD + lr] = pk.y;
-      ks[(lk + 2) * LD + lr] = pk.z, ks[(lk + 3) * LD + lr] = pk.w;
-    };
+    auto store_chunk = [&](int stage) { store_pair(sm + stage * kStageFloats, pq, pk, lr, lk); };
     // V rows j0 + vc*VC .. + VC - 1 into Vs (row-major, DP wide), zero past T and D.
-    auto stage_v = [&](int j0, int vc) {
-      constexpr int kRow4 = DP / 4;
-      for (int idx = tid; idx < VC * kRow4; idx += NT) {
-        const int r = idx / kRow4, c = 4 * (idx % kRow4), j = j0 + vc * VC + r;
-        float* dst = Vs + r * DP + c;
-        if (vec) {
-          const bool valid = j < T && c < D;
-          cp_async16(dst, valid ? V + std::size_t(j) * D + c : V, valid);
-        } else {
-          const float* src = V + std::size_t(j) * D + c;
-#pragma unroll
-          for (int e = 0; e < 4; ++e) dst[e] = (j < T && c + e < D) ? src[e] : 0.f;
-        }
-      }
-    };
+    auto stage_v = [&](int j0, int vc) { stage_rows<DP, VC>(Vs, V, j0 + vc * VC, T, D, vec, tid); };
 
     float o[4][4 * NO];
     float m[4], l[4];
@@ -318,20 +350,7 @@ struct Forward {
         }
         cp_async_wait_all();
         __syncthreads();  // (B) Pt and these V rows are visible to every thread
-#pragma unroll 4
-        for (int jj = 0; jj < VC; ++jj) {
-          const float4 p = *reinterpret_cast<const float4*>(Pt + (vc * VC + jj) * LD + 4 * ty);
-          const float pr[4] = {p.x, p.y, p.z, p.w};
-#pragma unroll
-          for (int mo = 0; mo < NO; ++mo) {
-            const float4 v = *reinterpret_cast<const float4*>(Vs + jj * DP + 32 * mo + 4 * tx);
-            const float vr[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) o[r][4 * mo + e] = fmaf(pr[r], vr[e], o[r][4 * mo + e]);
-          }
-        }
+        pt_fma<DP, 0, VC>(o, Pt + vc * VC * LD, Vs, ty, tx);
       }
       kind = next;
     }
@@ -391,6 +410,493 @@ void launch_dp(const Kokkos::Cuda& exec, const Args& a) {
   }
 }
 
+
+
+// ================================================================== backward
+// Two kernels, as in the portable and tensor-core backward (deterministic: no
+// atomics; each output element has one owner):
+//   BwdKV  team per (b, h, key tile of 64):   dV_j, dKf_j = s sum_i dL_ij Qf_i,
+//          column sums of dL (dd_j, the w_disc gate partial)
+//   BwdQ   team per (b, h, query tile of 64): dQf_i = s sum_j dL_ij Kf_j, the
+//          unfolding into dQ, dK and the w_std, w_rec gate partials
+// RA's cross terms (dKf's Q_j half is part of dQ_j, dQf's K_i half part of
+// dK_i) go from BwdKV to BwdQ's epilogue through the float workspaces
+// part_dq / part_dk, which BwdQ adds to its own part.
+//
+// Both kernels use the forward's geometry and building blocks: 128 threads,
+// thread (ty, tx) owns rows 4ty..4ty+3 of the 64 x 64 tile and the columns
+// s_col(tx, 0..7); the two 64 x 64 tile products (logits, dP) stream their
+// operands through the same k-major chunk stages. The per-tile sequence is
+//   S    = own rows x other rows (chunks, RA's reciprocal half first, band
+//          masking on mixed tiles exactly as the forward)
+//   P    = exp2(S s log2e + bias - lse log2e), masked    -> tile buffer Pb
+//   [BwdKV only: dV += P^T dO, from Pb]
+//   dP   = (dO V^T or V dO^T, chunks)
+//   dL   = P (dP - Delta), P read back from Pb (the thread's own elements,
+//          so no sync is needed between the read and the in-place write)
+//   acc += dL x (the other side's rows: Qf for BwdKV, Kf for BwdQ), from Pb;
+//          RA's second half with dL masked to the band in place on mixed tiles.
+// Pb holds one tile at a time (P, then dL): that is what lets the whole team
+// scratch fit in 35 KB next to a 16 KB staging area for the product operands.
+// Only 32 logits/dP registers are live at once, beside the accumulators.
+//
+// The product operands ("B rows": dO, Q/K rows) are staged row-major, VC rows
+// x DP columns at a time (cp.async where rows are 16-byte), and read as the
+// forward reads V: a warp's 8 tx read 128 contiguous bytes, its 4 ty share
+// one float4 of Pb.
+//
+// Gates: the Qf side of the logits is gated in the chunk loader as in the
+// forward; the product operands are ungated [Q | K] / [K | Q] rows and the
+// gates multiply the accumulators' halves in the epilogues.
+constexpr int kUFloats = 4096;                  // staging: chunk stages or VC x DP product rows
+constexpr int kOffPb = kUFloats;                // P / dL tile, column-major (LD = 68)
+constexpr int kOffVecs = kOffPb + BC * LD;      // 3 x 64 per-tile vectors, then 8 reduction slots
+constexpr int kBwdFloats = kOffVecs + 3 * 64 + 8;
+constexpr std::size_t kBwdScratch = sizeof(float) * kBwdFloats;
+static_assert(2 * kStageFloats <= kUFloats, "the chunk stages live in the staging area");
+static_assert(kOffPb % 4 == 0 && kOffVecs % 4 == 0, "float4-aligned regions");
+static_assert(kBwdScratch + 128 + 8 * (NT + 2) <= 48 * 1024, "Kokkos' 48 KiB team-scratch cap");
+
+// s = sum over nc chunks of A chunk x B chunk^T (chunk_fma), with the loads of
+// chunk c+1 in flight during the FMAs on chunk c. load(c, pa, pb) fetches
+// chunk c; hook(c, s) runs before chunk c's FMAs (RA's band mask). Starts
+// with a sync: the staging area may still be read by a product phase.
+template <class Load, class Hook>
+__device__ __forceinline__ void chunk_loop(float (&s)[4][8], float* U, int nc, int tid, Load load,
+                                           Hook hook) {
+  const int ty = tid >> 3, tx = tid & 7, lr = tid >> 1, lk = (tid & 1) * 4;
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int n = 0; n < 8; ++n) s[r][n] = 0.f;
+  float4 pa, pb;
+  load(0, pa, pb);
+  __syncthreads();
+  for (int c = 0; c < nc; ++c) {
+    // One sync per chunk: stage c&1 was last read by chunk c-2's FMAs, which
+    // every thread finished before chunk c-1's sync.
+    float* st = U + (c & 1) * kStageFloats;
+    store_pair(st, pa, pb, lr, lk);
+    __syncthreads();
+    if (c + 1 < nc) load(c + 1, pa, pb);
+    hook(c, s);
+    chunk_fma(s, st, st + KC * LD, ty, tx);
+  }
+}
+
+// acc[r][OFF + 4m + e] += sum_k Pb[k][4ty + r] * src[r0 + k][32m + 4tx + e]
+// over the tile's 64 k (rows of src), m < DP/32: the thread's rows of the
+// accumulator times DP columns of src. Begins with a sync (Pb's writes become
+// visible; the staging area's previous readers are done).
+template <int DP, int OFF, int NA>
+__device__ __forceinline__ void product(float (&acc)[4][NA], const float* Pb, float* U, const float* src,
+                                        int r0, int T, int D, bool vec, int tid) {
+  constexpr int VC = BC < kUFloats / DP ? BC : kUFloats / DP;
+  static_assert(BC % VC == 0, "staged rows");
+  const int ty = tid >> 3, tx = tid & 7;
+#pragma unroll 1
+  for (int vc = 0; vc < BC / VC; ++vc) {
+    __syncthreads();
+    stage_rows<DP, VC>(U, src, r0 + vc * VC, T, D, vec, tid);
+    cp_async_wait_all();
+    __syncthreads();
+    pt_fma<DP, OFF, VC>(acc, Pb + vc * VC * LD, U, ty, tx);
+  }
+}
+
+// The thread's 4 x 8 micro-tile into Pb (column-major: tile column c is row c of Pb).
+__device__ __forceinline__ void store_tile(float* Pb, const float (&s)[4][8], int ty, int tx) {
+#pragma unroll
+  for (int n = 0; n < 8; ++n)
+    *reinterpret_cast<float4*>(Pb + s_col(tx, n) * LD + 4 * ty) = make_float4(s[0][n], s[1][n], s[2][n], s[3][n]);
+}
+
+template <int DP, bool RA>
+struct BwdBase {
+  static constexpr int WP = RA ? 2 * DP : DP;  // accumulator width of dKf / dQf (padded halves)
+  static constexpr int ND = DP / 32;           // float4 column groups per half
+  BwdArgs a;
+  int n_tiles = 0;
+  float scale = 0;
+
+  __device__ bool vec_rows() const {
+    const auto bits = reinterpret_cast<std::uintptr_t>(a.q) | reinterpret_cast<std::uintptr_t>(a.k) |
+                      reinterpret_cast<std::uintptr_t>(a.v) | reinterpret_cast<std::uintptr_t>(a.dout);
+    return (a.D & 3) == 0 && (bits & 15) == 0;
+  }
+  __device__ float* scratch(const Member& team) const {
+    auto base = reinterpret_cast<std::uintptr_t>(team.team_scratch(0).get_shmem(kBwdScratch + 128));
+    return reinterpret_cast<float*>((base + 127) & ~std::uintptr_t(127));
+  }
+  __device__ void gates(int b, int h, float& ws, float& wr, float& wd) const {
+    ws = 1.f, wr = 0.f, wd = 0.f;
+    if constexpr (RA) {
+      const float* g = a.gates + (std::size_t(a.gate_batch == 1 ? 0 : b) * a.H + h) * 3;
+      ws = g[0], wr = g[1], wd = g[2];
+    }
+  }
+  // The tile of one step: own rows (accumulator rows, the A side) from r0,
+  // the other side's rows (the columns, B side) from c0; keys: the own rows
+  // are keys (BwdKV), else queries (BwdQ). i - j of element (row, col):
+  __device__ static int gap(int r0, int c0, bool keys, int row, int col) {
+    return keys ? (c0 + col) - (r0 + row) : (r0 + row) - (c0 + col);
+  }
+  // RA's reciprocal half counts only inside the band i - j <= window.
+  __device__ void zero_outside_band(float (&s)[4][8], int r0, int c0, bool keys, int ty, int tx) const {
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+        if (gap(r0, c0, keys, 4 * ty + r, s_col(tx, n)) > a.window) s[r][n] = 0.f;
+  }
+  // The same on the thread's own elements of Pb (mixed tiles, between the two
+  // halves of a dL product; the caller syncs before).
+  __device__ void zero_pb_outside_band(float* Pb, int r0, int c0, bool keys, int ty, int tx) const {
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        if (gap(r0, c0, keys, 4 * ty + r, s_col(tx, n)) > a.window) Pb[s_col(tx, n) * LD + 4 * ty + r] = 0.f;
+  }
+  // s <- P = exp2(s scale log2e + off(r, n)) on the causal, in-range pairs,
+  // else 0; off = (bias w_disc d_j - lse_i) log2 e of the element.
+  template <class Off>
+  __device__ void probabilities(float (&s)[4][8], int r0, int c0, bool keys, Off off, int ty, int tx) const {
+    const float sl = scale * kLog2e;
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        const int row = r0 + 4 * ty + r, col = c0 + s_col(tx, n);
+        const int i = keys ? col : row, j = keys ? row : col;
+        s[r][n] = (j <= i && i < a.T && j < a.T) ? exp2f(fmaf(s[r][n], sl, off(r, s_col(tx, n)))) : 0.f;
+      }
+  }
+  // f(r, x, c, q) for the thread's own rows x = r0 + 4ty + r < T and columns
+  // c = 32m + 4tx + e < D of a DP-wide half; q = 4m + e indexes that half of
+  // the thread's accumulators (compile-time after unrolling).
+  template <class F>
+  __device__ __forceinline__ void each_own(int r0, int ty, int tx, F f) const {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int x = r0 + 4 * ty + r;
+      if (x >= a.T) continue;
+#pragma unroll
+      for (int m = 0; m < ND; ++m)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (32 * m + 4 * tx + e < a.D) f(r, x, 32 * m + 4 * tx + e, 4 * m + e);
+    }
+  }
+  // acc += dL x [first | second] rows of the other side (from c0), with dL
+  // (in Pb) masked to the band in place for the second half on mixed tiles
+  // and that half skipped on plain ones. acc's halves are DP wide each.
+  template <int NA>
+  __device__ void dl_products(float (&acc)[4][NA], float* Pb, float* U, Kind kind, int r0, int c0,
+                              bool keys, const float* first, const float* second, bool vec,
+                              int tid) const {
+    product<DP, 0>(acc, Pb, U, first, c0, a.T, a.D, vec, tid);
+    if constexpr (RA) {
+      if (kind != kPlain) {
+        if (kind == kMixed) {
+          __syncthreads();  // every thread is done with the unmasked dL
+          zero_pb_outside_band(Pb, r0, c0, keys, tid >> 3, tid & 7);
+        }
+        product<DP, 4 * ND>(acc, Pb, U, second, c0, a.T, a.D, vec, tid);
+      }
+    }
+  }
+  // s <- own rows x other rows over the D columns of the given sources (no
+  // gates, one half): dP.
+  __device__ void pair_tile(float (&s)[4][8], float* U, int r0, int c0, const float* asrc,
+                            const float* bsrc, bool vec, int tid) const {
+    const int T = a.T, D = a.D, nh = (D + KC - 1) / KC, lr = tid >> 1, lk = (tid & 1) * 4;
+    chunk_loop(
+        s, U, nh, tid,
+        [&](int c, float4& pa, float4& pb) {
+          const int k = c * KC + lk, ra = r0 + lr, rb = c0 + lr;
+          pa = ra < T ? load4(asrc + std::size_t(ra) * D, k, D, vec) : make_float4(0.f, 0.f, 0.f, 0.f);
+          pb = rb < T ? load4(bsrc + std::size_t(rb) * D, k, D, vec) : make_float4(0.f, 0.f, 0.f, 0.f);
+        },
+        [](int, float(&)[4][8]) {});
+  }
+  // s <- the folded logits' dot products of the tile as the forward takes
+  // them: the std half from (a_std, b_std) gated (ga_std, gb_std), RA's
+  // reciprocal half (a_rec, b_rec) first where the tile kind uses it, masked
+  // to the band on mixed tiles.
+  __device__ void logits_tile(float (&s)[4][8], float* U, Kind kind, int r0, int c0, bool keys,
+                              const float* a_std, const float* a_rec, const float* b_std,
+                              const float* b_rec, float ga_std, float ga_rec, float gb_std,
+                              float gb_rec, bool vec, int tid) const {
+    const int T = a.T, D = a.D, nh = (D + KC - 1) / KC, lr = tid >> 1, lk = (tid & 1) * 4;
+    const int ty = tid >> 3, tx = tid & 7;
+    chunk_loop(
+        s, U, kind == kPlain ? nh : 2 * nh, tid,
+        [&](int c, float4& pa, float4& pb) {
+          const bool rec = RA && kind != kPlain && c < nh;
+          const int k = (c % nh) * KC + lk, ra = r0 + lr, rb = c0 + lr;
+          pa = ra < T ? load4((rec ? a_rec : a_std) + std::size_t(ra) * D, k, D, vec)
+                      : make_float4(0.f, 0.f, 0.f, 0.f);
+          pb = rb < T ? load4((rec ? b_rec : b_std) + std::size_t(rb) * D, k, D, vec)
+                      : make_float4(0.f, 0.f, 0.f, 0.f);
+          if (RA) {
+            const float ga = rec ? ga_rec : ga_std, gb = rec ? gb_rec : gb_std;
+            pa.x *= ga, pa.y *= ga, pa.z *= ga, pa.w *= ga;
+            pb.x *= gb, pb.y *= gb, pb.z *= gb, pb.w *= gb;
+          }
+        },
+        [&](int c, float(&sv)[4][8]) {
+          if (RA && kind == kMixed && c == nh) zero_outside_band(sv, r0, c0, keys, ty, tx);
+        });
+  }
+  // Sum of x over the team (4 warps), deterministic; every thread must call.
+  __device__ float team_sum(float x, float* red, int tid) const {
+    x = cuda::warp_sum(x);
+    __syncthreads();  // red may still be read by an earlier team_sum
+    if ((tid & 31) == 0) red[tid >> 5] = x;
+    __syncthreads();
+    return red[0] + red[1] + red[2] + red[3];
+  }
+};
+
+// ------------------------------------------------------------ key-owned kernel
+template <int DP, bool RA>
+struct BwdKV : BwdBase<DP, RA> {
+  using Base = BwdBase<DP, RA>;
+  using Base::a;
+  using Base::ND;
+  using Base::WP;
+  // Teams per SM the register allocation must allow (LaunchBounds): dKf, dV
+  // and 32 logits live together; SDPA at DP <= 64 (96 + 32 floats) fits the
+  // 168-register cap of 3, the rest need the 255 of 2 (no spills, CUDA 13, sm_90).
+  static constexpr int kMinBlocks = (RA || DP == 128) ? 2 : 3;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+    const int tid = team.team_rank(), ty = tid >> 3, tx = tid & 7;
+    const int T = a.T, D = a.D, n_tiles = this->n_tiles;
+    const int kt = team.league_rank() % n_tiles;  // low key tiles see the most queries: first
+    const int bh = team.league_rank() / n_tiles, b = bh / a.H, h = bh % a.H;
+    const int j0 = kt * BC;
+    const std::size_t mat = std::size_t(bh) * T * D;
+    const float *Q = a.q + mat, *K = a.k + mat, *V = a.v + mat, *dO = a.dout + mat;
+    float w_std, w_rec, w_disc;
+    this->gates(b, h, w_std, w_rec, w_disc);
+    const bool vec = this->vec_rows();
+    float* U = this->scratch(team);
+    float* Pb = U + kOffPb;
+    float* lse2 = U + kOffVecs;  // lse_i log2 e of the query tile
+    float* dlt = lse2 + 64;      // Delta_i
+    float* red = lse2 + 192;
+
+    float bias2[4];  // w_disc d_j log2 e of the thread's key rows
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int j = j0 + 4 * ty + r;
+      bias2[r] = RA && j < T ? w_disc * a.d[std::size_t(bh) * T + j] * kLog2e : 0.f;
+    }
+    float dkf[4][4 * (WP / 32)], dv[4][4 * ND], colsum[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      colsum[r] = 0.f;
+#pragma unroll
+      for (int c = 0; c < 4 * (WP / 32); ++c) dkf[r][c] = 0.f;
+#pragma unroll
+      for (int c = 0; c < 4 * ND; ++c) dv[r][c] = 0.f;
+    }
+
+    for (int qt = kt; qt < n_tiles; ++qt) {  // BR == BC: query tiles from the diagonal one on
+      const int i0 = qt * BR;
+      const Kind kind = cuda::classify(RA, a.window, i0, BR, j0, BC, T);
+      __syncthreads();  // the previous tile's readers of lse2 / dlt are done
+      if (tid < 64) {
+        const int i = i0 + tid;
+        lse2[tid] = i < T ? a.lse[std::size_t(bh) * T + i] * kLog2e : 0.f;
+        dlt[tid] = i < T ? a.delta[std::size_t(bh) * T + i] : 0.f;
+      }
+
+      // S^T: rows = keys j (A = Kf_j = [K_j, Q_j]), columns = queries i
+      // (B = Qf_i = [w_std Q_i, w_rec K_i]).
+      float s[4][8];
+      this->logits_tile(s, U, kind, j0, i0, true, K, Q, Q, K, 1.f, 1.f, w_std, w_rec, vec, tid);
+      // P^T -> Pb.
+      this->probabilities(s, j0, i0, true, [&](int r, int c) { return bias2[r] - lse2[c]; }, ty, tx);
+      store_tile(Pb, s, ty, tx);
+      // dV_j += sum_i P_ij dO_i
+      product<DP, 0>(dv, Pb, U, dO, i0, T, D, vec, tid);
+
+      // dP^T: rows = keys (A = V_j), columns = queries (B = dO_i).
+      this->pair_tile(s, U, j0, i0, V, dO, vec, tid);
+      // dL^T = P^T (dP^T - Delta_i), in place in Pb (own elements); column sums for dd.
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        const int c = s_col(tx, n);
+        float4* at = reinterpret_cast<float4*>(Pb + c * LD + 4 * ty);
+        const float4 p = *at;
+        const float dl = dlt[c];
+        const float4 x = make_float4(p.x * (s[0][n] - dl), p.y * (s[1][n] - dl), p.z * (s[2][n] - dl),
+                                     p.w * (s[3][n] - dl));
+        *at = x;
+        if (RA) colsum[0] += x.x, colsum[1] += x.y, colsum[2] += x.z, colsum[3] += x.w;
+      }
+      // dKf_j += sum_i dL_ij [Q_i, [band] K_i] (gates and scale in the epilogue)
+      this->dl_products(dkf, Pb, U, kind, j0, i0, true, Q, K, vec, tid);
+    }
+
+    // Epilogue: dV, dK (SDPA) or the float parts of dK and dQ (RA), dd, dw_disc.
+    const float scale = this->scale;
+    float gdisc = 0.f, cs[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) cs[r] = RA ? row_sum(colsum[r]) : 0.f;  // every lane, before any exit
+    this->each_own(j0, ty, tx, [&](int r, int j, int c, int q) {
+      const std::size_t at = mat + std::size_t(j) * D + c;
+      a.dv[at] = dv[r][q];
+      if constexpr (RA) {
+        a.part_dk[at] = dkf[r][q] * scale * w_std;
+        a.part_dq[at] = dkf[r][4 * ND + q] * scale * w_rec;
+      } else {
+        a.dk[at] = dkf[r][q] * scale;
+      }
+    });
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int j = j0 + 4 * ty + r;
+      if (RA && tx == 0 && j < T) {
+        a.dd[std::size_t(bh) * T + j] = w_disc * cs[r];
+        gdisc += a.d[std::size_t(bh) * T + j] * cs[r];
+      }
+    }
+    if constexpr (RA) {
+      const float total = this->team_sum(gdisc, red, tid);
+      if (tid == 0) a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 2] = total;
+    }
+  }
+};
+
+// ---------------------------------------------------------- query-owned kernel
+template <int DP, bool RA>
+struct BwdQ : BwdBase<DP, RA> {
+  using Base = BwdBase<DP, RA>;
+  using Base::a;
+  using Base::ND;
+  using Base::WP;
+  // As BwdKV's, for dQf and 32 logits: SDPA at DP <= 64 and RA at DP = 32
+  // (64 floats) fit the 168-register cap of 3; RA at DP = 64 (96) and DP = 128
+  // need 2 (at caps 128 / 168 ptxas spilled a few bytes).
+  static constexpr int kMinBlocks = (DP == 128 || (RA && DP == 64)) ? 2 : 3;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+    const int tid = team.team_rank(), ty = tid >> 3, tx = tid & 7;
+    const int T = a.T, D = a.D, n_tiles = this->n_tiles;
+    const int qt = n_tiles - 1 - team.league_rank() % n_tiles;  // heaviest tiles first
+    const int bh = team.league_rank() / n_tiles, b = bh / a.H, h = bh % a.H;
+    const int i0 = qt * BR;
+    const std::size_t mat = std::size_t(bh) * T * D;
+    const float *Q = a.q + mat, *K = a.k + mat, *V = a.v + mat, *dO = a.dout + mat;
+    float w_std, w_rec, w_disc;
+    this->gates(b, h, w_std, w_rec, w_disc);
+    const bool vec = this->vec_rows();
+    float* U = this->scratch(team);
+    float* Pb = U + kOffPb;
+    float* bias = U + kOffVecs;  // w_disc d_j log2 e of the key tile
+    float* red = bias + 192;
+
+    float lse2[4], dlt[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int i = i0 + 4 * ty + r;
+      lse2[r] = i < T ? a.lse[std::size_t(bh) * T + i] * kLog2e : 0.f;
+      dlt[r] = i < T ? a.delta[std::size_t(bh) * T + i] : 0.f;
+    }
+    float dqf[4][4 * (WP / 32)];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 4 * (WP / 32); ++c) dqf[r][c] = 0.f;
+
+    const int kt_last = min(i0 + BR - 1, T - 1) / BC;
+    for (int kt = 0; kt <= kt_last; ++kt) {
+      const int j0 = kt * BC;
+      const Kind kind = cuda::classify(RA, a.window, i0, BR, j0, BC, T);
+      if constexpr (RA) {
+        __syncthreads();  // the previous tile's readers of bias are done
+        if (tid < 64) bias[tid] = j0 + tid < T ? w_disc * a.d[std::size_t(bh) * T + j0 + tid] * kLog2e : 0.f;
+      }
+      // S: rows = queries (A = Qf_i = [w_std Q_i, w_rec K_i]), columns = keys
+      // (B = Kf_j = [K_j, Q_j]).
+      float s[4][8];
+      this->logits_tile(s, U, kind, i0, j0, false, Q, K, K, Q, w_std, w_rec, 1.f, 1.f, vec, tid);
+      // P -> Pb.
+      this->probabilities(s, i0, j0, false, [&](int r, int c) { return (RA ? bias[c] : 0.f) - lse2[r]; }, ty, tx);
+      store_tile(Pb, s, ty, tx);
+
+      // dP: rows = queries (A = dO_i), columns = keys (B = V_j).
+      this->pair_tile(s, U, i0, j0, dO, V, vec, tid);
+      // dL = P (dP - Delta_i), in place in Pb (own elements).
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        float4* at = reinterpret_cast<float4*>(Pb + s_col(tx, n) * LD + 4 * ty);
+        const float4 p = *at;
+        *at = make_float4(p.x * (s[0][n] - dlt[0]), p.y * (s[1][n] - dlt[1]), p.z * (s[2][n] - dlt[2]),
+                          p.w * (s[3][n] - dlt[3]));
+      }
+      // dQf_i += sum_j dL_ij [K_j, [band] Q_j] (gates and scale in the epilogue)
+      this->dl_products(dqf, Pb, U, kind, i0, j0, false, K, Q, vec, tid);
+    }
+
+    // Epilogue. SDPA: dQ = s dQf. RA: dQ_i = part_dq_i + w_std s dQf_i[0:D],
+    // dK_i = part_dk_i + w_rec s dQf_i[D:2D]; dw_std = sum_i Q_i . s dQf_i[0:D],
+    // dw_rec = sum_i K_i . s dQf_i[D:2D] (RA.md).
+    const float scale = this->scale;
+    float gstd = 0.f, grec = 0.f;
+    this->each_own(i0, ty, tx, [&](int r, int i, int c, int q) {
+      const std::size_t at = mat + std::size_t(i) * D + c;
+      const float gq = dqf[r][q] * scale;
+      if constexpr (RA) {
+        const float gk = dqf[r][4 * ND + q] * scale;
+        a.dq[at] = a.part_dq[at] + w_std * gq;
+        a.dk[at] = a.part_dk[at] + w_rec * gk;
+        gstd = fmaf(Q[std::size_t(i) * D + c], gq, gstd);
+        grec = fmaf(K[std::size_t(i) * D + c], gk, grec);
+      } else {
+        a.dq[at] = gq;
+      }
+    });
+    if constexpr (RA) {
+      const float ts = this->team_sum(gstd, red, tid);
+      const float tr = this->team_sum(grec, red, tid);
+      if (tid == 0) {
+        float* gp = a.gate_partials + (std::size_t(bh) * a.n_partials + qt) * 3;
+        gp[0] = ts, gp[1] = tr;
+      }
+    }
+  }
+};
+
+template <template <int, bool> class F, int DP, bool RA>
+void launch_bwd_kernel(const Kokkos::Cuda& exec, const BwdArgs& a, const char* name) {
+  using K = F<DP, RA>;
+  K f;
+  f.a = a;
+  f.n_tiles = (a.T + BR - 1) / BR;
+  f.scale = 1.f / std::sqrt(float(a.D));
+  Policy<K> p(exec, a.B * a.H * f.n_tiles, NT, 1);
+  Kokkos::parallel_for(name, p.set_scratch_size(0, Kokkos::PerTeam(kBwdScratch + 128)), f);
+}
+
+template <int DP, bool RA>
+void launch_bwd(const Kokkos::Cuda& exec, const BwdArgs& a) {
+  launch_bwd_kernel<BwdKV, DP, RA>(exec, a, "ra::fp32_tiled::backward_kv");
+  launch_bwd_kernel<BwdQ, DP, RA>(exec, a, "ra::fp32_tiled::backward_q");
+}
+
 }  // namespace
 
 std::string unsupported(bool /*ra*/, int D) {
@@ -398,14 +904,17 @@ std::string unsupported(bool /*ra*/, int D) {
   return "";
 }
 
-TilePlan forward_plan(bool ra, int D) {
+// The plan of a kernel pair on these tiles; kind: "" (forward) or "bwd ".
+static TilePlan make_plan(const std::string& kind, bool ra, int D, std::size_t scratch) {
   TilePlan p;
-  p.path = "fp32 tiled " + std::to_string(BR) + "x" + std::to_string(BC) + " dp" +
+  p.path = "fp32 tiled " + kind + std::to_string(BR) + "x" + std::to_string(BC) + " dp" +
            std::to_string(padded_dim(D)) + (ra ? " ra" : "");
   p.br = BR, p.bc = BC, p.team_size = NT, p.vector_length = 1;
-  p.scratch_level = 0, p.scratch_bytes = kScratch + 128;
+  p.scratch_level = 0, p.scratch_bytes = scratch + 128;
   return p;
 }
+
+TilePlan forward_plan(bool ra, int D) { return make_plan("", ra, D, kScratch); }
 
 void forward(const Kokkos::Cuda& exec, const Args& a) {
   if (!unsupported(a.ra, a.D).empty())
@@ -414,6 +923,31 @@ void forward(const Kokkos::Cuda& exec, const Args& a) {
     launch_dp<true>(exec, a);
   else
     launch_dp<false>(exec, a);
+}
+
+std::string backward_unsupported(bool ra, int D) {
+  if (std::string why = unsupported(ra, D); !why.empty()) return why;
+  // The key-owned kernel holds dKf (4 x 2 DP) and dV (4 x DP) per thread: at
+  // DP = 128 that is 192 accumulators beside the 32 logits, past what 255
+  // registers hold without spilling.
+  if (ra && D > 64) return "fp32 tiled backward: RA needs D <= 64, D = " + std::to_string(D);
+  return "";
+}
+
+TilePlan backward_plan(bool ra, int D) { return make_plan("bwd ", ra, D, kBwdScratch); }
+
+int backward_partials(int T) { return (T + BR - 1) / BR; }
+
+void backward(const Kokkos::Cuda& exec, const BwdArgs& a) {
+  if (!backward_unsupported(a.ra, a.D).empty())
+    throw std::logic_error("ra::kk::fp32t::backward called for an unsupported problem");
+  if (a.n_partials < backward_partials(a.T))
+    throw std::logic_error("ra::kk::fp32t::backward: gate_partials has too few slots");
+  switch (padded_dim(a.D)) {
+    case 32: return a.ra ? launch_bwd<32, true>(exec, a) : launch_bwd<32, false>(exec, a);
+    case 64: return a.ra ? launch_bwd<64, true>(exec, a) : launch_bwd<64, false>(exec, a);
+    default: return launch_bwd<128, false>(exec, a);
+  }
 }
 
 }  // namespace ra::kk::detail::fp32t

@@ -25,10 +25,11 @@
 //   tensor-core  CUDA only, bf16: warp-level mma.sync inside the same Kokkos
 //                TeamPolicy launch (detail/tensor_core.hpp); picked
 //                automatically where it supports the shape, else portable.
-//   fp32 tiled   CUDA only, float, forward only: a register-tiled SIMT kernel
-//                (exact fp32 FMA, no TF32) in a Kokkos TeamPolicy launch
-//                (detail/fp32_tiled.hpp); picked automatically for D <= 128,
-//                the backward of these runs stays portable.
+//   fp32 tiled   CUDA only, float: register-tiled SIMT kernels (exact fp32
+//                FMA, no TF32) in Kokkos TeamPolicy launches
+//                (detail/fp32_tiled.hpp); picked automatically: the forward
+//                for D <= 128, the backward for D <= 128 (SDPA) / D <= 64
+//                (RA), else the portable backward with the reason in its path.
 // Options::portable or a pinned Options::tile forces the portable path.
 // TilePlan::path says which one ran.
 #pragma once
@@ -138,8 +139,10 @@ class Attention {
   TilePlan fwd_plan_, bwd_plan_;
   bool tensor_core_fwd_ = false, tensor_core_bwd_ = false;
   bool fp32_tiled_fwd_ = false;  // float on CUDA: the fp32 tiled forward runs
+  bool fp32_tiled_bwd_ = false;  // ... and the fp32 tiled backward
   // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials;
-  // the tensor-core RA backward's float dQ/dK parts (key-owned kernel -> query-owned kernel).
+  // the tensor-core and fp32 tiled RA backwards' float dQ/dK parts (key-owned
+  // kernel -> query-owned kernel).
   Tensor4<Scalar, Exec> s_, p_, dp_;
   Tensor3<accum_t<Scalar>, Exec> delta_;
   Tensor4<accum_t<Scalar>, Exec> gate_partials_;  // [B, H, n_partials, 3]

@@ -142,17 +142,30 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       }
     }
     if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
-      // Forward only: the backward stays portable and reads the o and lse this
-      // kernel writes (same meaning). Same rules as the tensor-core path: a
-      // pinned tile or opt.portable keeps the portable kernels, and a shape the
-      // kernel cannot take names the reason in the plan's path.
+      // Same rules as the tensor-core path: a pinned tile or opt.portable keeps
+      // the portable kernels, and a shape a kernel cannot take names the reason
+      // in the plan's path. The forward and the backward decide separately
+      // (either may run beside the portable other: same o and lse).
+      const bool ra = is_ra(v);
       const bool wanted = !opt.portable && opt.tile == 0;
-      const std::string why = detail::fp32t::unsupported(is_ra(v), s.D);
+      const std::string why = detail::fp32t::unsupported(ra, s.D);
       fp32_tiled_fwd_ = wanted && why.empty();
       if (fp32_tiled_fwd_)
-        fwd_plan_ = detail::fp32t::forward_plan(is_ra(v), s.D);
+        fwd_plan_ = detail::fp32t::forward_plan(ra, s.D);
       else if (wanted)
         fwd_plan_.path = "portable (" + why + ")";
+      const std::string why_bwd = detail::fp32t::backward_unsupported(ra, s.D);
+      fp32_tiled_bwd_ = wanted && why_bwd.empty();
+      if (fp32_tiled_bwd_) {
+        bwd_plan_ = detail::fp32t::backward_plan(ra, s.D);
+        n_tiles = detail::fp32t::backward_partials(s.T);
+        if (ra) {  // the key-owned kernel's shares of dQ and dK, for the query-owned kernel
+          part_dq_ = Tensor4<float, Exec>("fp32t_part_dq", s.B, s.H, s.T, s.D);
+          part_dk_ = Tensor4<float, Exec>("fp32t_part_dk", s.B, s.H, s.T, s.D);
+        }
+      } else if (wanted) {
+        bwd_plan_.path = "portable (" + why_bwd + ")";
+      }
     }
 #endif
     // Tuning requests (a compiled candidate) never fall back silently.
@@ -339,6 +352,27 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
     if (tensor_core_bwd_) {
       Kokkos::deep_copy(exec_, gate_partials_, 0.f);  // slots a kernel does not own stay 0
       detail::tc::backward(exec_, tensor_core_args(t));
+      if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, gate_partials_.extent_int(2));
+      return;
+    }
+  }
+  if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
+    if (fp32_tiled_bwd_) {
+      detail::fp32t::BwdArgs a;
+      a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data(), a.dout = t.dout.data();
+      a.lse = t.lse.data(), a.delta = delta_.data();
+      a.dq = t.dq.data(), a.dk = t.dk.data(), a.dv = t.dv.data();
+      if (ra) {
+        a.gates = t.gates.data(), a.d = t.d.data(), a.dd = t.dd.data();
+        a.part_dq = part_dq_.data(), a.part_dk = part_dk_.data();
+      }
+      a.gate_partials = gate_partials_.data();
+      a.n_partials = gate_partials_.extent_int(2);
+      a.B = s.B, a.H = s.H, a.T = s.T, a.D = s.D;
+      a.ra = ra;
+      a.window = variant_ == Variant::ra_window ? opt_.window : -1;
+      a.gate_batch = opt_.gate_batch;
+      detail::fp32t::backward(exec_, a);  // writes every gate-partial slot: no zeroing
       if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, gate_partials_.extent_int(2));
       return;
     }
