@@ -190,13 +190,15 @@ TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
 namespace {
 // The coopmat forward's awkward shapes: T = 1, 7 (inside one 16-row block),
 // 65 (one row past a 64-row tile), 130 (past two, several key tiles);
-// D = 16, 32, 64, 128 and 40 (not a multiple of 16: zero-padded to 48);
-// ra_window with a band edge inside a tile (5) and across tiles (40).
-// The emulated kernel (lavapipe, every CI run) takes the first six, which
-// cover every T and D; the real one all of them.
+// D = 16, 32, 64, 128, 40 (not a multiple of 16: zero-padded to 48) and 20
+// (not a multiple of 8 either: rows are not whole 16-byte chunks, so the
+// element-wise loads and stores run); ra_window with a band edge inside a
+// tile (5) and across tiles (40). The emulated kernel (lavapipe, every CI
+// run) takes the first six, which cover every T and D; the real one all.
 const Case kCoopmatCases[] = {
     {1, 1, 1, 16}, {2, 3, 7, 32}, {1, 2, 65, 64}, {1, 1, 130, 128}, {2, 1, 130, 40},
-    {1, 1, 65, 40}, {1, 2, 65, 16}, {2, 1, 7, 128}, {1, 1, 130, 32}, {1, 1, 130, 64},
+    {1, 1, 65, 20}, {1, 2, 65, 16}, {2, 1, 7, 128}, {1, 1, 130, 32}, {1, 1, 130, 64},
+    {1, 1, 65, 40},
 };
 
 // may_skip (the emulated kernel): a shape whose coopmat plan the device

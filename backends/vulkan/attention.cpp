@@ -254,7 +254,7 @@ void Attention::plan_coopmat_forward(const std::string& who, const KernelTraits&
     for (const auto& t : coopmat_tiles()) {
       const int br = t[0], bc = t[1];
       if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > cap || bc > cap)) continue;
-      const std::size_t bytes = coopmat_forward_shared_bytes(br, bc, s.D, is_ra(variant_));
+      const std::size_t bytes = coopmat_forward_shared_bytes(br, bc, s.D, is_ra(variant_), emulate);
       const std::uint32_t threads = std::uint32_t(br / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
       if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
       cm.path = emulate ? "coopmat-emulated fp16-storage" : "coopmat fp16-storage";

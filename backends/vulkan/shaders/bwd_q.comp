@@ -46,8 +46,12 @@ void main() {
   }
 
   // The unfold reads accumulator elements another thread of this workgroup
-  // wrote (a different element-to-thread mapping): make them visible.
-  memoryBarrierBuffer();
+  // wrote (a different element-to-thread mapping): make them visible. Only
+  // this workgroup reads them, so a workgroup-scope barrier is the right one;
+  // memoryBarrierBuffer() is device scope, which a device with the Vulkan
+  // memory model enabled (the coopmat path) but not
+  // vulkanMemoryModelDeviceScope must not be given (VUID-RuntimeSpirv-vulkanMemoryModel-06265).
+  groupMemoryBarrier();
   barrier();
   float ws = 0.0, wr = 0.0;
   for (uint e = tid; e < BR * D; e += NT) {

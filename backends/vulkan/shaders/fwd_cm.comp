@@ -1,31 +1,42 @@
 #version 450
 // Forward on cooperative matrices (GL_NV_cooperative_matrix, fp16 x fp16 ->
 // fp32, 16x16x16 per subgroup): the same flash-style algorithm as fwd.comp
-// (one workgroup per (b, h, query tile), Qf in shared memory, Kf / V tiles
-// streamed, online softmax, writes O and lse), with the two tile products
-// S = Qf Kf^T and O += P V on the tensor cores.
+// (one workgroup per (b, h, query tile), Kf / V tiles streamed through shared
+// memory, online softmax, writes O and lse), with S = Qf Kf^T and O += P V
+// on the tensor cores.
 //
 // Work split: the workgroup holds BR = 16 * NSG query rows; subgroup s owns
-// rows 16s..16s+15 and does every product and softmax step of those rows on
-// its own, so after the workgroup barriers that guard the shared Kf / V
-// staging, subgroups only synchronise with themselves (subgroupBarrier).
-// NV cooperative matrices have no per-element access, so the softmax goes
-// through shared memory: the subgroup stores its 16 x BC logit block (fp32),
-// its lanes turn it into P row by row (fp16, for the next product) and
-// rescale the O rows, which also live in shared memory (fp32, loaded and
-// stored as accumulators around each O += P V).
+// rows 16s..16s+15 and keeps everything of those rows in registers:
+//   - its Qf rows as KW fp16 A-fragments, loaded once (Qf is staged through
+//     the Kf buffer before the key loop, so it costs no shared memory);
+//   - O as KD fp32 accumulators and the row sums l as one more (P times a
+//     matrix of ones: every column of it is the row sum of the fp16 P that
+//     went into O), both across all key tiles.
+// NV cooperative matrices say nothing about which (row, column) an
+// invocation's element i is, but two matrices of one type share the
+// mapping, so the kernel learns it once: it loads a 16x16 fp32 matrix whose
+// element (r, c) holds 16 r + c (`idx`). Element-wise, per-row work (scale,
+// bias, causal / band mask, exp(x - m_row), the rescale of O and l by
+// exp(m_old - m_new)) then runs on the accumulators in registers. The only
+// shared-memory round trip per key tile is the logit block for the row
+// maxima (two lanes per row, one shuffle); O never leaves registers until the
+// end.
 //
 // fp16 storage only (q, k, v, o); Qf = [w_std Q, w_rec K] is rounded to fp16
-// once when staged; logits, softmax, O and lse are fp32. Head dims that are
-// not a multiple of 16 are zero-padded to D16 in shared memory (the padding
-// adds nothing to either product).
+// once when staged; logits, softmax, O, l and lse are fp32. Head dims that
+// are not a multiple of 16 are zero-padded to D16 in shared memory. Global
+// loads move 16 bytes (8 halves) per invocation where a row is a whole
+// number of 16-byte chunks (D % 8 == 0), else element by element.
 //
-// RA_CM_EMULATE builds the same kernel with the tile products done by the
-// subgroup's lanes in fp32 instead of cooperative matrices: identical
-// staging, masking, softmax and synchronisation, runnable on any device with
-// fp16 (lavapipe), so everything but the matrix instructions is tested where
-// no tensor cores exist.
+// RA_CM_EMULATE builds the same kernel with the matrices as plain per-lane
+// arrays (element i of lane L is element L + SG i of the row-major 16x16
+// matrix) and the products done through a per-subgroup shared scratch:
+// identical staging, index maps, masking, softmax, rescaling and
+// synchronisation, runnable on any device with fp16 (lavapipe), so
+// everything but the matrix instructions is tested where no tensor cores
+// exist.
 #extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
 #ifndef RA_CM_EMULATE
 #extension GL_NV_cooperative_matrix : require
@@ -34,31 +45,39 @@
 #define RA_FP16
 #include "common.glsl"
 
+// The same q, k, v, o buffers seen as 16-byte chunks (descriptor aliasing):
+// one load instruction per 8 halves instead of 8.
+layout(std430, binding = 0) restrict readonly buffer BufQ4 { uvec4 q4[]; };
+layout(std430, binding = 1) restrict readonly buffer BufK4 { uvec4 k4[]; };
+layout(std430, binding = 2) restrict readonly buffer BufV4 { uvec4 v4[]; };
+layout(std430, binding = 5) restrict writeonly buffer BufO4 { uvec4 o4[]; };
+
 // BR, BC: multiples of 16 (attention.cpp picks them). The workgroup is
-// NSG subgroups (spec constant 0 = NSG * subgroup size).
+// NSG subgroups of SG lanes (spec constant 0 = NSG * subgroup size).
 const uint NSG = BR / 16u;
+const uint SG = NT / NSG;
+const uint NCB = BC / 16u;                   // 16-key blocks of a key tile
 const uint D16 = (D + 15u) / 16u * 16u;     // D padded to whole 16-wide steps
 const uint W16 = RA != 0u ? 2u * D16 : D16;  // folded width, each half padded
 const uint KD = D16 / 16u;                   // 16-wide steps of one half
 const uint KW = W16 / 16u;                   // ... of the whole folded row
+const uint P8 = D16 / 8u;                    // 16-byte chunks of a padded half row
+const uint CW = W16 / 8u;                    // ... of a padded folded row
+const bool VEC = D % 8u == 0u;               // rows are whole 16-byte chunks
 // Row strides: 16-byte multiples (cooperative-matrix loads and stores want
-// aligned rows), and 8 halves / 4 floats past the natural width so rows do
-// not start on the same shared-memory bank.
-const uint QS = W16 + 8u;  // Qf, Kf rows (halves)
+// aligned rows), 8 halves / 4 floats past the natural width so rows do not
+// start on the same shared-memory bank.
+const uint QS = W16 + 8u;  // Kf rows (and Qf rows while staged) (halves)
 const uint VS = D16 + 8u;  // V rows (halves)
-const uint PS = BC + 8u;   // P rows (halves)
-const uint SS = BC + 4u;   // logit rows (floats)
-const uint OS = D16 + 4u;  // O accumulator rows (floats)
+const uint SS = BC + 4u;   // logit rows (floats); BC >= 16 also holds a 16x16 block
 // kernel_traits.hpp's coopmat_forward_shared_bytes() mirrors these sizes.
-shared float16_t sq[BR * QS];
 shared float16_t sk[BC * QS];
 shared float16_t sv[BC * VS];
-shared float16_t sp[BR * PS];
-shared float ss[BR * SS];
-shared float ss2[(RA != 0u ? BR : 1u) * SS];  // reciprocal half of a band-edge tile
-shared float so[BR * OS];
-shared float sm_m[BR], sm_l[BR], sm_al[BR];  // running max, running sum, this tile's rescale
+shared float ss[BR * SS];          // per subgroup: logits, index table, l, O out
+shared float sm_m[BR], sm_al[BR];  // running max; this tile's rescale (at the end: l)
 shared float sbias[BC];
+
+const float NEG_BIG = -3.0e38;  // masked logit: exp(NEG_BIG - m) == 0, no inf arithmetic
 
 // A block of this subgroup's rows is only read by the same subgroup.
 void subgroup_sync() {
@@ -69,81 +88,134 @@ void subgroup_sync() {
 #ifndef RA_CM_EMULATE
 #define HMAT fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FMAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-
-// ss or ss2 [r0.., cb*16..] = Qf[r0.., 16 t0..16 t1) . Kf[cb*16.., same]^T
-void tile_qk(uint r0, uint cb, uint t0, uint t1, bool second) {
-  FMAT acc = FMAT(0.0);
-  for (uint t = t0; t < t1; ++t) {
-    HMAT a, b;
-    coopMatLoadNV(a, sq, r0 * QS + t * 16u, QS, false);
-    // B(k, n) = Kf[cb*16 + n][16t + k]: Kf rows are B's columns.
-    coopMatLoadNV(b, sk, cb * 16u * QS + t * 16u, QS, true);
-    acc = coopMatMulAddNV(a, b, acc);
-  }
-  if (second)
-    coopMatStoreNV(acc, ss2, r0 * SS + cb * 16u, SS, false);
-  else
-    coopMatStoreNV(acc, ss, r0 * SS + cb * 16u, SS, false);
-}
-
-// so[r0.., db*16..] += P[r0.., 16 key blocks 0..ncb) . V[.., db*16..]
-void tile_pv(uint r0, uint db, uint ncb) {
-  FMAT acc;
-  coopMatLoadNV(acc, so, r0 * OS + db * 16u, OS, false);
-  for (uint cb = 0u; cb < ncb; ++cb) {
-    HMAT a, b;
-    coopMatLoadNV(a, sp, r0 * PS + cb * 16u, PS, false);
-    coopMatLoadNV(b, sv, cb * 16u * VS + db * 16u, VS, false);
-    acc = coopMatMulAddNV(a, b, acc);
-  }
-  coopMatStoreNV(acc, so, r0 * OS + db * 16u, OS, false);
-}
+#define DECL_H(n) HMAT n
+#define DECL_F(n) FMAT n
+#define DECL_H_ARR(n, len) HMAT n[len]
+#define DECL_F_ARR(n, len) FMAT n[len]
+#define FILL_F(m, x) m = FMAT(x)
+#define FILL_H(m, x) m = HMAT(x)
+#define TO_H(dst, src) dst = HMAT(src)
+#define LOAD_SK(m, off, st, cm) coopMatLoadNV(m, sk, off, st, cm)
+#define LOAD_SV(m, off, st) coopMatLoadNV(m, sv, off, st, false)
+#define LOAD_SS(m, off, st) coopMatLoadNV(m, ss, off, st, false)
+#define STORE_SS(m, off, st) coopMatStoreNV(m, ss, off, st, false)
+#define MMA(c, a, b) c = coopMatMulAddNV(a, b, c)
+#define NEL (idx.length())
 #else
-// The 16-long inner loops are unrolled: llvmpipe counts every loop
-// iteration of an invocation against one limit of 65535 (gallivm's loop
-// limiter) and silently leaves loops past it, which rolled loops here reach
-// at D = 128 after a few key tiles.
-void tile_qk(uint r0, uint cb, uint t0, uint t1, bool second) {
-  for (uint e = gl_SubgroupInvocationID; e < 256u; e += gl_SubgroupSize) {
-    const uint m = e / 16u, n = e % 16u;
-    float acc = 0.0;
-    for (uint t = t0; t < t1; ++t)
-      [[unroll]] for (uint c = 0u; c < 16u; ++c)
-        acc += float(sq[(r0 + m) * QS + t * 16u + c]) * float(sk[(cb * 16u + n) * QS + t * 16u + c]);
-    if (second)
-      ss2[(r0 + m) * SS + cb * 16u + n] = acc;
-    else
-      ss[(r0 + m) * SS + cb * 16u + n] = acc;
+// Emulated fragments: EL elements per lane, element i of lane L at
+// flat L + SG i (row flat / 16, column flat % 16). The runtime sizes the
+// workgroup as NSG subgroups of the device's subgroup size, so SG is it.
+const uint EL = 256u / SG;
+shared float semu[NSG * 512u];  // per subgroup: A and B of one product
+// The element loops run to el_rt (== EL), a bound the compiler cannot fold:
+// unrolled, they turn every fragment into EL separate values, and llvmpipe's
+// coroutine split (one suspend point per workgroup barrier) then spends
+// minutes on the thousands of values live across the key loop's barriers;
+// rolled, fragments stay arrays in memory.
+uint el_rt;
+
+#define DECL_H(n) float n[EL]
+#define DECL_F(n) float n[EL]
+#define DECL_H_ARR(n, len) float n[len][EL]
+#define DECL_F_ARR(n, len) float n[len][EL]
+#define FILL_F(m, x) for (uint i_ = 0u; i_ < el_rt; ++i_) m[i_] = (x)
+#define FILL_H(m, x) FILL_F(m, x)
+#define TO_H(dst, src) for (uint i_ = 0u; i_ < el_rt; ++i_) dst[i_] = float(float16_t(src[i_]))
+#define LOAD_SK(m, off, st, cm) emu_load_sk(m, off, st, cm)
+#define LOAD_SV(m, off, st) emu_load_sv(m, off, st)
+#define LOAD_SS(m, off, st) emu_load_ss(m, off, st)
+#define STORE_SS(m, off, st) emu_store_ss(m, off, st)
+#define MMA(c, a, b) emu_mma(c, a, b)
+#define NEL int(el_rt)
+
+// Element (r, c) of a matrix loaded column-major sits at off + c * st + r.
+void emu_load_sk(out float m[EL], uint off, uint st, bool colmajor) {
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i, r = e / 16u, c = e % 16u;
+    m[i] = float(colmajor ? sk[off + c * st + r] : sk[off + r * st + c]);
   }
 }
-
-void tile_pv(uint r0, uint db, uint ncb) {
-  for (uint e = gl_SubgroupInvocationID; e < 256u; e += gl_SubgroupSize) {
-    const uint m = e / 16u, n = e % 16u;
-    float acc = so[(r0 + m) * OS + db * 16u + n];
-    for (uint cb = 0u; cb < ncb; ++cb)
-      [[unroll]] for (uint c = 0u; c < 16u; ++c)
-        acc += float(sp[(r0 + m) * PS + cb * 16u + c]) * float(sv[(cb * 16u + c) * VS + db * 16u + n]);
-    so[(r0 + m) * OS + db * 16u + n] = acc;
+void emu_load_sv(out float m[EL], uint off, uint st) {
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i;
+    m[i] = float(sv[off + (e / 16u) * st + e % 16u]);
   }
+}
+void emu_load_ss(out float m[EL], uint off, uint st) {
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i;
+    m[i] = ss[off + (e / 16u) * st + e % 16u];
+  }
+}
+void emu_store_ss(float m[EL], uint off, uint st) {
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i;
+    ss[off + (e / 16u) * st + e % 16u] = m[i];
+  }
+}
+// c += a b: the operands go through shared memory because every output
+// element needs a row of a and a column of b, held by other lanes. The
+// 16-long inner loop is unrolled: llvmpipe counts every loop iteration of an
+// invocation against one limit of 65535 (gallivm's loop limiter) and
+// silently leaves loops past it.
+void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
+  const uint base = gl_SubgroupID * 512u;
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i;
+    semu[base + e] = a[i];
+    semu[base + 256u + e] = b[i];
+  }
+  subgroup_sync();
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i, m = e / 16u, n = e % 16u;
+    float acc = c[i];
+    [[unroll]] for (uint t = 0u; t < 16u; ++t)
+      acc += semu[base + m * 16u + t] * semu[base + 256u + t * 16u + n];
+    c[i] = acc;
+  }
+  subgroup_sync();  // the next product overwrites the scratch
 }
 #endif
 
-// Padded folded rows: column c < D16 is the first half (padding zero past
-// D), c >= D16 the reciprocal half (RA only). Zero past T.
-float16_t qf16(uint bh, uint i, uint c, vec3 g) {
-  if (i >= pc.T) return float16_t(0.0);
+// Eight consecutive halves of row i of q (x = 0), k (1) or v (2), columns
+// 8 c8 .. 8 c8 + 7, packed two per uint; zero past T and past D.
+uvec4 load8(uint x, uint bh, uint i, uint c8) {
+  if (i >= pc.T || 8u * c8 >= D) return uvec4(0u);
   const uint base = (bh * pc.T + i) * D;
-  if (c < D16) return c < D ? float16_t(g.x * float(q[base + c])) : float16_t(0.0);
-  c -= D16;
-  return c < D ? float16_t(g.y * float(k[base + c])) : float16_t(0.0);
+  if (VEC) {
+    const uint a = base / 8u + c8;
+    return x == 0u ? q4[a] : (x == 1u ? k4[a] : v4[a]);
+  }
+  float16_t h[8];
+  [[unroll]] for (uint t = 0u; t < 8u; ++t) {
+    const uint c = 8u * c8 + t;
+    h[t] = c >= D ? float16_t(0.0) : (x == 0u ? q[base + c] : (x == 1u ? k[base + c] : v[base + c]));
+  }
+  return uvec4(packFloat2x16(f16vec2(h[0], h[1])), packFloat2x16(f16vec2(h[2], h[3])),
+               packFloat2x16(f16vec2(h[4], h[5])), packFloat2x16(f16vec2(h[6], h[7])));
 }
-float16_t kf16(uint bh, uint j, uint c) {
-  if (j >= pc.T) return float16_t(0.0);
-  const uint base = (bh * pc.T + j) * D;
-  if (c < D16) return c < D ? k[base + c] : float16_t(0.0);
-  c -= D16;
-  return c < D ? q[base + c] : float16_t(0.0);
+
+// w's halves times s, rounded to fp16 once (the folded Qf's gates).
+uvec4 scale8(uvec4 w, float s) {
+  uvec4 r;
+  [[unroll]] for (uint t = 0u; t < 4u; ++t)
+    r[t] = packFloat2x16(f16vec2(vec2(unpackFloat2x16(w[t])) * s));
+  return r;
+}
+
+void sk_put8(uint off, uvec4 w) {
+  [[unroll]] for (uint t = 0u; t < 4u; ++t) {
+    const f16vec2 h = unpackFloat2x16(w[t]);
+    sk[off + 2u * t] = h.x;
+    sk[off + 2u * t + 1u] = h.y;
+  }
+}
+void sv_put8(uint off, uvec4 w) {
+  [[unroll]] for (uint t = 0u; t < 4u; ++t) {
+    const f16vec2 h = unpackFloat2x16(w[t]);
+    sv[off + 2u * t] = h.x;
+    sv[off + 2u * t + 1u] = h.y;
+  }
 }
 
 // classify() of common.glsl for one subgroup's rows i0..i_last.
@@ -157,7 +229,7 @@ uint classify_rows(uint i0, uint i_last, uint j0) {
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
-  const uint lane = gl_SubgroupInvocationID, nlanes = gl_SubgroupSize;
+  const uint lane = gl_SubgroupInvocationID;
   const uint T = pc.T;
   // Heaviest tiles (most keys along the causal triangle) first.
   const uint qt = pc.n_tiles - 1u - gl_WorkGroupID.x;
@@ -165,32 +237,57 @@ void main() {
   const uint b = bh / pc.H, h = bh % pc.H;
   const uint i0 = qt * BR;
   const vec3 g = gates_of(b, h);
-
-  for (uint e = tid; e < BR * W16; e += NT) {
-    const uint r = e / W16, c = e % W16;
-    sq[r * QS + c] = qf16(bh, i0 + r, c, g);
-  }
-  for (uint e = tid; e < BR * D16; e += NT) so[(e / D16) * OS + e % D16] = 0.0;
-  for (uint r = tid; r < BR; r += NT) {
-    // Finite, so the first live tile's rescale exp(m_old - m_new) is 0, not NaN.
-    sm_m[r] = -1e30;
-    sm_l[r] = 0.0;
-  }
+#ifdef RA_CM_EMULATE
+  el_rt = EL - (pc.n_tiles == 0u ? 1u : 0u);  // n_tiles >= 1: EL, unknown to the compiler
+#endif
 
   const uint r0 = gl_SubgroupID * 16u;  // this subgroup's rows in the tile
   const uint gi0 = i0 + r0;             // ... and in the sequence
   const uint gi_last = min(gi0 + 15u, T - 1u);
   const uint i_last = min(i0 + BR - 1u, T - 1u);
+
+  // The element -> (row, column) map of the fp32 accumulators.
+  for (uint e = lane; e < 256u; e += SG) ss[(r0 + e / 16u) * SS + e % 16u] = float(e);
+  for (uint r = lane; r < 16u; r += SG) sm_m[r0 + r] = -1e30;  // finite: first rescale is exp(-huge) = 0
+  subgroup_sync();
+  DECL_F(idx);
+  LOAD_SS(idx, r0 * SS, SS);
+
+  // Qf rows into registers, staged through sk BC rows at a time (both
+  // halves scaled by their gates and rounded to fp16 once).
+  DECL_H_ARR(qa, KW);
+  for (uint c0 = 0u; c0 < BR; c0 += BC) {
+    barrier();  // sk free (previous chunk's fragments loaded)
+    const uint rows = min(BC, BR - c0);
+    for (uint e = tid; e < rows * CW; e += NT) {
+      const uint r = e / CW, c8 = e % CW;
+      const bool second = c8 >= P8;
+      const uvec4 w = load8(second ? 1u : 0u, bh, i0 + c0 + r, second ? c8 - P8 : c8);
+      sk_put8(r * QS + 8u * c8, scale8(w, second ? g.y : g.x));
+    }
+    barrier();
+    if (r0 >= c0 && r0 < c0 + rows)
+      [[unroll]] for (uint t = 0u; t < KW; ++t) LOAD_SK(qa[t], (r0 - c0) * QS + 16u * t, QS, false);
+  }
+
+  DECL_F_ARR(oacc, KD);
+  [[unroll]] for (uint d = 0u; d < KD; ++d) FILL_F(oacc[d], 0.0);
+  DECL_F(lacc);
+  FILL_F(lacc, 0.0);
+  DECL_H(ones);
+  FILL_H(ones, 1.0);
+
   for (uint kt = 0u; kt <= i_last / BC; ++kt) {
     const uint j0 = kt * BC;
-    barrier();  // every subgroup is done with the previous Kf / V
-    for (uint e = tid; e < BC * W16; e += NT) {
-      const uint r = e / W16, c = e % W16;
-      sk[r * QS + c] = kf16(bh, j0 + r, c);
+    barrier();  // every subgroup is done with the previous Kf / V (or Qf)
+    for (uint e = tid; e < BC * CW; e += NT) {
+      const uint r = e / CW, c8 = e % CW;
+      const bool second = c8 >= P8;  // Kf = [K, Q]
+      sk_put8(r * QS + 8u * c8, load8(second ? 0u : 1u, bh, j0 + r, second ? c8 - P8 : c8));
     }
-    for (uint e = tid; e < BC * D16; e += NT) {
-      const uint r = e / D16, c = e % D16, j = j0 + r;
-      sv[r * VS + c] = (j < T && c < D) ? v[(bh * T + j) * D + c] : float16_t(0.0);
+    for (uint e = tid; e < BC * P8; e += NT) {
+      const uint r = e / P8, c8 = e % P8;
+      sv_put8(r * VS + 8u * c8, load8(2u, bh, j0 + r, c8));
     }
     for (uint r = tid; r < BC; r += NT) {
       const uint j = j0 + r;
@@ -204,64 +301,108 @@ void main() {
     if (gi0 < T && j0 <= gi_last) {
       const uint kind = classify_rows(gi0, gi_last, j0);
       // 16-key blocks with at least one key <= gi_last; the rest are masked whole.
-      const uint ncb = min(BC / 16u, (gi_last - j0) / 16u + 1u);
-      for (uint cb = 0u; cb < ncb; ++cb) {
-        if (kind == TILE_MIXED) {
-          tile_qk(r0, cb, 0u, KD, false);
-          tile_qk(r0, cb, KD, KW, true);
-        } else {
-          tile_qk(r0, cb, 0u, kind == TILE_PLAIN ? KD : KW, false);
+      const uint ncb = min(NCB, (gi_last - j0) / 16u + 1u);
+
+      // Logits of each live block in registers: scaled, biased, masked.
+      DECL_F_ARR(sacc, NCB);
+      [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
+        if (cb >= ncb) continue;
+        FILL_F(sacc[cb], 0.0);
+        DECL_F(s2);  // reciprocal half of a band-edge (MIXED) tile, masked per pair
+        FILL_F(s2, 0.0);
+        [[unroll]] for (uint t = 0u; t < KW; ++t) {
+          if (t >= KD && kind == TILE_PLAIN) continue;
+          DECL_H(kb);  // B(k, n) = Kf[j0 + 16 cb + n][16 t + k]: Kf rows are B's columns
+          LOAD_SK(kb, cb * 16u * QS + 16u * t, QS, true);
+          if (t >= KD && kind == TILE_MIXED)
+            MMA(s2, qa[t], kb);
+          else
+            MMA(sacc[cb], qa[t], kb);
+        }
+        for (int i = 0; i < NEL; ++i) {
+          const uint e = uint(idx[i]), row = e >> 4u, col = cb * 16u + (e & 15u);
+          const uint gi = gi0 + row, j = j0 + col;
+          float x = sacc[cb][i];
+          if (kind == TILE_MIXED && in_band(gi, j)) x += s2[i];
+          sacc[cb][i] = (j <= gi && j < T) ? x * pc.scale + sbias[col] : NEG_BIG;
+        }
+        STORE_SS(sacc[cb], r0 * SS + cb * 16u, SS);
+      }
+      subgroup_sync();
+
+      // Row maxima: two lanes per row (even / odd columns), combined by one
+      // shuffle; all lanes busy on 32-wide subgroups.
+      const uint half_rows = max(SG / 2u, 1u);
+      for (uint rb = 0u; rb < 16u; rb += half_rows) {
+        const uint rr = rb + (lane >> 1u);
+        float mx = NEG_BIG;
+        if (rr < 16u)
+          for (uint c = lane & 1u; c < ncb * 16u; c += 2u) mx = max(mx, ss[(r0 + rr) * SS + c]);
+        mx = max(mx, subgroupShuffleXor(mx, 1u));
+        if (rr < 16u && (lane & 1u) == 0u) {
+          const float m_old = sm_m[r0 + rr], m_new = max(m_old, mx);
+          sm_al[r0 + rr] = exp(m_old - m_new);
+          sm_m[r0 + rr] = m_new;
         }
       }
       subgroup_sync();
 
-      // Online softmax, one lane per row (lanes 16.. idle on 32-wide subgroups).
-      for (uint r = lane; r < 16u; r += nlanes) {
-        const uint row = r0 + r, i = gi0 + r;
-        if (i >= T) {
-          sm_al[row] = 1.0;
-          for (uint c = 0u; c < BC; ++c) sp[row * PS + c] = float16_t(0.0);
-          continue;
-        }
-        const uint live = i >= j0 ? min(BC, i - j0 + 1u) : 0u;  // keys j0..min(i, j0+BC-1)
-        const float m_old = sm_m[row];
-        float mx = m_old;
-        for (uint c = 0u; c < live; ++c) {
-          float x = ss[row * SS + c];
-          if (kind == TILE_MIXED && in_band(i, j0 + c)) x += ss2[row * SS + c];
-          x = x * pc.scale + sbias[c];
-          ss[row * SS + c] = x;
-          mx = max(mx, x);
-        }
-        float sum = 0.0;
-        for (uint c = 0u; c < BC; ++c) {
-          // P in fp16 for the product; the row sum adds the same rounded values.
-          const float16_t p = c < live ? float16_t(exp(ss[row * SS + c] - mx)) : float16_t(0.0);
-          sp[row * PS + c] = p;
-          sum += float(p);
-        }
-        const float alpha = exp(m_old - mx);
-        sm_al[row] = alpha;
-        sm_m[row] = mx;
-        sm_l[row] = sm_l[row] * alpha + sum;
+      // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
+      for (int i = 0; i < NEL; ++i) {
+        const float a = sm_al[r0 + (uint(idx[i]) >> 4u)];
+        [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
+        lacc[i] *= a;
       }
-      subgroup_sync();
-      for (uint e = lane; e < 16u * D16; e += nlanes) {
-        const uint row = r0 + e / D16;
-        so[row * OS + e % D16] *= sm_al[row];
+      // P = exp(x - m_new) in fp16; l += P 1 and O += P V with the same P.
+      [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
+        if (cb >= ncb) continue;
+        for (int i = 0; i < NEL; ++i)
+          sacc[cb][i] = exp(sacc[cb][i] - sm_m[r0 + (uint(idx[i]) >> 4u)]);
+        DECL_H(p);
+        TO_H(p, sacc[cb]);
+        MMA(lacc, p, ones);
+        [[unroll]] for (uint d = 0u; d < KD; ++d) {
+          DECL_H(vb);
+          LOAD_SV(vb, cb * 16u * VS + 16u * d, VS);
+          MMA(oacc[d], p, vb);
+        }
       }
-      subgroup_sync();
-      for (uint db = 0u; db < KD; ++db) tile_pv(r0, db, ncb);
     }
   }
-  barrier();
 
-  for (uint e = tid; e < BR * D; e += NT) {
-    const uint r = e / D, c = e % D, i = i0 + r;
-    if (i < T) o[(bh * T + i) * D + c] = float16_t(so[r * OS + c] / sm_l[r]);
-  }
-  for (uint r = tid; r < BR; r += NT) {
-    const uint i = i0 + r;
-    if (i < T) lse[bh * T + i] = sm_m[r] + log(sm_l[r]);
+  // Epilogue, per subgroup (its rows and its block of ss only).
+  if (gi0 < T) {
+    // Every column of lacc is the row sum: keep column 0 as l (in sm_al).
+    STORE_SS(lacc, r0 * SS, SS);
+    subgroup_sync();
+    for (uint r = lane; r < 16u; r += SG) {
+      const float l = ss[(r0 + r) * SS];
+      sm_al[r0 + r] = l;
+      if (gi0 + r < T) lse[bh * T + gi0 + r] = sm_m[r0 + r] + log(l);
+    }
+    subgroup_sync();
+    [[unroll]] for (uint d = 0u; d < KD; ++d) {
+      for (int i = 0; i < NEL; ++i) oacc[d][i] /= sm_al[r0 + (uint(idx[i]) >> 4u)];
+      STORE_SS(oacc[d], r0 * SS, SS);
+      subgroup_sync();
+      // 16 rows x 16 columns: as 8-half chunks where rows are whole chunks.
+      if (VEC) {
+        for (uint e = lane; e < 32u; e += SG) {
+          const uint r = e / 2u, c = 16u * d + 8u * (e % 2u), i = gi0 + r;
+          if (i >= T || c >= D) continue;
+          const uint s0 = (r0 + r) * SS + 8u * (e % 2u);
+          uvec4 w;
+          [[unroll]] for (uint t = 0u; t < 4u; ++t)
+            w[t] = packFloat2x16(f16vec2(ss[s0 + 2u * t], ss[s0 + 2u * t + 1u]));
+          o4[((bh * T + i) * D + c) / 8u] = w;
+        }
+      } else {
+        for (uint e = lane; e < 256u; e += SG) {
+          const uint r = e / 16u, c = 16u * d + e % 16u, i = gi0 + r;
+          if (i < T && c < D) o[(bh * T + i) * D + c] = float16_t(ss[(r0 + r) * SS + e % 16u]);
+        }
+      }
+      subgroup_sync();  // the next block overwrites ss
+    }
   }
 }

@@ -57,19 +57,23 @@ inline std::size_t backward_shared_floats(int br, int bc, int D, int W, int thre
 
 // The coopmat forward (shaders/fwd_cm.comp): br query rows (16 per
 // subgroup) x bc keys, both multiples of 16, preferred first: more
-// subgroups per workgroup, then longer key tiles (fewer workgroup barriers
-// per key). The first that fits the shared budget (and T) runs.
+// subgroups per workgroup (one Kf / V stage shared by more rows, so less
+// staging and fewer barriers per query row), then longer key tiles (fewer
+// workgroup barriers per key). The first that fits the shared budget (and T) runs.
 inline std::array<std::array<int, 2>, 7> coopmat_tiles() {
   return {{{64, 64}, {64, 32}, {32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}}};
 }
 
 // Shared bytes of shaders/fwd_cm.comp (its strides: rows padded by 8 halves
-// or 4 floats; D padded to a multiple of 16; the second logit block only for RA).
-inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra) {
+// or 4 floats; D padded to a multiple of 16): the Kf tile (which also stages
+// Qf), the V tile, one fp32 logit block per subgroup, per-row max / rescale,
+// the bias; the emulated build adds a 2 KiB product scratch per subgroup.
+inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, bool emulated) {
   const std::size_t d16 = std::size_t(D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
-  const std::size_t qs = w16 + 8, vs = d16 + 8, ps = bc + 8, ss = bc + 4, os = d16 + 4;
-  const std::size_t halves = br * qs + bc * qs + bc * vs + br * ps;
-  const std::size_t floats = br * ss + (ra ? br : 1) * ss + br * os + 3 * std::size_t(br) + bc;
+  const std::size_t qs = w16 + 8, vs = d16 + 8, ss = bc + 4;
+  const std::size_t halves = bc * qs + bc * vs;
+  const std::size_t floats =
+      br * ss + 2 * std::size_t(br) + bc + (emulated ? std::size_t(br / 16) * 512 : 0);
   return 2 * halves + 4 * floats;
 }
 
