@@ -298,6 +298,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         opt.window = v == Variant::ra_window ? cfg.window : -1;
         opt.tile = cfg.tile;
         opt.portable = cfg.portable;
+        opt.tf32 = dtype == "tf32";  // float storage, TF32 tensor-core forward
         // a candidate index selects the forward configuration in fwd rows and
         // the backward configuration (forward from the table) in fwdbwd rows
         (pass == "fwd" ? opt.tc_candidate : opt.tc_bwd_candidate) = candidate;
@@ -356,7 +357,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
                                  std::to_string(s.D) +
                                  (candidate >= 0 ? "/tc" + std::to_string(candidate) : "");
         benchmark::internal::Benchmark* b;
-        if (dtype == "float")
+        if (dtype == "float" || dtype == "tf32")
           b = benchmark::RegisterBenchmark(name.c_str(),
                                            [body](benchmark::State& st) { body(st, float{}); });
 #if defined(RA_HAVE_BF16)
@@ -487,8 +488,13 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
 // peak is unknown (CPUs, double, other GPUs).
 double peak_fraction(const Result& r, const ra::DeviceInfo& dev) {
   const double gflops = r.flops * 1e-9 / (r.median() * 1e-3);
+  // sm_80/86/90 issue dense TF32 at half the bf16 rate
   const bool tensor = r.tiles.rfind("tensor-core", 0) == 0;
-  const double peak = tensor ? dev.peak_tflops_bf16 : r.dtype == "double" ? 0.0 : dev.peak_tflops_fp32;
+  const bool tf32 = r.tiles.rfind("tensor-core tf32", 0) == 0;
+  const double peak = tf32     ? dev.peak_tflops_bf16 / 2
+                      : tensor ? dev.peak_tflops_bf16
+                      : r.dtype == "double" ? 0.0
+                                            : dev.peak_tflops_fp32;
   return peak > 0 ? gflops * 1e-3 / peak : std::nan("");
 }
 
@@ -549,7 +555,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
       "bench",
       {Col{"variant", Ty::String, "", "attention variant (ra::kk::Variant)"},
        Col{"pass", Ty::String, "", "fwd = forward; fwdbwd = forward + backward"},
-       Col{"dtype", Ty::String, "", "storage type: float, double (math in it), bf16 (fp32 math)"},
+       Col{"dtype", Ty::String, "", "storage type: float, double (math in it), bf16 (fp32 math), tf32 (float storage, TF32 tensor-core forward)"},
        Col{"B", Ty::Int64, "", "batch"}, Col{"H", Ty::Int64, "", "heads"},
        Col{"T", Ty::Int64, "tokens", "sequence length"}, Col{"D", Ty::Int64, "", "head dim"},
        Col{"window", Ty::Int64, "tokens", "reciprocity window (-1: none)"},
@@ -604,7 +610,7 @@ int bench_main(Config cfg, const std::string& cmdline) {
   for (const auto& dtype : cfg.dtypes)
     if (vulkan ? dtype != "float" && dtype != "half" : dtype == "half")
       throw std::invalid_argument("--dtypes " + dtype + ": the " + cfg.backend +
-                                  " backend takes " + (vulkan ? "float, half" : "float, double, bf16"));
+                                  " backend takes " + (vulkan ? "float, half" : "float, double, bf16, tf32"));
   // Seeds' shape on a GPU; on a CPU something that finishes in under a minute.
   ra::Shape s = gpu ? ra::Shape{8, 12, 1024, 64} : ra::Shape{2, 4, 256, 64};
   if (cfg.B) s.B = cfg.B;
@@ -644,10 +650,12 @@ int bench_main(Config cfg, const std::string& cmdline) {
       throw std::invalid_argument(
           "--dtypes bf16: this build's Kokkos has no bf16 type (bf16 needs a CUDA build)");
 #endif
+    if (dtype == "tf32" && !gpu)
+      throw std::invalid_argument("--dtypes tf32: TF32 is a tensor-core precision of CUDA builds");
     for (const auto& name : cfg.variants)
-      if (dtype == "bf16" && !ra::kk::is_fused(ra::kk::parse_variant(name)))
-        throw std::invalid_argument("--dtypes bf16: variant " + name +
-                                    " is open-coded; bf16 runs the fused variants only");
+      if ((dtype == "bf16" || dtype == "tf32") && !ra::kk::is_fused(ra::kk::parse_variant(name)))
+        throw std::invalid_argument("--dtypes " + dtype + ": variant " + name +
+                                    " is open-coded; " + dtype + " runs the fused variants only");
   }
 #if defined(RA_HAVE_VULKAN)
   if (vulkan) {
@@ -800,10 +808,11 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"fwd", "fwdbwd"}));
   app.add_option("--dtypes", cfg.dtypes,
-                 "float, double and/or bf16 (bf16 storage, fp32 math: CUDA builds only); "
-                 "Vulkan: float and/or half (fp16 storage, fp32 math)")
+                 "float, double, bf16 (bf16 storage, fp32 math: CUDA builds only) and/or tf32 "
+                 "(float storage, TF32 tensor-core forward -- the backward is the float one: "
+                 "CUDA builds only); Vulkan: float and/or half (fp16 storage, fp32 math)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"float", "double", "bf16", "half"}));
+      ->check(CLI::IsMember({"float", "double", "bf16", "tf32", "half"}));
   app.add_option("--backend", cfg.backend,
                  "kokkos (this build's default execution space) or vulkan (backends/vulkan)")
       ->check(CLI::IsMember({"kokkos", "vulkan"}));

@@ -321,6 +321,64 @@ TEMPLATE_TEST_CASE("the fp32 tiled kernels match the portable kernels", "[kernel
   }
 }
 
+// Options::tf32: the TF32 tensor-core forward against the float64 reference,
+// then the exact fp32 backward on its o and lse, on awkward shapes (T not a
+// multiple of the 64-row tile, T = 1, D padded to 32/64/128), every window
+// and gate layout. Tolerance 2e-3 relative to max(|ref|, 1) -- issue 5's tf32
+// bound: operands are rounded to 10-bit mantissas (relative error <= 2^-11
+// each). The gate gradients get 1e-2 for the reason bf16's do (see
+// kBf16GateTolerance): each is a sum over T^2 pairs of dL times a logit half
+// whose rows cancel exactly, and Delta = dO . O reads the TF32 forward's O.
+// Where the TF32 kernel cannot run (D not a multiple of 4; RA at D > 64) the
+// exact path runs and its plan says why; host builds refuse the option.
+TEMPLATE_TEST_CASE("tf32 forward matches the float64 reference", "[kernels][tf32]", RA_TEST_SPACES) {
+  using Exec = TestType;
+  using A = kk::Attention<float, Exec>;
+  using Catch::Contains;
+  using Catch::StartsWith;
+  kk::Options tf32;
+  tf32.tf32 = true;
+  if constexpr (!is_cuda_space<Exec>()) {
+    CHECK_THROWS_WITH(A(kk::Variant::ra_fused, Shape{1, 1, 7, 16}, tf32), Contains("Options::tf32"));
+  } else {
+    CHECK_THROWS_WITH(A(kk::Variant::sdpa_open, Shape{1, 1, 7, 16}, tf32), Contains("Options::tf32"));
+    CHECK_THAT(A(kk::Variant::sdpa_fused, Shape{1, 1, 7, 7}, tf32).forward_plan().path,
+               StartsWith("fp32 tiled") && Contains("tf32 not taken: head dim D = 7"));
+    CHECK_THAT(A(kk::Variant::ra_fused, Shape{1, 1, 7, 96}, tf32).forward_plan().path,
+               StartsWith("fp32 tiled") && Contains("tf32 not taken: RA at head dim D = 96"));
+    const Case cases[] = {{1, 1, 1, 16},    {2, 2, 7, 20},   {1, 2, 65, 48}, {2, 1, 130, 64},
+                          {1, 1, 257, 128}, {2, 1, 257, 32}, {1, 2, 100, 64}};
+    struct Run {
+      kk::Variant v;
+      bool per_batch_gates;
+      int window;
+    };
+    const Run runs[] = {{kk::Variant::sdpa_fused, false, -1}, {kk::Variant::ra_fused, false, -1},
+                        {kk::Variant::ra_fused, true, -1},    {kk::Variant::ra_window, true, 0},
+                        {kk::Variant::ra_window, false, 40}};
+    for (const Case& c : cases)
+      for (const Run& r : runs) {
+        const Shape s{c.B, c.H, c.T, c.D};
+        const bool ra = kk::is_ra(r.v);
+        if (ra && c.D > 64) continue;  // checked above: the exact path runs
+        const int gb = r.per_batch_gates ? c.B : 1;
+        const std::uint64_t seed = fresh_seed();
+        Problem p(s, gb, r.window, ra, seed);
+        auto t = make_tensors<float, Exec>(p);
+        kk::Options opt = tf32;
+        opt.gate_batch = gb, opt.window = r.window;
+        A attn(r.v, s, opt);
+        INFO(kk::variant_name(r.v) << " " << s.str() << " Gb=" << gb << " window=" << r.window
+                                   << " seed=" << seed << " path " << attn.forward_plan().path);
+        REQUIRE_THAT(attn.forward_plan().path, StartsWith("tensor-core tf32"));
+        attn.forward(t);
+        attn.backward(t);
+        Kokkos::fence();
+        check_outputs(t, p, ra, 2e-3, 1e-2);
+      }
+  }
+}
+
 TEMPLATE_TEST_CASE("ra_window with a window covering T equals ra_fused", "[kernels]",
                    RA_TEST_SPACES) {
   using Exec = TestType;

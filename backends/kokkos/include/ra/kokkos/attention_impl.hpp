@@ -7,6 +7,7 @@
 #include <ra/kokkos/detail/fused.hpp>
 #include <ra/kokkos/detail/open_coded.hpp>
 #include <ra/kokkos/detail/tensor_core.hpp>
+#include <ra/kokkos/detail/tf32.hpp>
 #include <ra/kokkos/tuned_traits.hpp>
 #include <ra/kokkos/kernel_traits.hpp>
 
@@ -85,6 +86,11 @@ template <class Scalar, class Exec>
 Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt, const Exec& exec)
     : variant_(v), shape_(s), opt_(opt), exec_(exec) {
   check_supported(v, s, opt);
+  if (opt.tf32 && (!detail::has_fp32_tiled_path<Scalar, Exec>() || !is_fused(v)))
+    throw std::invalid_argument("ra::kk::Attention(" + variant_name(v) + "): Options::tf32 is the "
+                                "TF32 tensor-core forward of the fused variants in float storage "
+                                "on CUDA (this is " + precision_name<Scalar>() + " storage on " +
+                                Exec::name() + ")");
   const int W = is_ra(v) ? 2 * s.D : s.D;
   if constexpr (!std::is_same_v<Scalar, accum_t<Scalar>>) {
     if (!is_fused(v))
@@ -154,6 +160,16 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
         fwd_plan_ = detail::fp32t::forward_plan(ra, s.D);
       else if (wanted)
         fwd_plan_.path = "portable (" + why + ")";
+      // Options::tf32 (opt-in) puts the forward on the TF32 tensor cores; a
+      // shape it cannot take keeps the exact path, which says why.
+      if (opt.tf32 && wanted) {
+        const std::string why_tf32 = detail::tf32::unsupported(ra, s.D);
+        tf32_fwd_ = why_tf32.empty();
+        if (tf32_fwd_)
+          fwd_plan_ = detail::tf32::forward_plan(ra, s.D);
+        else
+          fwd_plan_.path += " (tf32 not taken: " + why_tf32 + ")";
+      }
       const std::string why_bwd = detail::fp32t::backward_unsupported(ra, s.D);
       fp32_tiled_bwd_ = wanted && why_bwd.empty();
       if (fp32_tiled_bwd_) {
@@ -245,6 +261,18 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
     }
   }
   if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
+    if (tf32_fwd_) {
+      detail::tf32::Args a;
+      a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data();
+      a.o = t.o.data(), a.lse = t.lse.data();
+      if (ra) a.gates = t.gates.data(), a.d = t.d.data();
+      a.B = s.B, a.H = s.H, a.T = s.T, a.D = s.D;
+      a.ra = ra;
+      a.window = variant_ == Variant::ra_window ? opt_.window : -1;
+      a.gate_batch = opt_.gate_batch;
+      detail::tf32::forward(exec_, a);
+      return;
+    }
     if (fp32_tiled_fwd_) {
       detail::fp32t::Args a;
       a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data();
