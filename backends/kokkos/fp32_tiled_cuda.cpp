@@ -436,33 +436,38 @@ void launch_dp(const Kokkos::Cuda& exec, const Args& a) {
 //          so no sync is needed between the read and the in-place write)
 //   acc += dL x (the other side's rows: Qf for BwdKV, Kf for BwdQ), from Pb;
 //          RA's second half with dL masked to the band in place on mixed tiles.
-// Pb holds one tile at a time (P, then dL): that is what lets the whole team
-// scratch fit in 35 KB next to a 16 KB staging area for the product operands.
-// Only 32 logits/dP registers are live at once, beside the accumulators.
+// Pb holds one tile at a time (P, then dL): that is what lets the team
+// scratch (43.3 KB: U 16 KB, Pb 17 KB, chunk stages 8.5 KB, vectors) hold a
+// staging area U for the product operands apart from the chunk stages. Only
+// 32 logits/dP registers are live at once, beside the accumulators.
 //
-// The product operands ("B rows": dO, Q/K rows) are staged row-major, VC rows
-// x DP columns at a time (cp.async where rows are 16-byte), and read as the
-// forward reads V: a warp's 8 tx read 128 contiguous bytes, its 4 ty share
-// one float4 of Pb.
+// The product operands ("B rows": dO, Q/K rows) are staged row-major in U,
+// VC rows x DP columns at a time (VC = 64 for DP <= 64, 32 at DP = 128;
+// cp.async where rows are 16-byte), and read as the forward reads V: a warp's
+// 8 tx read 128 contiguous bytes, its 4 ty share one float4 of Pb. The first
+// VC rows of a product are issued ahead (prestage), right after U's previous
+// readers are done, so that they land during the chunk loops in between:
+// BwdKV stages dO at the tile's start and Q_i after the dV product, BwdQ K_j
+// at the tile's start. Only RA's second halves stage and wait in place.
 //
 // Gates: the Qf side of the logits is gated in the chunk loader as in the
 // forward; the product operands are ungated [Q | K] / [K | Q] rows and the
 // gates multiply the accumulators' halves in the epilogues.
-constexpr int kUFloats = 4096;                  // staging: chunk stages or VC x DP product rows
+constexpr int kUFloats = 4096;                  // U: VC x DP staged product rows
 constexpr int kOffPb = kUFloats;                // P / dL tile, column-major (LD = 68)
-constexpr int kOffVecs = kOffPb + BC * LD;      // 3 x 64 per-tile vectors, then 8 reduction slots
+constexpr int kOffStages = kOffPb + BC * LD;    // the two k-major chunk stages
+constexpr int kOffVecs = kOffStages + 2 * kStageFloats;  // 3 x 64 per-tile vectors, 8 reduction slots
 constexpr int kBwdFloats = kOffVecs + 3 * 64 + 8;
 constexpr std::size_t kBwdScratch = sizeof(float) * kBwdFloats;
-static_assert(2 * kStageFloats <= kUFloats, "the chunk stages live in the staging area");
-static_assert(kOffPb % 4 == 0 && kOffVecs % 4 == 0, "float4-aligned regions");
+static_assert(kOffPb % 4 == 0 && kOffStages % 4 == 0 && kOffVecs % 4 == 0, "float4-aligned regions");
 static_assert(kBwdScratch + 128 + 8 * (NT + 2) <= 48 * 1024, "Kokkos' 48 KiB team-scratch cap");
 
 // s = sum over nc chunks of A chunk x B chunk^T (chunk_fma), with the loads of
 // chunk c+1 in flight during the FMAs on chunk c. load(c, pa, pb) fetches
 // chunk c; hook(c, s) runs before chunk c's FMAs (RA's band mask). Starts
-// with a sync: the staging area may still be read by a product phase.
+// with a sync: the stages may still be read by the previous chunk loop.
 template <class Load, class Hook>
-__device__ __forceinline__ void chunk_loop(float (&s)[4][8], float* U, int nc, int tid, Load load,
+__device__ __forceinline__ void chunk_loop(float (&s)[4][8], float* stages, int nc, int tid, Load load,
                                            Hook hook) {
   const int ty = tid >> 3, tx = tid & 7, lr = tid >> 1, lk = (tid & 1) * 4;
 #pragma unroll
@@ -475,7 +480,7 @@ __device__ __forceinline__ void chunk_loop(float (&s)[4][8], float* U, int nc, i
   for (int c = 0; c < nc; ++c) {
     // One sync per chunk: stage c&1 was last read by chunk c-2's FMAs, which
     // every thread finished before chunk c-1's sync.
-    float* st = U + (c & 1) * kStageFloats;
+    float* st = stages + (c & 1) * kStageFloats;
     store_pair(st, pa, pb, lr, lk);
     __syncthreads();
     if (c + 1 < nc) load(c + 1, pa, pb);
@@ -484,20 +489,35 @@ __device__ __forceinline__ void chunk_loop(float (&s)[4][8], float* U, int nc, i
   }
 }
 
+// Rows of src staged in U per product step: all 64 for DP <= 64.
+template <int DP>
+constexpr int kStagedRows = BC < kUFloats / DP ? BC : kUFloats / DP;
+
+// The first kStagedRows<DP> rows of a product's src into U, issued early
+// (cp.async) so that they land during the chunk loops before the product.
+// The caller syncs before: U's previous readers must be done.
+template <int DP>
+__device__ __forceinline__ void prestage(float* U, const float* src, int r0, int T, int D, bool vec, int tid) {
+  stage_rows<DP, kStagedRows<DP>>(U, src, r0, T, D, vec, tid);
+}
+
 // acc[r][OFF + 4m + e] += sum_k Pb[k][4ty + r] * src[r0 + k][32m + 4tx + e]
 // over the tile's 64 k (rows of src), m < DP/32: the thread's rows of the
-// accumulator times DP columns of src. Begins with a sync (Pb's writes become
-// visible; the staging area's previous readers are done).
+// accumulator times DP columns of src. Syncs before reading Pb (its writes
+// become visible) and before restaging U (its previous readers are done);
+// prestaged: the first rows are in U already (prestage).
 template <int DP, int OFF, int NA>
 __device__ __forceinline__ void product(float (&acc)[4][NA], const float* Pb, float* U, const float* src,
-                                        int r0, int T, int D, bool vec, int tid) {
-  constexpr int VC = BC < kUFloats / DP ? BC : kUFloats / DP;
+                                        int r0, int T, int D, bool vec, int tid, bool prestaged) {
+  constexpr int VC = kStagedRows<DP>;
   static_assert(BC % VC == 0, "staged rows");
   const int ty = tid >> 3, tx = tid & 7;
 #pragma unroll 1
   for (int vc = 0; vc < BC / VC; ++vc) {
-    __syncthreads();
-    stage_rows<DP, VC>(U, src, r0 + vc * VC, T, D, vec, tid);
+    if (!(prestaged && vc == 0)) {
+      __syncthreads();
+      stage_rows<DP, VC>(U, src, r0 + vc * VC, T, D, vec, tid);
+    }
     cp_async_wait_all();
     __syncthreads();
     pt_fma<DP, OFF, VC>(acc, Pb + vc * VC * LD, U, ty, tx);
@@ -590,29 +610,30 @@ struct BwdBase {
   }
   // acc += dL x [first | second] rows of the other side (from c0), with dL
   // (in Pb) masked to the band in place for the second half on mixed tiles
-  // and that half skipped on plain ones. acc's halves are DP wide each.
+  // and that half skipped on plain ones. acc's halves are DP wide each; the
+  // first half's rows were prestaged in U.
   template <int NA>
   __device__ void dl_products(float (&acc)[4][NA], float* Pb, float* U, Kind kind, int r0, int c0,
                               bool keys, const float* first, const float* second, bool vec,
                               int tid) const {
-    product<DP, 0>(acc, Pb, U, first, c0, a.T, a.D, vec, tid);
+    product<DP, 0>(acc, Pb, U, first, c0, a.T, a.D, vec, tid, true);
     if constexpr (RA) {
       if (kind != kPlain) {
         if (kind == kMixed) {
           __syncthreads();  // every thread is done with the unmasked dL
           zero_pb_outside_band(Pb, r0, c0, keys, tid >> 3, tid & 7);
         }
-        product<DP, 4 * ND>(acc, Pb, U, second, c0, a.T, a.D, vec, tid);
+        product<DP, 4 * ND>(acc, Pb, U, second, c0, a.T, a.D, vec, tid, false);
       }
     }
   }
   // s <- own rows x other rows over the D columns of the given sources (no
   // gates, one half): dP.
-  __device__ void pair_tile(float (&s)[4][8], float* U, int r0, int c0, const float* asrc,
+  __device__ void pair_tile(float (&s)[4][8], float* stages, int r0, int c0, const float* asrc,
                             const float* bsrc, bool vec, int tid) const {
     const int T = a.T, D = a.D, nh = (D + KC - 1) / KC, lr = tid >> 1, lk = (tid & 1) * 4;
     chunk_loop(
-        s, U, nh, tid,
+        s, stages, nh, tid,
         [&](int c, float4& pa, float4& pb) {
           const int k = c * KC + lk, ra = r0 + lr, rb = c0 + lr;
           pa = ra < T ? load4(asrc + std::size_t(ra) * D, k, D, vec) : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -624,14 +645,14 @@ struct BwdBase {
   // them: the std half from (a_std, b_std) gated (ga_std, gb_std), RA's
   // reciprocal half (a_rec, b_rec) first where the tile kind uses it, masked
   // to the band on mixed tiles.
-  __device__ void logits_tile(float (&s)[4][8], float* U, Kind kind, int r0, int c0, bool keys,
+  __device__ void logits_tile(float (&s)[4][8], float* stages, Kind kind, int r0, int c0, bool keys,
                               const float* a_std, const float* a_rec, const float* b_std,
                               const float* b_rec, float ga_std, float ga_rec, float gb_std,
                               float gb_rec, bool vec, int tid) const {
     const int T = a.T, D = a.D, nh = (D + KC - 1) / KC, lr = tid >> 1, lk = (tid & 1) * 4;
     const int ty = tid >> 3, tx = tid & 7;
     chunk_loop(
-        s, U, kind == kPlain ? nh : 2 * nh, tid,
+        s, stages, kind == kPlain ? nh : 2 * nh, tid,
         [&](int c, float4& pa, float4& pb) {
           const bool rec = RA && kind != kPlain && c < nh;
           const int k = (c % nh) * KC + lk, ra = r0 + lr, rb = c0 + lr;
@@ -688,6 +709,7 @@ struct BwdKV : BwdBase<DP, RA> {
     const bool vec = this->vec_rows();
     float* U = this->scratch(team);
     float* Pb = U + kOffPb;
+    float* stages = U + kOffStages;
     float* lse2 = U + kOffVecs;  // lse_i log2 e of the query tile
     float* dlt = lse2 + 64;      // Delta_i
     float* red = lse2 + 192;
@@ -711,7 +733,8 @@ struct BwdKV : BwdBase<DP, RA> {
     for (int qt = kt; qt < n_tiles; ++qt) {  // BR == BC: query tiles from the diagonal one on
       const int i0 = qt * BR;
       const Kind kind = cuda::classify(RA, a.window, i0, BR, j0, BC, T);
-      __syncthreads();  // the previous tile's readers of lse2 / dlt are done
+      __syncthreads();  // the previous tile's readers of lse2 / dlt and U are done
+      prestage<DP>(U, dO, i0, T, D, vec, tid);  // dV's operand, landing during the logits
       if (tid < 64) {
         const int i = i0 + tid;
         lse2[tid] = i < T ? a.lse[std::size_t(bh) * T + i] * kLog2e : 0.f;
@@ -721,15 +744,17 @@ struct BwdKV : BwdBase<DP, RA> {
       // S^T: rows = keys j (A = Kf_j = [K_j, Q_j]), columns = queries i
       // (B = Qf_i = [w_std Q_i, w_rec K_i]).
       float s[4][8];
-      this->logits_tile(s, U, kind, j0, i0, true, K, Q, Q, K, 1.f, 1.f, w_std, w_rec, vec, tid);
+      this->logits_tile(s, stages, kind, j0, i0, true, K, Q, Q, K, 1.f, 1.f, w_std, w_rec, vec, tid);
       // P^T -> Pb.
       this->probabilities(s, j0, i0, true, [&](int r, int c) { return bias2[r] - lse2[c]; }, ty, tx);
       store_tile(Pb, s, ty, tx);
       // dV_j += sum_i P_ij dO_i
-      product<DP, 0>(dv, Pb, U, dO, i0, T, D, vec, tid);
+      product<DP, 0>(dv, Pb, U, dO, i0, T, D, vec, tid, true);
 
+      __syncthreads();  // every thread is done with U (dO)
+      prestage<DP>(U, Q, i0, T, D, vec, tid);  // dKf's first operand, landing during dP
       // dP^T: rows = keys (A = V_j), columns = queries (B = dO_i).
-      this->pair_tile(s, U, j0, i0, V, dO, vec, tid);
+      this->pair_tile(s, stages, j0, i0, V, dO, vec, tid);
       // dL^T = P^T (dP^T - Delta_i), in place in Pb (own elements); column sums for dd.
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
@@ -805,6 +830,7 @@ struct BwdQ : BwdBase<DP, RA> {
     const bool vec = this->vec_rows();
     float* U = this->scratch(team);
     float* Pb = U + kOffPb;
+    float* stages = U + kOffStages;
     float* bias = U + kOffVecs;  // w_disc d_j log2 e of the key tile
     float* red = bias + 192;
 
@@ -825,20 +851,20 @@ struct BwdQ : BwdBase<DP, RA> {
     for (int kt = 0; kt <= kt_last; ++kt) {
       const int j0 = kt * BC;
       const Kind kind = cuda::classify(RA, a.window, i0, BR, j0, BC, T);
-      if constexpr (RA) {
-        __syncthreads();  // the previous tile's readers of bias are done
+      __syncthreads();  // the previous tile's readers of bias and U are done
+      prestage<DP>(U, K, j0, T, D, vec, tid);  // dQf's first operand, landing during logits and dP
+      if constexpr (RA)
         if (tid < 64) bias[tid] = j0 + tid < T ? w_disc * a.d[std::size_t(bh) * T + j0 + tid] * kLog2e : 0.f;
-      }
       // S: rows = queries (A = Qf_i = [w_std Q_i, w_rec K_i]), columns = keys
       // (B = Kf_j = [K_j, Q_j]).
       float s[4][8];
-      this->logits_tile(s, U, kind, i0, j0, false, Q, K, K, Q, w_std, w_rec, 1.f, 1.f, vec, tid);
+      this->logits_tile(s, stages, kind, i0, j0, false, Q, K, K, Q, w_std, w_rec, 1.f, 1.f, vec, tid);
       // P -> Pb.
       this->probabilities(s, i0, j0, false, [&](int r, int c) { return (RA ? bias[c] : 0.f) - lse2[r]; }, ty, tx);
       store_tile(Pb, s, ty, tx);
 
       // dP: rows = queries (A = dO_i), columns = keys (B = V_j).
-      this->pair_tile(s, U, i0, j0, dO, V, vec, tid);
+      this->pair_tile(s, stages, i0, j0, dO, V, vec, tid);
       // dL = P (dP - Delta_i), in place in Pb (own elements).
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
