@@ -91,6 +91,17 @@ void check_all_variants() {
   check_variant<Scalar, Exec>(kk::Variant::ra_open, {2, 2, 100, 32}, 1, 7);
 }
 
+// The fused variants with each gate layout and ra_window's band at 0 (mixed,
+// plain and full tiles) and 40: the runs the fast paths are compared over.
+struct FusedRun {
+  kk::Variant v;
+  bool per_batch_gates;
+  int window;
+};
+const FusedRun kFusedRuns[] = {{kk::Variant::sdpa_fused, false, -1}, {kk::Variant::ra_fused, false, -1},
+                               {kk::Variant::ra_fused, true, -1},    {kk::Variant::ra_window, true, 0},
+                               {kk::Variant::ra_window, false, 40}};
+
 }  // namespace
 
 #if defined(KOKKOS_ENABLE_CUDA)
@@ -276,16 +287,8 @@ TEMPLATE_TEST_CASE("the fp32 tiled kernels match the portable kernels", "[kernel
   } else {
     const Case cases[] = {{1, 1, 1, 16},   {2, 2, 7, 20},  {1, 2, 65, 48},  {2, 1, 130, 64},
                           {1, 1, 257, 96}, {1, 2, 65, 128}, {1, 1, 130, 7}, {2, 1, 257, 64}};
-    struct Run {
-      kk::Variant v;
-      bool per_batch_gates;
-      int window;
-    };
-    const Run runs[] = {{kk::Variant::sdpa_fused, false, -1}, {kk::Variant::ra_fused, false, -1},
-                        {kk::Variant::ra_fused, true, -1},    {kk::Variant::ra_window, true, 0},
-                        {kk::Variant::ra_window, false, 40}};
     for (const Case& c : cases)
-      for (const Run& r : runs) {
+      for (const FusedRun& r : kFusedRuns) {
         const Shape s{c.B, c.H, c.T, c.D};
         const bool ra = kk::is_ra(r.v);
         const int gb = r.per_batch_gates ? c.B : 1;
@@ -348,16 +351,8 @@ TEMPLATE_TEST_CASE("tf32 forward matches the float64 reference", "[kernels][tf32
                StartsWith("fp32 tiled") && Contains("tf32 not taken: RA at head dim D = 96"));
     const Case cases[] = {{1, 1, 1, 16},    {2, 2, 7, 20},   {1, 2, 65, 48}, {2, 1, 130, 64},
                           {1, 1, 257, 128}, {2, 1, 257, 32}, {1, 2, 100, 64}};
-    struct Run {
-      kk::Variant v;
-      bool per_batch_gates;
-      int window;
-    };
-    const Run runs[] = {{kk::Variant::sdpa_fused, false, -1}, {kk::Variant::ra_fused, false, -1},
-                        {kk::Variant::ra_fused, true, -1},    {kk::Variant::ra_window, true, 0},
-                        {kk::Variant::ra_window, false, 40}};
     for (const Case& c : cases)
-      for (const Run& r : runs) {
+      for (const FusedRun& r : kFusedRuns) {
         const Shape s{c.B, c.H, c.T, c.D};
         const bool ra = kk::is_ra(r.v);
         if (ra && c.D > 64) continue;  // checked above: the exact path runs

@@ -261,19 +261,7 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
     }
   }
   if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
-    if (tf32_fwd_) {
-      detail::tf32::Args a;
-      a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data();
-      a.o = t.o.data(), a.lse = t.lse.data();
-      if (ra) a.gates = t.gates.data(), a.d = t.d.data();
-      a.B = s.B, a.H = s.H, a.T = s.T, a.D = s.D;
-      a.ra = ra;
-      a.window = variant_ == Variant::ra_window ? opt_.window : -1;
-      a.gate_batch = opt_.gate_batch;
-      detail::tf32::forward(exec_, a);
-      return;
-    }
-    if (fp32_tiled_fwd_) {
+    if (tf32_fwd_ || fp32_tiled_fwd_) {  // both take the same arguments
       detail::fp32t::Args a;
       a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data();
       a.o = t.o.data(), a.lse = t.lse.data();
@@ -282,7 +270,10 @@ void Attention<Scalar, Exec>::forward(const Tensors& t) const {
       a.ra = ra;
       a.window = variant_ == Variant::ra_window ? opt_.window : -1;
       a.gate_batch = opt_.gate_batch;
-      detail::fp32t::forward(exec_, a);
+      if (tf32_fwd_)
+        detail::tf32::forward(exec_, a);
+      else
+        detail::fp32t::forward(exec_, a);
       return;
     }
   }

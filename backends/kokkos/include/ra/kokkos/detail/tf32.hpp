@@ -7,21 +7,15 @@
 
 #include <Kokkos_Core.hpp>
 #include <ra/kokkos/attention.hpp>
+#include <ra/kokkos/detail/fp32_tiled.hpp>
 
 #include <string>
 
 #if defined(KOKKOS_ENABLE_CUDA)
 namespace ra::kk::detail::tf32 {
 
-// Raw device pointers of one forward ([B,H,T,D] float tensors, [B,H,T] d and
-// lse, [Gb,H,3] gates) and the problem.
-struct Args {
-  const float *q = nullptr, *k = nullptr, *v = nullptr, *gates = nullptr, *d = nullptr;
-  float *o = nullptr, *lse = nullptr;
-  int B = 0, H = 0, T = 0, D = 0;
-  bool ra = false;
-  int window = -1, gate_batch = 1;
-};
+// The forward's arguments are the exact fp32 forward's (same tensors, same meaning).
+using Args = fp32t::Args;
 
 // "" if the TF32 kernel takes this problem, else why not.
 std::string unsupported(bool ra, int D);
