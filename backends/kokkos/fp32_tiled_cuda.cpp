@@ -54,6 +54,7 @@
 // (zero-filled). Rows of 16 bytes (D % 4 == 0, aligned tensors) load as
 // float4 / cp.async and O stores as float4; other D element by element.
 #include <ra/kokkos/detail/fp32_tiled.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
 
 #include "cuda_warp_primitives.hpp"
 
@@ -198,11 +199,8 @@ template <int DP, bool RA>
 struct Forward {
   static constexpr int NO = DP / 32;                          // float4 column groups of O per thread
   static constexpr int VC = BC < kVFloats / DP ? BC : kVFloats / DP;  // V rows per staged chunk
-  // Teams per SM the register allocation must allow (LaunchBounds): the caps
-  // 128 (SDPA), 168 (RA: gates, bias and band state on top) and 255 (DP = 128:
-  // 64 O accumulators) are the lowest at which ptxas (CUDA 13, sm_90) needs no
-  // spills; 16 / 12 / 8 warps per SM.
-  static constexpr int kMinBlocks = DP == 128 ? 2 : RA ? 3 : 4;
+  // Teams per SM the register allocation must allow: kernel_traits.hpp.
+  static constexpr int kMinBlocks = fp32_tiled_min_blocks(DP, RA, TcPass::forward);
   static_assert(DP % 32 == 0 && BC % VC == 0, "tile geometry");
 
   Args a;
@@ -687,10 +685,8 @@ struct BwdKV : BwdBase<DP, RA> {
   using Base::a;
   using Base::ND;
   using Base::WP;
-  // Teams per SM the register allocation must allow (LaunchBounds): dKf, dV
-  // and 32 logits live together; SDPA at DP <= 64 (96 + 32 floats) fits the
-  // 168-register cap of 3, the rest need the 255 of 2 (no spills, CUDA 13, sm_90).
-  static constexpr int kMinBlocks = (RA || DP == 128) ? 2 : 3;
+  // Teams per SM the register allocation must allow: kernel_traits.hpp.
+  static constexpr int kMinBlocks = fp32_tiled_min_blocks(DP, RA, TcPass::backward_kv);
 
   KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
     KOKKOS_IF_ON_DEVICE((body(team);))
@@ -808,10 +804,8 @@ struct BwdQ : BwdBase<DP, RA> {
   using Base::a;
   using Base::ND;
   using Base::WP;
-  // As BwdKV's, for dQf and 32 logits: SDPA at DP <= 64 and RA at DP = 32
-  // (64 floats) fit the 168-register cap of 3; RA at DP = 64 (96) and DP = 128
-  // need 2 (at caps 128 / 168 ptxas spilled a few bytes).
-  static constexpr int kMinBlocks = (DP == 128 || (RA && DP == 64)) ? 2 : 3;
+  // Teams per SM the register allocation must allow: kernel_traits.hpp.
+  static constexpr int kMinBlocks = fp32_tiled_min_blocks(DP, RA, TcPass::backward_q);
 
   KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
     KOKKOS_IF_ON_DEVICE((body(team);))

@@ -26,6 +26,7 @@
 //    loads per mma (V rows are padded to D + 4 floats, so a warp's 32 loads
 //    fall in 32 different banks).
 #include <ra/kokkos/detail/tf32.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
 
 #include "cuda_warp_primitives.hpp"
 
@@ -108,15 +109,13 @@ __device__ __forceinline__ void mma_qk(float (&s)[N / 8][4], const u32 (&qa)[W /
     }
 }
 
-// The key tile: 64 keys, or 32 where the folded rows are 128 floats wide (the
-// Kf and V tiles then still fit beside each other in 48 KiB).
-constexpr int key_tile(int w) { return w >= 128 ? 32 : 64; }
-
+// Warps, key tile and teams per SM: tf32_traits in kernel_traits.hpp.
 template <int D, bool RA>
 struct Forward {
-  static constexpr int W = RA ? 2 * D : D, BC = key_tile(W), WARPS = 4, BR = 16 * WARPS,
-                       NT = 32 * WARPS;
-  static constexpr int kMinBlocks = 2;
+  static constexpr TensorCoreTraits kTraits = tf32_traits(D, RA);
+  static constexpr int W = RA ? 2 * D : D, BC = kTraits.tile, WARPS = kTraits.warps,
+                       BR = 16 * WARPS, NT = 32 * WARPS;
+  static constexpr int kMinBlocks = kTraits.min_blocks;
   static constexpr int kKf = SwizzledF<W>::bytes(BC), kV = BC * (D + 4) * 4, kBias = 4 * BC;
   static constexpr std::size_t kScratch =
       std::max<std::size_t>(SwizzledF<W>::bytes(BR), std::size_t(kKf) + kV + kBias);

@@ -150,4 +150,35 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   return {};
 }
 
+// ---------------------------------------------------------------------------
+// The other CUDA kernels of float storage. Their geometry is one for every
+// architecture so far -- 128 threads (4 warps), 64-row tiles -- and what the
+// table decides per (padded head dim, SDPA/RA, pass) is below; the reasons are
+// ptxas's (CUDA 13, sm_90) register counts, the lowest caps without spills.
+//
+// fp32 tiled (fp32_tiled_cuda.cpp, exact fp32 SIMT): teams per SM the register
+// allocation must leave room for (LaunchBounds; 4 caps at 128 registers, 3 at
+// 168, 2 at 255).
+//   forward      SDPA 4 (128), RA 3 (gates, bias and band state on top), D 128: 2
+//                (64 O accumulators)
+//   backward_kv  dKf, dV and 32 logits live together: SDPA at D <= 64 fits 3, the rest 2
+//   backward_q   dQf and 32 logits: 3, except RA at D = 64 and D = 128: 2
+constexpr int fp32_tiled_min_blocks(int d_pad, bool ra, TcPass pass) {
+  switch (pass) {
+    case TcPass::forward: return d_pad == 128 ? 2 : ra ? 3 : 4;
+    case TcPass::backward_kv: return (ra || d_pad == 128) ? 2 : 3;
+    case TcPass::backward_q: return (d_pad == 128 || (ra && d_pad == 64)) ? 2 : 3;
+  }
+  return 1;
+}
+
+// TF32 forward (tf32_cuda.cpp, mma.sync.m16n8k8): 4 warps of 16 query rows; the
+// key tile is 64, or 32 where the folded rows are 128 floats wide (RA at D = 64,
+// SDPA at D = 128) so the fp32 K and V tiles still fit 48 KiB; 2 teams per SM
+// (204-250 registers: Qf fragments, O and S accumulators all fp32).
+constexpr TensorCoreTraits tf32_traits(int d_pad, bool ra) {
+  const int w = ra ? 2 * d_pad : d_pad;
+  return {4, w >= 128 ? 32 : 64, 1, true, 2};
+}
+
 }  // namespace ra::kk
