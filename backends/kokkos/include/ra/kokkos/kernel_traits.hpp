@@ -162,12 +162,13 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
 //   forward      SDPA 4 (128), RA 3 (gates, bias and band state on top), D 128: 2
 //                (64 O accumulators)
 //   backward_kv  dKf, dV and 32 logits live together: SDPA at D <= 64 fits 3, the rest 2
-//   backward_q   dQf and 32 logits: 3, except RA at D = 64 and D = 128: 2
+//   backward_q   dQf and 32 logits: 3 (RA at D = 64 spills 8 bytes at this cap and
+//                still runs 4% faster than at 2: docs/perf.md v17), D = 128: 2
 constexpr int fp32_tiled_min_blocks(int d_pad, bool ra, TcPass pass) {
   switch (pass) {
     case TcPass::forward: return d_pad == 128 ? 2 : ra ? 3 : 4;
     case TcPass::backward_kv: return (ra || d_pad == 128) ? 2 : 3;
-    case TcPass::backward_q: return (d_pad == 128 || (ra && d_pad == 64)) ? 2 : 3;
+    case TcPass::backward_q: return d_pad == 128 ? 2 : 3;
   }
   return 1;
 }
