@@ -159,15 +159,16 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
 // fp32 tiled (fp32_tiled_cuda.cpp, exact fp32 SIMT): teams per SM the register
 // allocation must leave room for (LaunchBounds; 4 caps at 128 registers, 3 at
 // 168, 2 at 255).
-//   forward      SDPA 4 (128), RA 3 (gates, bias and band state on top), D 128: 2
-//                (64 O accumulators)
-//   backward_kv  dKf, dV and 32 logits live together: SDPA at D <= 64 fits 3, the rest 2
+//   forward      4, D = 128: 2 (64 O accumulators). RA at D = 64 spills ~100 bytes
+//                under 128 registers and still runs 4-7% faster than at 3 (v17)
+//   backward_kv  dKf, dV and 32 logits live together: 3 (RA at D = 64 spills 188
+//                bytes and runs 2-4% faster than at 2, v17), D = 128: 2
 //   backward_q   dQf and 32 logits: 3 (RA at D = 64 spills 8 bytes at this cap and
 //                still runs 4% faster than at 2: docs/perf.md v17), D = 128: 2
 constexpr int fp32_tiled_min_blocks(int d_pad, bool ra, TcPass pass) {
   switch (pass) {
-    case TcPass::forward: return d_pad == 128 ? 2 : ra ? 3 : 4;
-    case TcPass::backward_kv: return (ra || d_pad == 128) ? 2 : 3;
+    case TcPass::forward: return d_pad == 128 ? 2 : 4;
+    case TcPass::backward_kv: return d_pad == 128 ? 2 : 3;
     case TcPass::backward_q: return d_pad == 128 ? 2 : 3;
   }
   return 1;
