@@ -99,11 +99,14 @@ struct Case {
   int B, H, T, D;
 };
 
-// want_path: the forward plan's path the case must run on ("" = any).
+// want_path / want_bwd_path: the forward / backward plan's path the case
+// must run on ("" = any).
 void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
                    vk::Precision prec = vk::Precision::fp32, int tile = 0,
                    vk::ForwardPath fpath = vk::ForwardPath::automatic,
-                   const std::string& want_path = "") {
+                   const std::string& want_path = "",
+                   vk::BackwardPath bpath = vk::BackwardPath::automatic,
+                   const std::string& want_bwd_path = "") {
   const Shape s{c.B, c.H, c.T, c.D};
   const std::uint64_t seed = fresh_seed();
   const bool ra = vk::is_ra(v), half = prec == vk::Precision::fp16;
@@ -115,14 +118,16 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   opt.precision = prec;
   opt.tile = tile;
   opt.forward_path = fpath;
+  opt.backward_path = bpath;
   vk::Attention attn(v, s, opt, context());
-  const vk::TilePlan fp = attn.forward_plan();
+  const vk::TilePlan fp = attn.forward_plan(), bp = attn.backward_plan();
   INFO(vk::variant_name(v) << " " << vk::precision_name(prec) << " " << s.str()
                            << " Gb=" << gate_batch << " window=" << window << " forward "
                            << fp.path << " " << fp.br << "x" << fp.bc << " (" << fp.threads
-                           << " threads) backward tile " << attn.backward_plan().br
-                           << " seed=" << seed);
+                           << " threads) backward " << bp.path << " " << bp.br << "x" << bp.bc
+                           << " (" << bp.threads << " threads) seed=" << seed);
   if (!want_path.empty()) REQUIRE(fp.path == want_path);
+  if (!want_bwd_path.empty()) REQUIRE(bp.path == want_bwd_path);
   auto t = vk::HostTensors::allocate(s, gate_batch);
   t.q = to_float(p.q), t.k = to_float(p.k), t.v = to_float(p.v), t.dout = to_float(p.dout);
   t.gates = to_float(p.gates), t.d = to_float(p.d);
@@ -135,7 +140,7 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   // (see tests/test_kernels.cpp, bf16), so they get the looser bound too.
   const double tol = half ? 2e-2 : 2e-4;
   if (std::getenv("RA_VK_TEST_VERBOSE"))  // margins, for a new device or driver
-    std::cerr << vk::variant_name(v) << " " << fp.path << " " << s.str()
+    std::cerr << vk::variant_name(v) << " " << fp.path << " / " << bp.path << " " << s.str()
               << " Gb=" << gate_batch << " w=" << window << ": o " << max_rel_error(t.o, p.o)
               << " lse " << max_rel_error(t.lse, p.lse) << " dq " << max_rel_error(t.dq, p.dq)
               << " dk " << max_rel_error(t.dk, p.dk) << " dv " << max_rel_error(t.dv, p.dv)
@@ -291,6 +296,89 @@ TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back 
   check_clean();
 }
 
+namespace {
+// The coopmat backward's shapes: T = 1, 7, 65 (one row past 64), 130 (several
+// own and streamed tiles); D = 16, 32, 64 and 40 (not a multiple of 16:
+// zero-padded to 48). Every D and variant is one more pair of emulated
+// pipelines (~8 s each to compile on lavapipe, 2 cores), so SDPA (the same
+// code without the reciprocal half and gates) runs at one D only.
+struct BwdCase {
+  Case c;
+  bool sdpa;
+};
+const BwdCase kCoopmatBwdCases[] = {
+    {{1, 1, 1, 16}, false}, {{2, 3, 7, 32}, false}, {{1, 2, 65, 64}, false},
+    {{2, 1, 130, 40}, false}, {{1, 1, 130, 16}, true},
+};
+
+// The backward's kernels on `bpath` after the forward on `fpath`; every
+// variant, ra_window with windows 5 (band edge inside a tile) and 40
+// (across tiles), gates per head and per batch.
+void check_coopmat_bwd_cases(vk::ForwardPath fpath, vk::BackwardPath bpath,
+                             const std::string& want_bwd_path, const BwdCase* cases, std::size_t n) {
+  const auto f16 = vk::Precision::fp16;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Case& c = cases[i].c;
+    if (cases[i].sdpa) check_variant(vk::Variant::sdpa_fused, c, 1, -1, f16, 0, fpath, "", bpath, want_bwd_path);
+    check_variant(vk::Variant::ra_fused, c, c.B, -1, f16, 0, fpath, "", bpath, want_bwd_path);
+    check_variant(vk::Variant::ra_window, c, 1, 5, f16, 0, fpath, "", bpath, want_bwd_path);
+    check_variant(vk::Variant::ra_window, c, c.B, 40, f16, 0, fpath, "", bpath, want_bwd_path);
+  }
+}
+}  // namespace
+
+// The coopmat backward's source with its products done by plain lanes, after
+// the scalar fp16 forward (its pipelines are built by the tests above
+// already): staging, index maps, masking, gate and column sums, stores.
+TEST_CASE("Vulkan: coopmat backward, emulated products, matches the float64 reference",
+          "[vulkan][fp16][coopmat]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
+  check_coopmat_bwd_cases(vk::ForwardPath::scalar, vk::BackwardPath::coopmat_emulated,
+                          "coopmat-emulated fp16-storage", kCoopmatBwdCases,
+                          std::size(kCoopmatBwdCases));
+}
+
+// The real coopmat backward (after the coopmat forward) where the device has
+// VK_NV_cooperative_matrix; elsewhere it falls back to the scalar backward
+// and says why. Opt-in: the automatic path stays scalar unless
+// RA_VK_COOPMAT_BWD=1.
+TEST_CASE("Vulkan: coopmat backward matches the float64 reference, or falls back and says why",
+          "[vulkan][fp16][coopmat]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
+  const auto& dev = context()->info();
+  const char* env = std::getenv("RA_VK_COOPMAT_BWD");
+  const bool asked = env && std::string(env) == "1";
+  vk::Options opt;
+  opt.precision = vk::Precision::fp16;
+  vk::Attention automatic(vk::Variant::ra_fused, {1, 1, 64, 64}, opt, context());
+  opt.backward_path = vk::BackwardPath::coopmat;
+  vk::Attention probe(vk::Variant::ra_fused, {1, 1, 64, 64}, opt, context());
+  const vk::TilePlan p = probe.backward_plan(), a = automatic.backward_plan();
+  std::cerr << "test_vulkan: fp16 backward on " << dev.name << ": " << p.path
+            << (p.note.empty() ? "" : " [" + p.note + "]") << "; automatic: " << a.path
+            << (a.note.empty() ? "" : " [" + a.note + "]") << "\n";
+  if (!(dev.coopmat_f16 && dev.subgroup_size == 32)) {
+    CHECK(p.path == "scalar fp16-storage");
+    CHECK(!p.note.empty());
+    CHECK(a.path == "scalar fp16-storage");
+    WARN(dev.name << ": no coopmat backward (" << p.note << "); the scalar fp16 backward ran");
+    return;
+  }
+  CHECK(p.path == "coopmat fp16-storage");
+  CHECK(p.note.empty());
+  CHECK(a.path == (asked ? "coopmat fp16-storage" : "scalar fp16-storage"));
+  check_coopmat_bwd_cases(vk::ForwardPath::automatic, vk::BackwardPath::coopmat,
+                          "coopmat fp16-storage", kCoopmatBwdCases, std::size(kCoopmatBwdCases));
+  // D = 128 and more T on the real kernel (no compile cost there).
+  const BwdCase more[] = {{{1, 1, 130, 128}, true}, {{2, 1, 7, 128}, false},
+                          {{1, 1, 130, 64}, true}, {{1, 1, 65, 20}, true}};
+  check_coopmat_bwd_cases(vk::ForwardPath::automatic, vk::BackwardPath::coopmat,
+                          "coopmat fp16-storage", more, std::size(more));
+  check_clean();
+}
+
 TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   RA_REQUIRE_DEVICE();
   vk::Options opt;
@@ -300,11 +388,12 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   if (!has_fp16()) return;
   opt.precision = vk::Precision::fp16;
   opt.forward_path = vk::ForwardPath::scalar;
+  opt.backward_path = vk::BackwardPath::scalar;
   vk::Attention forced(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
   CHECK(forced.forward_plan().path == "scalar fp16-storage");
   CHECK_THAT(forced.forward_plan().note, Catch::Contains("forced"));
-  // fp16 backward is always the scalar kernel.
   CHECK(forced.backward_plan().path == "scalar fp16-storage");
+  CHECK_THAT(forced.backward_plan().note, Catch::Contains("forced"));
   check_clean();
 }
 
@@ -426,7 +515,8 @@ TEST_CASE("Vulkan: timing at the seeds' shape", "[.][vkbench]") {
                 << vk::variant_name(v) << " " << vk::precision_name(prec) << " forward "
                 << attn.forward_plan().path << " " << attn.forward_plan().br << "x"
                 << attn.forward_plan().bc << " (" << attn.forward_plan().threads
-                << " threads), backward tile " << attn.backward_plan().br << ": fwd " << f[2] << " ms ("
+                << " threads), backward " << attn.backward_plan().path << " "
+                << attn.backward_plan().br << "x" << attn.backward_plan().bc << ": fwd " << f[2] << " ms ("
                 << vk::forward_flops(v, s, opt) / f[2] * 1e-6 << " GFLOP/s), bwd " << b[2]
                 << " ms (" << vk::backward_flops(v, s, opt) / b[2] * 1e-6 << " GFLOP/s)\n";
     }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 namespace ra::vk {
 
@@ -166,6 +167,9 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   bwd_plan_ = plan(true);
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
   if (fp16) plan_coopmat_forward(who, tr);
+  if (fp16) plan_coopmat_backward(who, tr);
+  else if (opt.backward_path == BackwardPath::coopmat_emulated)
+    throw std::invalid_argument(who + ": the coopmat backward is fp16 only");
 
   // Device limits on the launch and the buffers.
   const std::size_t bh = std::size_t(s.B) * s.H;
@@ -238,16 +242,8 @@ void Attention::plan_coopmat_forward(const std::string& who, const KernelTraits&
     why = "scalar forced (Options::forward_path)";
   else if (!emulate && env && std::string(env) == "0")
     why = "scalar forced (RA_VK_COOPMAT=0)";
-  else if (!emulate && !dev.coopmat_f16)
-    why = dev.coopmat_note;
-  else if (!emulate && dev.subgroup_size != 32)
-    // The kernel is written for any subgroup size, but relies on a workgroup
-    // of NSG * subgroupSize invocations being NSG full subgroups, which
-    // Vulkan 1.2 only promises in practice, on NVIDIA's 32-wide warps.
-    why = "subgroup size " + std::to_string(dev.subgroup_size) +
-          "; the coopmat kernel is laid out for 32";
-  else if (opt_.tile == 8)
-    why = "tile 8 pinned (coopmat tiles are multiples of 16)";
+  else
+    why = coopmat_refusal(emulate);
   TilePlan cm;
   if (why.empty()) {
     const int cap = std::max(16, tile_cap(s.T));
@@ -272,6 +268,66 @@ void Attention::plan_coopmat_forward(const std::string& who, const KernelTraits&
     throw std::invalid_argument(who + ": the emulated coopmat forward cannot run: " + why);
   } else {
     fwd_plan_.note = why;
+  }
+}
+
+std::string Attention::coopmat_refusal(bool emulate) const {
+  const DeviceInfo& dev = ctx_->info();
+  if (!emulate && !dev.coopmat_f16) return dev.coopmat_note;
+  if (!emulate && dev.subgroup_size != 32)
+    // The kernels are written for any subgroup size, but rely on a workgroup
+    // of NSG * subgroupSize invocations being NSG full subgroups, which
+    // Vulkan 1.2 only promises in practice, on NVIDIA's 32-wide warps.
+    return "subgroup size " + std::to_string(dev.subgroup_size) +
+           "; the coopmat kernels are laid out for 32";
+  if (opt_.tile == 8) return "tile 8 pinned (coopmat tiles are multiples of 16)";
+  return "";
+}
+
+// The fp16 backward on cooperative matrices when asked for (Options or
+// $RA_VK_COOPMAT_BWD=1) and the device, options and shape allow it;
+// otherwise the scalar plan stays and its note says why.
+void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits& tr) {
+  const DeviceInfo& dev = ctx_->info();
+  const Shape& s = shape_;
+  const BackwardPath bp = opt_.backward_path;
+  const bool emulate = bp == BackwardPath::coopmat_emulated;
+  const char* env = std::getenv("RA_VK_COOPMAT_BWD");
+  std::string why;
+  if (bp == BackwardPath::scalar)
+    why = "scalar forced (Options::backward_path)";
+  else if (bp == BackwardPath::automatic && !(env && std::string(env) == "1"))
+    why = "coopmat backward not asked for (RA_VK_COOPMAT_BWD=1 or Options::backward_path)";
+  else
+    why = coopmat_refusal(emulate);
+  TilePlan cm;
+  if (why.empty()) {
+    // Own x streamed rows, from the forward's candidates; no cap by T (one
+    // pipeline per D and variant: fewer slow compiles on lavapipe; short
+    // sequences leave some subgroups idle, which costs nothing that matters).
+    for (const auto& t : coopmat_tiles()) {
+      const int own = t[0], str = t[1];
+      if (opt_.tile && (own != opt_.tile || str != opt_.tile)) continue;
+      const std::uint32_t threads = std::uint32_t(own / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
+      const std::size_t bytes =
+          coopmat_backward_shared_bytes(own, str, s.D, is_ra(variant_), int(threads), emulate);
+      if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
+      cm.path = emulate ? "coopmat-emulated fp16-storage" : "coopmat fp16-storage";
+      cm.br = own, cm.bc = str, cm.threads = int(threads), cm.shared_bytes = bytes;
+      break;
+    }
+    if (cm.br == 0)
+      why = "no coopmat backward tile fits " + std::to_string(tr.shared_budget) +
+            " bytes of shared memory" +
+            (opt_.tile ? " with tile " + std::to_string(opt_.tile) : std::string());
+  }
+  if (why.empty()) {
+    bwd_plan_ = cm;
+    bwd_cm_ = emulate ? "emulated" : "coopmat";
+  } else if (emulate) {
+    throw std::invalid_argument(who + ": the emulated coopmat backward cannot run: " + why);
+  } else {
+    bwd_plan_.note = why;
   }
 }
 
@@ -348,8 +404,21 @@ void Attention::run_backward() {
   const std::vector<std::uint32_t> spec_small{std::uint32_t(p.threads), std::uint32_t(s.D),
                                               std::uint32_t(W_), 8, 8, ra ? 1u : 0u};
   VkPipeline delta = ctx_->pipeline("bwd_delta" + suffix, spec_small);
-  VkPipeline kv = ctx_->pipeline("bwd_kv" + suffix, spec);
-  VkPipeline qk = ctx_->pipeline("bwd_q" + suffix, spec);
+  VkPipeline kv, qk;
+  if (bwd_cm_.empty()) {
+    kv = ctx_->pipeline("bwd_kv" + suffix, spec);
+    qk = ctx_->pipeline("bwd_q" + suffix, spec);
+  } else {
+    // bwd_cm.comp: spec constants BR = query rows, BC = key rows of a tile,
+    // so the key-owned kernel (own keys, streamed queries) takes them swapped.
+    auto name = [&](const char* which) {
+      return std::string("bwd_cm_") + which + (bwd_cm_ == "emulated" ? "_emu" : "");
+    };
+    std::vector<std::uint32_t> spec_kv = spec;
+    std::swap(spec_kv[3], spec_kv[4]);
+    kv = ctx_->pipeline(name("kv"), spec_kv);
+    qk = ctx_->pipeline(name("q"), spec);
+  }
   VkPipeline gates = ra ? ctx_->pipeline("gate_grads", spec_small) : VK_NULL_HANDLE;
   const int n_tiles = ceil_div(s.T, p.br);
   Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,

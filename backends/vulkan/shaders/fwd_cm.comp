@@ -35,35 +35,14 @@
 // synchronisation, runnable on any device with fp16 (lavapipe), so
 // everything but the matrix instructions is tested where no tensor cores
 // exist.
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_shuffle : require
-#extension GL_EXT_control_flow_attributes : require
-#ifndef RA_CM_EMULATE
-#extension GL_NV_cooperative_matrix : require
-#extension GL_KHR_memory_scope_semantics : require
-#endif
-#define RA_FP16
-#include "common.glsl"
+#define CM_OWN_ROWS BR
+#include "cm_common.glsl"
 
-// The same q, k, v, o buffers seen as 16-byte chunks (descriptor aliasing):
-// one load instruction per 8 halves instead of 8.
-layout(std430, binding = 0) restrict readonly buffer BufQ4 { uvec4 q4[]; };
-layout(std430, binding = 1) restrict readonly buffer BufK4 { uvec4 k4[]; };
-layout(std430, binding = 2) restrict readonly buffer BufV4 { uvec4 v4[]; };
 layout(std430, binding = 5) restrict writeonly buffer BufO4 { uvec4 o4[]; };
 
 // BR, BC: multiples of 16 (attention.cpp picks them). The workgroup is
 // NSG subgroups of SG lanes (spec constant 0 = NSG * subgroup size).
-const uint NSG = BR / 16u;
-const uint SG = NT / NSG;
 const uint NCB = BC / 16u;                   // 16-key blocks of a key tile
-const uint D16 = (D + 15u) / 16u * 16u;     // D padded to whole 16-wide steps
-const uint W16 = RA != 0u ? 2u * D16 : D16;  // folded width, each half padded
-const uint KD = D16 / 16u;                   // 16-wide steps of one half
-const uint KW = W16 / 16u;                   // ... of the whole folded row
-const uint P8 = D16 / 8u;                    // 16-byte chunks of a padded half row
-const uint CW = W16 / 8u;                    // ... of a padded folded row
-const bool VEC = D % 8u == 0u;               // rows are whole 16-byte chunks
 // Row strides: 16-byte multiples (cooperative-matrix loads and stores want
 // aligned rows), 8 halves / 4 floats past the natural width so rows do not
 // start on the same shared-memory bank.
@@ -79,144 +58,12 @@ shared float sbias[BC];
 
 const float NEG_BIG = -3.0e38;  // masked logit: exp(NEG_BIG - m) == 0, no inf arithmetic
 
-// A block of this subgroup's rows is only read by the same subgroup.
-void subgroup_sync() {
-  subgroupMemoryBarrierShared();
-  subgroupBarrier();
-}
-
-#ifndef RA_CM_EMULATE
-#define HMAT fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define FMAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-#define DECL_H(n) HMAT n
-#define DECL_F(n) FMAT n
-#define DECL_H_ARR(n, len) HMAT n[len]
-#define DECL_F_ARR(n, len) FMAT n[len]
-#define FILL_F(m, x) m = FMAT(x)
-#define FILL_H(m, x) m = HMAT(x)
-#define TO_H(dst, src) dst = HMAT(src)
-#define LOAD_SK(m, off, st, cm) coopMatLoadNV(m, sk, off, st, cm)
-#define LOAD_SV(m, off, st) coopMatLoadNV(m, sv, off, st, false)
-#define LOAD_SS(m, off, st) coopMatLoadNV(m, ss, off, st, false)
-#define STORE_SS(m, off, st) coopMatStoreNV(m, ss, off, st, false)
-#define MMA(c, a, b) c = coopMatMulAddNV(a, b, c)
-#define NEL (idx.length())
-#else
-// Emulated fragments: EL elements per lane, element i of lane L at
-// flat L + SG i (row flat / 16, column flat % 16). The runtime sizes the
-// workgroup as NSG subgroups of the device's subgroup size, so SG is it.
-const uint EL = 256u / SG;
-shared float semu[NSG * 512u];  // per subgroup: A and B of one product
-// The element loops run to el_rt (== EL), a bound the compiler cannot fold:
-// unrolled, they turn every fragment into EL separate values, and llvmpipe's
-// coroutine split (one suspend point per workgroup barrier) then spends
-// minutes on the thousands of values live across the key loop's barriers;
-// rolled, fragments stay arrays in memory.
-uint el_rt;
-
-#define DECL_H(n) float n[EL]
-#define DECL_F(n) float n[EL]
-#define DECL_H_ARR(n, len) float n[len][EL]
-#define DECL_F_ARR(n, len) float n[len][EL]
-#define FILL_F(m, x) for (uint i_ = 0u; i_ < el_rt; ++i_) m[i_] = (x)
-#define FILL_H(m, x) FILL_F(m, x)
-#define TO_H(dst, src) for (uint i_ = 0u; i_ < el_rt; ++i_) dst[i_] = float(float16_t(src[i_]))
-#define LOAD_SK(m, off, st, cm) emu_load_sk(m, off, st, cm)
-#define LOAD_SV(m, off, st) emu_load_sv(m, off, st)
-#define LOAD_SS(m, off, st) emu_load_ss(m, off, st)
-#define STORE_SS(m, off, st) emu_store_ss(m, off, st)
-#define MMA(c, a, b) emu_mma(c, a, b)
-#define NEL int(el_rt)
-
-// Element (r, c) of a matrix loaded column-major sits at off + c * st + r.
-void emu_load_sk(out float m[EL], uint off, uint st, bool colmajor) {
-  for (uint i = 0u; i < el_rt; ++i) {
-    const uint e = gl_SubgroupInvocationID + SG * i, r = e / 16u, c = e % 16u;
-    m[i] = float(colmajor ? sk[off + c * st + r] : sk[off + r * st + c]);
-  }
-}
-void emu_load_sv(out float m[EL], uint off, uint st) {
-  for (uint i = 0u; i < el_rt; ++i) {
-    const uint e = gl_SubgroupInvocationID + SG * i;
-    m[i] = float(sv[off + (e / 16u) * st + e % 16u]);
-  }
-}
-void emu_load_ss(out float m[EL], uint off, uint st) {
-  for (uint i = 0u; i < el_rt; ++i) {
-    const uint e = gl_SubgroupInvocationID + SG * i;
-    m[i] = ss[off + (e / 16u) * st + e % 16u];
-  }
-}
-void emu_store_ss(float m[EL], uint off, uint st) {
-  for (uint i = 0u; i < el_rt; ++i) {
-    const uint e = gl_SubgroupInvocationID + SG * i;
-    ss[off + (e / 16u) * st + e % 16u] = m[i];
-  }
-}
-// c += a b: the operands go through shared memory because every output
-// element needs a row of a and a column of b, held by other lanes. The
-// 16-long inner loop is unrolled: llvmpipe counts every loop iteration of an
-// invocation against one limit of 65535 (gallivm's loop limiter) and
-// silently leaves loops past it.
-void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
-  const uint base = gl_SubgroupID * 512u;
-  for (uint i = 0u; i < el_rt; ++i) {
-    const uint e = gl_SubgroupInvocationID + SG * i;
-    semu[base + e] = a[i];
-    semu[base + 256u + e] = b[i];
-  }
-  subgroup_sync();
-  for (uint i = 0u; i < el_rt; ++i) {
-    const uint e = gl_SubgroupInvocationID + SG * i, m = e / 16u, n = e % 16u;
-    float acc = c[i];
-    [[unroll]] for (uint t = 0u; t < 16u; ++t)
-      acc += semu[base + m * 16u + t] * semu[base + 256u + t * 16u + n];
-    c[i] = acc;
-  }
-  subgroup_sync();  // the next product overwrites the scratch
-}
-#endif
-
-// Eight consecutive halves of row i of q (x = 0), k (1) or v (2), columns
-// 8 c8 .. 8 c8 + 7, packed two per uint; zero past T and past D.
-uvec4 load8(uint x, uint bh, uint i, uint c8) {
-  if (i >= pc.T || 8u * c8 >= D) return uvec4(0u);
-  const uint base = (bh * pc.T + i) * D;
-  if (VEC) {
-    const uint a = base / 8u + c8;
-    return x == 0u ? q4[a] : (x == 1u ? k4[a] : v4[a]);
-  }
-  float16_t h[8];
-  [[unroll]] for (uint t = 0u; t < 8u; ++t) {
-    const uint c = 8u * c8 + t;
-    h[t] = c >= D ? float16_t(0.0) : (x == 0u ? q[base + c] : (x == 1u ? k[base + c] : v[base + c]));
-  }
-  return uvec4(packFloat2x16(f16vec2(h[0], h[1])), packFloat2x16(f16vec2(h[2], h[3])),
-               packFloat2x16(f16vec2(h[4], h[5])), packFloat2x16(f16vec2(h[6], h[7])));
-}
-
-// w's halves times s, rounded to fp16 once (the folded Qf's gates).
-uvec4 scale8(uvec4 w, float s) {
-  uvec4 r;
-  [[unroll]] for (uint t = 0u; t < 4u; ++t)
-    r[t] = packFloat2x16(f16vec2(vec2(unpackFloat2x16(w[t])) * s));
-  return r;
-}
-
-void sk_put8(uint off, uvec4 w) {
-  [[unroll]] for (uint t = 0u; t < 4u; ++t) {
-    const f16vec2 h = unpackFloat2x16(w[t]);
-    sk[off + 2u * t] = h.x;
-    sk[off + 2u * t + 1u] = h.y;
-  }
-}
-void sv_put8(uint off, uvec4 w) {
-  [[unroll]] for (uint t = 0u; t < 4u; ++t) {
-    const f16vec2 h = unpackFloat2x16(w[t]);
-    sv[off + 2u * t] = h.x;
-    sv[off + 2u * t + 1u] = h.y;
-  }
-}
+#define LOAD_SK(m, off, st, cm) CM_LOAD(m, sk, off, st, cm)
+#define LOAD_SV(m, off, st) CM_LOAD(m, sv, off, st, false)
+#define LOAD_SS(m, off, st) CM_LOAD(m, ss, off, st, false)
+#define STORE_SS(m, off, st) CM_STORE(m, ss, off, st)
+#define sk_put8(off, w) CM_PUT8(sk, off, w)
+#define sv_put8(off, w) CM_PUT8(sv, off, w)
 
 // classify() of common.glsl for one subgroup's rows i0..i_last.
 uint classify_rows(uint i0, uint i_last, uint j0) {

@@ -51,8 +51,18 @@ std::string precision_name(Precision p);
 // scalar: always the scalar kernel (comparisons); coopmat_emulated: the
 // coopmat kernel's code with its matrix products done by plain lanes, on any
 // device with fp16 (tests its staging, masking and softmax where no tensor
-// cores exist). fp32 always runs the scalar kernels; so does every backward.
+// cores exist). fp32 always runs the scalar kernels.
 enum class ForwardPath { automatic, scalar, coopmat_emulated };
+
+// The fp16 backward's kernels. Opt-in: automatic runs the scalar backward
+// unless $RA_VK_COOPMAT_BWD is 1, then the cooperative-matrix one
+// (shaders/bwd_cm.comp) where the device has it (as the forward:
+// DeviceInfo::coopmat_f16, subgroup size 32); coopmat: the cooperative-matrix
+// one where the device has it, without the variable; scalar: always the
+// scalar kernels; coopmat_emulated: the coopmat kernels' code with plain
+// lanes doing the products, on any fp16 device (tests). Where the coopmat
+// backward cannot run, backward_plan().note says why.
+enum class BackwardPath { automatic, scalar, coopmat, coopmat_emulated };
 
 struct Options {
   int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
@@ -60,6 +70,7 @@ struct Options {
   int tile = 0;        // 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc (coopmat: 16/32/64)
   Precision precision = Precision::fp32;
   ForwardPath forward_path = ForwardPath::automatic;
+  BackwardPath backward_path = BackwardPath::automatic;
 };
 
 // Every tensor a forward and backward pass touches (host side). SDPA
@@ -83,9 +94,13 @@ struct TilePlan {
   // "scalar fp32" / "scalar fp16-storage" / "coopmat fp16-storage" /
   // "coopmat-emulated fp16-storage"
   std::string path;
-  // fp16 forward on the scalar kernel: why not the coopmat one (no
-  // VK_NV_cooperative_matrix, forced, ...); "" otherwise.
+  // fp16 on the scalar kernel: why not the coopmat one (no
+  // VK_NV_cooperative_matrix, forced, not asked for (backward), ...); ""
+  // otherwise.
   std::string note;
+  // Scalar and coopmat forward: query rows x key rows of a tile. Coopmat
+  // backward: br = rows a workgroup owns (queries in the query-owned kernel,
+  // keys in the key-owned one), bc = rows it streams per step.
   int br = 0, bc = 0, threads = 0;
   std::size_t shared_bytes = 0;
 };
@@ -134,6 +149,10 @@ class Attention {
  private:
   struct Buffers;
   void plan_coopmat_forward(const std::string& who, const KernelTraits& tr);
+  void plan_coopmat_backward(const std::string& who, const KernelTraits& tr);
+  // Why no coopmat kernel may run ("" if one may): the device and options
+  // checks the forward and backward share.
+  std::string coopmat_refusal(bool emulate) const;
   void record_and_time(const std::function<void(VkCommandBuffer)>& record);
 
   Variant variant_;
@@ -142,6 +161,7 @@ class Attention {
   std::shared_ptr<Context> ctx_;
   TilePlan fwd_plan_, bwd_plan_;
   std::string fwd_kernel_;  // embedded kernel name of the forward
+  std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;

@@ -1,0 +1,317 @@
+#version 450
+// Backward on cooperative matrices (GL_NV_cooperative_matrix, fp16 x fp16 ->
+// fp32, 16x16x16 per subgroup): the same math and outputs as bwd_kv.comp and
+// bwd_q.comp, one source for both kernels, because they are the same loop
+// seen from the two sides of the score matrix:
+//   query-owned (default):    own rows = queries i, streamed rows = keys j;
+//     dQf_i += dL_ij Kf_j            -> dQ (+= w_std s dQf[0:D]), dK (+= w_rec s dQf[D:2D])
+//     dw_std, dw_rec shares          = sum dL_ij s Q_i.K_j, sum dL_ij s K_i.Q_j (band)
+//   key-owned (-DRA_CM_KEYS): own rows = keys j, streamed rows = queries i;
+//     dKf_j += dL^T_ji Qf_i          -> dK = w_std s dKf[0:D], dQ = w_rec s dKf[D:2D]
+//     dV_j  += P^T_ji dO_i,  col_j = sum_i dL_ij -> dd_j = w_disc col_j, dw_disc share
+// Each block of 16 own x 16 streamed rows is computed in the own rows'
+// orientation (queries x keys, or keys x queries), so no product needs a
+// transpose in shared memory: S = F_own F_str^T per half, dP = G_own G_str^T
+// (G = dO for queries, V for keys), then dL element-wise, then
+// acc += dL F_str (and dV += P^T dO) with F_str as a row-major B.
+//
+// Gates: the folded rows here are UNGATED, F = [Q, K] for queries and
+// [K, Q] for keys (exact fp16 inputs), and the two logit halves are kept
+// apart in fp32 (Sa = Q_i.K_j, Sb = K_i.Q_j), so the gates enter in fp32:
+// L = s (w_std Sa + w_rec Sb [band]) + w_disc d_j, dQ / dK get their gate at
+// the store, and the gate gradients are fp32 sums of fp32 dL times fp32 Sa /
+// Sb / d_j (they cancel heavily: sum_j dL_ij = 0 per row), never of fp16 dL.
+//
+// Per subgroup in registers for the whole kernel: its own rows' F (KW fp16
+// A-fragments) and G (KD), staged through the streamed buffers before the
+// loop; the accumulators (KW, plus KD for dV and one for the column sums).
+// Per-element work reads each element's (row, column) from the index map
+// (cm_common.glsl). Shared memory: the streamed F and G tiles, per-row lse /
+// Delta / bias, one 16 x 20 fp32 scratch block per subgroup (index map,
+// stores), reduction slots.
+#ifdef RA_CM_KEYS
+#define CM_OWN_ROWS BC
+#else
+#define CM_OWN_ROWS BR
+#endif
+#include "cm_common.glsl"
+
+#ifdef RA_CM_KEYS
+const bool KEYS = true;
+const uint OWN = BC, STR = BR;  // own key rows, streamed query rows
+const uint OWN_FX = 1u, STR_FX = 0u, OWN_GX = 2u, STR_GX = 3u;  // [K, Q], V / [Q, K], dO
+#else
+const bool KEYS = false;
+const uint OWN = BR, STR = BC;  // own query rows, streamed key rows
+const uint OWN_FX = 0u, STR_FX = 1u, OWN_GX = 3u, STR_GX = 2u;  // [Q, K], dO / [K, Q], V
+#endif
+const uint NSB = STR / 16u;  // 16-row blocks of a streamed tile
+// Row strides padded by 8 halves / 4 floats (16-byte aligned rows for the
+// matrix loads, rows off the same bank), as in fwd_cm.comp.
+const uint FS = W16 + 8u;
+const uint GS = D16 + 8u;
+const uint SS = 20u;
+// kernel_traits.hpp's coopmat_backward_shared_bytes() mirrors these sizes.
+shared float16_t sf[STR * FS];       // streamed folded rows (first: own rows, staged)
+shared float16_t sg[STR * GS];       // streamed dO / V rows
+shared float ss[NSG * 16u * SS];     // per subgroup: index map, accumulator stores
+shared float slse[BR], sdel[BR];     // per query row of its tile
+shared float sbias[BC];              // w_disc d_j per key row of its tile
+shared float sred[2u * NT];          // gate shares (query-owned) / column sums (key-owned)
+
+// Rows row0 .. row0 + rows - 1: folded [x, other] into sf, dO or V (gx) into sg.
+void stage(uint bh, uint row0, uint rows, uint fx, uint gx) {
+  for (uint e = gl_LocalInvocationID.x; e < rows * CW; e += NT) {
+    const uint r = e / CW, c8 = e % CW;
+    const bool second = c8 >= P8;
+    CM_PUT8(sf, r * FS + 8u * c8, load8(second ? 1u - fx : fx, bh, row0 + r, second ? c8 - P8 : c8));
+  }
+  for (uint e = gl_LocalInvocationID.x; e < rows * P8; e += NT) {
+    const uint r = e / P8, c8 = e % P8;
+    CM_PUT8(sg, r * GS + 8u * c8, load8(gx, bh, row0 + r, c8));
+  }
+}
+
+// Per-row scalars of rows row0 .. row0 + rows - 1: lse and Delta of query
+// rows (at slse / sdel) or the bias of key rows (at sbias).
+void stage_scalars(uint bh, uint row0, uint rows, bool queries, float w_disc) {
+  const uint T = pc.T;
+  for (uint r = gl_LocalInvocationID.x; r < rows; r += NT) {
+    const uint x = row0 + r;
+    if (queries) {
+      slse[r] = x < T ? lse[bh * T + x] : 0.0;
+      sdel[r] = x < T ? delta[bh * T + x] : 0.0;
+    } else {
+      sbias[r] = (RA != 0u && x < T) ? w_disc * dsc[bh * T + x] : 0.0;
+    }
+  }
+}
+
+const uint DST_DQ = 0u, DST_DK = 1u, DST_DV = 2u;
+
+// The 16x16 block this subgroup just stored at its scratch rows, times mul,
+// into rows go.. and columns col0.. of dst; add: onto what the key-owned
+// kernel wrote there (it ran first).
+void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float mul) {
+  subgroup_sync();
+  for (uint e = gl_SubgroupInvocationID; e < 256u; e += SG) {
+    const uint rr = e / 16u, c = col0 + e % 16u, row = go + rr;
+    if (row >= pc.T || c >= D) continue;
+    const uint x = (bh * pc.T + row) * D + c;
+    const float a = mul * ss[(r0 + rr) * SS + e % 16u];
+    if (dst == DST_DQ) dq[x] = float16_t(add ? float(dq[x]) + a : a);
+    else if (dst == DST_DK) dk[x] = float16_t(add ? float(dk[x]) + a : a);
+    else dv[x] = float16_t(a);
+  }
+  subgroup_sync();  // the next block overwrites the scratch
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x, lane = gl_SubgroupInvocationID, T = pc.T;
+  // Heaviest tiles first: the last query tiles see the most keys, the first
+  // key tiles the most queries.
+  const uint ot = KEYS ? gl_WorkGroupID.x : pc.n_tiles - 1u - gl_WorkGroupID.x;
+  const uint bh = gl_WorkGroupID.y;
+  const uint b = bh / pc.H, h = bh % pc.H;
+  const vec3 g = gates_of(b, h);
+#ifdef RA_CM_EMULATE
+  el_rt = EL - (pc.n_tiles == 0u ? 1u : 0u);  // n_tiles >= 1: EL, unknown to the compiler
+#endif
+  const uint o0 = ot * OWN;             // own tile's first row
+  const uint r0 = gl_SubgroupID * 16u;  // this subgroup's rows in it
+  const uint go = o0 + r0;              // ... in the sequence
+  const bool live = go < T;             // subgroup-uniform
+  const uint go_last = min(go + 15u, T - 1u);
+
+  DECL_F(idx);
+  CM_INDEX_MAP(idx, ss, r0 * SS, SS);
+
+  // Own rows into registers, staged through sf / sg STR rows at a time.
+  DECL_H_ARR(fa, KW);
+  DECL_H_ARR(ga, KD);
+  for (uint c0 = 0u; c0 < OWN; c0 += STR) {
+    barrier();  // sf / sg free (previous chunk's fragments loaded)
+    const uint rows = min(STR, OWN - c0);
+    stage(bh, o0 + c0, rows, OWN_FX, OWN_GX);
+    barrier();
+    if (r0 >= c0 && r0 < c0 + rows) {
+      CM_UNROLL for (uint t = 0u; t < KW; ++t) CM_LOAD(fa[t], sf, (r0 - c0) * FS + 16u * t, FS, false);
+      CM_UNROLL for (uint t = 0u; t < KD; ++t) CM_LOAD(ga[t], sg, (r0 - c0) * GS + 16u * t, GS, false);
+    }
+  }
+  stage_scalars(bh, o0, OWN, !KEYS, g.z);  // read after the loop's first barrier
+
+  DECL_F_ARR(acc, KW);  // dQf (query-owned) or dKf (key-owned), ungated, unscaled
+  CM_UNROLL for (uint t = 0u; t < KW; ++t) FILL_F(acc[t], 0.0);
+#ifdef RA_CM_KEYS
+  DECL_F_ARR(dva, KD);
+  CM_UNROLL for (uint t = 0u; t < KD; ++t) FILL_F(dva[t], 0.0);
+  DECL_F(csum);  // per element: sum of dL over the streamed query rows (fp32)
+  FILL_F(csum, 0.0);
+#else
+  float ws = 0.0, wr = 0.0;  // this lane's shares of dw_std / s, dw_rec / s
+#endif
+
+  // Streamed tiles: key tiles 0 .. up to the own tile's last query, or
+  // query tiles from the own tile's first key to the end.
+  const uint st_first = KEYS ? o0 / STR : 0u;
+  const uint st_end = KEYS ? (T + STR - 1u) / STR : min(o0 + OWN - 1u, T - 1u) / STR + 1u;
+  for (uint st = st_first; st < st_end; ++st) {
+    const uint s0 = st * STR;
+    barrier();  // every subgroup is done with the previous tile
+    stage(bh, s0, STR, STR_FX, STR_GX);
+    stage_scalars(bh, s0, STR, KEYS, g.z);
+    barrier();
+    // An if, not a continue: the loop's barriers stay in uniform control flow.
+    if (live) {
+      [[dont_unroll]] for (uint cb = 0u; cb < NSB; ++cb) {
+        const uint sb0 = s0 + 16u * cb;
+        // Ranges of this block (subgroup-uniform): skip it when no j <= i.
+        const uint i_min = KEYS ? sb0 : go, i_max = KEYS ? min(sb0 + 15u, T - 1u) : go_last;
+        const uint j_min = KEYS ? go : sb0, j_max = KEYS ? go_last : sb0 + 15u;
+        if (sb0 >= T || j_min > i_max) continue;
+        const bool rec_any = RA != 0u && (pc.window < 0 || int(i_min) - int(j_max) <= pc.window);
+
+        DECL_F(sa);  // Q_i.K_j
+        FILL_F(sa, 0.0);
+        DECL_F(sb);  // K_i.Q_j (reciprocal half)
+        FILL_F(sb, 0.0);
+        DECL_F(dp);  // dO_i.V_j
+        FILL_F(dp, 0.0);
+        // B(k, n) = F_str[16 cb + n][16 t + k]: streamed rows are B's columns.
+        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
+          DECL_H(fb);
+          CM_LOAD(fb, sf, cb * 16u * FS + 16u * t, FS, true);
+          MMA(sa, fa[t], fb);
+        }
+        if (rec_any)
+          CM_UNROLL for (uint t = KD; t < KW; ++t) {
+            DECL_H(fb);
+            CM_LOAD(fb, sf, cb * 16u * FS + 16u * t, FS, true);
+            MMA(sb, fa[t], fb);
+          }
+        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
+          DECL_H(gb);
+          CM_LOAD(gb, sg, cb * 16u * GS + 16u * t, GS, true);
+          MMA(dp, ga[t], gb);
+        }
+
+        // P and dL per element in fp32, written back over the fragments
+        // they came from (sa: P, sb: dL in the band, dp: dL); the fp16
+        // copies for the products are made by whole-matrix conversions,
+        // since NV cooperative matrices of different component types need
+        // not share the element -> (row, column) map.
+        for (int e = 0; e < NEL; ++e) {
+          const uint f = uint(idx[e]), rr = f >> 4u, cc = f & 15u;
+          const uint i = KEYS ? sb0 + cc : go + rr, j = KEYS ? go + rr : sb0 + cc;
+          const uint qi = KEYS ? 16u * cb + cc : r0 + rr;  // row of slse / sdel
+          const uint kj = KEYS ? r0 + rr : 16u * cb + cc;  // row of sbias
+          const bool rec = rec_any && in_band(i, j);
+          float p = 0.0, dl = 0.0;
+          if (i < T && j <= i) {
+            const float x = pc.scale * (g.x * sa[e] + (rec ? g.y * sb[e] : 0.0)) + sbias[kj];
+            p = exp(x - slse[qi]);
+            dl = p * (dp[e] - sdel[qi]);
+          }
+#ifdef RA_CM_KEYS
+          csum[e] += dl;
+#else
+          ws += dl * sa[e];
+          wr += rec ? dl * sb[e] : 0.0;
+#endif
+          sa[e] = p;
+          sb[e] = rec ? dl : 0.0;
+          dp[e] = dl;
+        }
+        DECL_H(dlh);  // dL
+        TO_H(dlh, dp);
+        DECL_H(dlr);  // dL in the band (the reciprocal half's)
+        if (rec_any) TO_H(dlr, sb);
+#ifdef RA_CM_KEYS
+        DECL_H(ph);   // P
+        TO_H(ph, sa);
+#endif
+
+        // acc += dL F_str (row-major B: rows of the streamed tile).
+        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
+          DECL_H(fb);
+          CM_LOAD(fb, sf, cb * 16u * FS + 16u * t, FS, false);
+          MMA(acc[t], dlh, fb);
+        }
+        if (rec_any)
+          CM_UNROLL for (uint t = KD; t < KW; ++t) {
+            DECL_H(fb);
+            CM_LOAD(fb, sf, cb * 16u * FS + 16u * t, FS, false);
+            MMA(acc[t], dlr, fb);
+          }
+#ifdef RA_CM_KEYS
+        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
+          DECL_H(gb);
+          CM_LOAD(gb, sg, cb * 16u * GS + 16u * t, GS, false);
+          MMA(dva[t], ph, gb);
+        }
+#endif
+      }
+    }
+  }
+
+  // Stores, per subgroup through its scratch block; the gates and s in fp32.
+  const uint sc = r0 * SS;
+#ifdef RA_CM_KEYS
+  if (live) {
+    CM_UNROLL for (uint t = 0u; t < KW; ++t) {
+      CM_STORE(acc[t], ss, sc, SS);
+      // dK = w_std s dKf[0:D] (SDPA: w_std = 1); dQ's Kf part = w_rec s dKf[D:2D].
+      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DK, false, g.x * pc.scale);
+      else put_block(bh, r0, go, 16u * (t - KD), DST_DQ, false, g.y * pc.scale);
+    }
+    CM_UNROLL for (uint t = 0u; t < KD; ++t) {
+      CM_STORE(dva[t], ss, sc, SS);
+      put_block(bh, r0, go, 16u * t, DST_DV, false, 1.0);
+    }
+    if (RA != 0u) {
+      CM_STORE(csum, ss, sc, SS);
+      subgroup_sync();
+      for (uint rr = lane; rr < 16u; rr += SG) {
+        float s = 0.0;
+        for (uint c = 0u; c < 16u; ++c) s += ss[(r0 + rr) * SS + c];
+        sred[r0 + rr] = s;
+        if (go + rr < T) dd[bh * T + go + rr] = g.z * s;
+      }
+    }
+  }
+  if (RA != 0u) {
+    barrier();
+    // This key tile's share of dw_disc = sum_j d_j col_j, in a fixed order.
+    if (tid == 0u) {
+      float s = 0.0;
+      for (uint r = 0u; r < OWN && o0 + r < T; ++r) s += dsc[bh * T + o0 + r] * sred[r];
+      partials[(bh * pc.n_tiles + ot) * 3u + 2u] = s;
+    }
+  }
+#else
+  if (live) {
+    CM_UNROLL for (uint t = 0u; t < KW; ++t) {
+      CM_STORE(acc[t], ss, sc, SS);
+      // dQ += w_std s dQf[0:D] (SDPA: dQ = s dQf), dK += w_rec s dQf[D:2D].
+      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DQ, RA != 0u, g.x * pc.scale);
+      else put_block(bh, r0, go, 16u * (t - KD), DST_DK, true, g.y * pc.scale);
+    }
+  }
+  if (RA != 0u) {
+    sred[tid] = ws;
+    sred[NT + tid] = wr;
+    barrier();
+    // This query tile's shares of dw_std and dw_rec, summed in a fixed order.
+    if (tid == 0u) {
+      float s0 = 0.0, s1 = 0.0;
+      for (uint t = 0u; t < NT; ++t) {
+        s0 += sred[t];
+        s1 += sred[NT + t];
+      }
+      partials[(bh * pc.n_tiles + ot) * 3u] = pc.scale * s0;
+      partials[(bh * pc.n_tiles + ot) * 3u + 1u] = pc.scale * s1;
+    }
+  }
+#endif
+}

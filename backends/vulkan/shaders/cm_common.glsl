@@ -1,0 +1,171 @@
+// Shared by the cooperative-matrix kernels (fwd_cm.comp, bwd_cm.comp):
+// extensions, the fragment macros (real NV cooperative matrices, or with
+// RA_CM_EMULATE plain per-lane arrays whose products run through a
+// per-subgroup shared scratch, so lavapipe can test everything but the
+// matrix instructions), and the 16-byte global loads.
+//
+// Workgroup: NSG subgroups of SG lanes; subgroup s owns 16 rows of the
+// workgroup's own tile.
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_EXT_control_flow_attributes : require
+#ifndef RA_CM_EMULATE
+#extension GL_NV_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#endif
+#define RA_FP16
+#include "common.glsl"
+
+// The same q, k, v buffers seen as 16-byte chunks (descriptor aliasing):
+// one load instruction per 8 halves instead of 8.
+layout(std430, binding = 0) restrict readonly buffer BufQ4 { uvec4 q4[]; };
+layout(std430, binding = 1) restrict readonly buffer BufK4 { uvec4 k4[]; };
+layout(std430, binding = 2) restrict readonly buffer BufV4 { uvec4 v4[]; };
+
+// CM_OWN_ROWS (a macro the kernel defines before including this file): the
+// spec constant holding the rows the workgroup owns, 16 per subgroup.
+const uint NSG = CM_OWN_ROWS / 16u;
+const uint SG = NT / NSG;
+const uint D16 = (D + 15u) / 16u * 16u;     // D padded to whole 16-wide steps
+const uint W16 = RA != 0u ? 2u * D16 : D16;  // folded width, each half padded
+const uint KD = D16 / 16u;                   // 16-wide steps of one half
+const uint KW = W16 / 16u;                   // ... of the whole folded row
+const uint P8 = D16 / 8u;                    // 16-byte chunks of a padded half row
+const uint CW = W16 / 8u;                    // ... of a padded folded row
+const bool VEC = D % 8u == 0u;               // rows are whole 16-byte chunks
+
+// A block of this subgroup's rows is only read by the same subgroup.
+void subgroup_sync() {
+  subgroupMemoryBarrierShared();
+  subgroupBarrier();
+}
+
+#ifndef RA_CM_EMULATE
+#define HMAT fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define FMAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define DECL_H(n) HMAT n
+#define DECL_F(n) FMAT n
+#define DECL_H_ARR(n, len) HMAT n[len]
+#define DECL_F_ARR(n, len) FMAT n[len]
+#define FILL_F(m, x) m = FMAT(x)
+#define FILL_H(m, x) m = HMAT(x)
+#define TO_H(dst, src) dst = HMAT(src)
+// Element (r, c) of a matrix loaded with cm = true sits at off + c * st + r.
+#define CM_LOAD(m, arr, off, st, cm) coopMatLoadNV(m, arr, off, st, cm)
+#define CM_STORE(m, arr, off, st) coopMatStoreNV(m, arr, off, st, false)
+#define MMA(c, a, b) c = coopMatMulAddNV(a, b, c)
+#define NEL (idx.length())
+// Loops over fragment arrays: unrolled, so the fragments stay registers.
+#define CM_UNROLL [[unroll]]
+#else
+// Emulated fragments: EL elements per lane, element i of lane L at
+// flat L + SG i (row flat / 16, column flat % 16). The runtime sizes the
+// workgroup as NSG subgroups of the device's subgroup size, so SG is it.
+const uint EL = 256u / SG;
+shared float semu[NSG * 512u];  // per subgroup: A and B of one product
+// The element loops run to el_rt (== EL), a bound the compiler cannot fold:
+// unrolled, they turn every fragment into EL separate values, and llvmpipe's
+// coroutine split (one suspend point per workgroup barrier) then spends
+// minutes on the thousands of values live across the key loop's barriers;
+// rolled, fragments stay arrays in memory. The kernel sets el_rt first thing.
+uint el_rt;
+
+#define DECL_H(n) float n[EL]
+#define DECL_F(n) float n[EL]
+#define DECL_H_ARR(n, len) float n[len][EL]
+#define DECL_F_ARR(n, len) float n[len][EL]
+#define FILL_F(m, x) for (uint i_ = 0u; i_ < el_rt; ++i_) m[i_] = (x)
+#define FILL_H(m, x) FILL_F(m, x)
+#define TO_H(dst, src) for (uint i_ = 0u; i_ < el_rt; ++i_) dst[i_] = float(float16_t(src[i_]))
+// Statement macros (not functions): GLSL cannot pass a shared array.
+#define CM_LOAD(m, arr, off, st, cm)                                          \
+  for (uint i_ = 0u; i_ < el_rt; ++i_) {                                      \
+    const uint e_ = gl_SubgroupInvocationID + SG * i_, r_ = e_ / 16u, c_ = e_ % 16u; \
+    m[i_] = float((cm) ? arr[(off) + c_ * (st) + r_] : arr[(off) + r_ * (st) + c_]); \
+  }
+#define CM_STORE(m, arr, off, st)                                     \
+  for (uint i_ = 0u; i_ < el_rt; ++i_) {                              \
+    const uint e_ = gl_SubgroupInvocationID + SG * i_;                \
+    arr[(off) + (e_ / 16u) * (st) + e_ % 16u] = m[i_];                \
+  }
+#define MMA(c, a, b) emu_mma(c, a, b)
+#define NEL int(el_rt)
+// Rolled: in emulation the fragment arrays live in memory anyway, and every
+// unrolled copy of a product is more for llvmpipe to compile.
+#define CM_UNROLL [[dont_unroll]]
+
+// c += a b: the operands go through shared memory because every output
+// element needs a row of a and a column of b, held by other lanes. The
+// 16-long inner loop is unrolled: llvmpipe counts every loop iteration of an
+// invocation against one limit of 65535 (gallivm's loop limiter) and
+// silently leaves loops past it.
+void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
+  const uint base = gl_SubgroupID * 512u;
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i;
+    semu[base + e] = a[i];
+    semu[base + 256u + e] = b[i];
+  }
+  subgroup_sync();
+  for (uint i = 0u; i < el_rt; ++i) {
+    const uint e = gl_SubgroupInvocationID + SG * i, m = e / 16u, n = e % 16u;
+    float acc = c[i];
+    [[unroll]] for (uint t = 0u; t < 16u; ++t)
+      acc += semu[base + m * 16u + t] * semu[base + 256u + t * 16u + n];
+    c[i] = acc;
+  }
+  subgroup_sync();  // the next product overwrites the scratch
+}
+#endif
+
+layout(std430, binding = 7) restrict readonly buffer BufDout4 { uvec4 dout4[]; };
+
+// Eight consecutive halves of row i of q (x = 0), k (1), v (2) or dout (3),
+// columns 8 c8 .. 8 c8 + 7, packed two per uint; zero past T and past D.
+uvec4 load8(uint x, uint bh, uint i, uint c8) {
+  if (i >= pc.T || 8u * c8 >= D) return uvec4(0u);
+  const uint base = (bh * pc.T + i) * D;
+  if (VEC) {
+    const uint a = base / 8u + c8;
+    return x == 0u ? q4[a] : (x == 1u ? k4[a] : (x == 2u ? v4[a] : dout4[a]));
+  }
+  float16_t h[8];
+  [[unroll]] for (uint t = 0u; t < 8u; ++t) {
+    const uint c = 8u * c8 + t;
+    h[t] = c >= D ? float16_t(0.0)
+                  : (x == 0u ? q[base + c]
+                             : (x == 1u ? k[base + c] : (x == 2u ? v[base + c] : dout[base + c])));
+  }
+  return uvec4(packFloat2x16(f16vec2(h[0], h[1])), packFloat2x16(f16vec2(h[2], h[3])),
+               packFloat2x16(f16vec2(h[4], h[5])), packFloat2x16(f16vec2(h[6], h[7])));
+}
+
+// w's halves times s, rounded to fp16 once (the folded Qf's gates).
+uvec4 scale8(uvec4 w, float s) {
+  uvec4 r;
+  [[unroll]] for (uint t = 0u; t < 4u; ++t)
+    r[t] = packFloat2x16(f16vec2(vec2(unpackFloat2x16(w[t])) * s));
+  return r;
+}
+
+// Writes the 8 halves of w at arr[off ..] (a statement macro: any shared array).
+// w is evaluated once (it is a global load).
+#define CM_PUT8(arr, off, w)                                  \
+  {                                                           \
+    const uvec4 w_ = (w);                                     \
+    [[unroll]] for (uint t_ = 0u; t_ < 4u; ++t_) {            \
+      const f16vec2 h_ = unpackFloat2x16(w_[t_]);             \
+      arr[(off) + 2u * t_] = h_.x;                            \
+      arr[(off) + 2u * t_ + 1u] = h_.y;                       \
+    }                                                         \
+  }
+
+// The 16x16 fp32 matrix whose element (r, c) is 16 r + c, through this
+// subgroup's scratch rows (at off, stride st): all fragments of one type
+// share the element -> (row, column) map, so reading idx[i] tells which
+// (row, column) element i of any accumulator is.
+#define CM_INDEX_MAP(idx, arr, off, st)                                          \
+  for (uint e_ = gl_SubgroupInvocationID; e_ < 256u; e_ += SG)                   \
+    arr[(off) + (e_ / 16u) * (st) + e_ % 16u] = float(e_);                       \
+  subgroup_sync();                                                               \
+  CM_LOAD(idx, arr, off, st, false)
