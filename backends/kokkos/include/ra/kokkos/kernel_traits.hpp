@@ -176,11 +176,13 @@ constexpr int fp32_tiled_min_blocks(int d_pad, bool ra, TcPass pass) {
 
 // TF32 forward (tf32_cuda.cpp, mma.sync.m16n8k8): 4 warps of 16 query rows; the
 // key tile is 64, or 32 where the folded rows are 128 floats wide (RA at D = 64,
-// SDPA at D = 128) so the fp32 K and V tiles still fit 48 KiB; 2 teams per SM
-// (204-250 registers: Qf fragments, O and S accumulators all fp32).
+// SDPA at D = 128) so the fp32 K and V tiles still fit 48 KiB; 3 teams per SM
+// (168 registers: ptxas spills 16-32 bytes at D <= 64, and the forward still
+// runs 3-8% faster than with the 204-230 registers of 2 teams, docs/perf.md
+// v17), 2 at D = 128 (132 bytes of spills at 3).
 constexpr TensorCoreTraits tf32_traits(int d_pad, bool ra) {
   const int w = ra ? 2 * d_pad : d_pad;
-  return {4, w >= 128 ? 32 : 64, 1, true, 2};
+  return {4, w >= 128 ? 32 : 64, 1, true, d_pad == 128 ? 2 : 3};
 }
 
 }  // namespace ra::kk
