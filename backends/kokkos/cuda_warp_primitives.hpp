@@ -9,6 +9,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 
 namespace ra::kk::detail::cuda {
@@ -114,5 +115,51 @@ __device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_b
     }
 }
 
+
+// One online-softmax step (FlashAttention-2, log2 domain) of a warp's 16-row
+// m-tile against a key tile: s holds the raw logits (C fragments, NB blocks of
+// 8 keys) of query rows row0.. and keys j0..; each is masked to j <= i, j < T,
+// scaled by sl and (BIAS) given the key's bias[c] * bl. On return s holds the
+// probabilities exp2(x - m), m and l (this lane's two rows, running max and
+// sum) are updated and the NO accumulator blocks o rescaled to the new max.
+template <bool BIAS, int NB, int NO>
+__device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m)[2],
+                                                    float (&l)[2], float (&o)[NO][4], int lane,
+                                                    int row0, int j0, int T, float sl,
+                                                    const float* bias, float bl) {
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int n = 0; n < NB; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
+      float x = -INFINITY;
+      if (j <= i && j < T) x = s[n][e] * sl + (BIAS ? bias[c] * bl : 0.f);
+      s[n][e] = x;
+      mx[e >> 1] = fmaxf(mx[e >> 1], x);
+    }
+  float alpha[2], m_use[2], sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float m_new = fmaxf(m[r], quad_max(mx[r]));
+    m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
+    alpha[r] = exp2f(m[r] - m_use[r]);
+    m[r] = m_new;
+  }
+#pragma unroll
+  for (int n = 0; n < NB; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float p = exp2f(s[n][e] - m_use[e >> 1]);
+      s[n][e] = p;
+      sum[e >> 1] += p;
+    }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + sum[r];
+#pragma unroll
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e >> 1];
+}
 
 }  // namespace ra::kk::detail::cuda

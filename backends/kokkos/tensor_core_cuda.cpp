@@ -381,42 +381,8 @@ struct Forward {
 
       // Online softmax in the log2 domain; each quad of lanes shares two rows per m-tile.
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int i = row0 + 16 * mt + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
-            float x = -INFINITY;
-            if (j <= i && j < T) x = s[mt][n][e] * sl + (RA ? bias[c] * bl : 0.f);
-            s[mt][n][e] = x;
-            mx[e >> 1] = fmaxf(mx[e >> 1], x);
-          }
-        float alpha[2], m_use[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const float m_new = fmaxf(m[mt][r], quad_max(mx[r]));
-          m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
-          alpha[r] = exp2f(m[mt][r] - m_use[r]);
-          m[mt][r] = m_new;
-        }
-        float sum[2] = {0.f, 0.f};
-#pragma unroll
-        for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float p = exp2f(s[mt][n][e] - m_use[e >> 1]);
-            s[mt][n][e] = p;
-            sum[e >> 1] += p;
-          }
-#pragma unroll
-        for (int r = 0; r < 2; ++r) l[mt][r] = l[mt][r] * alpha[r] + sum[r];
-#pragma unroll
-        for (int n = 0; n < D / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) o[mt][n][e] *= alpha[e >> 1];
-      }
+      for (int mt = 0; mt < MT; ++mt)
+        online_softmax_step<RA>(s[mt], m[mt], l[mt], o[mt], lane, row0 + 16 * mt, j0, T, sl, bias, bl);
       if constexpr (SPLIT) {
         cp_wait<0>();     // V(kt) has landed
         __syncthreads();  // ... for every thread; and every QK^T(kt) is done with Kf

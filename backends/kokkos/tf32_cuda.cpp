@@ -195,39 +195,7 @@ struct Forward {
       mma_qk<0, D / 8, BC, W>(s, qa, kf, lane);
 
       // Online softmax in the log2 domain; each quad of lanes shares two rows.
-      float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
-          float x = -INFINITY;
-          if (j <= i && j < T) x = s[n][e] * sl + (RA ? bias[c] * bl : 0.f);
-          s[n][e] = x;
-          mx[e >> 1] = fmaxf(mx[e >> 1], x);
-        }
-      float alpha[2], m_use[2], sum[2] = {0.f, 0.f};
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float m_new = fmaxf(m[r], quad_max(mx[r]));
-        m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
-        alpha[r] = exp2f(m[r] - m_use[r]);
-        m[r] = m_new;
-      }
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float p = exp2f(s[n][e] - m_use[e >> 1]);
-          s[n][e] = p;
-          sum[e >> 1] += p;
-        }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + sum[r];
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e >> 1];
+      online_softmax_step<RA>(s, m, l, o, lane, row0, j0, T, sl, bias, bl);
 
       cp_wait<0>();     // V(kt) has landed
       __syncthreads();  // ... for every thread; and every warp is done with Kf(kt), bias(kt)
