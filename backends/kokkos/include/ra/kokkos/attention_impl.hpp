@@ -112,12 +112,21 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
     fwd_plan_.path = bwd_plan_.path = "portable";
     int n_tiles = (s.T + bwd_plan_.br - 1) / bwd_plan_.br;
 #if defined(KOKKOS_ENABLE_CUDA)
+    // The CUDA kernels (tensor-core bf16, fp32 tiled, TF32) run unless a tile
+    // is pinned (an experiment on the portable kernels), the caller asks for
+    // the portable path, or the shape is one they cannot take -- then the
+    // reason is in the plan's path. Forward and backward decide separately
+    // (either may run beside the portable other: same o and lse).
+    const bool ra = is_ra(v);
+    [[maybe_unused]] const bool wanted = !opt.portable && opt.tile == 0;
+    // RA's key-owned backward kernels hand their shares of dQ and dK to the
+    // query-owned ones through these float workspaces.
+    [[maybe_unused]] auto allocate_cross_parts = [&] {
+      if (!ra) return;
+      part_dq_ = Tensor4<float, Exec>("part_dq", s.B, s.H, s.T, s.D);
+      part_dk_ = Tensor4<float, Exec>("part_dk", s.B, s.H, s.T, s.D);
+    };
     if constexpr (detail::has_tensor_core_path<Scalar, Exec>()) {
-      // The tensor-core kernels run unless a tile is pinned (an experiment on
-      // the portable kernels), the caller asks for the portable path, or the
-      // shape is one they cannot take -- then the reason is in the plan's path.
-      const bool ra = is_ra(v);
-      const bool wanted = !opt.portable && opt.tile == 0;
       // A tuned-traits file (RA_TUNED_TRAITS) picks the candidate where the
       // caller did not; opt_ keeps what runs, opt what was asked for.
       const int tuned_fwd = opt.tc_candidate < 0 ? detail::tc::tuned_candidate(ra, s.D, false) : -1;
@@ -139,21 +148,12 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
         bwd_plan_ = detail::tc::backward_plan(ra, s.D, opt_.tc_bwd_candidate);
         if (tuned_bwd >= 0) bwd_plan_.path += tuned_note;
         n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt_.tc_bwd_candidate);
-        if (ra) {
-          part_dq_ = Tensor4<float, Exec>("tc_part_dq", s.B, s.H, s.T, s.D);
-          part_dk_ = Tensor4<float, Exec>("tc_part_dk", s.B, s.H, s.T, s.D);
-        }
+        allocate_cross_parts();
       } else if (wanted) {
         bwd_plan_.path = "portable (" + why_bwd + ")";
       }
     }
     if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
-      // Same rules as the tensor-core path: a pinned tile or opt.portable keeps
-      // the portable kernels, and a shape a kernel cannot take names the reason
-      // in the plan's path. The forward and the backward decide separately
-      // (either may run beside the portable other: same o and lse).
-      const bool ra = is_ra(v);
-      const bool wanted = !opt.portable && opt.tile == 0;
       const std::string why = detail::fp32t::unsupported(ra, s.D);
       fp32_tiled_fwd_ = wanted && why.empty();
       if (fp32_tiled_fwd_)
@@ -175,10 +175,7 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       if (fp32_tiled_bwd_) {
         bwd_plan_ = detail::fp32t::backward_plan(ra, s.D);
         n_tiles = detail::fp32t::backward_partials(s.T);
-        if (ra) {  // the key-owned kernel's shares of dQ and dK, for the query-owned kernel
-          part_dq_ = Tensor4<float, Exec>("fp32t_part_dq", s.B, s.H, s.T, s.D);
-          part_dk_ = Tensor4<float, Exec>("fp32t_part_dk", s.B, s.H, s.T, s.D);
-        }
+        allocate_cross_parts();
       } else if (wanted) {
         bwd_plan_.path = "portable (" + why_bwd + ")";
       }
