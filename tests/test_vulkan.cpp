@@ -123,8 +123,8 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   const vk::TilePlan fp = attn.forward_plan(), bp = attn.backward_plan();
   INFO(vk::variant_name(v) << " " << vk::precision_name(prec) << " " << s.str()
                            << " Gb=" << gate_batch << " window=" << window << " forward "
-                           << fp.path << " " << fp.br << "x" << fp.bc << " (" << fp.threads
-                           << " threads) backward " << bp.path << " " << bp.br << "x" << bp.bc
+                           << fp.path << " " << fp.br << "x" << fp.bc << " vc " << fp.vc << " ("
+                           << fp.threads << " threads) backward " << bp.path << " " << bp.br << "x" << bp.bc
                            << " (" << bp.threads << " threads) seed=" << seed);
   if (!want_path.empty()) REQUIRE(fp.path == want_path);
   if (!want_bwd_path.empty()) REQUIRE(bp.path == want_bwd_path);
@@ -169,14 +169,101 @@ const Case kCases[] = {
 
 }  // namespace
 
+// The scalar forward pinned (the automatic fp32 forward is the tiled one
+// where the device allows it, tested below), then the backward on its O, lse.
 TEST_CASE("Vulkan: every variant matches the float64 reference (fp32)", "[vulkan]") {
   RA_REQUIRE_DEVICE();
+  const auto f32 = vk::Precision::fp32;
+  const auto scalar = vk::ForwardPath::scalar;
   for (const Case& c : kCases) {
-    check_variant(vk::Variant::sdpa_fused, c, 1, -1);
-    check_variant(vk::Variant::ra_fused, c, 1, -1);
-    check_variant(vk::Variant::ra_fused, c, c.B, -1);
-    for (int w : {0, 5, 40}) check_variant(vk::Variant::ra_window, c, w == 5 ? 1 : c.B, w);
+    check_variant(vk::Variant::sdpa_fused, c, 1, -1, f32, 0, scalar, "scalar fp32");
+    check_variant(vk::Variant::ra_fused, c, 1, -1, f32, 0, scalar, "scalar fp32");
+    check_variant(vk::Variant::ra_fused, c, c.B, -1, f32, 0, scalar, "scalar fp32");
+    for (int w : {0, 5, 40})
+      check_variant(vk::Variant::ra_window, c, w == 5 ? 1 : c.B, w, f32, 0, scalar, "scalar fp32");
   }
+}
+
+namespace {
+// Whether this device can run the register-tiled forward at all (subgroup
+// shuffles, a subgroup size that is a multiple of 8 dividing 128); where it
+// cannot, the tests check the fallback and its note instead.
+bool tiled_runs(vk::Precision prec) {
+  vk::Options opt;
+  opt.precision = prec;
+  opt.forward_path = vk::ForwardPath::tiled;
+  vk::Attention probe(vk::Variant::sdpa_fused, {1, 1, 8, 16}, opt, context());
+  if (probe.forward_plan().path.rfind("tiled", 0) == 0) return true;
+  WARN(context()->info().name << ": no tiled forward (" << probe.forward_plan().note << ")");
+  return false;
+}
+
+// The tiled forward's awkward shapes (B, H > 1 everywhere): T = 1, 7, 64,
+// 65 (one row past the 64-row tile), 100, 130 (several key tiles, the last
+// partial); D = 16, 32 (O padded to 32), 48, 64, 128, and 20 / 6 (not
+// multiples of 8: zero-filled chunk ends; 6 not a multiple of 4 either:
+// element-wise loads and stores instead of vec4).
+const Case kTiledCases[] = {
+    {2, 3, 1, 16}, {2, 2, 7, 32},  {2, 2, 64, 48}, {2, 3, 65, 64}, {2, 2, 100, 128},
+    {3, 2, 130, 64}, {2, 2, 100, 20}, {2, 2, 65, 6}, {2, 2, 130, 32},
+};
+
+// Every fused variant on the tiled forward (want_path), gates per head and
+// per batch, ra_window with its band edge inside a tile (5), across tiles
+// (40) and on the diagonal (0); then the scalar backward on its O and lse.
+void check_tiled_case(const Case& c, vk::Precision prec, int vc, const std::string& want_path) {
+  const auto tiled = vk::ForwardPath::tiled;
+  check_variant(vk::Variant::sdpa_fused, c, 1, -1, prec, vc, tiled, want_path);
+  check_variant(vk::Variant::ra_fused, c, c.B, -1, prec, vc, tiled, want_path);
+  check_variant(vk::Variant::ra_window, c, 1, 5, prec, vc, tiled, want_path);
+  check_variant(vk::Variant::ra_window, c, c.B, 40, prec, vc, tiled, want_path);
+  if (c.T > 64) check_variant(vk::Variant::ra_window, c, 1, 0, prec, vc, tiled, want_path);
+}
+}  // namespace
+
+TEST_CASE("Vulkan: tiled forward matches the float64 reference (fp32)", "[vulkan][tiled]") {
+  RA_REQUIRE_DEVICE();
+  if (!tiled_runs(vk::Precision::fp32)) return;
+  for (const Case& c : kTiledCases) check_tiled_case(c, vk::Precision::fp32, 0, "tiled fp32");
+  // The automatic fp32 forward is the tiled one.
+  vk::Attention automatic(vk::Variant::ra_fused, {2, 2, 65, 64}, {}, context());
+  CHECK(automatic.forward_plan().path == "tiled fp32");
+  CHECK(automatic.forward_plan().note.empty());
+  check_clean();
+}
+
+TEST_CASE("Vulkan: tiled forward, fp16 storage, matches the float64 reference", "[vulkan][tiled][fp16]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16() || !tiled_runs(vk::Precision::fp16)) return;
+  for (const Case& c : {Case{2, 3, 7, 32}, Case{2, 2, 65, 64}, Case{2, 2, 100, 128}, Case{2, 2, 65, 6}})
+    check_tiled_case(c, vk::Precision::fp16, 0, "tiled fp16-storage");
+}
+
+// The V rows per step (vc) are what changes from device to device (64 at
+// D <= 64 on a 48 KiB NVIDIA GPU, 32 or 16 on lavapipe's 32 KiB): each one
+// pinned (Options::tile; the scalar backward takes the same tile), where
+// this device's shared memory holds it, on shapes with several key tiles.
+TEST_CASE("Vulkan: tiled forward with every V chunk the table can pick", "[vulkan][tiled]") {
+  RA_REQUIRE_DEVICE();
+  if (!tiled_runs(vk::Precision::fp32)) return;
+  const auto& dev = context()->info();
+  for (int vc : {8, 16, 32, 64})
+    for (const Case& c : {Case{2, 2, 130, 32}, Case{2, 2, 100, 64}, Case{2, 1, 70, 128}}) {
+      vk::Options opt;
+      opt.tile = vc, opt.forward_path = vk::ForwardPath::tiled;
+      try {
+        vk::Attention probe(vk::Variant::ra_fused, {c.B, c.H, c.T, c.D}, opt, context());
+        if (probe.forward_plan().path != "tiled fp32") {
+          WARN(dev.name << ": vc " << vc << " D " << c.D << ": " << probe.forward_plan().note);
+          continue;
+        }
+        CHECK(probe.forward_plan().vc == vc);
+      } catch (const std::invalid_argument& e) {  // the scalar backward's pinned tile
+        WARN(dev.name << ": " << e.what());
+        continue;
+      }
+      check_tiled_case(c, vk::Precision::fp32, vc, "tiled fp32");
+    }
 }
 
 TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
@@ -284,10 +371,14 @@ TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back 
   std::cerr << "test_vulkan: fp16 forward on " << dev.name << ": " << p.path
             << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
   if (!available) {
-    CHECK(p.path == "scalar fp16-storage");
+    // Next in line: the tiled fp16 forward where the device runs it, and the
+    // note says why not coopmat.
+    const bool tiled = tiled_runs(vk::Precision::fp16);
+    CHECK(p.path == (tiled ? "tiled fp16-storage" : "scalar fp16-storage"));
     CHECK(!p.note.empty());
-    if (!forced_off && !dev.coopmat_f16) CHECK(p.note == dev.coopmat_note);
-    WARN(dev.name << ": no coopmat forward (" << p.note << "); the scalar fp16 forward ran");
+    if (!forced_off && !dev.coopmat_f16 && tiled) CHECK(p.note == dev.coopmat_note);
+    if (!forced_off && !dev.coopmat_f16) CHECK_THAT(p.note, Catch::StartsWith(dev.coopmat_note));
+    WARN(dev.name << ": no coopmat forward (" << p.note << "); the " << p.path << " forward ran");
     return;
   }
   CHECK(p.path == "coopmat fp16-storage");
@@ -383,8 +474,27 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   RA_REQUIRE_DEVICE();
   vk::Options opt;
   vk::Attention f32(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
-  CHECK(f32.forward_plan().path == "scalar fp32");
-  CHECK(f32.forward_plan().note.empty());
+  if (tiled_runs(vk::Precision::fp32)) {
+    CHECK(f32.forward_plan().path == "tiled fp32");
+    CHECK(f32.forward_plan().note.empty());
+    CHECK(f32.forward_plan().vc > 0);
+  } else {
+    CHECK(f32.forward_plan().path == "scalar fp32");
+    CHECK_THAT(f32.forward_plan().note, Catch::StartsWith("tiled: "));
+  }
+  opt.forward_path = vk::ForwardPath::scalar;
+  vk::Attention f32s(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
+  CHECK(f32s.forward_plan().path == "scalar fp32");
+  CHECK_THAT(f32s.forward_plan().note, Catch::Contains("forced"));
+  // coopmat asked for in fp32: the next kernel in line runs, saying why.
+  opt.forward_path = vk::ForwardPath::coopmat;
+  vk::Attention f32c(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
+  CHECK(f32c.forward_plan().path == f32.forward_plan().path);
+  CHECK_THAT(f32c.forward_plan().note, Catch::Contains("fp16 only"));
+  opt.forward_path = vk::ForwardPath::coopmat_emulated;
+  CHECK_THROWS_WITH(vk::Attention(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context()),
+                    Catch::Contains("fp16 only"));
+  opt.forward_path = vk::ForwardPath::automatic;
   if (!has_fp16()) return;
   opt.precision = vk::Precision::fp16;
   opt.forward_path = vk::ForwardPath::scalar;
@@ -397,7 +507,7 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   check_clean();
 }
 
-TEST_CASE("Vulkan: every tile the table can pick, pinned (fp32)", "[vulkan]") {
+TEST_CASE("Vulkan: every tile the table can pick, pinned (fp32, scalar forward)", "[vulkan]") {
   RA_REQUIRE_DEVICE();
   const auto& dev = context()->info();
   for (int tile : {8, 16, 32, 64})
@@ -406,14 +516,14 @@ TEST_CASE("Vulkan: every tile the table can pick, pinned (fp32)", "[vulkan]") {
       const Case c{1, 2, 77, 16};
       // Skip tiles this device's shared memory cannot hold (the constructor says so).
       vk::Options opt;
-      opt.tile = tile, opt.window = w;
+      opt.tile = tile, opt.window = w, opt.forward_path = vk::ForwardPath::scalar;
       try {
         vk::Attention probe(v, {c.B, c.H, c.T, c.D}, opt, context());
       } catch (const std::invalid_argument& e) {
         WARN(dev.name << ": " << e.what());
         continue;
       }
-      check_variant(v, c, 1, w, vk::Precision::fp32, tile);
+      check_variant(v, c, 1, w, vk::Precision::fp32, tile, vk::ForwardPath::scalar, "scalar fp32");
     }
 }
 
@@ -480,12 +590,15 @@ TEST_CASE("Vulkan: timing at the seeds' shape", "[.][vkbench]") {
   const Shape s{8, 12, T, 64};
   std::mt19937 rng(1);
   std::normal_distribution<float> n01(0.f, 1.f);
-  // fp16 twice: the automatic forward (coopmat where the device has it) and
-  // the scalar one pinned, for the comparison.
+  // Each precision with the automatic forward (tiled fp32; coopmat fp16
+  // where the device has it, else tiled), then the tiled and scalar ones
+  // pinned, for the comparison in one call; a pinned run that lands on a
+  // kernel already timed for that precision and variant is skipped.
   const std::pair<vk::Precision, vk::ForwardPath> runs[] = {
-      {vk::Precision::fp32, vk::ForwardPath::automatic},
-      {vk::Precision::fp16, vk::ForwardPath::automatic},
+      {vk::Precision::fp32, vk::ForwardPath::automatic}, {vk::Precision::fp32, vk::ForwardPath::scalar},
+      {vk::Precision::fp16, vk::ForwardPath::automatic}, {vk::Precision::fp16, vk::ForwardPath::tiled},
       {vk::Precision::fp16, vk::ForwardPath::scalar}};
+  std::vector<std::string> timed;
   for (const auto& [prec, fpath] : runs)
     for (vk::Variant v : vk::all_variants()) {
       vk::Options opt;
@@ -493,9 +606,9 @@ TEST_CASE("Vulkan: timing at the seeds' shape", "[.][vkbench]") {
       opt.forward_path = fpath;
       opt.window = v == vk::Variant::ra_window ? 128 : -1;
       vk::Attention attn(v, s, opt, context());
-      const auto& dev = context()->info();
-      if (fpath == vk::ForwardPath::scalar && !(dev.coopmat_f16 && dev.subgroup_size == 32))
-        continue;  // the automatic fp16 run was scalar already
+      const std::string key = vk::variant_name(v) + " " + attn.forward_plan().path;
+      if (std::find(timed.begin(), timed.end(), key) != timed.end()) continue;
+      timed.push_back(key);
       auto t = vk::HostTensors::allocate(s, 1);
       for (auto* x : {&t.q, &t.k, &t.v, &t.dout, &t.d})
         for (auto& e : *x) e = n01(rng);

@@ -19,6 +19,17 @@ const std::vector<Variant>& all_variants() {
 
 std::string precision_name(Precision p) { return p == Precision::fp16 ? "fp16" : "fp32"; }
 
+std::string forward_path_name(ForwardPath p) {
+  switch (p) {
+    case ForwardPath::automatic: return "automatic";
+    case ForwardPath::scalar: return "scalar";
+    case ForwardPath::tiled: return "tiled";
+    case ForwardPath::coopmat: return "coopmat";
+    case ForwardPath::coopmat_emulated: return "coopmat_emulated";
+  }
+  return "?";
+}
+
 HostTensors HostTensors::allocate(const Shape& s, int gate_batch) {
   HostTensors t;
   const std::size_t n4 = s.qkv_elems(), n3 = s.row_elems(), ng = std::size_t(gate_batch) * s.H * 3;
@@ -166,7 +177,7 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_plan_ = plan(false);
   bwd_plan_ = plan(true);
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
-  if (fp16) plan_coopmat_forward(who, tr);
+  choose_forward(who, tr);
   if (fp16) plan_coopmat_backward(who, tr);
   else if (opt.backward_path == BackwardPath::coopmat_emulated)
     throw std::invalid_argument(who + ": the coopmat backward is fp16 only");
@@ -229,21 +240,87 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   if (dev.timestamp_period_ns > 0) queries_ = ctx_->create_timestamp_pool();
 }
 
+// The forward's kernel (attention.hpp, ForwardPath): the scalar plan is
+// already in fwd_plan_; a faster kernel that can run replaces it, and the
+// note says why the first choice did not run (so ra-bench and the tests can
+// report which kernel ran and why).
+void Attention::choose_forward(const std::string& who, const KernelTraits& tr) {
+  const bool fp16 = opt_.precision == Precision::fp16;
+  ForwardPath want = opt_.forward_path;
+  std::string by = "Options::forward_path";
+  if (want == ForwardPath::automatic) {
+    if (const char* env = std::getenv("RA_VK_FORWARD"); env && *env) {
+      const std::string e = env;
+      if (e == "scalar") want = ForwardPath::scalar;
+      else if (e == "tiled") want = ForwardPath::tiled;
+      else if (e == "coopmat") want = ForwardPath::coopmat;
+      else if (e != "auto" && e != "automatic")
+        throw std::invalid_argument(who + ": RA_VK_FORWARD = '" + e +
+                                    "' but must be scalar, tiled, coopmat or auto");
+      by = "RA_VK_FORWARD=" + e;
+    }
+  }
+  if (want == ForwardPath::scalar) {
+    fwd_plan_.note = "scalar forced (" + by + ")";
+    return;
+  }
+  if (want == ForwardPath::coopmat_emulated && !fp16)
+    throw std::invalid_argument(who + ": the emulated coopmat forward is fp16 only");
+  std::string why;  // why not the coopmat kernel, where it would come first
+  if (!fp16 && want == ForwardPath::coopmat) {
+    why = "the coopmat forward is fp16 only";
+  } else if (fp16 && want != ForwardPath::tiled) {
+    const bool emulate = want == ForwardPath::coopmat_emulated;
+    const char* env = std::getenv("RA_VK_COOPMAT");
+    if (want == ForwardPath::automatic && env && std::string(env) == "0")
+      why = "coopmat off (RA_VK_COOPMAT=0)";
+    else
+      why = plan_coopmat_forward(who, tr, emulate);
+    if (why.empty()) return;
+  }
+  const std::string why_tiled = plan_tiled_forward(tr);
+  fwd_plan_.note = why_tiled.empty() || why.empty() ? why + why_tiled : why + "; " + why_tiled;
+}
+
+// The register-tiled forward (shaders/fwd_tiled.comp) where the device and
+// the options allow it.
+std::string Attention::plan_tiled_forward(const KernelTraits& tr) {
+  using Tr = TiledForwardTraits;
+  const DeviceInfo& dev = ctx_->info();
+  const std::uint32_t sg = dev.subgroup_size;
+  if (!dev.subgroup_shuffle)
+    return "tiled: no subgroup shuffles in compute shaders on " + dev.name;
+  // Each row's 8 lanes must lie in one subgroup (row max / sum by shuffles),
+  // and the 128 invocations must be whole subgroups.
+  if (sg < 8 || sg % 8 != 0 || Tr::threads % sg != 0)
+    return "tiled: subgroup size " + std::to_string(sg) +
+           " (the tiled forward needs a multiple of 8 that divides " +
+           std::to_string(Tr::threads) + ")";
+  if (dev.max_invocations < std::uint32_t(Tr::threads))
+    return "tiled: workgroups of " + std::to_string(Tr::threads) + " invocations not allowed";
+  for (int vc : Tr::vc_candidates) {
+    if (opt_.tile && vc != opt_.tile) continue;
+    const std::size_t bytes = 4 * tiled_forward_shared_floats(shape_.D, vc);
+    if (bytes > tr.shared_budget) continue;
+    TilePlan p;
+    p.path = opt_.precision == Precision::fp16 ? "tiled fp16-storage" : "tiled fp32";
+    p.br = p.bc = Tr::tile, p.threads = Tr::threads, p.vc = vc, p.shared_bytes = bytes;
+    fwd_plan_ = p;
+    fwd_kernel_ = "fwd_tiled" + std::to_string(tiled_forward_dp(shape_.D)) +
+                  (opt_.precision == Precision::fp16 ? "_f16" : "");
+    return "";
+  }
+  return "tiled: no V chunk fits " + std::to_string(tr.shared_budget) + " bytes of shared memory" +
+         (opt_.tile ? " with " + std::to_string(opt_.tile) + " V rows" : std::string());
+}
+
 // The fp16 forward on cooperative matrices where the device, the options
-// and the shape allow it; otherwise the scalar plan stays and its note says
-// why (so ra-bench and the tests can report which kernel ran).
-void Attention::plan_coopmat_forward(const std::string& who, const KernelTraits& tr) {
+// and the shape allow it.
+std::string Attention::plan_coopmat_forward(const std::string& who, const KernelTraits& tr,
+                                            bool emulate) {
   const DeviceInfo& dev = ctx_->info();
   const Shape& s = shape_;
-  const bool emulate = opt_.forward_path == ForwardPath::coopmat_emulated;
-  const char* env = std::getenv("RA_VK_COOPMAT");
-  std::string why;
-  if (opt_.forward_path == ForwardPath::scalar)
-    why = "scalar forced (Options::forward_path)";
-  else if (!emulate && env && std::string(env) == "0")
-    why = "scalar forced (RA_VK_COOPMAT=0)";
-  else
-    why = coopmat_refusal(emulate);
+  std::string why = coopmat_refusal(emulate);
   TilePlan cm;
   if (why.empty()) {
     const int cap = std::max(16, tile_cap(s.T));
@@ -266,9 +343,8 @@ void Attention::plan_coopmat_forward(const std::string& who, const KernelTraits&
     fwd_kernel_ = emulate ? "fwd_cm_emu" : "fwd_cm";
   } else if (emulate) {
     throw std::invalid_argument(who + ": the emulated coopmat forward cannot run: " + why);
-  } else {
-    fwd_plan_.note = why;
   }
+  return why;
 }
 
 std::string Attention::coopmat_refusal(bool emulate) const {
@@ -377,9 +453,10 @@ void Attention::run_forward() {
   const Shape& s = shape_;
   const bool ra = is_ra(variant_);
   const TilePlan& p = fwd_plan_;
-  VkPipeline pipe = ctx_->pipeline(
-      fwd_kernel_, {std::uint32_t(p.threads), std::uint32_t(s.D), std::uint32_t(W_),
-                       std::uint32_t(p.br), std::uint32_t(p.bc), ra ? 1u : 0u});
+  std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(s.D), std::uint32_t(W_),
+                                  std::uint32_t(p.br), std::uint32_t(p.bc), ra ? 1u : 0u};
+  if (p.vc) spec.push_back(std::uint32_t(p.vc));  // the tiled forward's V rows per step
+  VkPipeline pipe = ctx_->pipeline(fwd_kernel_, spec);
   const int n_tiles = ceil_div(s.T, p.br);
   Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,
             std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),

@@ -408,6 +408,10 @@ void Context::pick_device(const ContextOptions& opt) {
   info_.max_invocations = p.limits.maxComputeWorkGroupInvocations;
   for (int i = 0; i < 3; ++i) info_.max_group_count[i] = p.limits.maxComputeWorkGroupCount[i];
   info_.subgroup_size = sub.subgroupSize;
+  info_.subgroup_shuffle =
+      (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+      (sub.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT) &&
+      (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
 
   std::uint32_t nf = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(physical_, &nf, nullptr);

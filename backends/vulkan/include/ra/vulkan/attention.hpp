@@ -45,14 +45,28 @@ const std::vector<Variant>& all_variants();
 enum class Precision { fp32, fp16 };
 std::string precision_name(Precision p);
 
-// The fp16 forward's kernel. automatic: the cooperative-matrix kernel
-// (shaders/fwd_cm.comp) where the device has it (DeviceInfo::coopmat_f16,
-// subgroup size 32) and $RA_VK_COOPMAT is not 0, else the scalar one;
-// scalar: always the scalar kernel (comparisons); coopmat_emulated: the
-// coopmat kernel's code with its matrix products done by plain lanes, on any
-// device with fp16 (tests its staging, masking and softmax where no tensor
-// cores exist). fp32 always runs the scalar kernels.
-enum class ForwardPath { automatic, scalar, coopmat_emulated };
+// The forward's kernel.
+//   automatic: fp16, the cooperative-matrix kernel (shaders/fwd_cm.comp)
+//     where the device has it (DeviceInfo::coopmat_f16, subgroup size 32) and
+//     $RA_VK_COOPMAT is not 0; otherwise (and always for fp32) the
+//     register-tiled kernel (shaders/fwd_tiled.comp) where it can run
+//     (subgroup shuffles, a subgroup size that is a multiple of 8 dividing
+//     128, a V chunk within shared memory); otherwise the scalar one
+//     (shaders/fwd.comp). $RA_VK_FORWARD = scalar | tiled | coopmat picks as
+//     the values below do (automatic only).
+//   scalar: always the scalar kernel (comparisons).
+//   tiled: the register-tiled kernel where it can run (fp32 or fp16), else
+//     the scalar one.
+//   coopmat: the cooperative-matrix kernel where it can run (fp16 only),
+//     else as automatic without it.
+//   coopmat_emulated: the coopmat kernel's code with its matrix products done
+//     by plain lanes, on any device with fp16 (tests its staging, masking and
+//     softmax where no tensor cores exist); fp16 only, throws where it
+//     cannot run.
+// Where the kernel asked for (or the automatic first choice) cannot run,
+// forward_plan().note says why; forward_plan().path names what runs.
+enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated };
+std::string forward_path_name(ForwardPath p);
 
 // The fp16 backward's kernels. Opt-in: automatic runs the scalar backward
 // unless $RA_VK_COOPMAT_BWD is 1, then the cooperative-matrix one
@@ -67,7 +81,10 @@ enum class BackwardPath { automatic, scalar, coopmat, coopmat_emulated };
 struct Options {
   int window = -1;     // ra_window: reciprocal term where 0 <= i - j <= window (required >= 0)
   int gate_batch = 1;  // Gb: 1 = gates per head, B = gates per (batch, head)
-  int tile = 0;        // 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc (coopmat: 16/32/64)
+  // 0 = from kernel_traits.hpp; 8/16/32/64 pins br = bc of the scalar kernels
+  // (coopmat: 16/32/64); the tiled forward (64 x 64 logits) takes it as its V
+  // rows per step.
+  int tile = 0;
   Precision precision = Precision::fp32;
   ForwardPath forward_path = ForwardPath::automatic;
   BackwardPath backward_path = BackwardPath::automatic;
@@ -91,17 +108,18 @@ struct HostTensors {
 void check_supported(Variant v, const Shape& s, const Options& opt);
 
 struct TilePlan {
-  // "scalar fp32" / "scalar fp16-storage" / "coopmat fp16-storage" /
+  // "scalar fp32" / "scalar fp16-storage" / "tiled fp32" /
+  // "tiled fp16-storage" / "coopmat fp16-storage" /
   // "coopmat-emulated fp16-storage"
   std::string path;
-  // fp16 on the scalar kernel: why not the coopmat one (no
-  // VK_NV_cooperative_matrix, forced, not asked for (backward), ...); ""
-  // otherwise.
+  // Why not the faster kernel (no VK_NV_cooperative_matrix, forced, not
+  // asked for (backward), ...); "" where the first choice runs.
   std::string note;
-  // Scalar and coopmat forward: query rows x key rows of a tile. Coopmat
-  // backward: br = rows a workgroup owns (queries in the query-owned kernel,
-  // keys in the key-owned one), bc = rows it streams per step.
-  int br = 0, bc = 0, threads = 0;
+  // Scalar and coopmat forward: query rows x key rows of a tile. Tiled
+  // forward: 64 x 64, and vc = V rows staged per step. Coopmat backward:
+  // br = rows a workgroup owns (queries in the query-owned kernel, keys in
+  // the key-owned one), bc = rows it streams per step.
+  int br = 0, bc = 0, threads = 0, vc = 0;
   std::size_t shared_bytes = 0;
 };
 
@@ -148,7 +166,11 @@ class Attention {
 
  private:
   struct Buffers;
-  void plan_coopmat_forward(const std::string& who, const KernelTraits& tr);
+  void choose_forward(const std::string& who, const KernelTraits& tr);
+  // Each returns "" and sets fwd_plan_ / fwd_kernel_ if its kernel can run,
+  // else why it cannot.
+  std::string plan_coopmat_forward(const std::string& who, const KernelTraits& tr, bool emulate);
+  std::string plan_tiled_forward(const KernelTraits& tr);
   void plan_coopmat_backward(const std::string& who, const KernelTraits& tr);
   // Why no coopmat kernel may run ("" if one may): the device and options
   // checks the forward and backward share.

@@ -56,6 +56,31 @@ inline std::size_t backward_shared_floats(int br, int bc, int D, int W, int thre
          2 * std::size_t(threads);
 }
 
+// The register-tiled forward (shaders/fwd_tiled.comp): a fixed 64 x 64
+// logits tile on 128 invocations (4 x 8 accumulators each, rows shared by 8
+// consecutive lanes of a subgroup), KC = 8 k-values per staged chunk, rows
+// of LD = 68 floats. What varies per device is VC, the V rows staged per
+// step (vc_candidates, the first that fits the budget): V shares its space
+// with the two chunk stages, so VC = 64 at DP = 64 costs no more than the
+// stages do at DP = 128 with VC = 32.
+struct TiledForwardTraits {
+  static constexpr int tile = 64, threads = 128, kc = 8, ld = 68;
+  static constexpr std::array<int, 4> vc_candidates{64, 32, 16, 8};
+};
+
+// O / V columns of the tiled forward for head dim D: 32, 64 or 128 (the
+// shader is compiled once per padded width, fwd_tiled<DP>).
+inline int tiled_forward_dp(int D) { return D <= 32 ? 32 : D <= 64 ? 64 : 128; }
+
+// Shared floats of shaders/fwd_tiled.comp with VC V rows per step: the
+// union of the two [Qf | Kf] chunk stages and the V rows, the transposed
+// probabilities Pt (64 x LD), the bias (64).
+inline std::size_t tiled_forward_shared_floats(int D, int vc) {
+  using Tr = TiledForwardTraits;
+  const std::size_t stages = 2 * 2 * Tr::kc * Tr::ld, v = std::size_t(vc) * tiled_forward_dp(D);
+  return std::max(stages, v) + std::size_t(Tr::tile) * Tr::ld + Tr::tile;
+}
+
 // The coopmat forward (shaders/fwd_cm.comp): br query rows (16 per
 // subgroup) x bc keys, both multiples of 16, preferred first: more
 // subgroups per workgroup (one Kf / V stage shared by more rows, so less

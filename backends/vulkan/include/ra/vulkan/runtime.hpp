@@ -69,6 +69,9 @@ struct DeviceInfo {
   std::uint32_t max_invocations = 0;      // maxComputeWorkGroupInvocations
   std::uint32_t max_group_count[3] = {0, 0, 0};
   std::uint32_t subgroup_size = 0;
+  // Basic and shuffle subgroup operations in compute shaders (the tiled
+  // forward's row max / sum are xor-shuffles).
+  bool subgroup_shuffle = false;
   double timestamp_period_ns = 0;         // 0: the queue has no timestamps
   bool shader_float16 = false, storage_16bit = false;
   bool vulkan_memory_model = false;       // VkPhysicalDeviceVulkan12Features::vulkanMemoryModel
