@@ -140,7 +140,8 @@ void check_variant(vk::Variant v, const Case& c, int gate_batch, int window,
   // (see tests/test_kernels.cpp, bf16), so they get the looser bound too.
   const double tol = half ? 2e-2 : 2e-4;
   if (std::getenv("RA_VK_TEST_VERBOSE"))  // margins, for a new device or driver
-    std::cerr << vk::variant_name(v) << " " << fp.path << " / " << bp.path << " " << s.str()
+    std::cerr << vk::variant_name(v) << " " << fp.path << (fp.vc ? " vc " + std::to_string(fp.vc) : "")
+              << " / " << bp.path << " " << s.str()
               << " Gb=" << gate_batch << " w=" << window << ": o " << max_rel_error(t.o, p.o)
               << " lse " << max_rel_error(t.lse, p.lse) << " dq " << max_rel_error(t.dq, p.dq)
               << " dk " << max_rel_error(t.dk, p.dk) << " dv " << max_rel_error(t.dv, p.dv)

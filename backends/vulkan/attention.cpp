@@ -174,10 +174,23 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
                                      : forward_shared_floats(t, t, s.D, W_))) +
         " bytes of shared memory; " + dev.name + " allows " + std::to_string(tr.shared_budget));
   };
-  fwd_plan_ = plan(false);
+  // The scalar forward's plan is only needed where no faster kernel runs: a
+  // pinned tile it cannot hold is an error only then.
+  std::string scalar_fwd_error;
+  try {
+    fwd_plan_ = plan(false);
+  } catch (const std::invalid_argument& e) {
+    scalar_fwd_error = e.what();
+    fwd_plan_ = TilePlan{fp16 ? "scalar fp16-storage" : "scalar fp32"};
+  }
   bwd_plan_ = plan(true);
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
   choose_forward(who, tr);
+  if (fwd_kernel_ == "fwd" || fwd_kernel_ == "fwd_f16") {
+    if (!scalar_fwd_error.empty())
+      throw std::invalid_argument(scalar_fwd_error +
+                                  (fwd_plan_.note.empty() ? "" : " (" + fwd_plan_.note + ")"));
+  }
   if (fp16) plan_coopmat_backward(who, tr);
   else if (opt.backward_path == BackwardPath::coopmat_emulated)
     throw std::invalid_argument(who + ": the coopmat backward is fp16 only");
