@@ -408,7 +408,7 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
           tiles << "vulkan " << plan.path << (plan.note.empty() ? "" : " [" + plan.note + "]") << " "
                 << plan.br << "x" << plan.bc << " wg " << plan.threads << " "
                 << plan.shared_bytes / 1024 << "KiB";
-          if (bwd && opt.precision == vk::Precision::fp16)  // backward: always scalar; which forward ran
+          if (bwd)  // which forward produced the O and lse the backward read
             tiles << " after forward " << attn.forward_plan().path;
           res.tiles = tiles.str();
           // Inputs from the same counter-based RNG streams as the Kokkos path.
@@ -832,7 +832,8 @@ int main(int argc, char** argv) {
                  "at B=8 H=12 T=1024 D=64)");
   app.add_flag("--portable", cfg.portable,
                "run the portable kernels even where a tensor-core path exists (Vulkan: the "
-               "scalar fp16 forward instead of the cooperative-matrix one)");
+               "scalar forward instead of the register-tiled or cooperative-matrix one; "
+               "RA_VK_FORWARD=scalar|tiled|coopmat picks one)");
   app.add_option("--tc-candidates", cfg.tc_candidates,
                  "bf16 on CUDA: time these compiled tensor-core configurations instead of the "
                  "traits table's, one row each: forward ones (0.." +
