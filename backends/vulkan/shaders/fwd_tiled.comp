@@ -123,6 +123,27 @@ float row_sum(float x) {
   return x + subgroupShuffleXor(x, 4u);
 }
 
+// O_i = acc / l and lse_i = m + log l (natural log) for row i of this
+// invocation (l: its lane's share of the row sum, summed here over the 8
+// lanes of the row, by every lane: call it outside any row test).
+void finish_row(uint i, uint tx, uint bh, float l_share, float m_row, float acc[4u * NO]) {
+  const float lsum = row_sum(l_share);
+  if (i >= pc.T) return;
+  const float inv = 1.0 / lsum;
+  const uint base = (bh * pc.T + i) * D;
+  [[unroll]] for (uint mo = 0u; mo < NO; ++mo) {
+    const uint c = 32u * mo + 4u * tx;
+    const vec4 y = vec4(acc[4u * mo], acc[4u * mo + 1u], acc[4u * mo + 2u], acc[4u * mo + 3u]) * inv;
+    if (VEC) {
+      if (c < D) o4[(base + c) / 4u] = V4T(y);
+    } else {
+      [[unroll]] for (uint e = 0u; e < 4u; ++e)
+        if (c + e < D) o[base + c + e] = TO_STORE(y[e]);
+    }
+  }
+  if (tx == 0u) lse[bh * pc.T + i] = (m_row + log2(lsum)) * LN2;
+}
+
 void main() {
   // The invocation index counted subgroup by subgroup, so that t / 8 (a row
   // group) always lies inside one subgroup whatever order the device gives
@@ -282,25 +303,11 @@ void main() {
     kind = next;
   }
 
-  // O / l and lse = m + log l (natural log), for rows inside T.
-  float lsum[4];
-  [[unroll]] for (uint r = 0u; r < 4u; ++r) lsum[r] = row_sum(l[r]);  // every lane, before any exit
-  [[unroll]] for (uint r = 0u; r < 4u; ++r) {
-    const uint i = i0 + 4u * ty + r;
-    if (i >= T) continue;
-    const float inv = 1.0 / lsum[r];
-    const uint base = (bh * T + i) * D;
-    [[unroll]] for (uint mo = 0u; mo < NO; ++mo) {
-      const uint c = 32u * mo + 4u * tx;
-      if (c >= D) continue;
-      const vec4 y = vec4(oacc[r][4u * mo], oacc[r][4u * mo + 1u], oacc[r][4u * mo + 2u], oacc[r][4u * mo + 3u]) * inv;
-      if (VEC) {
-        o4[(base + c) / 4u] = V4T(y);
-      } else {
-        [[unroll]] for (uint e = 0u; e < 4u; ++e)
-          if (c + e < D) o[base + c + e] = TO_STORE(y[e]);
-      }
-    }
-    if (tx == 0u) lse[bh * T + i] = (m[r] + log2(lsum[r])) * LN2;
-  }
+  // Written out per row (not a loop): glslc leaves a loop with subgroup
+  // operations rolled, and a rolled loop would index the accumulator arrays
+  // dynamically (local memory instead of registers).
+  finish_row(i0 + 4u * ty, tx, bh, l[0], m[0], oacc[0]);
+  finish_row(i0 + 4u * ty + 1u, tx, bh, l[1], m[1], oacc[1]);
+  finish_row(i0 + 4u * ty + 2u, tx, bh, l[2], m[2], oacc[2]);
+  finish_row(i0 + 4u * ty + 3u, tx, bh, l[3], m[3], oacc[3]);
 }
