@@ -123,6 +123,18 @@ float row_sum(float x) {
   return x + subgroupShuffleXor(x, 4u);
 }
 
+// Chunk c of key tile j0 for the loader's row lr and k-values lk..lk+3:
+// Qf_i = [w_std Q_i, w_rec K_i] and Kf_j = [K_j, Q_j], the reciprocal half
+// first on tiles that use it (kind), nh chunks per half, zero past D and T.
+void load_chunk(uint bh, uint i0, uint j0, uint kind, uint c, uint nh, uint lr, uint lk, vec3 g,
+                out vec4 pq, out vec4 pk) {
+  const bool rec = RA != 0u && kind != TILE_PLAIN && c < nh;
+  const uint k = (c % nh) * KC + lk;
+  pq = load4(rec ? 1u : 0u, bh, i0 + lr, k);
+  pk = load4(rec ? 0u : 1u, bh, j0 + lr, k);
+  if (RA != 0u) pq *= rec ? g.y : g.x;
+}
+
 // O_i = acc / l and lse_i = m + log l (natural log) for row i of this
 // invocation (l: its lane's share of the row sum, summed here over the 8
 // lanes of the row, by every lane: call it outside any row test).
@@ -159,9 +171,9 @@ void main() {
   const vec3 g = gates_of(b, h);
   const uint nh = (D + KC - 1u) / KC;  // chunks per half
 
-  // The chunk loader: row lr of the 64, k-values lk..lk+3 of the chunk, one
-  // vec4 of the Qf side and one of the Kf side. Chunk c runs over the
-  // reciprocal half first (RA tiles that use it), then the w_std half.
+  // The chunk loader (load_chunk): row lr of the 64, k-values lk..lk+3 of
+  // the chunk, one vec4 of the Qf side and one of the Kf side, prefetched
+  // into registers one chunk ahead.
   const uint lr = tid >> 1u, lk = (tid & 1u) * 4u;
   vec4 pq = vec4(0.0), pk = vec4(0.0);
 
@@ -175,13 +187,7 @@ void main() {
   const uint i_last = min(i0 + TB - 1u, T - 1u), kt_last = i_last / TB;
 
   uint kind = classify(i0, 0u);
-  // chunk 0 of key tile 0
-  {
-    const bool rec = RA != 0u && kind != TILE_PLAIN;
-    pq = load4(rec ? 1u : 0u, bh, i0 + lr, lk);
-    pk = load4(rec ? 0u : 1u, bh, lr, lk);
-    if (RA != 0u) pq *= rec ? g.y : g.x;
-  }
+  load_chunk(bh, i0, 0u, kind, 0u, nh, lr, lk, g, pq, pk);
   for (uint kt = 0u; kt <= kt_last; ++kt) {
     const uint j0 = kt * TB;
     barrier();  // the previous tile's P V is done with the stages / V, Pt and bias
@@ -203,14 +209,7 @@ void main() {
         sm4[fb / 4u][fb % 4u] = pk[e];
       }
       barrier();
-      if (c + 1u < nc) {
-        const uint cn = c + 1u;
-        const bool rec = RA != 0u && kind != TILE_PLAIN && cn < nh;
-        const uint kk = (cn % nh) * KC + lk;
-        pq = load4(rec ? 1u : 0u, bh, i0 + lr, kk);  // Qf_i = [w_std Q_i, w_rec K_i]
-        pk = load4(rec ? 0u : 1u, bh, j0 + lr, kk);  // Kf_j = [K_j, Q_j]
-        if (RA != 0u) pq *= rec ? g.y : g.x;
-      }
+      if (c + 1u < nc) load_chunk(bh, i0, j0, kind, c + 1u, nh, lr, lk, g, pq, pk);
       if (RA != 0u && kind == TILE_MIXED && c == nh) {
         // The reciprocal half is complete: keep it only inside the band.
         [[unroll]] for (uint r = 0u; r < 4u; ++r)
@@ -237,12 +236,7 @@ void main() {
     }
     // Chunk 0 of the next tile, in flight during the softmax and P V.
     const uint next = kt < kt_last ? classify(i0, j0 + TB) : TILE_PLAIN;
-    if (kt < kt_last) {
-      const bool rec = RA != 0u && next != TILE_PLAIN;
-      pq = load4(rec ? 1u : 0u, bh, i0 + lr, lk);
-      pk = load4(rec ? 0u : 1u, bh, j0 + TB + lr, lk);
-      if (RA != 0u) pq *= rec ? g.y : g.x;
-    }
+    if (kt < kt_last) load_chunk(bh, i0, j0 + TB, next, 0u, nh, lr, lk, g, pq, pk);
 
     // Online softmax in the log2 domain: x = (s Qf.Kf + w_disc d_j) log2 e.
     vec4 bias0 = vec4(0.0), bias1 = vec4(0.0);
