@@ -186,6 +186,13 @@ TEST_CASE("Vulkan: every variant matches the float64 reference (fp32)", "[vulkan
 }
 
 namespace {
+// $RA_VK_FORWARD overrides the automatic forward: the checks of what the
+// automatic choice is skip themselves then.
+bool forward_env_set() {
+  const char* e = std::getenv("RA_VK_FORWARD");
+  return e && *e;
+}
+
 // Whether this device can run the register-tiled forward at all (subgroup
 // shuffles, a subgroup size that is a multiple of 8 dividing 128); where it
 // cannot, the tests check the fallback and its note instead.
@@ -226,10 +233,12 @@ TEST_CASE("Vulkan: tiled forward matches the float64 reference (fp32)", "[vulkan
   RA_REQUIRE_DEVICE();
   if (!tiled_runs(vk::Precision::fp32)) return;
   for (const Case& c : kTiledCases) check_tiled_case(c, vk::Precision::fp32, 0, "tiled fp32");
-  // The automatic fp32 forward is the tiled one.
-  vk::Attention automatic(vk::Variant::ra_fused, {2, 2, 65, 64}, {}, context());
-  CHECK(automatic.forward_plan().path == "tiled fp32");
-  CHECK(automatic.forward_plan().note.empty());
+  // The automatic fp32 forward is the tiled one (unless $RA_VK_FORWARD says otherwise).
+  if (!forward_env_set()) {
+    vk::Attention automatic(vk::Variant::ra_fused, {2, 2, 65, 64}, {}, context());
+    CHECK(automatic.forward_plan().path == "tiled fp32");
+    CHECK(automatic.forward_plan().note.empty());
+  }
   check_clean();
 }
 
@@ -361,6 +370,10 @@ TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back 
           "[vulkan][fp16][coopmat]") {
   RA_REQUIRE_DEVICE();
   if (!has_fp16()) return;
+  if (forward_env_set()) {
+    WARN("RA_VK_FORWARD is set: the automatic fp16 forward is not checked");
+    return;
+  }
   const auto& dev = context()->info();
   const char* env = std::getenv("RA_VK_COOPMAT");
   const bool forced_off = env && std::string(env) == "0";
@@ -473,6 +486,10 @@ TEST_CASE("Vulkan: coopmat backward matches the float64 reference, or falls back
 
 TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   RA_REQUIRE_DEVICE();
+  if (forward_env_set()) {
+    WARN("RA_VK_FORWARD is set: the automatic forward's choice is not checked");
+    return;
+  }
   vk::Options opt;
   vk::Attention f32(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
   if (tiled_runs(vk::Precision::fp32)) {
@@ -496,6 +513,20 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   CHECK_THROWS_WITH(vk::Attention(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context()),
                     Catch::Contains("fp16 only"));
   opt.forward_path = vk::ForwardPath::automatic;
+  {
+    // $RA_VK_FORWARD picks for the automatic path (restored afterwards).
+    const char* old = std::getenv("RA_VK_FORWARD");
+    const std::string saved = old ? old : "";
+    setenv("RA_VK_FORWARD", "scalar", 1);
+    vk::Attention env_scalar(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
+    CHECK(env_scalar.forward_plan().path == "scalar fp32");
+    CHECK_THAT(env_scalar.forward_plan().note, Catch::Contains("RA_VK_FORWARD=scalar"));
+    setenv("RA_VK_FORWARD", "fast-please", 1);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context()),
+                      Catch::Contains("RA_VK_FORWARD"));
+    if (old) setenv("RA_VK_FORWARD", saved.c_str(), 1);
+    else unsetenv("RA_VK_FORWARD");
+  }
   if (!has_fp16()) return;
   opt.precision = vk::Precision::fp16;
   opt.forward_path = vk::ForwardPath::scalar;
