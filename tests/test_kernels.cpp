@@ -324,17 +324,19 @@ TEMPLATE_TEST_CASE("the fp32 tiled kernels match the portable kernels", "[kernel
   }
 }
 
-// Options::tf32: the TF32 tensor-core forward against the float64 reference,
-// then the exact fp32 backward on its o and lse, on awkward shapes (T not a
-// multiple of the 64-row tile, T = 1, D padded to 32/64/128), every window
-// and gate layout. Tolerance 2e-3 relative to max(|ref|, 1) -- issue 5's tf32
-// bound: operands are rounded to 10-bit mantissas (relative error <= 2^-11
-// each). The gate gradients get 1e-2 for the reason bf16's do (see
-// kBf16GateTolerance): each is a sum over T^2 pairs of dL times a logit half
-// whose rows cancel exactly, and Delta = dO . O reads the TF32 forward's O.
-// Where the TF32 kernel cannot run (D not a multiple of 4; RA at D > 64) the
-// exact path runs and its plan says why; host builds refuse the option.
-TEMPLATE_TEST_CASE("tf32 forward matches the float64 reference", "[kernels][tf32]", RA_TEST_SPACES) {
+// Options::tf32: the TF32 tensor-core forward and backward against the
+// float64 reference on awkward shapes (T not a multiple of the 64-row tile or
+// of the streamed tiles, T = 1, D padded to 32/64/128), every window and gate
+// layout, all outputs NaN-poisoned first (make_tensors). Tolerance 2e-3
+// relative to max(|ref|, 1) -- issue 5's tf32 bound: operands are rounded to
+// 10-bit mantissas (relative error <= 2^-11 each). The gate gradients get
+// 1e-2 for the reason bf16's do (see kBf16GateTolerance): each is a sum over
+// T^2 pairs of dL times a logit half whose rows cancel exactly, and
+// Delta = dO . O reads the TF32 forward's O. Where a TF32 kernel cannot run
+// (D not a multiple of 4; forward: RA at D > 64; backward: D > 64) the exact
+// path runs and its plan says why; host builds refuse the option.
+TEMPLATE_TEST_CASE("tf32 forward and backward match the float64 reference", "[kernels][tf32]",
+                   RA_TEST_SPACES) {
   using Exec = TestType;
   using A = kk::Attention<float, Exec>;
   using Catch::Contains;
@@ -345,12 +347,19 @@ TEMPLATE_TEST_CASE("tf32 forward matches the float64 reference", "[kernels][tf32
     CHECK_THROWS_WITH(A(kk::Variant::ra_fused, Shape{1, 1, 7, 16}, tf32), Contains("Options::tf32"));
   } else {
     CHECK_THROWS_WITH(A(kk::Variant::sdpa_open, Shape{1, 1, 7, 16}, tf32), Contains("Options::tf32"));
-    CHECK_THAT(A(kk::Variant::sdpa_fused, Shape{1, 1, 7, 7}, tf32).forward_plan().path,
+    const A odd(kk::Variant::sdpa_fused, Shape{1, 1, 7, 7}, tf32);
+    CHECK_THAT(odd.forward_plan().path,
                StartsWith("fp32 tiled") && Contains("tf32 not taken: head dim D = 7"));
-    CHECK_THAT(A(kk::Variant::ra_fused, Shape{1, 1, 7, 96}, tf32).forward_plan().path,
+    CHECK_THAT(odd.backward_plan().path,
+               StartsWith("fp32 tiled") && Contains("tf32 not taken: head dim D = 7"));
+    const A wide_ra(kk::Variant::ra_fused, Shape{1, 1, 7, 96}, tf32);
+    CHECK_THAT(wide_ra.forward_plan().path,
                StartsWith("fp32 tiled") && Contains("tf32 not taken: RA at head dim D = 96"));
+    CHECK_THAT(wide_ra.backward_plan().path,
+               StartsWith("portable (") && Contains("tf32 not taken: RA at head dim D = 96"));
     const Case cases[] = {{1, 1, 1, 16},    {2, 2, 7, 20},   {1, 2, 65, 48}, {2, 1, 130, 64},
-                          {1, 1, 257, 128}, {2, 1, 257, 32}, {1, 2, 100, 64}};
+                          {1, 1, 257, 128}, {2, 1, 257, 32}, {1, 2, 100, 64}, {1, 1, 33, 96},
+                          {1, 1, 80, 16},   {2, 1, 17, 64}};
     for (const Case& c : cases)
       for (const FusedRun& r : kFusedRuns) {
         const Shape s{c.B, c.H, c.T, c.D};
@@ -364,8 +373,14 @@ TEMPLATE_TEST_CASE("tf32 forward matches the float64 reference", "[kernels][tf32
         opt.gate_batch = gb, opt.window = r.window;
         A attn(r.v, s, opt);
         INFO(kk::variant_name(r.v) << " " << s.str() << " Gb=" << gb << " window=" << r.window
-                                   << " seed=" << seed << " path " << attn.forward_plan().path);
+                                   << " seed=" << seed << " path " << attn.forward_plan().path
+                                   << " backward path " << attn.backward_plan().path);
         REQUIRE_THAT(attn.forward_plan().path, StartsWith("tensor-core tf32"));
+        if (c.D <= 64)
+          REQUIRE_THAT(attn.backward_plan().path, StartsWith("tensor-core tf32"));
+        else
+          REQUIRE_THAT(attn.backward_plan().path,
+                       StartsWith("fp32 tiled") && Contains("tf32 not taken: head dim D = "));
         attn.forward(t);
         attn.backward(t);
         Kokkos::fence();

@@ -30,8 +30,10 @@
 //                (detail/fp32_tiled.hpp); picked automatically: the forward
 //                for D <= 128, the backward for D <= 128 (SDPA) / D <= 64
 //                (RA), else the portable backward with the reason in its path.
-//   tensor-core tf32  CUDA only, float, forward, opt-in (Options::tf32):
-//                mma.sync.m16n8k8 on fp32 tiles (detail/tf32.hpp).
+//   tensor-core tf32  CUDA only, float, opt-in (Options::tf32): forward
+//                (D <= 128 SDPA / 64 RA) and backward (D <= 64) on
+//                mma.sync.m16n8k8 with fp32 tiles (detail/tf32.hpp); other
+//                shapes keep the fp32 tiled kernels, the reason in the path.
 // Options::portable or a pinned Options::tile forces the portable path.
 // TilePlan::path says which one ran.
 #pragma once
@@ -68,9 +70,9 @@ struct Options {
   int tc_candidate = -1;      // tensor-core forward: -1 = kernel_traits.hpp's table, else the
                               // index of a compiled candidate (tuning sweeps; head dims 33..64)
   int tc_bwd_candidate = -1;  // tensor-core backward, likewise
-  bool tf32 = false;  // float storage on CUDA, fused variants: the forward's products on the
-                      // TF32 tensor cores (operands rounded to 10-bit mantissas, fp32
-                      // accumulation: PyTorch's allow_tf32); the backward stays exact fp32
+  bool tf32 = false;  // float storage on CUDA, fused variants: the forward's and backward's
+                      // products on the TF32 tensor cores (operands rounded to 10-bit
+                      // mantissas, fp32 accumulation: PyTorch's allow_tf32)
 };
 
 // Every tensor a forward and backward pass touches, allocated together so a
@@ -146,6 +148,7 @@ class Attention {
   bool fp32_tiled_fwd_ = false;  // float on CUDA: the fp32 tiled forward runs
   bool fp32_tiled_bwd_ = false;  // ... and the fp32 tiled backward
   bool tf32_fwd_ = false;        // float on CUDA with Options::tf32: the TF32 tensor-core forward
+  bool tf32_bwd_ = false;        // ... and backward
   // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials;
   // the tensor-core and fp32 tiled RA backwards' float dQ/dK parts (key-owned
   // kernel -> query-owned kernel).

@@ -88,7 +88,7 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
   check_supported(v, s, opt);
   if (opt.tf32 && (!detail::has_fp32_tiled_path<Scalar, Exec>() || !is_fused(v)))
     throw std::invalid_argument("ra::kk::Attention(" + variant_name(v) + "): Options::tf32 is the "
-                                "TF32 tensor-core forward of the fused variants in float storage "
+                                "TF32 tensor-core path of the fused variants in float storage "
                                 "on CUDA (this is " + precision_name<Scalar>() + " storage on " +
                                 Exec::name() + ")");
   const int W = is_ra(v) ? 2 * s.D : s.D;
@@ -178,6 +178,18 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
         allocate_cross_parts();
       } else if (wanted) {
         bwd_plan_.path = "portable (" + why_bwd + ")";
+      }
+      // ... and its backward too, with the exact backward's arguments and
+      // outputs; shapes it cannot take keep the exact backward, which says why.
+      if (opt.tf32 && wanted) {
+        const std::string why_tf32 = detail::tf32::backward_unsupported(ra, s.D);
+        tf32_bwd_ = why_tf32.empty() && fp32_tiled_bwd_;  // the first implies the second
+        if (tf32_bwd_) {
+          bwd_plan_ = detail::tf32::backward_plan(ra, s.D);
+          n_tiles = detail::tf32::backward_partials(s.T);
+        } else {
+          bwd_plan_.path += " (tf32 not taken: " + why_tf32 + ")";
+        }
       }
     }
 #endif
@@ -373,7 +385,7 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
     }
   }
   if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
-    if (fp32_tiled_bwd_) {
+    if (fp32_tiled_bwd_ || tf32_bwd_) {  // both take the same arguments
       detail::fp32t::BwdArgs a;
       a.q = t.q.data(), a.k = t.k.data(), a.v = t.v.data(), a.dout = t.dout.data();
       a.lse = t.lse.data(), a.delta = delta_.data();
@@ -388,7 +400,10 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
       a.ra = ra;
       a.window = variant_ == Variant::ra_window ? opt_.window : -1;
       a.gate_batch = opt_.gate_batch;
-      detail::fp32t::backward(exec_, a);  // writes every gate-partial slot: no zeroing
+      if (tf32_bwd_)  // both write every gate-partial slot: no zeroing
+        detail::tf32::backward(exec_, a);
+      else
+        detail::fp32t::backward(exec_, a);
       if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, gate_partials_.extent_int(2));
       return;
     }

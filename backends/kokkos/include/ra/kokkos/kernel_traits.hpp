@@ -185,4 +185,23 @@ constexpr TensorCoreTraits tf32_traits(int d_pad, bool ra) {
   return {4, w >= 128 ? 32 : 64, 1, true, d_pad == 128 ? 2 : 3};
 }
 
+// TF32 backward (tf32_cuda.cpp, mma.sync.m16n8k8): the query-owned (dQ) and
+// key-owned (dK/dV) kernels of 4 warps x 16 own rows (64, the gate-partial
+// slot of fp32t::backward_partials), own-row operands in registers as TF32 A
+// fragments (W / 2 and D / 2 registers: twice the bf16 kernel's), the
+// streamed tile (keys for dQ, queries for dK/dV; `tile`) double-buffered in
+// shared memory. The tile is as wide as registers allow: fp32 fragments and
+// accumulators (dQf W / 2; dKf W / 2 + dV D / 2) leave room for 64 streamed
+// rows at D = 32, 32 for SDPA at D = 64 and RA at D = 32, 16 for RA at
+// D = 64; D > 64 is not built (the dK/dV kernel would need ~256 registers of
+// fragments and accumulators), the fp32 tiled backward runs there.
+// min_blocks: see the ptxas counts beside each entry.
+constexpr TensorCoreTraits tf32_backward_traits(int d_pad, bool ra, TcPass pass) {
+  const bool kv = pass == TcPass::backward_kv;
+  (void)kv;
+  const int w = ra ? 2 * d_pad : d_pad;
+  if (d_pad > 64 || pass == TcPass::forward) return {};
+  return {4, w <= 32 ? 64 : w == 64 ? 32 : 16, 1, false, 2};
+}
+
 }  // namespace ra::kk
