@@ -12,11 +12,10 @@
 // 32 * WARPS threads, vector_length 1, so team ranks 0..31 are warp 0, ...);
 // its device body is warp-synchronous CUDA. Each warp owns 16 (forward: 16 *
 // m_tiles) rows of the team's tile and keeps them in registers as mma
-// A-fragments; the forward and dK/dV kernels fold the gates into those
-// fragments, so the staged tiles are plain copies of Q, K, V, dO (the dQ
-// kernel keeps the logits' two halves apart instead: the gate gradients are
-// sums over them). Tile shapes, schedules and register caps come from
-// ra::kk::tensor_core_traits (kernel_traits.hpp).
+// A-fragments (or, rows_in_smem, reads them from shared memory at each
+// k-step); every kernel folds the gates into those own rows, so the streamed
+// tiles are plain copies of Q, K, V, dO. Tile shapes, schedules and register
+// caps come from ra::kk::tensor_core_traits (kernel_traits.hpp).
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, lane = 4 g + t):
 //   A (16x16, row): a0 = A[g][2t,2t+1]   a1 = A[g+8][2t..]  a2 = A[g][2t+8..]  a3 = A[g+8][2t+8..]
@@ -104,24 +103,55 @@ __device__ __forceinline__ void load_a(u32 (&frag)[KSTEPS][4], u32 tile, int row
 // fragment read from shared memory by ldmatrix feeds MT mma's, so a warp with
 // more rows does more tensor-core work per byte of shared-memory traffic.
 //
-// acc[mt][16 x N] += A[mt][16 x K-range] . Bt^T where Bt is a staged tile of N
-// rows (its rows are the product's columns): k-steps K0..K1-1 of 16.
+// One k-step kk of acc[mt][16 x N] += a[mt] . Bt^T where Bt is a staged tile of N
+// rows (its rows are the product's columns): each B fragment feeds MT mma's.
+template <int N, int COLS, int MT>
+__device__ __forceinline__ void mma_kstep_abt(float (&acc)[MT][N / 8][4], const u32 (&a)[MT][4],
+                                              u32 bt, int kk, int lane) {
+#pragma unroll
+  for (int np = 0; np < N / 16; ++np) {
+    u32 b[4];
+    ldsm_x4(b, bt + Swizzled<COLS>::offset(np * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                           2 * kk + ((lane >> 3) & 1)));
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      mma(acc[mt][2 * np], a[mt], b[0], b[1]);
+      mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+    }
+  }
+}
+
+// acc[mt][16 x N] += A[mt][16 x K-range] . Bt^T, k-steps K0..K1-1 of 16, with A
+// held as fragments in registers.
 template <int K0, int K1, int N, int COLS, int MT, int KSTEPS>
 __device__ __forceinline__ void mma_abt(float (&acc)[MT][N / 8][4],
                                         const u32 (&a)[MT][KSTEPS][4], u32 bt, int lane) {
 #pragma unroll
-  for (int kk = K0; kk < K1; ++kk)
+  for (int kk = K0; kk < K1; ++kk) {
+    u32 ak[MT][4];
 #pragma unroll
-    for (int np = 0; np < N / 16; ++np) {
-      u32 b[4];
-      ldsm_x4(b, bt + Swizzled<COLS>::offset(np * 16 + (lane & 7) + ((lane >> 4) << 3),
-                                             2 * kk + ((lane >> 3) & 1)));
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        mma(acc[mt][2 * np], a[mt][kk], b[0], b[1]);
-        mma(acc[mt][2 * np + 1], a[mt][kk], b[2], b[3]);
-      }
-    }
+      for (int e = 0; e < 4; ++e) ak[mt][e] = a[mt][kk][e];
+    mma_kstep_abt<N, COLS>(acc, ak, bt, kk, lane);
+  }
+}
+
+// The same product with A read from a staged tile (rows a_row0 + 16 mt of a
+// COLS_A-wide tile) by ldmatrix at each k-step instead of held in registers:
+// the forward's rows_in_smem. Per k-step a warp reads MT A fragments and
+// N / 16 B fragments for 2 MT N / 8 mma's.
+template <int K0, int K1, int N, int COLS, int MT, int COLS_A>
+__device__ __forceinline__ void mma_abt_sa(float (&acc)[MT][N / 8][4], u32 at, int a_row0,
+                                           u32 bt, int lane) {
+#pragma unroll
+  for (int kk = K0; kk < K1; ++kk) {
+    u32 a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+      ldsm_x4(a[mt], at + Swizzled<COLS_A>::offset(a_row0 + 16 * mt + (lane & 15), 2 * kk + (lane >> 4)));
+    mma_kstep_abt<N, COLS>(acc, a, bt, kk, lane);
+  }
 }
 
 // The A-fragment (16 x 16 bf16) of k-step kk of a tile held as fp32 C-fragments.
@@ -189,19 +219,7 @@ struct OwnRows<COLS, true> {
   __device__ void load(u32 t, int r0, int) { tile = t, row0 = r0; }
   template <int K0, int K1, int N, int COLS_B>
   __device__ void abt(float (&acc)[N / 8][4], u32 bt, int lane) const {
-#pragma unroll
-    for (int kk = K0; kk < K1; ++kk) {
-      u32 a[4];
-      ldsm_x4(a, tile + Swizzled<COLS>::offset(row0 + (lane & 15), 2 * kk + (lane >> 4)));
-#pragma unroll
-      for (int np = 0; np < N / 16; ++np) {
-        u32 b[4];
-        ldsm_x4(b, bt + Swizzled<COLS_B>::offset(np * 16 + (lane & 7) + ((lane >> 4) << 3),
-                                                  2 * kk + ((lane >> 3) & 1)));
-        mma(acc[2 * np], a, b[0], b[1]);
-        mma(acc[2 * np + 1], a, b[2], b[3]);
-      }
-    }
+    mma_abt_sa<K0, K1, N, COLS_B, 1, COLS>(one(acc), tile, row0, bt, lane);
   }
 };
 
@@ -277,13 +295,21 @@ __device__ __forceinline__ void folded_logits(float (&s)[MT][N / 8][4], Product&
 //   false  two stages of [Kf | V | bias]: tile kt+1 loads while kt computes
 //   true   one Kf and one V buffer (half the shared memory, so twice the key
 //          tile fits): V(kt) loads during QK^T(kt), Kf(kt+1) during P V(kt)
-template <int D, bool RA, int WARPS, int BC, int MT, bool SPLIT, int MINB>
+// ROWS_SMEM (the traits' rows_in_smem): the team's gated Qf rows stay staged in
+// front of the pipeline and QK^T reads its A fragments from there, which frees
+// the W / 4 registers per thread and m-tile that would hold them (RA: 32).
+template <int D, bool RA, int WARPS, int BC, int MT, bool SPLIT, int MINB, bool ROWS_SMEM>
 struct Forward {
   static constexpr int W = RA ? 2 * D : D, WR = 16 * MT, BR = WR * WARPS, NT = 32 * WARPS;
   static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
+  static constexpr int kPipe = ROWS_SMEM ? Swizzled<W>::bytes(BR) : 0;
   static constexpr std::size_t kScratch =
-      std::max<std::size_t>(Swizzled<W>::bytes(BR), (SPLIT ? 1 : 2) * std::size_t(kStage));
+      ROWS_SMEM ? kPipe + (SPLIT ? 1 : 2) * std::size_t(kStage)
+                : std::max<std::size_t>(Swizzled<W>::bytes(BR), (SPLIT ? 1 : 2) * std::size_t(kStage));
+  // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
+  // 128 bytes of alignment slack): a traits entry over it fails to compile here.
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -307,14 +333,16 @@ struct Forward {
     char* smem = aligned_scratch(team, kScratch);
     const u32 s0 = smem_u32(smem);
 
-    // This warp's WR query rows of Qf, as A-fragments with the gates folded in.
+    // This warp's WR query rows of Qf with the gates folded in: as A-fragments
+    // in registers, or (ROWS_SMEM) in the staged tile, gated in place.
     stage_rows<BR, W, D, NT>(s0, Q, K, i0, T, Dact, tid);
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    u32 qa[MT][W / 16][4];
+    if constexpr (RA && ROWS_SMEM) scale_tile_halves<BR, W, D, NT>(smem, g.std, g.rec, tid);
+    u32 qa[ROWS_SMEM ? 1 : MT][W / 16][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+    for (int mt = 0; mt < (ROWS_SMEM ? 0 : MT); ++mt) {
       load_a<W, W / 16>(qa[mt], s0, warp * WR + 16 * mt, lane);
       if constexpr (RA) {
 #pragma unroll
@@ -324,10 +352,10 @@ struct Forward {
             qa[mt][kk][e] = scale_bf16x2(qa[mt][kk][e], kk < D / 16 ? g.std : g.rec);
       }
     }
-    __syncthreads();  // the staging area becomes the K/V pipeline
+    __syncthreads();  // the staging area becomes the K/V pipeline (ROWS_SMEM: the gated rows are in)
 
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
-    auto buffer = [&](int kt) { return SPLIT ? 0 : (kt & 1) * kStage; };
+    auto buffer = [&](int kt) { return kPipe + (SPLIT ? 0 : (kt & 1) * kStage); };
     auto stage_k = [&](int kt) {  // Kf rows and the bias
       const u32 st = s0 + buffer(kt);
       stage_folded<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid,
@@ -375,7 +403,10 @@ struct Forward {
       folded_logits<D, RA, BC, W>(
           s,
           [&](auto k0, auto k1) {
-            mma_abt<decltype(k0)::value, decltype(k1)::value, BC, W>(s, qa, kf, lane);
+            if constexpr (ROWS_SMEM)
+              mma_abt_sa<decltype(k0)::value, decltype(k1)::value, BC, W, MT, W>(s, s0, warp * WR, kf, lane);
+            else
+              mma_abt<decltype(k0)::value, decltype(k1)::value, BC, W>(s, qa, kf, lane);
           },
           classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0, true, a.window);
 
@@ -431,6 +462,9 @@ struct BackwardQ {
   static constexpr std::size_t kScratch =
       kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BR)) + Swizzled<D>::bytes(BR),
                                     2 * std::size_t(kStage));
+  // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
+  // 128 bytes of alignment slack): a traits entry over it fails to compile here.
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -461,15 +495,26 @@ struct BackwardQ {
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    // [Q_i, K_i] without the gates: this kernel keeps the two halves of the
-    // logits apart (S_ij and S_ji), because the gate gradients are sums of
-    // dL times each half (RA.md) -- taken here in fp32 from the accumulators,
-    // not from the bf16-rounded dL that feeds the dQf product.
+    // Own rows Qf'_i = [w_std Q_i, w_rec K_i] (gates folded, as in the forward:
+    // Qf'_i . [K_j, Q_j] is the RA logit), so one accumulator holds the logits
+    // and no S_ji tile needs registers. The gate gradients do not need the two
+    // halves apart either: dw_std = s sum_ij dL_ij Q_i.K_j = sum_i Q_i . dQf_i[0, D)
+    // and dw_rec = sum_i K_i . dQf_i[D, 2D) (dQf is s sum_j dL_ij [K_j, band Q_j]),
+    // taken in the epilogue from the fp32 accumulators and the unscaled rows.
+    if constexpr (RA && ROWS_SMEM) {
+      scale_tile_halves<BR, W, D, NT>(smem, g.std, g.rec, tid);
+      __syncthreads();
+    }
     OwnRows<W, ROWS_SMEM> qa;
     u32 da[D / 16][4];
     qa.load(s0, warp * 16, lane);
     load_a<D, D / 16>(da, dos, warp * 16, lane);
-    float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
+    if constexpr (RA && !ROWS_SMEM) {
+#pragma unroll
+      for (int kk = 0; kk < W / 16; ++kk)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) qa.f[kk][e] = scale_bf16x2(qa.f[kk][e], kk < D / 16 ? g.std : g.rec);
+    }
     float lse2[2], delta[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -507,13 +552,10 @@ struct BackwardQ {
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       float p[BC / 8][4], dp[BC / 8][4];
-      float srec[RA ? BC / 8 : 1][4];  // S_ji, the reciprocal half (RA)
-      zero(p);
-      qa.template abt<0, D / 16, BC, W>(p, kf, lane);  // S_ij
-      if constexpr (RA) {
-        zero(srec);
-        if (kind != kPlain) qa.template abt<D / 16, W / 16, BC, W>(srec, kf, lane);
-      }
+      folded_logits<D, RA, BC, W>(
+          one(p),
+          [&](auto k0, auto k1) { qa.template abt<decltype(k0)::value, decltype(k1)::value, BC, W>(p, kf, lane); },
+          kind, lane, row0, j0, true, a.window);
       zero(dp);
       mma_abt<0, D / 16, BC, D>(one(dp), one(da), vs, lane);  // dP = dO V^T
 #pragma unroll
@@ -522,19 +564,8 @@ struct BackwardQ {
         for (int e = 0; e < 4; ++e) {
           const int r = frag_row(lane, e), i = row0 + r, c = frag_col(lane, n, e), j = j0 + c;
           const bool vis = j <= i && j < T && i < T;
-          float x = p[n][e];  // SDPA: S_ij; RA: w_std S_ij + w_rec [band] S_ji
-          bool band = false;
-          if constexpr (RA) {
-            band = kind == kFull || (kind == kMixed && i - j <= a.window);
-            x = g.std * p[n][e] + (band ? g.rec * srec[n][e] : 0.f);
-          }
-          const float pr = vis ? exp2f(x * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
-          const float dl = pr * (dp[n][e] - delta[e >> 1]);
-          if constexpr (RA) {
-            gstd += dl * p[n][e];
-            if (band) grec += dl * srec[n][e];
-          }
-          p[n][e] = dl;
+          const float pr = vis ? exp2f(p[n][e] * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
+          p[n][e] = pr * (dp[n][e] - delta[e >> 1]);  // dL
         }
       // dQf += dL Kf: the K_j half always, the Q_j half only where a tile meets
       // the band, with dL masked to the band first on mixed tiles (in place:
@@ -552,6 +583,7 @@ struct BackwardQ {
     // Epilogue: rows of this thread, columns in pairs.
     auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
     auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+    float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int i = row0 + (lane >> 2) + 8 * r;
@@ -566,6 +598,10 @@ struct BackwardQ {
           const float k0 = dqf[D / 8 + n][2 * r] * scale, k1 = dqf[D / 8 + n][2 * r + 1] * scale;
           const float* pq = a.part_dq + mat + at;
           const float* pk = a.part_dk + mat + at;
+          const float2 qi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
+          const float2 ki = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
+          gstd += qi.x * dqf[n][2 * r] + qi.y * dqf[n][2 * r + 1];
+          grec += ki.x * dqf[D / 8 + n][2 * r] + ki.y * dqf[D / 8 + n][2 * r + 1];
           *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
               __floats2bfloat162_rn(pq[0] + g.std * q0, pq[1] + g.std * q1);
           *reinterpret_cast<__nv_bfloat162*>(dK + at) =
@@ -603,6 +639,9 @@ struct BackwardKV {
   static constexpr std::size_t kScratch =
       kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BK)) + Swizzled<D>::bytes(BK),
                                     2 * std::size_t(kStage));
+  // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
+  // 128 bytes of alignment slack): a traits entry over it fails to compile here.
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
   Args a;
   int n_ktiles = 0, n_qtiles = 0;  // n_qtiles counts tiles of BR queries
   float scale = 0;
@@ -836,11 +875,12 @@ TilePlan forward_plan_of(int candidate) {
   constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
   TilePlan plan;
   if constexpr (tr.warps > 0) {
-    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks>;
+    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks, tr.rows_in_smem>;
     plan = make_plan(tr.warps, F::BR, tr.tile, F::kScratch);
     plan.path += (candidate >= 0 ? " #" + std::to_string(candidate) : std::string()) + " m" +
                  std::to_string(tr.m_tiles) + (tr.split_kv ? " split-kv" : " 2-stage") +
-                 (tr.min_blocks > 1 ? " mb" + std::to_string(tr.min_blocks) : "");
+                 (tr.min_blocks > 1 ? " mb" + std::to_string(tr.min_blocks) : "") +
+                 (tr.rows_in_smem ? " rows-smem" : "");
   }
   return plan;
 }
@@ -948,7 +988,7 @@ template <int DP, bool RA, int CAND>
 void forward_launch(const Kokkos::Cuda& exec, const Args& a) {
   constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
   if constexpr (tr.warps > 0) {
-    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks>;
+    using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks, tr.rows_in_smem>;
     F f;
     f.a = a;
     f.n_qtiles = (a.T + F::BR - 1) / F::BR;

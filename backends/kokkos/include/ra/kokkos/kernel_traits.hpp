@@ -64,15 +64,17 @@ namespace ra::kk {
 //   min_blocks  teams per SM the compiler must leave registers for
 //             (__launch_bounds__): 1 lets it take up to 255 registers per thread
 //             (2 teams of 4 warps per SM), 3 caps it at 170, 4 at 128
-//   rows_in_smem  backward kernels: the team's own rows ([Q_i, K_i] for dQ,
+//   rows_in_smem  the team's own rows (forward: Qf_i; backward: [Q_i, K_i] for dQ,
 //             [K_j, Q_j] for dK/dV) stay in shared memory and each warp reads
 //             its A fragments from there at every k-step, instead of holding
-//             them in registers (W/4 registers per thread: 32 for RA at D = 64).
-//             More shared-memory reads per tile, but the registers it frees
-//             buy a wider streamed tile or one more team per SM.
+//             them in registers (W/4 registers per thread and m-tile: 32 for RA
+//             at D = 64). More shared-memory reads per tile, but the registers
+//             it frees buy a wider streamed tile, more m-tiles or one more team
+//             per SM.
 // Every entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6
-// gives a block: the team's own rows live in registers after one staging copy,
-// and the staging buffer is reused for the streamed tiles.
+// gives a block (the kernels static_assert it): without rows_in_smem the own
+// rows live in registers after one staging copy, and the staging buffer is
+// reused for the streamed tiles.
 enum class TcPass { forward, backward_q, backward_kv };
 
 struct TensorCoreTraits {
@@ -89,14 +91,18 @@ struct TensorCoreTraits {
 // at hand and the reference tests can check each one. The table below picks
 // one of them per architecture. (v4 of docs/perf.md also tried 8-warp teams:
 // always slower on the H100, dropped.)
-constexpr int kForwardCandidates = 8;
+// #8 and #9 keep the team's Qf rows in shared memory (rows_in_smem): two m-tiles
+// per warp then cost no fragment registers, and each B fragment feeds two mma's.
+constexpr int kForwardCandidates = 10;
 constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
   constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
-      {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1}, {4, 128, 1, true, 1},
-      {4, 64, 1, false, 4}, {4, 64, 2, true, 3},  {4, 64, 1, true, 4}, {4, 128, 1, true, 3}};
+      {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1},      {4, 128, 1, true, 1},
+      {4, 64, 1, false, 4}, {4, 64, 2, true, 3},  {4, 64, 1, true, 4},      {4, 128, 1, true, 3},
+      {4, 64, 2, true, 3, true}, {4, 64, 2, true, 2, true}};
   constexpr TensorCoreTraits rec[kForwardCandidates] = {
-      {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1}, {4, 64, 2, true, 1},
-      {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4}, {4, 64, 2, true, 3}};
+      {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1},      {4, 64, 2, true, 1},
+      {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4},     {4, 64, 2, true, 3},
+      {4, 32, 2, true, 3, true}, {4, 32, 2, true, 2, true}};
   return ra ? rec[i] : sdpa[i];
 }
 // Backward candidates: the query-owned (dQ) and key-owned (dK, dV) kernels' entries.
@@ -105,19 +111,26 @@ struct BackwardTraits {
 };
 // #4 and #5 keep the own rows in shared memory (rows_in_smem): RA's dQ kernel
 // then streams 32-key tiles under a 170-register cap (#4), or 16-key tiles
-// under 128 with a 170-capped dK/dV kernel (#5).
-constexpr int kBackwardCandidates = 6;
+// under 128 with a 170-capped dK/dV kernel (#5). #6 and #7 stream 48-key tiles
+// through RA's dQ kernel (its logits are one accumulator since the gates are
+// folded into the own rows) under 255 and 170 registers; 64-key tiles would
+// need 48.5 KiB of shared memory for the two pipeline stages alone.
+constexpr int kBackwardCandidates = 8;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
       {{4, 32, 1, false, 4}, {4, 32, 1, false, 3}}, {{4, 64, 1, false, 3}, {4, 32, 1, false, 1}},
       {{4, 64, 1, false, 4, true}, {4, 32, 1, false, 3}},
-      {{4, 64, 1, false, 3, true}, {4, 32, 1, false, 3}}};
+      {{4, 64, 1, false, 3, true}, {4, 32, 1, false, 3}},
+      {{4, 48, 1, false, 3, true}, {4, 32, 1, false, 3}},
+      {{4, 64, 1, false, 4, true}, {4, 64, 1, false, 2}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
       {{4, 32, 1, false, 3, true}, {4, 32, 1, false, 1}},
-      {{4, 16, 1, false, 4, true}, {4, 16, 1, false, 3, true}}};
+      {{4, 16, 1, false, 4, true}, {4, 16, 1, false, 3, true}},
+      {{4, 48, 1, false, 2}, {4, 32, 1, false, 1}},
+      {{4, 48, 1, false, 3}, {4, 32, 1, false, 1}}};
   return ra ? rec[i] : sdpa[i];
 }
 
@@ -128,7 +141,7 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // registers per thread in this layout: not built; the portable path runs.
   //
   // sm_90 (H100/H200): D = 64 entries are the winners of the candidate sweep
-  // in docs/perf.md (v7 forward, v15 backward); the rest is sized by the same rules.
+  // in docs/perf.md (v7/v19 forward, v15/v19 backward); the rest is sized by the same rules.
   // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
   // NOT measured -- the same entries, which fit its limits (at most 2 teams
   // of <= 34 KiB per SM). Re-tune on an A10G: scripts/device-tune.sh with
@@ -137,9 +150,10 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
     // The H100 sweep's winners (scripts/device-tune.sh; forward docs/perf.md
-    // v7, backward v15): least geometric-mean time over T = 1024 and 4096.
+    // v7 and v19, backward v15 and v19): least geometric-mean time over
+    // T = 1024 and 4096.
     if (fwd) return forward_candidate(ra, ra ? 4 : 2);
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 4 : 5);
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 7 : 5);
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
