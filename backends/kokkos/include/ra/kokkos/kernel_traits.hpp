@@ -115,7 +115,9 @@ struct BackwardTraits {
 // through RA's dQ kernel (its logits are one accumulator since the gates are
 // folded into the own rows) under 255 and 170 registers; 64-key tiles would
 // need 48.5 KiB of shared memory for the two pipeline stages alone.
-constexpr int kBackwardCandidates = 8;
+// #8 and #9 keep #7's dQ kernel and put RA's dK/dV own rows in shared memory
+// under 255 and 170 registers (SDPA: 64-row key tiles that way).
+constexpr int kBackwardCandidates = 10;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -123,14 +125,18 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, false, 4, true}, {4, 32, 1, false, 3}},
       {{4, 64, 1, false, 3, true}, {4, 32, 1, false, 3}},
       {{4, 48, 1, false, 3, true}, {4, 32, 1, false, 3}},
-      {{4, 64, 1, false, 4, true}, {4, 64, 1, false, 2}}};
+      {{4, 64, 1, false, 4, true}, {4, 64, 1, false, 2}},
+      {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 2, true}},
+      {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 3, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
       {{4, 32, 1, false, 3, true}, {4, 32, 1, false, 1}},
       {{4, 16, 1, false, 4, true}, {4, 16, 1, false, 3, true}},
       {{4, 48, 1, false, 2}, {4, 32, 1, false, 1}},
-      {{4, 48, 1, false, 3}, {4, 32, 1, false, 1}}};
+      {{4, 48, 1, false, 3}, {4, 32, 1, false, 1}},
+      {{4, 48, 1, false, 3}, {4, 32, 1, false, 2, true}},
+      {{4, 48, 1, false, 3}, {4, 32, 1, false, 3, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 
@@ -153,7 +159,7 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // v7 and v19, backward v15 and v19): least geometric-mean time over
     // T = 1024 and 4096.
     if (fwd) return forward_candidate(ra, ra ? 4 : 2);
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 7 : 5);
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 9 : 5);
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
