@@ -1,8 +1,9 @@
-// TF32 tensor-core forward for float storage on CUDA (sm_80 / sm_86 / sm_90):
+// TF32 tensor-core forward and backward for float storage on CUDA (sm_80 / sm_86 / sm_90):
 // fp32 tensors in memory and in shared memory, every tile product a warp-level
 // mma.sync.m16n8k8 whose operands are rounded to TF32 (cvt.rna: 10-bit
 // mantissa, the same rounding as PyTorch's allow_tf32), fp32 accumulation,
 // softmax and outputs. Opt-in (Options::tf32): exact fp32 stays the default.
+// The forward first; the backward's two kernels follow ("backward" below).
 //
 // Same algorithm and team layout as the bf16 forward in tensor_core_cuda.cpp
 // (a Kokkos TeamPolicy functor of 4 warps, each owning 16 query rows whose Qf
@@ -273,54 +274,67 @@ __device__ __forceinline__ float lds_f32(u32 addr) {
   return v;
 }
 
-// The lane-dependent parts of the byte offsets a warp reads a swizzled fp32
-// tile COLS wide at; the rest of every offset is a compile-time constant of
-// the unrolled loops (row blocks, and the chunk octet: the XOR swizzle only
-// touches a chunk index's low 3 bits), so a product needs these few address
-// registers instead of one per (k, n) step:
+// The lane-dependent parts of the byte offsets at which a warp reads a
+// swizzled fp32 tile (any width COLS >= 32); the rest of every offset is a
+// compile-time constant of the unrolled loops (row blocks, and the chunk
+// octet: the XOR swizzle only touches a chunk index's low 3 bits), so the
+// products need these 14 address registers instead of one per (k, n) step,
+// and tiles of different widths share them:
 //   ab[m]       ldmatrix B fragments (mma_abt), k-step kk with kk % 4 = m:
-//               rows np*16 + (lane & 7) + 8 (lane >> 4), chunk 2 kk + ((lane >> 3) & 1);
-//               offset = ab[kk % 4] + np * 16 * COLS * 4 + (kk / 4) * 128
+//               row np*16 + rl (rl = (lane & 7) + 8 (lane >> 4)), chunk
+//               2 kk + ((lane >> 3) & 1); offset = rl * COLS * 4 + ab[kk % 4]
+//               + np * 16 * COLS * 4 + (kk / 4) * 128
 //   pb[par][m]  scalar B reads (mma_pb), column block n with n % 4 = m: row
 //               kb*8 + 2t + par, column 8n + g (chunk 2n + g/4, float g % 4);
-//               offset = pb[par][n % 4] + kb * 8 * COLS * 4 + (n / 4) * 128
-template <int COLS, bool SCALAR>
+//               offset = 2t * COLS * 4 + pb[par][n % 4] + (kb * 8 + par) * COLS * 4
+//               + (n / 4) * 128
 struct LaneOffsets {
-  u32 ab[4];
-  u32 pb[SCALAR ? 2 : 1][4];
+  u32 ab[4], pb[2][4];
+  int rl, t2;
   __device__ explicit LaneOffsets(int lane) {
-    const int x = lane & 7, c1 = (lane >> 3) & 1, rl = x + ((lane >> 4) << 3);
-    const int g = lane >> 2, t = lane & 3;
+    const int x = lane & 7, c1 = (lane >> 3) & 1, g = lane >> 2, t = lane & 3;
+    rl = x + ((lane >> 4) << 3), t2 = 2 * t;
 #pragma unroll
-    for (int m = 0; m < 4; ++m) ab[m] = u32(rl * COLS * 4 + ((((2 * m) | c1) ^ x) << 4));
-    if constexpr (SCALAR) {
+    for (int m = 0; m < 4; ++m) ab[m] = u32((((2 * m) | c1) ^ x) << 4);
 #pragma unroll
-      for (int par = 0; par < 2; ++par)
+    for (int par = 0; par < 2; ++par)
 #pragma unroll
-        for (int m = 0; m < 4; ++m) {
-          const int row = 2 * t + par;  // = the row's index mod 8
-          pb[par][m] = u32(row * COLS * 4 + ((((2 * m) | (g >> 2)) ^ row) << 4) + ((g & 3) << 2));
-        }
-    }
+      for (int m = 0; m < 4; ++m)  // 2t + par is the row's index mod 8
+        pb[par][m] = u32(((((2 * m) | (g >> 2)) ^ (2 * t + par)) << 4) + ((g & 3) << 2));
   }
 };
 
-// acc[16 x N] += A[:, k-steps K0..K1-1] . Bt^T: A this warp's TF32 A fragments
-// (KS k-steps), Bt a staged swizzled tile (base address bt) of N rows and COLS
-// columns -- the forward's mma_qk with the lane offsets above.
-template <int K0, int K1, int N, int COLS, int KS, bool SC>
-__device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const u32 (&fa)[KS][4], u32 bt,
-                                        const LaneOffsets<COLS, SC>& lo) {
-  static_assert(0 <= K0 && K0 < K1 && K1 <= KS && 8 * K1 <= COLS && N % 16 == 0, "k-steps in range");
+// frag(kk, a) gives the A fragment of k-step kk.
+template <int K0, int K1, int N, int COLS, class Frag>
+__device__ __forceinline__ void mma_abt_from(float (&acc)[N / 8][4], Frag&& frag, u32 bt,
+                                             const LaneOffsets& lo) {
+  static_assert(0 <= K0 && K0 < K1 && 8 * K1 <= COLS && N % 16 == 0, "k-steps in range");
+  bt += u32(lo.rl * COLS * 4);
 #pragma unroll
-  for (int kk = K0; kk < K1; ++kk)
+  for (int kk = K0; kk < K1; ++kk) {
+    u32 fa[4];
+    frag(kk, fa);
 #pragma unroll
     for (int np = 0; np < N / 16; ++np) {
       u32 b[4];
       ldsm_x4(b, bt + lo.ab[kk & 3] + u32(np * 16 * COLS * 4 + (kk >> 2) * 128));
-      mma(acc[2 * np], fa[kk], to_tf32(b[0]), to_tf32(b[1]));
-      mma(acc[2 * np + 1], fa[kk], to_tf32(b[2]), to_tf32(b[3]));
+      mma(acc[2 * np], fa, to_tf32(b[0]), to_tf32(b[1]));
+      mma(acc[2 * np + 1], fa, to_tf32(b[2]), to_tf32(b[3]));
     }
+  }
+}
+// ... with the A fragments held in registers (KS k-steps).
+template <int K0, int K1, int N, int COLS, int KS>
+__device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const u32 (&fa)[KS][4], u32 bt,
+                                        const LaneOffsets& lo) {
+  static_assert(K1 <= KS, "k-steps held");
+  mma_abt_from<K0, K1, N, COLS>(
+      acc,
+      [&](int kk, u32(&f)[4]) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) f[e] = fa[kk][e];
+      },
+      bt, lo);
 }
 
 // acc[n-blocks NB0..NB1-1] += P . Bs: P is 16 x N, held as fp32 C fragments
@@ -330,8 +344,9 @@ __device__ __forceinline__ void mma_abt(float (&acc)[N / 8][4], const u32 (&fa)[
 // {c0, c2, c1, c3} of a C block, B = rows 2t and 2t + 1 of its 8 tile rows.
 template <int N, int COLS, int NB0, int NB1, int NACC>
 __device__ __forceinline__ void mma_pb(float (&acc)[NACC][4], const float (&p)[N / 8][4], u32 bs,
-                                       const LaneOffsets<COLS, true>& lo) {
+                                       const LaneOffsets& lo) {
   static_assert(0 <= NB0 && NB0 < NB1 && NB1 <= NACC && 8 * NB1 <= COLS, "n-blocks in range");
+  bs += u32(lo.t2 * COLS * 4);
 #pragma unroll
   for (int kb = 0; kb < N / 8; ++kb) {
     const u32 pa[4] = {to_tf32(p[kb][0]), to_tf32(p[kb][2]), to_tf32(p[kb][1]),
@@ -339,7 +354,8 @@ __device__ __forceinline__ void mma_pb(float (&acc)[NACC][4], const float (&p)[N
 #pragma unroll
     for (int n = NB0; n < NB1; ++n) {
       const u32 at = bs + u32(kb * 8 * COLS * 4 + (n >> 2) * 128);
-      mma(acc[n], pa, to_tf32(lds_f32(at + lo.pb[0][n & 3])), to_tf32(lds_f32(at + lo.pb[1][n & 3])));
+      mma(acc[n], pa, to_tf32(lds_f32(at + lo.pb[0][n & 3])),
+          to_tf32(lds_f32(at + u32(COLS * 4) + lo.pb[1][n & 3])));
     }
   }
 }
@@ -357,6 +373,42 @@ __device__ __forceinline__ void load_a(u32 (&f)[COLS / 8][4], u32 tile, int row0
     for (int e = 0; e < 4; ++e) f[kk][e] = to_tf32(__uint_as_float(f[kk][e]) * s);
   }
 }
+
+// The second own operand of a backward kernel (dO_i in the dQ kernel, V_j in
+// the dK/dV kernel; D wide), the A side of its dP product: TF32 fragments in
+// registers, or (IN_SMEM: the traits' rows_in_smem) left in its staged tile
+// and read by ldmatrix at each k-step of every streamed tile -- D / 2
+// registers freed for D / 8 more ldmatrix per tile.
+template <int D, bool IN_SMEM>
+struct OwnOperand {
+  u32 f[D / 8][4];
+  __device__ void load(u32 tile, int row0, int lane) { load_a<D, D>(f, tile, row0, lane, 1.f, 1.f); }
+  // acc[16 x N] += this . Bt^T over all D columns
+  template <int N, int COLS>
+  __device__ void abt(float (&acc)[N / 8][4], u32 bt, const LaneOffsets& lo) const {
+    mma_abt<0, D / 8, N, COLS>(acc, f, bt, lo);
+  }
+};
+template <int D>
+struct OwnOperand<D, true> {
+  u32 row = 0;  // shared address of the row this lane gives ldmatrix (as load_a)
+  int hi = 0;   // its chunk within a k-step: lane >> 4
+  int sw = 0;   // its swizzle: the row's index mod 8 = lane & 7 (row0 is a multiple of 16)
+  __device__ void load(u32 tile, int row0, int lane) {
+    row = tile + u32((row0 + (lane & 15)) * D * 4), hi = lane >> 4, sw = lane & 7;
+  }
+  template <int N, int COLS>
+  __device__ void abt(float (&acc)[N / 8][4], u32 bt, const LaneOffsets& lo) const {
+    mma_abt_from<0, D / 8, N, COLS>(
+        acc,
+        [&](int kk, u32(&f)[4]) {
+          ldsm_x4(f, row + u32(((2 * kk + hi) ^ sw) << 4));
+#pragma unroll
+          for (int e = 0; e < 4; ++e) f[e] = to_tf32(f[e]);
+        },
+        bt, lo);
+  }
+};
 
 // A streamed folded tile ([K_j, Q_j] or [Q_i, K_i]): both halves where the tile
 // meets RA's band, else only the first (its products never read the second).
@@ -411,15 +463,19 @@ struct BwdKernel {
   static constexpr int W = RA ? 2 * D : D, TILE = kTraits.tile, WARPS = kTraits.warps,
                        OWN = 16 * WARPS, NT = 32 * WARPS;
   static constexpr int kMinBlocks = kTraits.min_blocks;
+  static constexpr bool kZSmem = kTraits.rows_in_smem;  // the second own operand (OwnOperand)
+  using Z = OwnOperand<D, kZSmem>;
   // One stage: a folded tile (TILE x W, swizzled), a D-wide tile (TILE x D)
   // and vectors of TILE floats (dQ kernel: d_j; dK/dV kernel: lse_i, Delta_i).
   static constexpr int kFold = SwizzledF<W>::bytes(TILE), kFlat = SwizzledF<D>::bytes(TILE),
                        kVecs = (PASS == TcPass::backward_kv ? 8 : 4) * TILE,
                        kStage = kFold + kFlat + kVecs;
   // The own rows are staged one operand at a time in the area the two stages
-  // reuse afterwards.
+  // reuse afterwards, except a second operand kept in shared memory: it
+  // stays in front of the stages (kPipe bytes).
+  static constexpr int kPipe = kZSmem ? SwizzledF<D>::bytes(OWN) : 0;
   static constexpr std::size_t kScratch =
-      std::max<std::size_t>(SwizzledF<W>::bytes(OWN), 2 * std::size_t(kStage));
+      std::max<std::size_t>(SwizzledF<W>::bytes(OWN), kPipe + 2 * std::size_t(kStage));
   static_assert(OWN == 64, "gate partials per 64-row tile, as fp32t::backward_partials");
   static_assert(TILE % 16 == 0 && kFold % 128 == 0 && kFlat % 128 == 0,
                 "ldmatrix pairs, 16-byte aligned stages");
@@ -435,8 +491,9 @@ struct BwdKernel {
   // This team's OWN rows from row r0: [x | y] (W wide, column blocks times lo
   // | hi) into fw, then z (D wide) into fz, this warp's 16 each as TF32 A
   // fragments, one operand at a time through the scratch at s0 -- free for
-  // the stages again when this returns.
-  __device__ static void load_own(u32 (&fw)[W / 8][4], u32 (&fz)[D / 8][4], u32 s0, const float* x,
+  // the stages (from s0 + kPipe) when this returns; with kZSmem z stays
+  // staged at s0.
+  __device__ static void load_own(u32 (&fw)[W / 8][4], Z& fz, u32 s0, const float* x,
                                   const float* y, const float* z, int r0, int T, int Dact,
                                   float lo, float hi, int tid) {
     const int warp = tid >> 5, lane = tid & 31;
@@ -450,8 +507,8 @@ struct BwdKernel {
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    load_a<D, D>(fz, s0, warp * 16, lane, 1.f, 1.f);
-    __syncthreads();  // every warp has its fz: the area becomes the two stages
+    fz.load(s0, warp * 16, lane);
+    __syncthreads();  // every warp has its fz: the area (past kPipe) becomes the two stages
   }
 
   // Pipeline step of streamed tile t (stage(t) was issued before): issues
@@ -475,7 +532,7 @@ struct BwdKernel {
   // done with the unmasked dL by then). Rows of dL: row_base.., queries or keys.
   template <int NACC>
   __device__ void dl_products(float (&acc)[NACC][4], float (&dl)[TILE / 8][4], u32 fs,
-                              const LaneOffsets<W, true>& lo, Kind kind, int lane, int row_base,
+                              const LaneOffsets& lo, Kind kind, int lane, int row_base,
                               int col_base, bool rows_are_queries) const {
     mma_pb<TILE, W, 0, D / 8>(acc, dl, fs, lo);
     if constexpr (RA) {
@@ -505,7 +562,7 @@ template <int D, bool RA>
 struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
   using Base = BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q>;
   using Base::a, Base::scale, Base::n_own, Base::W, Base::NT, Base::kFold, Base::kFlat,
-      Base::kStage, Base::kScratch;
+      Base::kStage, Base::kPipe, Base::kScratch;
   static constexpr int BR = Base::OWN, BC = Base::TILE;
 
   __device__ void body(const Member& team) const {
@@ -524,8 +581,11 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
     // Own rows: [Q_i, K_i] WITHOUT the gates -- this kernel keeps the logits'
     // halves S_ij and S_ji apart, because the gate gradients are sums of dL
     // times each half (RA.md) -- and dO_i.
-    u32 qa[W / 8][4], da[D / 8][4];
+    u32 qa[W / 8][4];
+    typename Base::Z da;
     Base::load_own(qa, da, s0, Q, K, dO, i0, T, Dact, 1.f, 1.f, tid);
+    const u32 pipe = s0 + kPipe;
+    const char* pipe_p = smem + kPipe;
     float lse2[2], delta[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -536,7 +596,7 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
 
     const int kt_last = min(i0 + BR - 1, T - 1) / BC;
     auto stage_kv = [&](int kt) {
-      const u32 st = s0 + (kt & 1) * kStage;
+      const u32 st = pipe + (kt & 1) * kStage;
       stage_folded<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid,
                                  classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain);
       stage_rows<BC, D, D, NT>(st + kFold, V, V, kt * BC, T, Dact, tid);
@@ -544,8 +604,7 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
       cp_commit();
     };
 
-    const LaneOffsets<W, true> lw(lane);   // Kf stage: logits and dQf products
-    const LaneOffsets<D, false> lv(lane);  // V stage: dP
+    const LaneOffsets lo(lane);
     float dqf[W / 8][4];
     zero(dqf);
     float gstd = 0.f, grec = 0.f;  // this thread's shares of dw_std, dw_rec (unscaled)
@@ -553,21 +612,21 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
     stage_kv(0);
     for (int kt = 0; kt <= kt_last; ++kt) {
       Base::next_stage(kt, kt_last, stage_kv);
-      const u32 kf = s0 + (kt & 1) * kStage, vs = kf + kFold;
-      const float* bias = reinterpret_cast<const float*>(smem + (kt & 1) * kStage + kFold + kFlat);
+      const u32 kf = pipe + (kt & 1) * kStage, vs = kf + kFold;
+      const float* bias = reinterpret_cast<const float*>(pipe_p + (kt & 1) * kStage + kFold + kFlat);
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       // Rows = this warp's queries i, columns = the tile's keys j.
       float p[BC / 8][4], dp[BC / 8][4];
       float srec[RA ? BC / 8 : 1][4];  // S_ji, the reciprocal half (RA)
       zero(p);
-      mma_abt<0, D / 8, BC, W>(p, qa, kf, lw);  // S_ij = Q_i . K_j
+      mma_abt<0, D / 8, BC, W>(p, qa, kf, lo);  // S_ij = Q_i . K_j
       if constexpr (RA) {
         zero(srec);
-        if (kind != kPlain) mma_abt<D / 8, W / 8, BC, W>(srec, qa, kf, lw);  // K_i . Q_j
+        if (kind != kPlain) mma_abt<D / 8, W / 8, BC, W>(srec, qa, kf, lo);  // K_i . Q_j
       }
       zero(dp);
-      mma_abt<0, D / 8, BC, D>(dp, da, vs, lv);  // dP = dO_i . V_j
+      da.template abt<BC, D>(dp, vs, lo);  // dP = dO_i . V_j
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
@@ -588,7 +647,7 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
           }
           p[n][e] = dl;
         }
-      Base::dl_products(dqf, p, kf, lw, kind, lane, row0, j0, true);  // dQf += dL [K_j, Q_j]
+      Base::dl_products(dqf, p, kf, lo, kind, lane, row0, j0, true);  // dQf += dL [K_j, Q_j]
       __syncthreads();  // every warp is done with stage kt (reloaded at kt + 2)
     }
 
@@ -626,7 +685,7 @@ template <int D, bool RA>
 struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
   using Base = BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv>;
   using Base::a, Base::scale, Base::n_own, Base::n_tiles, Base::W, Base::NT, Base::kFold,
-      Base::kFlat, Base::kStage, Base::kScratch;
+      Base::kFlat, Base::kStage, Base::kPipe, Base::kScratch;
   static constexpr int BK = Base::OWN, BR = Base::TILE;
 
   __device__ void body(const Member& team) const {
@@ -645,8 +704,11 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
 
     // Own rows: Kf'_j = [w_std K_j, w_rec Q_j] (gates folded in, so that
     // Kf'_j . [Q_i, K_i] is the folded logit) and V_j.
-    u32 ka[W / 8][4], va[D / 8][4];
+    u32 ka[W / 8][4];
+    typename Base::Z va;
     Base::load_own(ka, va, s0, K, Q, V, j0, T, Dact, gt.std, gt.rec, tid);
+    const u32 pipe = s0 + kPipe;
+    const char* pipe_p = smem + kPipe;
     float bias2[2] = {0.f, 0.f};  // w_disc d_j log2 e of this lane's two key rows
     if constexpr (RA) {
 #pragma unroll
@@ -658,7 +720,7 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
 
     const int qt_first = j0 / BR, qt_last = n_tiles - 1;  // earlier tiles: above the diagonal
     auto stage_q = [&](int qt) {
-      const u32 st = s0 + (qt & 1) * kStage;
+      const u32 st = pipe + (qt & 1) * kStage;
       stage_folded<BR, W, D, NT>(st, Q, K, qt * BR, T, Dact, tid,
                                  classify(RA, a.window, qt * BR, BR, j0, BK, T) != kPlain);
       stage_rows<BR, D, D, NT>(st + kFold, dO, dO, qt * BR, T, Dact, tid);
@@ -667,8 +729,7 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
       cp_commit();
     };
 
-    const LaneOffsets<W, true> lw(lane);  // [Q_i, K_i] stage: logits and dKf products
-    const LaneOffsets<D, true> ld(lane);  // dO stage: dP and dV products
+    const LaneOffsets lo(lane);
     float dkf[W / 8][4], dv[D / 8][4];
     zero(dkf);
     zero(dv);
@@ -677,8 +738,8 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
     stage_q(qt_first);
     for (int qt = qt_first; qt <= qt_last; ++qt) {
       Base::next_stage(qt, qt_last, stage_q);
-      const u32 qs = s0 + (qt & 1) * kStage, dos = qs + kFold;
-      const float* vec = reinterpret_cast<const float*>(smem + (qt & 1) * kStage + kFold + kFlat);
+      const u32 qs = pipe + (qt & 1) * kStage, dos = qs + kFold;
+      const float* vec = reinterpret_cast<const float*>(pipe_p + (qt & 1) * kStage + kFold + kFlat);
       const int i0 = qt * BR;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BK, T);
       // Transposed tiles: rows = this warp's keys j, columns = the tile's queries i.
@@ -686,13 +747,13 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
       zero(p);
       if constexpr (RA) {
         if (kind != kPlain) {  // w_rec Q_j . K_i first, masked to the band on mixed tiles
-          mma_abt<D / 8, W / 8, BR, W>(p, ka, qs, lw);
+          mma_abt<D / 8, W / 8, BR, W>(p, ka, qs, lo);
           if (kind == kMixed) band_mask(p, lane, key0, i0, false, a.window);
         }
       }
-      mma_abt<0, D / 8, BR, W>(p, ka, qs, lw);  // + w_std K_j . Q_i
+      mma_abt<0, D / 8, BR, W>(p, ka, qs, lo);  // + w_std K_j . Q_i
       zero(dp);
-      mma_abt<0, D / 8, BR, D>(dp, va, dos, ld);  // dP^T = V_j . dO_i
+      va.template abt<BR, D>(dp, dos, lo);  // dP^T = V_j . dO_i
 #pragma unroll
       for (int n = 0; n < BR / 8; ++n)
 #pragma unroll
@@ -704,8 +765,8 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
           dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
           if constexpr (RA) colsum[e >> 1] += dp[n][e];
         }
-      mma_pb<BR, D, 0, D / 8>(dv, p, dos, ld);  // dV += P^T dO
-      Base::dl_products(dkf, dp, qs, lw, kind, lane, key0, i0, false);  // dKf += dL^T [Q_i, K_i]
+      mma_pb<BR, D, 0, D / 8>(dv, p, dos, lo);  // dV += P^T dO
+      Base::dl_products(dkf, dp, qs, lo, kind, lane, key0, i0, false);  // dKf += dL^T [Q_i, K_i]
       __syncthreads();  // every warp is done with stage qt (reloaded at qt + 2)
     }
 

@@ -205,23 +205,30 @@ constexpr TensorCoreTraits tf32_traits(int d_pad, bool ra) {
   return {4, w >= 128 ? 32 : 64, 1, true, d_pad == 128 ? 2 : 3};
 }
 
-// TF32 backward (tf32_cuda.cpp, mma.sync.m16n8k8): the query-owned (dQ) and
-// key-owned (dK/dV) kernels of 4 warps x 16 own rows (64, the gate-partial
-// slot of fp32t::backward_partials), own-row operands in registers as TF32 A
-// fragments (W / 2 and D / 2 registers: twice the bf16 kernel's), the
-// streamed tile (keys for dQ, queries for dK/dV; `tile`) double-buffered in
-// shared memory. The tile is as wide as registers allow: fp32 fragments and
-// accumulators (dQf W / 2; dKf W / 2 + dV D / 2) leave room for 64 streamed
-// rows at D = 32, 32 for SDPA at D = 64 and RA at D = 32, 16 for RA at
-// D = 64; D > 64 is not built (the dK/dV kernel would need ~256 registers of
-// fragments and accumulators), the fp32 tiled backward runs there.
-// min_blocks: see the ptxas counts beside each entry.
+// TF32 backward (tf32_cuda.cpp, mma.sync.m16n8k8): a query-owned (dQ) and a
+// key-owned (dK/dV) kernel of 4 warps x 16 own rows (64: the gate-partial
+// slot of fp32t::backward_partials). The own rows' first operand ([Q_i, K_i];
+// gated [K_j, Q_j]) is held in registers as TF32 A fragments (W / 2 per
+// thread, twice the bf16 kernel's), as are the fp32 accumulators (dQf W / 2;
+// dKf W / 2 + dV D / 2); `tile` rows of the other side stream through two
+// shared-memory stages. rows_in_smem here means the SECOND own operand (dO_i;
+// V_j) stays staged in shared memory and is read by ldmatrix at every tile
+// (D / 2 registers freed). D > 64 is not built: the dK/dV kernel's fragments
+// and accumulators alone would be ~256 registers; the fp32 tiled backward
+// runs there.
+// ptxas (CUDA 13, sm_90, -Xptxas -v) registers / spill bytes, dQ | dK/dV:
+//   SDPA D = 32  tile 64, fragments in registers          208 / 0  | 228 / 0
+//   SDPA D = 64  tile 16, rows_in_smem                    188 / 0  | 232 / 0
+//   RA   D = 32  tile 32, in registers                    218 / 0  | 250 / 0
+//   RA   D = 64  tile 16, rows_in_smem                    248 / 0  | 255 / 32 st, 52 ld
+// (without rows_in_smem at D = 64 and tile 32 / 16: SDPA 254 / 16 | 255 / 44,
+// RA 255 / 24 | 255 / 76; a 32-row SDPA tile with rows_in_smem needs 48.5 KiB.)
+// All need more than 168 registers, so min_blocks 2 (255): two teams per SM.
+// Not timed yet (docs/perf.md v19).
 constexpr TensorCoreTraits tf32_backward_traits(int d_pad, bool ra, TcPass pass) {
-  const bool kv = pass == TcPass::backward_kv;
-  (void)kv;
-  const int w = ra ? 2 * d_pad : d_pad;
   if (d_pad > 64 || pass == TcPass::forward) return {};
-  return {4, w <= 32 ? 64 : w == 64 ? 32 : 16, 1, false, 2};
+  if (d_pad == 64) return {4, 16, 1, false, 2, true};
+  return {4, ra ? 32 : 64, 1, false, 2};
 }
 
 }  // namespace ra::kk
