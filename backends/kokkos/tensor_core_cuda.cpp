@@ -452,16 +452,24 @@ struct Forward {
 // then dQ (and, for RA, dK's Qf part and dw_std, dw_rec partials).
 // ROWS_SMEM (the traits' rows_in_smem): [Q_i, K_i] stays staged in front of
 // the K/V pipeline and is read from there at every k-step.
-template <int D, bool RA, int WARPS, int BC, int MINB, bool ROWS_SMEM>
+// SPLIT (the traits' split_kv): two stages of [Kf | bias] but ONE V buffer,
+// refilled with V(kt+1) as soon as every warp has its dP(kt) -- while the
+// softmax and dL Kf(kt) run -- which saves a V tile of shared memory: with
+// ROWS_SMEM, 48-key tiles then fit 48 KiB.
+template <int D, bool RA, int WARPS, int BC, int MINB, bool ROWS_SMEM, bool SPLIT = false>
 struct BackwardQ {
   static constexpr int W = RA ? 2 * D : D, BR = 16 * WARPS, NT = 32 * WARPS;
   static constexpr int kMinBlocks = MINB;
-  static constexpr int kStage = Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC) + 4 * BC;
+  // Offsets inside a stage: Kf, then (two-stage) V, then the bias.
+  static constexpr int kV = Swizzled<W>::bytes(BC), kBias = kV + (SPLIT ? 0 : Swizzled<D>::bytes(BC));
+  static constexpr int kStage = kBias + 4 * BC;
   // Offset of the pipeline (and of the dO staging before it starts).
   static constexpr int kPipe = ROWS_SMEM ? Swizzled<W>::bytes(BR) : 0;
+  // SPLIT: the one V buffer, after the two stages.
+  static constexpr int kVBuf = kPipe + 2 * kStage;
   static constexpr std::size_t kScratch =
       kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BR)) + Swizzled<D>::bytes(BR),
-                                    2 * std::size_t(kStage));
+                                    2 * std::size_t(kStage) + (SPLIT ? Swizzled<D>::bytes(BC) : 0));
   // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
   // 128 bytes of alignment slack): a traits entry over it fails to compile here.
   static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
@@ -525,30 +533,42 @@ struct BackwardQ {
     __syncthreads();
 
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
-    auto stage_kv = [&](int kt) {
+    auto stage_k = [&](int kt) {  // Kf rows and the bias
       const u32 st = pipe + (kt & 1) * kStage;
       stage_folded<BC, W, D, NT>(st, K, Q, kt * BC, T, Dact, tid,
                                  classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain);
-      stage_rows<BC, D, D, NT>(st + Swizzled<W>::bytes(BC), V, V, kt * BC, T, Dact, tid);
-      if constexpr (RA) stage_vec<BC, NT>(st + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC), dvec, kt * BC, T, tid);
-      cp_commit();
+      if constexpr (RA) stage_vec<BC, NT>(st + kBias, dvec, kt * BC, T, tid);
     };
+    auto v_tile = [&](int kt) { return SPLIT ? s0 + kVBuf : pipe + (kt & 1) * kStage + kV; };
+    auto stage_v = [&](int kt) { stage_rows<BC, D, D, NT>(v_tile(kt), V, V, kt * BC, T, Dact, tid); };
 
     float dqf[W / 8][4];
     zero(dqf);
     const float sl = scale * kLog2e, bl = g.disc * kLog2e;
-    stage_kv(0);
+    stage_k(0);
+    stage_v(0);
+    cp_commit();
     for (int kt = 0; kt <= kt_last; ++kt) {
-      if (kt < kt_last) {
-        stage_kv(kt + 1);
-        cp_wait<1>();
+      if constexpr (SPLIT) {
+        cp_wait<0>();     // Kf(kt) and V(kt) have landed
+        __syncthreads();  // ... for every thread, and iteration kt-1 is done with the other stage
+        if (kt < kt_last) {
+          stage_k(kt + 1);
+          cp_commit();
+        }
       } else {
-        cp_wait<0>();
+        if (kt < kt_last) {
+          stage_k(kt + 1);
+          stage_v(kt + 1);
+          cp_commit();
+          cp_wait<1>();
+        } else {
+          cp_wait<0>();
+        }
+        __syncthreads();
       }
-      __syncthreads();
-      const u32 kf = pipe + (kt & 1) * kStage, vs = kf + Swizzled<W>::bytes(BC);
-      const float* bias = reinterpret_cast<const float*>(smem + kPipe + (kt & 1) * kStage +
-                                                         Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
+      const u32 kf = pipe + (kt & 1) * kStage, vs = v_tile(kt);
+      const float* bias = reinterpret_cast<const float*>(smem + kPipe + (kt & 1) * kStage + kBias);
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       float p[BC / 8][4], dp[BC / 8][4];
@@ -558,6 +578,13 @@ struct BackwardQ {
           kind, lane, row0, j0, true, a.window);
       zero(dp);
       mma_abt<0, D / 16, BC, D>(one(dp), one(da), vs, lane);  // dP = dO V^T
+      if constexpr (SPLIT) {
+        __syncthreads();  // every warp is done with V(kt): refill its buffer under the rest
+        if (kt < kt_last) {
+          stage_v(kt + 1);
+          cp_commit();
+        }
+      }
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
@@ -577,8 +604,9 @@ struct BackwardQ {
           mma_pb<BC, W, D / 16, W / 16>(one(dqf), one(p), kf, lane);
         }
       }
-      __syncthreads();
+      if constexpr (!SPLIT) __syncthreads();  // this stage is refilled two iterations on
     }
+    if constexpr (SPLIT) __syncthreads();  // the gate sums below reuse shared memory
 
     // Epilogue: rows of this thread, columns in pairs.
     auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
@@ -934,7 +962,8 @@ void with_backward_config(int candidate, F&& f, std::index_sequence<I...>) {
 
 template <class Cfg, int DP, bool RA>
 struct BackwardKernels {
-  using Q = BackwardQ<DP, RA, Cfg::q.warps, Cfg::q.tile, Cfg::q.min_blocks, Cfg::q.rows_in_smem>;
+  using Q = BackwardQ<DP, RA, Cfg::q.warps, Cfg::q.tile, Cfg::q.min_blocks, Cfg::q.rows_in_smem,
+                      Cfg::q.split_kv>;
   using KV = BackwardKV<DP, RA, Cfg::kv.warps, Cfg::kv.tile, Cfg::kv.min_blocks, Cfg::kv.rows_in_smem>;
 };
 
@@ -951,6 +980,7 @@ TilePlan backward_plan_of(int candidate) {
       plan.path += " mb" + std::to_string(Cfg::q.min_blocks) + "/" + std::to_string(Cfg::kv.min_blocks);
     if (Cfg::q.rows_in_smem || Cfg::kv.rows_in_smem)
       plan.path += std::string(" rows-smem ") + (Cfg::q.rows_in_smem ? "q" : "") + (Cfg::kv.rows_in_smem ? "kv" : "");
+    if (Cfg::q.split_kv) plan.path += " q-split-v";
   }
   return plan;
 }

@@ -116,8 +116,10 @@ struct BackwardTraits {
 // folded into the own rows) under 255 and 170 registers; 64-key tiles would
 // need 48.5 KiB of shared memory for the two pipeline stages alone.
 // #8 and #9 keep #7's dQ kernel and put RA's dK/dV own rows in shared memory
-// under 255 and 170 registers (SDPA: 64-row key tiles that way).
-constexpr int kBackwardCandidates = 10;
+// under 255 and 170 registers (SDPA: 64-row key tiles that way). #10 and #11
+// give the dQ kernel one V buffer (split_kv), so that RA's own rows fit in
+// shared memory beside 48-key tiles (#10), or 64-key tiles fit without (#11).
+constexpr int kBackwardCandidates = 12;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -127,7 +129,9 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 48, 1, false, 3, true}, {4, 32, 1, false, 3}},
       {{4, 64, 1, false, 4, true}, {4, 64, 1, false, 2}},
       {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 2, true}},
-      {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 3, true}}};
+      {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 3, true}},
+      {{4, 64, 1, true, 3, true}, {4, 64, 1, false, 3, true}},
+      {{4, 64, 1, true, 4, true}, {4, 64, 1, false, 3, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
@@ -136,7 +140,9 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 48, 1, false, 2}, {4, 32, 1, false, 1}},
       {{4, 48, 1, false, 3}, {4, 32, 1, false, 1}},
       {{4, 48, 1, false, 3}, {4, 32, 1, false, 2, true}},
-      {{4, 48, 1, false, 3}, {4, 32, 1, false, 3, true}}};
+      {{4, 48, 1, false, 3}, {4, 32, 1, false, 3, true}},
+      {{4, 48, 1, true, 3, true}, {4, 32, 1, false, 3, true}},
+      {{4, 64, 1, true, 2}, {4, 32, 1, false, 3, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 
@@ -156,10 +162,10 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
     // The H100 sweep's winners (scripts/device-tune.sh; forward docs/perf.md
-    // v7 and v19, backward v15 and v19): least geometric-mean time over
-    // T = 1024 and 4096.
+    // v7 and v19, backward v15 and v19): least time over T = 1024 and 4096
+    // (backward: SDPA #9 and RA #10 were each fastest at both T, v19).
     if (fwd) return forward_candidate(ra, ra ? 4 : 2);
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 9 : 5);
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 9);
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
