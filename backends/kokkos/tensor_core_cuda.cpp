@@ -223,6 +223,21 @@ struct OwnRows<COLS, true> {
   }
 };
 
+// Top of an iteration of a two-stage pipeline over tiles 0..last: tile t+1's
+// loads (stage(t + 1), which issues them) go out into the other stage, then
+// tile t's wait is over for every thread.
+template <class Stage>
+__device__ __forceinline__ void two_stage_next(int t, int last, Stage&& stage) {
+  if (t < last) {
+    stage(t + 1);
+    cp_commit();
+    cp_wait<1>();
+  } else {
+    cp_wait<0>();
+  }
+  __syncthreads();
+}
+
 // Multiplies columns [0, D) of a staged ROWS x COLS tile by lo and [D, COLS) by hi
 // in place (the gates folded into own rows that stay in shared memory).
 // A streamed folded tile ([K_j, Q_j] or [Q_i, K_i]): both halves, or only the
@@ -385,15 +400,7 @@ struct Forward {
         stage_v(kt);
         cp_commit();
       } else {
-        if (kt < kt_last) {
-          stage_k(kt + 1);
-          stage_v(kt + 1);
-          cp_commit();
-          cp_wait<1>();
-        } else {
-          cp_wait<0>();
-        }
-        __syncthreads();
+        two_stage_next(kt, kt_last, [&](int t) { stage_k(t), stage_v(t); });
       }
       const u32 kf = s0 + buffer(kt), vs = kf + Swizzled<W>::bytes(BC);
       const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) +
@@ -557,15 +564,7 @@ struct BackwardQ {
           cp_commit();
         }
       } else {
-        if (kt < kt_last) {
-          stage_k(kt + 1);
-          stage_v(kt + 1);
-          cp_commit();
-          cp_wait<1>();
-        } else {
-          cp_wait<0>();
-        }
-        __syncthreads();
+        two_stage_next(kt, kt_last, [&](int t) { stage_k(t), stage_v(t); });
       }
       const u32 kf = pipe + (kt & 1) * kStage, vs = v_tile(kt);
       const float* bias = reinterpret_cast<const float*>(smem + kPipe + (kt & 1) * kStage + kBias);
@@ -735,7 +734,6 @@ struct BackwardKV {
       const u32 vec = st + Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR);
       stage_vec<BR, NT>(vec, lse, qt * BR, T, tid);
       stage_vec<BR, NT>(vec + 4 * BR, dlt, qt * BR, T, tid);
-      cp_commit();
     };
 
     float dkf[W / 8][4], dv[D / 8][4];
@@ -744,14 +742,9 @@ struct BackwardKV {
     float colsum[2] = {0.f, 0.f};
     const float sl = scale * kLog2e;
     stage_q(qt_first);
+    cp_commit();
     for (int qt = qt_first; qt < n_qtiles; ++qt) {
-      if (qt + 1 < n_qtiles) {
-        stage_q(qt + 1);
-        cp_wait<1>();
-      } else {
-        cp_wait<0>();
-      }
-      __syncthreads();
+      two_stage_next(qt, n_qtiles - 1, stage_q);
       const u32 qs = pipe + (qt & 1) * kStage, dos = qs + Swizzled<W>::bytes(BR);
       const float* vec = reinterpret_cast<const float*>(smem + kPipe + (qt & 1) * kStage +
                                                         Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR));
