@@ -374,16 +374,19 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
   const bool ra = is_ra(variant_);
   using Acc = accum_t<Scalar>;
   const Acc scale = Acc(1) / std::sqrt(Acc(s.D));
-  detail::row_delta(exec_, t.dout, t.o, delta_);
 #if defined(KOKKOS_ENABLE_CUDA)
   if constexpr (detail::has_tensor_core_path<Scalar, Exec>()) {
     if (tensor_core_bwd_) {
+      detail::tc::row_delta(exec_, t.dout.data(), t.o.data(), delta_.data(), s.B * s.H * s.T, s.D);
       Kokkos::deep_copy(exec_, gate_partials_, 0.f);  // slots a kernel does not own stay 0
       detail::tc::backward(exec_, tensor_core_args(t));
       if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, gate_partials_.extent_int(2));
       return;
     }
   }
+#endif
+  detail::row_delta(exec_, t.dout, t.o, delta_);
+#if defined(KOKKOS_ENABLE_CUDA)
   if constexpr (detail::has_fp32_tiled_path<Scalar, Exec>()) {
     if (fp32_tiled_bwd_ || tf32_bwd_) {  // both take the same arguments
       detail::fp32t::BwdArgs a;

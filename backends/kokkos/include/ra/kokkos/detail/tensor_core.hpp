@@ -46,6 +46,9 @@ int tuned_candidate(bool ra, int D, bool backward);
 int backward_partials(bool ra, int D, int T, int candidate = -1);
 
 void forward(const Kokkos::Cuda& exec, const Args& a);
+// delta[r] = dO_r . O_r over the rows r < rows of bf16 [rows, D] tensors (D % 8 == 0):
+// the portable row_delta's job, with 16-byte loads.
+void row_delta(const Kokkos::Cuda& exec, const void* dout, const void* o, float* delta, int rows, int D);
 void backward(const Kokkos::Cuda& exec, const Args& a);
 
 }  // namespace ra::kk::detail::tc
