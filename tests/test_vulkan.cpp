@@ -446,15 +446,14 @@ TEST_CASE("Vulkan: coopmat backward, emulated products, matches the float64 refe
 
 // The real coopmat backward (after the coopmat forward) where the device has
 // VK_NV_cooperative_matrix; elsewhere it falls back to the scalar backward
-// and says why. Opt-in: the automatic path stays scalar unless
-// RA_VK_COOPMAT_BWD=1.
+// and says why. The automatic path takes it unless RA_VK_COOPMAT_BWD=0.
 TEST_CASE("Vulkan: coopmat backward matches the float64 reference, or falls back and says why",
           "[vulkan][fp16][coopmat]") {
   RA_REQUIRE_DEVICE();
   if (!has_fp16()) return;
   const auto& dev = context()->info();
   const char* env = std::getenv("RA_VK_COOPMAT_BWD");
-  const bool asked = env && std::string(env) == "1";
+  const bool off = env && std::string(env) == "0";
   vk::Options opt;
   opt.precision = vk::Precision::fp16;
   vk::Attention automatic(vk::Variant::ra_fused, {1, 1, 64, 64}, opt, context());
@@ -473,7 +472,7 @@ TEST_CASE("Vulkan: coopmat backward matches the float64 reference, or falls back
   }
   CHECK(p.path == "coopmat fp16-storage");
   CHECK(p.note.empty());
-  CHECK(a.path == (asked ? "coopmat fp16-storage" : "scalar fp16-storage"));
+  CHECK(a.path == (off ? "scalar fp16-storage" : "coopmat fp16-storage"));
   check_coopmat_bwd_cases(vk::ForwardPath::automatic, vk::BackwardPath::coopmat,
                           "coopmat fp16-storage", kCoopmatBwdCases, std::size(kCoopmatBwdCases));
   // D = 128 and more T on the real kernel (no compile cost there).

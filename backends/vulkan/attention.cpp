@@ -373,8 +373,8 @@ std::string Attention::coopmat_refusal(bool emulate) const {
   return "";
 }
 
-// The fp16 backward on cooperative matrices when asked for (Options or
-// $RA_VK_COOPMAT_BWD=1) and the device, options and shape allow it;
+// The fp16 backward on cooperative matrices unless turned off (Options or
+// $RA_VK_COOPMAT_BWD=0) where the device, options and shape allow it;
 // otherwise the scalar plan stays and its note says why.
 void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits& tr) {
   const DeviceInfo& dev = ctx_->info();
@@ -385,8 +385,8 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
   std::string why;
   if (bp == BackwardPath::scalar)
     why = "scalar forced (Options::backward_path)";
-  else if (bp == BackwardPath::automatic && !(env && std::string(env) == "1"))
-    why = "coopmat backward not asked for (RA_VK_COOPMAT_BWD=1 or Options::backward_path)";
+  else if (bp == BackwardPath::automatic && env && std::string(env) == "0")
+    why = "coopmat backward turned off (RA_VK_COOPMAT_BWD=0)";
   else
     why = coopmat_refusal(emulate);
   TilePlan cm;

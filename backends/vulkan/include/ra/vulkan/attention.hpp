@@ -68,11 +68,11 @@ std::string precision_name(Precision p);
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated };
 std::string forward_path_name(ForwardPath p);
 
-// The fp16 backward's kernels. Opt-in: automatic runs the scalar backward
-// unless $RA_VK_COOPMAT_BWD is 1, then the cooperative-matrix one
+// The fp16 backward's kernels. automatic: the cooperative-matrix one
 // (shaders/bwd_cm.comp) where the device has it (as the forward:
-// DeviceInfo::coopmat_f16, subgroup size 32); coopmat: the cooperative-matrix
-// one where the device has it, without the variable; scalar: always the
+// DeviceInfo::coopmat_f16, subgroup size 32), unless $RA_VK_COOPMAT_BWD is 0,
+// else the scalar one; coopmat: the cooperative-matrix one where the device
+// has it, whatever the variable says; scalar: always the
 // scalar kernels; coopmat_emulated: the coopmat kernels' code with plain
 // lanes doing the products, on any fp16 device (tests). Where the coopmat
 // backward cannot run, backward_plan().note says why.
