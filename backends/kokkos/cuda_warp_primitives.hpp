@@ -128,16 +128,31 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
                                                     int row0, int j0, int T, float sl,
                                                     const float* bias, float bl) {
   float mx[2] = {-INFINITY, -INFINITY};
+  // Tiles wholly below the diagonal and inside T (all but ~1 in T / 64 at long
+  // T) skip the per-element causal test: its index arithmetic and compares
+  // cost about as many instructions as the softmax itself. Warp-uniform.
+  const bool interior = j0 + 8 * NB - 1 <= row0 && j0 + 8 * NB <= T;
+  if (interior) {
 #pragma unroll
-  for (int n = 0; n < NB; ++n)
+    for (int n = 0; n < NB; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
-      float x = -INFINITY;
-      if (j <= i && j < T) x = s[n][e] * sl + (BIAS ? bias[c] * bl : 0.f);
-      s[n][e] = x;
-      mx[e >> 1] = fmaxf(mx[e >> 1], x);
-    }
+      for (int e = 0; e < 4; ++e) {
+        const float x = s[n][e] * sl + (BIAS ? bias[frag_col(lane, n, e)] * bl : 0.f);
+        s[n][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+  } else {
+#pragma unroll
+    for (int n = 0; n < NB; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
+        float x = -INFINITY;
+        if (j <= i && j < T) x = s[n][e] * sl + (BIAS ? bias[c] * bl : 0.f);
+        s[n][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+  }
   float alpha[2], m_use[2], sum[2] = {0.f, 0.f};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
