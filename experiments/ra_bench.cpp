@@ -51,6 +51,7 @@ struct Config {
   int gate_batch = 1;
   int tile = 0;  // 0: kernel_traits table
   bool portable = false;  // force the portable kernels (ra-bench --portable)
+  bool nondeterministic = false;  // --nondeterministic: Options::deterministic = false
   std::vector<int> tc_candidates;  // tensor-core forward candidates to time (empty: the table's)
   std::vector<int> T_sweep;        // sequence lengths to run one after another (empty: --T)
   int warmup = 3;
@@ -298,6 +299,7 @@ void register_all(const Config& cfg, const ra::Shape& s, std::vector<Result>& re
         opt.window = v == Variant::ra_window ? cfg.window : -1;
         opt.tile = cfg.tile;
         opt.portable = cfg.portable;
+        opt.deterministic = !cfg.nondeterministic;
         opt.tf32 = dtype == "tf32";  // float storage, TF32 tensor-core forward
         // a candidate index selects the forward configuration in fwd rows and
         // the backward configuration (forward from the table) in fwdbwd rows
@@ -538,6 +540,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
     << ",\"T_sweep\":[" << sweep << "]"
     << ",\"window\":" << cfg.window << ",\"gate_batch\":" << cfg.gate_batch
     << ",\"tile\":" << cfg.tile << ",\"portable\":" << (cfg.portable ? "true" : "false")
+    << ",\"nondeterministic\":" << (cfg.nondeterministic ? "true" : "false")
     << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
     << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
     << ",\"serial\":" << (cfg.serial ? "true" : "false")
@@ -834,6 +837,11 @@ int main(int argc, char** argv) {
                "run the portable kernels even where a tensor-core path exists (Vulkan: the "
                "scalar forward instead of the register-tiled or cooperative-matrix one; "
                "RA_VK_FORWARD=scalar|tiled|coopmat picks one)");
+  app.add_flag("--nondeterministic", cfg.nondeterministic,
+               "Options::deterministic = false for every row: bf16 on CUDA runs the single-pass "
+               "backward (one key-owned kernel, dQ added into an fp32 workspace by atomics; "
+               "'fused-atomic' in the tiles column) where it has a kernel (head dims <= 64, no "
+               "--tc-candidates), else says why not there; other paths are deterministic anyway");
   app.add_option("--tc-candidates", cfg.tc_candidates,
                  "bf16 on CUDA: time these compiled tensor-core configurations instead of the "
                  "traits table's, one row each: forward ones (0.." +

@@ -136,9 +136,10 @@ TEMPLATE_TEST_CASE("every variant matches the float64 reference (double)", "[ker
 // term is exact to fp32. The same holds for any bf16 flash backward.
 constexpr double kBf16GateTolerance = 5e-2;
 
+// Returns the backward's plan path.
 template <class Exec>
-void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool portable,
-                int candidate = -1, int bwd_candidate = -1) {
+std::string check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool portable,
+                       int candidate = -1, int bwd_candidate = -1, bool deterministic = true) {
   const Shape s{c.B, c.H, c.T, c.D};
   const std::uint64_t seed = fresh_seed();
   const bool ra = kk::is_ra(v);
@@ -148,6 +149,7 @@ void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool p
   opt.gate_batch = gate_batch, opt.window = window, opt.portable = portable;
   opt.tc_candidate = candidate;
   opt.tc_bwd_candidate = bwd_candidate;
+  opt.deterministic = deterministic;
   kk::Attention<bf16, Exec> attn(v, s, opt);
   INFO(kk::variant_name(v) << " on " << Exec::name() << " bf16 " << s.str() << " Gb=" << gate_batch
                            << " window=" << window << " seed=" << seed << " paths "
@@ -156,6 +158,7 @@ void check_bf16(kk::Variant v, const Case& c, int gate_batch, int window, bool p
   attn.backward(t);
   Kokkos::fence();
   check_outputs(t, p, ra, tolerance<bf16>(), kBf16GateTolerance);
+  return attn.backward_plan().path;
 }
 
 TEMPLATE_TEST_CASE("bf16 storage matches the float64 reference (fused variants)", "[kernels][bf16]",
@@ -197,6 +200,77 @@ TEST_CASE("every tensor-core candidate matches the float64 reference", "[kernels
 }
 #endif
 
+// Options::deterministic = false: on CUDA the single-pass backward (one
+// key-owned kernel, dQ and RA's dK cross part added into an fp32 workspace by
+// atomics) at head dims <= 64; elsewhere (the host's portable kernels, D = 128)
+// the option is accepted and the deterministic path runs, saying why.
+TEMPLATE_TEST_CASE("the single-pass bf16 backward (atomic dQ) matches the float64 reference",
+                   "[kernels][bf16][atomic]", RA_TEST_SPACES) {
+  using Exec = TestType;
+  const bool cuda = !std::is_same_v<Exec, Kokkos::Serial>;  // bf16 builds are CUDA + Serial
+  // Every T of {1, 7, 64, 65, 100, 130, 257} and D of {16, 32, 48, 64} (padded
+  // to 32 and 64), T not a multiple of the 32- or 64-query tiles.
+  const Case cases[] = {{1, 1, 1, 16},   {2, 3, 7, 32},   {1, 2, 64, 64},  {2, 2, 65, 48},
+                        {3, 2, 100, 16}, {1, 1, 130, 64}, {1, 2, 257, 32}, {1, 1, 257, 64},
+                        {2, 1, 65, 64},  {1, 2, 100, 48}, {1, 1, 130, 32}, {2, 1, 7, 64}};
+  for (const Case& c : cases) {
+    auto check = [&](kk::Variant v, int gate_batch, int window) {
+      const std::string path = check_bf16<Exec>(v, c, gate_batch, window, false, -1, -1, false);
+      INFO(kk::variant_name(v) << " " << (Shape{c.B, c.H, c.T, c.D}).str() << " backward " << path);
+      if (cuda)
+        CHECK_THAT(path, Catch::StartsWith("tensor-core bf16 fused-atomic"));
+      else
+        CHECK_THAT(path, Catch::StartsWith("portable") && !Catch::Contains("fused-atomic"));
+    };
+    check(kk::Variant::sdpa_fused, 1, -1);
+    check(kk::Variant::ra_fused, 1, -1);
+    check(kk::Variant::ra_fused, c.B, -1);
+    for (int w : {0, 5, 40}) check(kk::Variant::ra_window, c.B, w);
+  }
+  if (cuda) {
+    // D = 128 has no single-pass kernel (48 KiB): the deterministic one runs and says why.
+    const std::string path = check_bf16<Exec>(kk::Variant::sdpa_fused, {1, 2, 100, 128}, 1, -1, false,
+                                              -1, -1, false);
+    CHECK_THAT(path, Catch::StartsWith("tensor-core bf16") && Catch::Contains("fused-atomic not taken"));
+  }
+}
+
+#if defined(KOKKOS_ENABLE_CUDA)
+// The atomics add in whatever order the teams arrive: two runs may differ in
+// the fp32 sums' last bits, so in at most a bf16 rounding of each output.
+TEST_CASE("the single-pass bf16 backward repeats to bf16 rounding", "[kernels][bf16][atomic]") {
+  for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused, kk::Variant::ra_window}) {
+    const Shape s{2, 3, 257, 64};
+    const bool ra = kk::is_ra(v);
+    const int window = v == kk::Variant::ra_window ? 9 : -1;
+    Problem p(s, s.B, window, ra, fresh_seed(), /*round_to_bf16=*/true);
+    auto t = make_tensors<bf16, Kokkos::Cuda>(p);
+    kk::Options opt;
+    opt.gate_batch = s.B, opt.window = window, opt.deterministic = false;
+    kk::Attention<bf16, Kokkos::Cuda> attn(v, s, opt);
+    INFO(kk::variant_name(v) << " backward " << attn.backward_plan().path);
+    REQUIRE_THAT(attn.backward_plan().path, Catch::StartsWith("tensor-core bf16 fused-atomic"));
+    attn.forward(t);
+    attn.backward(t);
+    Kokkos::fence();
+    const auto dq = download(t.dq), dk = download(t.dk), dv = download(t.dv);
+    const auto dd = download(t.dd), dgates = download(t.dgates);
+    poison(t);
+    attn.forward(t);
+    attn.backward(t);
+    Kokkos::fence();
+    constexpr double kBf16Ulp = 1.0 / 128;  // a bf16 rounding flip, relative to the largest |x|
+    CHECK(max_rel_error(download(t.dq), dq) <= kBf16Ulp);
+    CHECK(max_rel_error(download(t.dk), dk) <= kBf16Ulp);
+    CHECK(max_rel_error(download(t.dv), dv) <= kBf16Ulp);
+    if (ra) {
+      CHECK(max_rel_error(download(t.dd), dd) <= kBf16Ulp);
+      CHECK(max_rel_error(download(t.dgates), dgates) <= 1e-4);  // fp32 sums of the same partials
+    }
+  }
+}
+#endif
+
 TEMPLATE_TEST_CASE("bf16 picks the tensor-core path on CUDA and says why not elsewhere",
                    "[kernels][bf16]", RA_TEST_SPACES) {
   using Exec = TestType;
@@ -217,6 +291,32 @@ TEMPLATE_TEST_CASE("bf16 picks the tensor-core path on CUDA and says why not els
 }
 
 #endif  // RA_HAVE_BF16
+
+// Options::deterministic = false only changes the bf16 tensor-core backward:
+// every other path (float here, on every space of the build) accepts it, runs
+// as before and says nothing of fused-atomic.
+TEMPLATE_TEST_CASE("deterministic = false is accepted and ignored off the bf16 tensor cores",
+                   "[kernels][atomic]", RA_TEST_SPACES) {
+  using Exec = TestType;
+  for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused, kk::Variant::ra_window}) {
+    const Shape s{2, 2, 65, 32};
+    const bool ra = kk::is_ra(v);
+    const int window = v == kk::Variant::ra_window ? 5 : -1;
+    Problem p(s, 1, window, ra, fresh_seed());
+    auto t = make_tensors<float, Exec>(p);
+    kk::Options opt;
+    opt.window = window;
+    const std::string path = kk::Attention<float, Exec>(v, s, opt).backward_plan().path;
+    opt.deterministic = false;
+    kk::Attention<float, Exec> attn(v, s, opt);
+    INFO(kk::variant_name(v) << " on " << Exec::name() << " backward " << attn.backward_plan().path);
+    CHECK(attn.backward_plan().path == path);
+    attn.forward(t);
+    attn.backward(t);
+    Kokkos::fence();
+    check_outputs(t, p, ra, tolerance<float>(), tolerance<float>());
+  }
+}
 
 // The fp32 tiled kernels (CUDA, float storage): the fused variants' forward
 // and backward unless the caller pins the portable kernels (Options::portable,

@@ -267,6 +267,30 @@ __device__ __forceinline__ void scale_tile_halves(char* tile, float lo, float hi
   }
 }
 
+// A warp's 16 x N tile held as fp32 C-fragments, rows row0.. of a swizzled
+// N-wide bf16 tile: lane 4g + t writes a 4-byte column pair in row g and g + 8
+// of each 16-byte chunk (8 rows of one chunk index are 8 bank groups).
+template <int N>
+__device__ __forceinline__ void store_c_bf16(char* tile, const float (&c)[N / 8][4], int row0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int n = 0; n < N / 8; ++n) {
+    *reinterpret_cast<u32*>(tile + Swizzled<N>::offset(row0 + g, n) + 4 * t) = pack_bf16(c[n][0], c[n][1]);
+    *reinterpret_cast<u32*>(tile + Swizzled<N>::offset(row0 + g + 8, n) + 4 * t) = pack_bf16(c[n][2], c[n][3]);
+  }
+}
+// band_mask for an A fragment (16 x 16 bf16, rows queries i_base.., columns
+// keys j_base..): a_r holds A[g + 8 (r & 1)][2t + 8 (r >> 1) + {0, 1}], the
+// lower column in the low half.
+__device__ __forceinline__ void band_mask_a(u32 (&a)[4], int lane, int i_base, int j_base, int window) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int gap = i_base + g + 8 * (r & 1) - (j_base + 2 * t + 8 * (r >> 1));  // i - j of the low half
+    a[r] &= (gap <= window ? 0x0000ffffu : 0u) | (gap - 1 <= window ? 0xffff0000u : 0u);
+  }
+}
+
 struct Gates {
   float std = 1.f, rec = 0.f, disc = 0.f;
 };
@@ -657,15 +681,30 @@ struct BackwardQ {
 // Key-owned kernel: for this team's key rows j, dV_j = sum_i P_ij dO_i and
 // dKf_j = s sum_i dL_ij Qf_i, plus the column sums of dL (dd_j, dw_disc).
 // ROWS_SMEM: the gated [K_j, Q_j] stays staged in front of the Q/dO pipeline.
-template <int D, bool RA, int WARPS, int BR, int MINB, bool ROWS_SMEM>
+// FUSED (Options::deterministic = false; BackwardFused below): the single-pass
+// backward. Each (key tile, query tile) step also adds the query-owned side,
+// dQf_i += s sum_j dL_ij Kf'_j, to the fp32 workspace dqf_accum [B,H,T,W] by
+// atomics (FlashAttention-2's structure: 5 tile products for SDPA, 8 for RA,
+// instead of 7 and 11 across the two deterministic kernels), and the gate
+// partials dw_std, dw_rec come from dKf here (the query-owned kernel does not run).
+template <int D, bool RA, int WARPS, int BR, int MINB, bool ROWS_SMEM, bool FUSED = false>
 struct BackwardKV {
   static constexpr int W = RA ? 2 * D : D, BK = 16 * WARPS, NT = 32 * WARPS;
   static constexpr int kMinBlocks = MINB;
   static constexpr int kStage = Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR) + 8 * BR;
   static constexpr int kPipe = ROWS_SMEM ? Swizzled<W>::bytes(BK) : 0;
-  static constexpr std::size_t kScratch =
+  static constexpr std::size_t kMain =
       kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BK)) + Swizzled<D>::bytes(BK),
                                     2 * std::size_t(kStage));
+  // FUSED: dL^T of the step (BK keys x BR queries, bf16) behind the pipeline
+  // (at kMain), where every warp's dQ product reads the whole team's keys.
+  static constexpr std::size_t dlt_bytes() {
+    if constexpr (FUSED) return Swizzled<BR>::bytes(BK);  // (16-wide tiles have no swizzle)
+    return 0;
+  }
+  static constexpr std::size_t kScratch = kMain + dlt_bytes();
+  // The dQ product's B operand is the own rows Kf', which must be addressable.
+  static_assert(!FUSED || ROWS_SMEM, "the fused backward reads its own rows from shared memory");
   // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
   // 128 bytes of alignment slack): a traits entry over it fails to compile here.
   static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
@@ -769,6 +808,9 @@ struct BackwardKV {
           dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
           if constexpr (RA) colsum[e >> 1] += dp[n][e];
         }
+      // FUSED: the unmasked dL^T into the team's tile (the previous step's
+      // readers are past the __syncthreads that end it and two_stage_next).
+      if constexpr (FUSED) store_c_bf16<BR>(smem + kMain, dp, warp * 16, lane);
       mma_pb<BR, D, 0, D / 16>(one(dv), one(p), dos, lane);  // dV += P^T dO
       // dKf += dL^T Qf: the Q_i half always, the K_i half where the tile meets
       // the band (dL^T masked to it in place on mixed tiles, after the first half).
@@ -779,12 +821,17 @@ struct BackwardKV {
           mma_pb<BR, W, D / 16, W / 16>(one(dkf), one(dp), qs, lane);
         }
       }
+      if constexpr (FUSED) {
+        __syncthreads();  // every warp's dL^T is in the tile
+        dq_step(s0, s0 + u32(kMain), bh, i0, j0, kind, warp, lane);
+      }
       __syncthreads();
     }
 
     auto* dV = static_cast<bf16_t*>(a.dv) + mat;
     auto* dK = static_cast<bf16_t*>(a.dk) + mat;
     float gdisc = 0.f;
+    [[maybe_unused]] float gstd = 0.f, grec = 0.f;  // FUSED: this thread's dw_std, dw_rec (unscaled)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int j = key0 + (lane >> 2) + 8 * r;
@@ -798,6 +845,12 @@ struct BackwardKV {
         *reinterpret_cast<__nv_bfloat162*>(dV + at) =
             __floats2bfloat162_rn(dv[n][2 * r], dv[n][2 * r + 1]);
         const float k0 = dkf[n][2 * r] * scale * g.std, k1 = dkf[n][2 * r + 1] * scale * g.std;
+        if constexpr (RA && FUSED) {  // dw_std = s sum_j K_j.dKf_j[0, D), dw_rec = s sum_j Q_j.dKf_j[D, 2D)
+          const float2 kj = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
+          const float2 qj = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
+          gstd += kj.x * dkf[n][2 * r] + kj.y * dkf[n][2 * r + 1];
+          grec += qj.x * dkf[D / 8 + n][2 * r] + qj.y * dkf[D / 8 + n][2 * r + 1];
+        }
         if constexpr (RA) {
           a.part_dk[mat + at] = k0, a.part_dk[mat + at + 1] = k1;
           a.part_dq[mat + at] = dkf[D / 8 + n][2 * r] * scale * g.rec;
@@ -816,13 +869,123 @@ struct BackwardKV {
     if constexpr (RA) {
       float* red = reinterpret_cast<float*>(smem);
       gdisc = warp_sum(gdisc);
+      if constexpr (FUSED) {
+        gstd = warp_sum(gstd) * scale, grec = warp_sum(grec) * scale;
+        if (lane == 0) red[WARPS + 2 * warp] = gstd, red[WARPS + 2 * warp + 1] = grec;
+      }
       if (lane == 0) red[warp] = gdisc;
       __syncthreads();
       if (tid == 0) {
         float s = 0.f;
         for (int w = 0; w < WARPS; ++w) s += red[w];
         a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 2] = s;
+        if constexpr (FUSED) {  // no query-owned kernel: this key tile's slot holds all three
+          float s_std = 0.f, s_rec = 0.f;
+          for (int w = 0; w < WARPS; ++w) s_std += red[WARPS + 2 * w], s_rec += red[WARPS + 2 * w + 1];
+          a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3] = s_std;
+          a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 1] = s_rec;
+        }
       }
+    }
+  }
+
+  // FUSED, one (key tile j0.., query tile i0..) step, after the team's dL^T is
+  // in the tile dlt: dqf_accum[i, half] += s dL[i, keys] Kf'[keys, half] with
+  // A = dL read from dL^T by ldmatrix.trans and B = the gated own rows (tile
+  // own). This warp computes its kMtw m-tiles x kNpw n-pairs of each half and
+  // adds them by fp32 atomics; the second half (RA) only where the step meets
+  // the band, with dL masked to it in the A fragments on mixed steps.
+  __device__ void dq_step(u32 own, u32 dlt, int bh, int i0, int j0, Kind kind, int warp, int lane) const {
+    // The BR x W product split over the warps: kWn column groups of the D / 16
+    // n-pairs of each half (RA: each warp the same columns of both halves, so
+    // kPlain steps skip the second half evenly) times kWm row groups of the
+    // BR / 16 m-tiles; a warp holds kMtw x 2 kNpw accumulator blocks.
+    constexpr int kNph = D / 16, kWn = kNph < WARPS ? kNph : WARPS, kWm = WARPS / kWn;
+    constexpr int kMtw = BR / 16 / kWm, kNpw = kNph / kWn;
+    static_assert(kWn * kWm == WARPS && kNph % kWn == 0 && (BR / 16) % kWm == 0 && kMtw > 0,
+                  "the fused backward's dQ product must split evenly over the warps");
+    const int wn = warp % kWn, mt0 = (warp / kWn) * kMtw, T = a.T, Dact = a.D;
+    const int wact = RA ? 2 * Dact : Dact;
+    float* ws = a.dqf_accum + std::size_t(bh) * T * wact;
+    auto half = [&](auto half_c, bool masked) {
+      constexpr int kHalf = decltype(half_c)::value;
+      float acc[kMtw][2 * kNpw][4];
+#pragma unroll
+      for (int mt = 0; mt < kMtw; ++mt) zero(acc[mt]);
+#pragma unroll
+      for (int ks = 0; ks < BK / 16; ++ks) {
+        u32 af[kMtw][4];
+#pragma unroll
+        for (int mt = 0; mt < kMtw; ++mt) {
+          // A[i][j] = dL^T[j][i]: the four 8x8 blocks (i, j) = (0,0) (8,0) (0,8) (8,8)
+          // are the stored blocks (j, i) transposed, so lane l points at key row
+          // (l & 7) + 8 (l >> 4) and query chunk (l >> 3) & 1 of the m-tile.
+          ldsm_x4_trans(af[mt], dlt + Swizzled<BR>::offset(16 * ks + (lane & 7) + ((lane >> 4) << 3),
+                                                           2 * (mt0 + mt) + ((lane >> 3) & 1)));
+          if (masked) band_mask_a(af[mt], lane, i0 + 16 * (mt0 + mt), j0 + 16 * ks, a.window);
+        }
+#pragma unroll
+        for (int np = 0; np < kNpw; ++np) {
+          u32 b[4];  // the Kf' rows of k-step ks, columns of n-pair (as mma_pb's B)
+          ldsm_x4_trans(b, own + Swizzled<W>::offset(16 * ks + (lane & 15),
+                                                     2 * (kHalf * kNph + wn + kWn * np) + (lane >> 4)));
+#pragma unroll
+          for (int mt = 0; mt < kMtw; ++mt) {
+            mma(acc[mt][2 * np], af[mt], b[0], b[1]);
+            mma(acc[mt][2 * np + 1], af[mt], b[2], b[3]);
+          }
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < kMtw; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < 2 * kNpw; ++nb)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = i0 + 16 * (mt0 + mt) + frag_row(lane, e);
+            const int c = 16 * (wn + kWn * (nb >> 1)) + frag_col(lane, nb & 1, e);
+            if (i < T && c < Dact) atomicAdd(ws + std::size_t(i) * wact + kHalf * Dact + c, acc[mt][nb][e] * scale);
+          }
+    };
+    half(std::integral_constant<int, 0>{}, false);
+    if constexpr (RA) {
+      if (kind != kPlain) half(std::integral_constant<int, 1>{}, kind == kMixed);
+    }
+  }
+};
+template <int D, bool RA, int WARPS, int BR, int MINB>
+using BackwardFused = BackwardKV<D, RA, WARPS, BR, MINB, true, true>;
+
+// Fused backward's last step: dQ (and RA's dK) in bf16 from the fp32
+// workspace and, for RA, the key-owned parts part_dq / part_dk. A thread per
+// column pair.
+struct FusedFinish {
+  static constexpr int NT = 256, kMinBlocks = 1;
+  static constexpr std::size_t kScratch = 0;
+  const float *ws = nullptr, *part_dq = nullptr, *part_dk = nullptr;
+  bf16_t *dq = nullptr, *dk = nullptr;
+  long pairs = 0;  // B H T D / 2
+  int D = 0;
+  bool ra = false;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+    const long x = long(team.league_rank()) * NT + thread_id();
+    if (x >= pairs) return;
+    const long row = 2 * x / D;
+    const int c = int(2 * x % D);
+    const std::size_t at = std::size_t(2 * x);
+    if (ra) {
+      const float2 q = *reinterpret_cast<const float2*>(ws + row * 2 * D + c);
+      const float2 k = *reinterpret_cast<const float2*>(ws + row * 2 * D + D + c);
+      *reinterpret_cast<__nv_bfloat162*>(dq + at) = __floats2bfloat162_rn(part_dq[at] + q.x, part_dq[at + 1] + q.y);
+      *reinterpret_cast<__nv_bfloat162*>(dk + at) = __floats2bfloat162_rn(part_dk[at] + k.x, part_dk[at + 1] + k.y);
+    } else {
+      const float2 q = *reinterpret_cast<const float2*>(ws + at);
+      *reinterpret_cast<__nv_bfloat162*>(dq + at) = __floats2bfloat162_rn(q.x, q.y);
     }
   }
 };
@@ -1104,6 +1267,82 @@ void row_delta(const Kokkos::Cuda& exec, const void* dout, const void* o, float*
   while (f.group < D / 8) f.group *= 2;
   const long threads = long(rows) * f.group;
   Kokkos::parallel_for("ra::tc::row_delta", policy<RowDelta>(exec, int((threads + RowDelta::NT - 1) / RowDelta::NT)), f);
+}
+
+// ------------------------------------------------------------------ fused backward
+template <int DP, bool RA>
+struct FusedConfig {
+  static constexpr TensorCoreTraits tr = fused_backward_traits(DP, RA);
+  static constexpr bool exists = tr.warps > 0;
+};
+
+std::string fused_unsupported(bool ra, int D) {
+  std::string why = unsupported(ra, D, true);
+  if (!why.empty()) return why;
+  with_dims(D, ra, [&](auto dp_c, auto ra_c) {
+    if constexpr (!FusedConfig<decltype(dp_c)::value, decltype(ra_c)::value>::exists)
+      why = "no fused-atomic kernel at padded head dim " + std::to_string(decltype(dp_c)::value) +
+            " (its dL^T tile and rows in shared memory exceed 48 KiB)";
+  });
+  return why;
+}
+
+template <int DP, bool RA>
+using FusedKernel = BackwardFused<DP, RA, FusedConfig<DP, RA>::tr.warps, FusedConfig<DP, RA>::tr.tile,
+                                  FusedConfig<DP, RA>::tr.min_blocks>;
+
+TilePlan fused_backward_plan(bool ra, int D) {
+  TilePlan plan;
+  with_dims(D, ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    using Cfg = FusedConfig<dp, is_ra>;
+    if constexpr (Cfg::exists) {
+      using K = FusedKernel<dp, is_ra>;
+      plan = make_plan(Cfg::tr.warps, K::BK, Cfg::tr.tile, K::kScratch);
+      plan.path += " fused-atomic kv " + std::to_string(K::BK) + "x" + std::to_string(Cfg::tr.tile) +
+                   (Cfg::tr.min_blocks > 1 ? " mb" + std::to_string(Cfg::tr.min_blocks) : "") + " rows-smem";
+    }
+  });
+  return plan;
+}
+
+int fused_backward_partials(bool ra, int D, int T) {
+  int n = 1;
+  with_dims(D, ra, [&](auto dp_c, auto ra_c) {
+    if constexpr (FusedConfig<decltype(dp_c)::value, decltype(ra_c)::value>::exists)
+      n = (T + FusedKernel<decltype(dp_c)::value, decltype(ra_c)::value>::BK - 1) /
+          FusedKernel<decltype(dp_c)::value, decltype(ra_c)::value>::BK;
+  });
+  return n;
+}
+
+void fused_backward(const Kokkos::Cuda& exec, const Args& a) {
+  with_dims(a.D, a.ra, [&](auto dp_c, auto ra_c) {
+    constexpr int dp = decltype(dp_c)::value;
+    constexpr bool is_ra = decltype(ra_c)::value;
+    if constexpr (FusedConfig<dp, is_ra>::exists) {
+      using K = FusedKernel<dp, is_ra>;
+      const int nk = (a.T + K::BK - 1) / K::BK;
+      if (a.dqf_accum == nullptr || a.n_partials < nk)
+        throw std::logic_error("ra::kk::tc::fused_backward: no workspace or too few gate-partial slots");
+      K f;
+      f.a = a;
+      f.n_ktiles = nk;
+      f.n_qtiles = (a.T + FusedConfig<dp, is_ra>::tr.tile - 1) / FusedConfig<dp, is_ra>::tr.tile;
+      f.scale = 1.f / std::sqrt(float(a.D));
+      Kokkos::parallel_for("ra::tc::backward_fused", policy<K>(exec, a.B * a.H * nk), f);
+      FusedFinish fin;
+      fin.ws = a.dqf_accum, fin.part_dq = a.part_dq, fin.part_dk = a.part_dk;
+      fin.dq = static_cast<bf16_t*>(a.dq), fin.dk = static_cast<bf16_t*>(a.dk);
+      fin.pairs = long(a.B) * a.H * a.T * a.D / 2;
+      fin.D = a.D, fin.ra = is_ra;
+      Kokkos::parallel_for("ra::tc::backward_fused_finish",
+                           policy<FusedFinish>(exec, int((fin.pairs + FusedFinish::NT - 1) / FusedFinish::NT)), fin);
+    } else {
+      throw std::logic_error("ra::kk::tc::fused_backward called for an unsupported problem");
+    }
+  });
 }
 
 void backward(const Kokkos::Cuda& exec, const Args& a) {

@@ -25,6 +25,9 @@
 //   tensor-core  CUDA only, bf16: warp-level mma.sync inside the same Kokkos
 //                TeamPolicy launch (detail/tensor_core.hpp); picked
 //                automatically where it supports the shape, else portable.
+//                Its backward is two kernels without atomics (deterministic);
+//                Options::deterministic = false runs one key-owned kernel that
+//                adds dQ by fp32 atomics instead (D <= 64; "fused-atomic").
 //   fp32 tiled   CUDA only, float: register-tiled SIMT kernels (exact fp32
 //                FMA, no TF32) in Kokkos TeamPolicy launches
 //                (detail/fp32_tiled.hpp); picked automatically: the forward
@@ -73,6 +76,10 @@ struct Options {
   bool tf32 = false;  // float storage on CUDA, fused variants: the forward's and backward's
                       // products on the TF32 tensor cores (operands rounded to 10-bit
                       // mantissas, fp32 accumulation: PyTorch's allow_tf32)
+  bool deterministic = true;  // false: the bf16 tensor-core backward (CUDA) may run as ONE
+                              // key-owned kernel that adds dQ into an fp32 workspace by
+                              // atomics (fewer tile products; run-to-run bits may differ).
+                              // Every other path is deterministic and ignores it
 };
 
 // Every tensor a forward and backward pass touches, allocated together so a
@@ -149,6 +156,7 @@ class Attention {
   bool fp32_tiled_bwd_ = false;  // ... and the fp32 tiled backward
   bool tf32_fwd_ = false;        // float on CUDA with Options::tf32: the TF32 tensor-core forward
   bool tf32_bwd_ = false;        // ... and backward
+  bool fused_bwd_ = false;       // bf16 on CUDA with !Options::deterministic: the single-pass backward
   // Workspace: open-coded T x T buffers; Delta_i = dO_i . O_i; gate partials;
   // the tensor-core and fp32 tiled RA backwards' float dQ/dK parts (key-owned
   // kernel -> query-owned kernel).
@@ -156,6 +164,7 @@ class Attention {
   Tensor3<accum_t<Scalar>, Exec> delta_;
   Tensor4<accum_t<Scalar>, Exec> gate_partials_;  // [B, H, n_partials, 3]
   Tensor4<float, Exec> part_dq_, part_dk_;
+  Tensor4<float, Exec> dqf_accum_;  // the single-pass backward's [B, H, T, W] atomics target
 };
 
 // Useful FLOPs of one pass (ra/variant.hpp says how they are counted), with

@@ -149,6 +149,21 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
         if (tuned_bwd >= 0) bwd_plan_.path += tuned_note;
         n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt_.tc_bwd_candidate);
         allocate_cross_parts();
+        // Options::deterministic = false: the single-pass (atomic dQ) backward
+        // where it has a kernel; a requested candidate is a deterministic one.
+        if (!opt.deterministic) {
+          const std::string why_fused = opt.tc_bwd_candidate >= 0
+                                            ? "a backward candidate is requested"
+                                            : detail::tc::fused_unsupported(ra, s.D);
+          fused_bwd_ = why_fused.empty();
+          if (fused_bwd_) {
+            bwd_plan_ = detail::tc::fused_backward_plan(ra, s.D);
+            n_tiles = detail::tc::fused_backward_partials(ra, s.D, s.T);
+            dqf_accum_ = Tensor4<float, Exec>("dqf_accum", s.B, s.H, s.T, W);
+          } else {
+            bwd_plan_.path += " (fused-atomic not taken: " + why_fused + ")";
+          }
+        }
       } else if (wanted) {
         bwd_plan_.path = "portable (" + why_bwd + ")";
       }
@@ -379,7 +394,12 @@ void Attention<Scalar, Exec>::backward(const Tensors& t) const {
     if (tensor_core_bwd_) {
       detail::tc::row_delta(exec_, t.dout.data(), t.o.data(), delta_.data(), s.B * s.H * s.T, s.D);
       Kokkos::deep_copy(exec_, gate_partials_, 0.f);  // slots a kernel does not own stay 0
-      detail::tc::backward(exec_, tensor_core_args(t));
+      if (fused_bwd_) {
+        Kokkos::deep_copy(exec_, dqf_accum_, 0.f);  // the atomics' target
+        detail::tc::fused_backward(exec_, tensor_core_args(t));
+      } else {
+        detail::tc::backward(exec_, tensor_core_args(t));
+      }
       if (ra) detail::reduce_gates(exec_, gate_partials_, t.dgates, gate_partials_.extent_int(2));
       return;
     }
@@ -457,7 +477,7 @@ template <class Scalar, class Exec>
 std::size_t Attention<Scalar, Exec>::workspace_bytes() const {
   auto bytes = [](const auto& v) { return v.span() * sizeof(typename std::decay_t<decltype(v)>::value_type); };
   return bytes(s_) + bytes(p_) + bytes(dp_) + bytes(delta_) + bytes(gate_partials_) +
-         bytes(part_dq_) + bytes(part_dk_);
+         bytes(part_dq_) + bytes(part_dk_) + bytes(dqf_accum_);
 }
 
 #if defined(KOKKOS_ENABLE_CUDA)
@@ -471,6 +491,7 @@ detail::tc::Args Attention<Scalar, Exec>::tensor_core_args(const Tensors& t) con
     a.delta = delta_.data(), a.dd = t.dd.data(), a.gate_partials = gate_partials_.data();
   }
   a.part_dq = part_dq_.data(), a.part_dk = part_dk_.data();
+  a.dqf_accum = dqf_accum_.data();
   a.n_partials = gate_partials_.extent_int(2);
   a.B = shape_.B, a.H = shape_.H, a.T = shape_.T, a.D = shape_.D;
   a.ra = is_ra(variant_);

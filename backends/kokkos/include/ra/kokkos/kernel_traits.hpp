@@ -176,6 +176,27 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   return {};
 }
 
+// The opt-in single-pass bf16 backward (Options::deterministic = false): ONE
+// key-owned kernel of `warps` x 16 keys streaming `tile` queries, which also
+// adds dQ into an fp32 workspace by atomics (FlashAttention-2's structure).
+// Its own rows are always in shared memory (rows_in_smem: the dQ product's B
+// operand) and a third tile, dL^T (16 warps x tile bf16), sits beside the two
+// Q/dO stages, so the 48 KiB decide the tile: at D = 64 32 queries (SDPA 28.5
+// KiB, RA 44.5), at D = 32 64 (SDPA 29, RA 41). D = 128 does not fit (SDPA
+// with 32 queries needs 52.5 KiB): the deterministic kernels run, the reason
+// in the plan. m_tiles and split_kv are unused. min_blocks from ptxas (CUDA 13,
+// sm_90) registers / spill bytes (stores, loads) and shared bytes (+128 slack):
+//   SDPA D = 32  tile 64  2 teams: 203 / 0, 0      29696
+//   SDPA D = 64  tile 32  3 teams: 168 / 12, 16    29184
+//   RA   D = 32  tile 64  2 teams: 254 / 0, 0      41984
+//   RA   D = 64  tile 32  2 teams: 255 / 32, 24    45568 (3 teams: 168 / 272, 328)
+// (SDPA D = 32 under 3 teams spills 56 / 100, RA D = 32 176 / 256.) Not timed yet.
+constexpr TensorCoreTraits fused_backward_traits(int d_pad, bool ra) {
+  if (d_pad == 32) return {4, 64, 1, false, 2, true};
+  if (d_pad == 64) return {4, 32, 1, false, ra ? 2 : 3, true};
+  return {};
+}
+
 // ---------------------------------------------------------------------------
 // The other CUDA kernels of float storage. Their geometry is one for every
 // architecture so far -- 128 threads (4 warps), 64-row tiles -- and what the

@@ -24,6 +24,7 @@ struct Args {
   void *o = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *lse = nullptr, *dd = nullptr, *gate_partials = nullptr;
   float *part_dq = nullptr, *part_dk = nullptr;  // RA: float [B,H,T,D] each
+  float* dqf_accum = nullptr;  // fused backward: float [B,H,T,W], zeroed by the caller
   int n_partials = 0;
   int B = 0, H = 0, T = 0, D = 0;
   bool ra = false;
@@ -50,6 +51,15 @@ void forward(const Kokkos::Cuda& exec, const Args& a);
 // the portable row_delta's job, with 16-byte loads.
 void row_delta(const Kokkos::Cuda& exec, const void* dout, const void* o, float* delta, int rows, int D);
 void backward(const Kokkos::Cuda& exec, const Args& a);
+
+// The opt-in single-pass backward (Options::deterministic = false): one
+// key-owned kernel adds dQ (RA: and dK's cross part) into a.dqf_accum by fp32
+// atomics, then a small kernel writes dQ, dK from it. Gate partials: one slot
+// per 64-key tile, all three gates. "" if it takes the problem, else why not.
+std::string fused_unsupported(bool ra, int D);
+TilePlan fused_backward_plan(bool ra, int D);  // path "tensor-core bf16 fused-atomic ..."
+int fused_backward_partials(bool ra, int D, int T);
+void fused_backward(const Kokkos::Cuda& exec, const Args& a);
 
 }  // namespace ra::kk::detail::tc
 #endif
