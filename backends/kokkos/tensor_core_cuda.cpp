@@ -279,6 +279,16 @@ __device__ __forceinline__ void store_c_bf16(char* tile, const float (&c)[N / 8]
     *reinterpret_cast<u32*>(tile + Swizzled<N>::offset(row0 + g + 8, n) + 4 * t) = pack_bf16(c[n][2], c[n][3]);
   }
 }
+// p[0] += x, p[1] += y in global memory (p 8-byte aligned), one vector
+// atomic where the architecture has it (sm_90: red.global.add.v2.f32).
+__device__ __forceinline__ void atomic_add_pair(float* p, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(p), make_float2(x, y));
+#else
+  atomicAdd(p, x);
+  atomicAdd(p + 1, y);
+#endif
+}
 // band_mask for an A fragment (16 x 16 bf16, rows queries i_base.., columns
 // keys j_base..): a_r holds A[g + 8 (r & 1)][2t + 8 (r >> 1) + {0, 1}], the
 // lower column in the low half.
@@ -941,10 +951,12 @@ struct BackwardKV {
 #pragma unroll
         for (int nb = 0; nb < 2 * kNpw; ++nb)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
+          for (int e = 0; e < 4; e += 2) {  // column pairs c, c + 1 (c even, Dact % 8 == 0)
             const int i = i0 + 16 * (mt0 + mt) + frag_row(lane, e);
             const int c = 16 * (wn + kWn * (nb >> 1)) + frag_col(lane, nb & 1, e);
-            if (i < T && c < Dact) atomicAdd(ws + std::size_t(i) * wact + kHalf * Dact + c, acc[mt][nb][e] * scale);
+            if (i < T && c < Dact)
+              atomic_add_pair(ws + std::size_t(i) * wact + kHalf * Dact + c, acc[mt][nb][e] * scale,
+                              acc[mt][nb][e + 1] * scale);
           }
     };
     half(std::integral_constant<int, 0>{}, false);

@@ -186,11 +186,12 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
 // with 32 queries needs 52.5 KiB): the deterministic kernels run, the reason
 // in the plan. m_tiles and split_kv are unused. min_blocks from ptxas (CUDA 13,
 // sm_90) registers / spill bytes (stores, loads) and shared bytes (+128 slack):
-//   SDPA D = 32  tile 64  2 teams: 203 / 0, 0      29696
+//   SDPA D = 32  tile 64  2 teams: 202 / 0, 0      29696
 //   SDPA D = 64  tile 32  3 teams: 168 / 12, 16    29184
 //   RA   D = 32  tile 64  2 teams: 254 / 0, 0      41984
-//   RA   D = 64  tile 32  2 teams: 255 / 32, 24    45568 (3 teams: 168 / 272, 328)
-// (SDPA D = 32 under 3 teams spills 56 / 100, RA D = 32 176 / 256.) Not timed yet.
+//   RA   D = 64  tile 32  2 teams: 255 / 0, 0       45568
+// (3 teams: SDPA D = 32 spills 56 / 100, RA D = 32 176 / 256, RA D = 64
+// 272 / 328, counted with scalar atomics.) Not timed yet.
 constexpr TensorCoreTraits fused_backward_traits(int d_pad, bool ra) {
   if (d_pad == 32) return {4, 64, 1, false, 2, true};
   if (d_pad == 64) return {4, 32, 1, false, ra ? 2 : 3, true};
