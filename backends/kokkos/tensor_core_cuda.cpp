@@ -2,7 +2,9 @@
 // fp32 accumulation, online softmax in registers. Same algorithm and the same
 // deterministic three-kernel structure as the portable kernels in
 // detail/fused.hpp (forward; backward = a key-owned and a query-owned kernel,
-// no atomics), same folded RA form (RA.md):
+// no atomics; Options::deterministic = false instead runs FlashAttention-2's
+// single key-owned backward kernel with dQ added by fp32 atomics: BackwardFused),
+// same folded RA form (RA.md):
 //     Qf_i = [w_std Q_i, w_rec K_i],  Kf_j = [K_j, Q_j],  L_ij = s Qf_i.Kf_j + w_disc d_j
 // but every tile product is a warp-level mma.sync.m16n8k16 (bf16 in, fp32 out)
 // fed by ldmatrix from swizzled shared memory, and the streamed tiles arrive by
