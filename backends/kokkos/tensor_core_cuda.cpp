@@ -620,15 +620,26 @@ struct BackwardQ {
           cp_commit();
         }
       }
+      // dL = P (dP - Delta); tiles wholly below the diagonal and inside T skip
+      // the per-element visibility test (as the forward's softmax does).
+      auto to_dl = [&](auto masked) {
 #pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
+        for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = frag_row(lane, e), i = row0 + r, c = frag_col(lane, n, e), j = j0 + c;
-          const bool vis = j <= i && j < T && i < T;
-          const float pr = vis ? exp2f(p[n][e] * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
-          p[n][e] = pr * (dp[n][e] - delta[e >> 1]);  // dL
-        }
+          for (int e = 0; e < 4; ++e) {
+            const int c = frag_col(lane, n, e);
+            float pr = exp2f(p[n][e] * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]);
+            if constexpr (decltype(masked)::value) {
+              const int i = row0 + frag_row(lane, e), j = j0 + c;
+              if (!(j <= i && j < T && i < T)) pr = 0.f;
+            }
+            p[n][e] = pr * (dp[n][e] - delta[e >> 1]);
+          }
+      };
+      if (j0 + BC - 1 <= row0 && j0 + BC <= T && row0 + 15 < T)
+        to_dl(std::false_type{});
+      else
+        to_dl(std::true_type{});
       // dQf += dL Kf: the K_j half always, the Q_j half only where a tile meets
       // the band, with dL masked to the band first on mixed tiles (in place:
       // the first half is done with the unmasked dL by then).
@@ -809,17 +820,28 @@ struct BackwardKV {
           kind, lane, key0, i0, false, a.window);
       zero(dp);
       mma_abt<0, D / 16, BR, D>(one(dp), one(va), dos, lane);  // dP^T = V dO^T
+      // P^T and dL^T; tiles wholly below the diagonal and inside T skip the
+      // per-element visibility test.
+      auto to_p_dl = [&](auto masked) {
 #pragma unroll
-      for (int n = 0; n < BR / 8; ++n)
+        for (int n = 0; n < BR / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int j = key0 + frag_row(lane, e), c = frag_col(lane, n, e), i = i0 + c;
-          const bool vis = j <= i && i < T && j < T;
-          const float pr = vis ? exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e) : 0.f;
-          p[n][e] = pr;
-          dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
-          if constexpr (RA) colsum[e >> 1] += dp[n][e];
-        }
+          for (int e = 0; e < 4; ++e) {
+            const int c = frag_col(lane, n, e);
+            float pr = exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e);
+            if constexpr (decltype(masked)::value) {
+              const int j = key0 + frag_row(lane, e), i = i0 + c;
+              if (!(j <= i && i < T && j < T)) pr = 0.f;
+            }
+            p[n][e] = pr;
+            dp[n][e] = pr * (dp[n][e] - vec[BR + c]);
+            if constexpr (RA) colsum[e >> 1] += dp[n][e];
+          }
+      };
+      if (key0 + 15 <= i0 && i0 + BR <= T)
+        to_p_dl(std::false_type{});
+      else
+        to_p_dl(std::true_type{});
       // FUSED: the unmasked dL^T into the team's tile (the previous step's
       // readers are past the __syncthreads that end it and two_stage_next).
       if constexpr (FUSED) store_c_bf16<BR>(smem + kMain, dp, warp * 16, lane);
