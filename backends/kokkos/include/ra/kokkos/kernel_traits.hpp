@@ -161,11 +161,11 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
-    // The H100 sweep's winners (scripts/device-tune.sh; forward docs/perf.md
-    // v7 and v19, backward v15 and v19): least time over T = 1024 and 4096
-    // (backward: SDPA #9 and RA #10 were each fastest at both T, v19).
-    if (fwd) return forward_candidate(ra, ra ? 4 : 2);
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 9);
+    // The H100 sweep's winners (scripts/device-tune.sh, docs/perf.md v19's
+    // last sweep, after the interior-tile change): least geometric-mean time
+    // over T = 1024 and 4096.
+    if (fwd) return forward_candidate(ra, ra ? 3 : 1);
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 7);
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
