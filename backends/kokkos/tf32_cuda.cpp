@@ -627,26 +627,36 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
       }
       zero(dp);
       da.template abt<BC, D>(dp, vs, lo);  // dP = dO_i . V_j
+      // dL; tiles wholly below the diagonal and inside T skip the per-element
+      // visibility test (as the bf16 kernels do).
+      auto to_dl = [&](auto masked) {
 #pragma unroll
-      for (int n = 0; n < BC / 8; ++n)
+        for (int n = 0; n < BC / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
-          const bool vis = j <= i && j < T && i < T;
-          float x = p[n][e];  // SDPA: S_ij; RA: w_std S_ij + w_rec [band] S_ji
-          bool band = false;
-          if constexpr (RA) {
-            band = kind == kFull || (kind == kMixed && i - j <= a.window);
-            x = gt.std * p[n][e] + (band ? gt.rec * srec[n][e] : 0.f);
+          for (int e = 0; e < 4; ++e) {
+            const int i = row0 + frag_row(lane, e), c = frag_col(lane, n, e), j = j0 + c;
+            float x = p[n][e];  // SDPA: S_ij; RA: w_std S_ij + w_rec [band] S_ji
+            bool band = false;
+            if constexpr (RA) {
+              band = kind == kFull || (kind == kMixed && i - j <= a.window);
+              x = gt.std * p[n][e] + (band ? gt.rec * srec[n][e] : 0.f);
+            }
+            float pr = exp2f(x * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]);
+            if constexpr (decltype(masked)::value) {
+              if (!(j <= i && j < T && i < T)) pr = 0.f;
+            }
+            const float dl = pr * (dp[n][e] - delta[e >> 1]);
+            if constexpr (RA) {
+              gstd += dl * p[n][e];
+              if (band) grec += dl * srec[n][e];
+            }
+            p[n][e] = dl;
           }
-          const float pr = vis ? exp2f(x * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]) : 0.f;
-          const float dl = pr * (dp[n][e] - delta[e >> 1]);
-          if constexpr (RA) {
-            gstd += dl * p[n][e];
-            if (band) grec += dl * srec[n][e];
-          }
-          p[n][e] = dl;
-        }
+      };
+      if (j0 + BC - 1 <= row0 && j0 + BC <= T && row0 + 15 < T)
+        to_dl(std::false_type{});
+      else
+        to_dl(std::true_type{});
       Base::dl_products(dqf, p, kf, lo, kind, lane, row0, j0, true);  // dQf += dL [K_j, Q_j]
       __syncthreads();  // every warp is done with stage kt (reloaded at kt + 2)
     }
@@ -754,17 +764,27 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
       mma_abt<0, D / 8, BR, W>(p, ka, qs, lo);  // + w_std K_j . Q_i
       zero(dp);
       va.template abt<BR, D>(dp, dos, lo);  // dP^T = V_j . dO_i
+      // P^T and dL^T; interior tiles skip the per-element visibility test.
+      auto to_p_dl = [&](auto masked) {
 #pragma unroll
-      for (int n = 0; n < BR / 8; ++n)
+        for (int n = 0; n < BR / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int j = key0 + frag_row(lane, e), c = frag_col(lane, n, e), i = i0 + c;
-          const bool vis = j <= i && i < T && j < T;
-          const float pr = vis ? exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e) : 0.f;
-          p[n][e] = pr;
-          dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
-          if constexpr (RA) colsum[e >> 1] += dp[n][e];
-        }
+          for (int e = 0; e < 4; ++e) {
+            const int c = frag_col(lane, n, e);
+            float pr = exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e);
+            if constexpr (decltype(masked)::value) {
+              const int j = key0 + frag_row(lane, e), i = i0 + c;
+              if (!(j <= i && i < T && j < T)) pr = 0.f;
+            }
+            p[n][e] = pr;
+            dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
+            if constexpr (RA) colsum[e >> 1] += dp[n][e];
+          }
+      };
+      if (key0 + 15 <= i0 && i0 + BR <= T)
+        to_p_dl(std::false_type{});
+      else
+        to_p_dl(std::true_type{});
       mma_pb<BR, D, 0, D / 8>(dv, p, dos, lo);  // dV += P^T dO
       Base::dl_products(dkf, dp, qs, lo, kind, lane, key0, i0, false);  // dKf += dL^T [Q_i, K_i]
       __syncthreads();  // every warp is done with stage qt (reloaded at qt + 2)
