@@ -177,4 +177,38 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
     for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e >> 1];
 }
 
+// The key-owned backward kernels' per-element step (bf16 and TF32 alike): a
+// warp's 16 key rows key0.. against the NB * 8 queries i0.. of a staged tile,
+// s holding the logits (C fragments) and dp the products V_j . dO_i. Turns s
+// into P^T (exp2 of the logits, scaled by sl, plus the key's bias2 in log2
+// units, minus the query's lse from vec[c]) and dp into dL^T = P^T (dP^T -
+// Delta) (Delta from vec[NB * 8 + c]), and (COLSUM) adds dL^T's row sums into
+// colsum. Tiles wholly below the diagonal and inside T skip the per-element
+// visibility test: its index arithmetic costs about as much as the rest.
+template <bool COLSUM, int NB>
+__device__ __forceinline__ void key_tile_p_dl(float (&s)[NB][4], float (&dp)[NB][4], float (&colsum)[2],
+                                              const float* vec, const float (&bias2)[2], float sl,
+                                              int lane, int key0, int i0, int T) {
+  auto step = [&](auto masked) {
+#pragma unroll
+    for (int n = 0; n < NB; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = frag_col(lane, n, e);
+        float pr = exp2f(s[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e);
+        if constexpr (decltype(masked)::value) {
+          const int j = key0 + frag_row(lane, e), i = i0 + c;
+          if (!(j <= i && i < T && j < T)) pr = 0.f;
+        }
+        s[n][e] = pr;
+        dp[n][e] = pr * (dp[n][e] - vec[NB * 8 + c]);
+        if constexpr (COLSUM) colsum[e >> 1] += dp[n][e];
+      }
+  };
+  if (key0 + 15 <= i0 && i0 + NB * 8 <= T)
+    step(std::false_type{});
+  else
+    step(std::true_type{});
+}
+
 }  // namespace ra::kk::detail::cuda

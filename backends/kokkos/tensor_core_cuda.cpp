@@ -820,28 +820,7 @@ struct BackwardKV {
           kind, lane, key0, i0, false, a.window);
       zero(dp);
       mma_abt<0, D / 16, BR, D>(one(dp), one(va), dos, lane);  // dP^T = V dO^T
-      // P^T and dL^T; tiles wholly below the diagonal and inside T skip the
-      // per-element visibility test.
-      auto to_p_dl = [&](auto masked) {
-#pragma unroll
-        for (int n = 0; n < BR / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int c = frag_col(lane, n, e);
-            float pr = exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e);
-            if constexpr (decltype(masked)::value) {
-              const int j = key0 + frag_row(lane, e), i = i0 + c;
-              if (!(j <= i && i < T && j < T)) pr = 0.f;
-            }
-            p[n][e] = pr;
-            dp[n][e] = pr * (dp[n][e] - vec[BR + c]);
-            if constexpr (RA) colsum[e >> 1] += dp[n][e];
-          }
-      };
-      if (key0 + 15 <= i0 && i0 + BR <= T)
-        to_p_dl(std::false_type{});
-      else
-        to_p_dl(std::true_type{});
+      key_tile_p_dl<RA>(p, dp, colsum, vec, bias2, sl, lane, key0, i0, T);  // P^T, dL^T
       // FUSED: the unmasked dL^T into the team's tile (the previous step's
       // readers are past the __syncthreads that end it and two_stage_next).
       if constexpr (FUSED) store_c_bf16<BR>(smem + kMain, dp, warp * 16, lane);

@@ -764,27 +764,7 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
       mma_abt<0, D / 8, BR, W>(p, ka, qs, lo);  // + w_std K_j . Q_i
       zero(dp);
       va.template abt<BR, D>(dp, dos, lo);  // dP^T = V_j . dO_i
-      // P^T and dL^T; interior tiles skip the per-element visibility test.
-      auto to_p_dl = [&](auto masked) {
-#pragma unroll
-        for (int n = 0; n < BR / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int c = frag_col(lane, n, e);
-            float pr = exp2f(p[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e);
-            if constexpr (decltype(masked)::value) {
-              const int j = key0 + frag_row(lane, e), i = i0 + c;
-              if (!(j <= i && i < T && j < T)) pr = 0.f;
-            }
-            p[n][e] = pr;
-            dp[n][e] = pr * (dp[n][e] - vec[BR + c]);  // dL^T
-            if constexpr (RA) colsum[e >> 1] += dp[n][e];
-          }
-      };
-      if (key0 + 15 <= i0 && i0 + BR <= T)
-        to_p_dl(std::false_type{});
-      else
-        to_p_dl(std::true_type{});
+      key_tile_p_dl<RA>(p, dp, colsum, vec, bias2, sl, lane, key0, i0, T);  // P^T, dL^T
       mma_pb<BR, D, 0, D / 8>(dv, p, dos, lo);  // dV += P^T dO
       Base::dl_products(dkf, dp, qs, lo, kind, lane, key0, i0, false);  // dKf += dL^T [Q_i, K_i]
       __syncthreads();  // every warp is done with stage qt (reloaded at qt + 2)
