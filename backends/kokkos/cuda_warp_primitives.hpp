@@ -211,4 +211,16 @@ __device__ __forceinline__ void key_tile_p_dl(float (&s)[NB][4], float (&dp)[NB]
     step(std::true_type{});
 }
 
+// The launch policy of a team kernel F of this library's CUDA paths: F::NT
+// threads per team (vector length 1, so a team is NT / 32 whole warps), the
+// register cap of F::kMinBlocks teams per SM, and F::kScratch bytes of team
+// scratch plus 128 of slack for aligned_scratch.
+template <class F>
+using TeamPolicyOf = Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<F::NT, F::kMinBlocks>>;
+template <class F>
+TeamPolicyOf<F> team_policy(const Kokkos::Cuda& exec, int league) {
+  TeamPolicyOf<F> p(exec, league, F::NT, 1);
+  return p.set_scratch_size(0, Kokkos::PerTeam(F::kScratch + 128));
+}
+
 }  // namespace ra::kk::detail::cuda

@@ -1048,15 +1048,6 @@ struct RowDelta {
 // ------------------------------------------------------------------ dispatch
 int pad_dim(int D) { return D <= 32 ? 32 : D <= 64 ? 64 : 128; }
 
-template <class Functor>
-using TcPolicy =
-    Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<Functor::NT, Functor::kMinBlocks>>;
-template <class Functor>
-TcPolicy<Functor> policy(const Kokkos::Cuda& exec, int league) {
-  TcPolicy<Functor> p(exec, league, Functor::NT, 1);
-  return p.set_scratch_size(0, Kokkos::PerTeam(Functor::kScratch + 128));
-}
-
 // Calls f(integral_constant<D_pad>, bool_constant<RA>) for the problem's padded head dim.
 template <class F>
 void with_dims(int D, bool ra, F&& f) {
@@ -1234,7 +1225,7 @@ void forward_launch(const Kokkos::Cuda& exec, const Args& a) {
     f.a = a;
     f.n_qtiles = (a.T + F::BR - 1) / F::BR;
     f.scale = 1.f / std::sqrt(float(a.D));
-    Kokkos::parallel_for("ra::tc::forward", policy<F>(exec, a.B * a.H * f.n_qtiles), f);
+    Kokkos::parallel_for("ra::tc::forward", team_policy<F>(exec, a.B * a.H * f.n_qtiles), f);
   } else {
     throw std::logic_error("ra::kk::tc::forward called for an unsupported problem");
   }
@@ -1263,12 +1254,12 @@ void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
     fkv.n_ktiles = (a.T + K::KV::BK - 1) / K::KV::BK;
     fkv.n_qtiles = (a.T + Cfg::kv.tile - 1) / Cfg::kv.tile;
     fkv.scale = scale;
-    Kokkos::parallel_for("ra::tc::backward_kv", policy<typename K::KV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
+    Kokkos::parallel_for("ra::tc::backward_kv", team_policy<typename K::KV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
     typename K::Q fq;
     fq.a = a;
     fq.n_qtiles = (a.T + K::Q::BR - 1) / K::Q::BR;
     fq.scale = scale;
-    Kokkos::parallel_for("ra::tc::backward_q", policy<typename K::Q>(exec, a.B * a.H * fq.n_qtiles), fq);
+    Kokkos::parallel_for("ra::tc::backward_q", team_policy<typename K::Q>(exec, a.B * a.H * fq.n_qtiles), fq);
   } else {
     throw std::logic_error("ra::kk::tc::backward called for an unsupported problem");
   }
@@ -1281,7 +1272,7 @@ void row_delta(const Kokkos::Cuda& exec, const void* dout, const void* o, float*
   f.rows = rows, f.D = D;
   while (f.group < D / 8) f.group *= 2;
   const long threads = long(rows) * f.group;
-  Kokkos::parallel_for("ra::tc::row_delta", policy<RowDelta>(exec, int((threads + RowDelta::NT - 1) / RowDelta::NT)), f);
+  Kokkos::parallel_for("ra::tc::row_delta", team_policy<RowDelta>(exec, int((threads + RowDelta::NT - 1) / RowDelta::NT)), f);
 }
 
 // ------------------------------------------------------------------ fused backward
@@ -1346,14 +1337,14 @@ void fused_backward(const Kokkos::Cuda& exec, const Args& a) {
       f.n_ktiles = nk;
       f.n_qtiles = (a.T + FusedConfig<dp, is_ra>::tr.tile - 1) / FusedConfig<dp, is_ra>::tr.tile;
       f.scale = 1.f / std::sqrt(float(a.D));
-      Kokkos::parallel_for("ra::tc::backward_fused", policy<K>(exec, a.B * a.H * nk), f);
+      Kokkos::parallel_for("ra::tc::backward_fused", team_policy<K>(exec, a.B * a.H * nk), f);
       FusedFinish fin;
       fin.ws = a.dqf_accum, fin.part_dq = a.part_dq, fin.part_dk = a.part_dk;
       fin.dq = static_cast<bf16_t*>(a.dq), fin.dk = static_cast<bf16_t*>(a.dk);
       fin.pairs = long(a.B) * a.H * a.T * a.D / 2;
       fin.D = a.D, fin.ra = is_ra;
       Kokkos::parallel_for("ra::tc::backward_fused_finish",
-                           policy<FusedFinish>(exec, int((fin.pairs + FusedFinish::NT - 1) / FusedFinish::NT)), fin);
+                           team_policy<FusedFinish>(exec, int((fin.pairs + FusedFinish::NT - 1) / FusedFinish::NT)), fin);
     } else {
       throw std::logic_error("ra::kk::tc::fused_backward called for an unsupported problem");
     }

@@ -827,9 +827,7 @@ void launch_bwd(const Kokkos::Cuda& exec, const BwdArgs& a, const char* name) {
   k.n_own = (a.T + K::OWN - 1) / K::OWN;
   k.n_tiles = (a.T + K::TILE - 1) / K::TILE;
   k.scale = 1.f / std::sqrt(float(a.D));
-  Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<K::NT, K::kMinBlocks>> policy(
-      exec, a.B * a.H * k.n_own, K::NT, 1);
-  Kokkos::parallel_for(name, policy.set_scratch_size(0, Kokkos::PerTeam(K::kScratch + 128)), k);
+  Kokkos::parallel_for(name, team_policy<K>(exec, a.B * a.H * k.n_own), k);
 }
 
 // Calls f(integral_constant<D_pad>, bool_constant<RA>) for a problem the
@@ -877,10 +875,7 @@ void forward(const Kokkos::Cuda& exec, const Args& a) {
     f.a = a;
     f.n_qtiles = (a.T + F::BR - 1) / F::BR;
     f.scale = 1.f / std::sqrt(float(a.D));
-    Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<F::NT, F::kMinBlocks>> policy(
-        exec, a.B * a.H * f.n_qtiles, F::NT, 1);
-    Kokkos::parallel_for("ra::tf32::forward",
-                         policy.set_scratch_size(0, Kokkos::PerTeam(F::kScratch + 128)), f);
+    Kokkos::parallel_for("ra::tf32::forward", team_policy<F>(exec, a.B * a.H * f.n_qtiles), f);
   });
 }
 
