@@ -69,6 +69,17 @@ __device__ __forceinline__ void stage_vec(u32 dst, const float* src, int row0, i
   }
 }
 
+// 2^x by the MUFU instruction alone (ex2.approx.ftz: 2 ulp, subnormal results
+// flushed to 0, 2^-inf = 0). exp2f() wraps it in a range test and two
+// multiplies that keep subnormal results: 3 of the ~10 instructions each
+// probability costs in the softmax, for values that are 0 next to the row
+// maximum's 1 anyway.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <int N>
 __device__ __forceinline__ void zero(float (&x)[N][4]) {
 #pragma unroll
@@ -119,8 +130,8 @@ __device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_b
 // One online-softmax step (FlashAttention-2, log2 domain) of a warp's 16-row
 // m-tile against a key tile: s holds the raw logits (C fragments, NB blocks of
 // 8 keys) of query rows row0.. and keys j0..; each is masked to j <= i, j < T,
-// scaled by sl and (BIAS) given the key's bias[c] * bl. On return s holds the
-// probabilities exp2(x - m), m and l (this lane's two rows, running max and
+// scaled by sl (> 0) and (BIAS) given the key's bias[c] * bl. On return s holds
+// the probabilities exp2(x - m), m and l (this lane's two rows, running max and
 // sum) are updated and the NO accumulator blocks o rescaled to the new max.
 template <bool BIAS, int NB, int NO>
 __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m)[2],
@@ -130,9 +141,19 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
   float mx[2] = {-INFINITY, -INFINITY};
   // Tiles wholly below the diagonal and inside T (all but ~1 in T / 64 at long
   // T) skip the per-element causal test: its index arithmetic and compares
-  // cost about as many instructions as the softmax itself. Warp-uniform.
+  // cost about as many instructions as the softmax itself. Warp-uniform. There,
+  // without a bias, s stays unscaled: the row maximum is taken of the raw
+  // logits (sl > 0 keeps their order) and each probability is one FFMA and one
+  // MUFU, 2^(s sl - m).
   const bool interior = j0 + 8 * NB - 1 <= row0 && j0 + 8 * NB <= T;
-  if (interior) {
+  const bool raw = interior && !BIAS;
+  if (raw) {
+#pragma unroll
+    for (int n = 0; n < NB; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+    mx[0] *= sl, mx[1] *= sl;
+  } else if (interior) {
 #pragma unroll
     for (int n = 0; n < NB; ++n)
 #pragma unroll
@@ -158,17 +179,28 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
   for (int r = 0; r < 2; ++r) {
     const float m_new = fmaxf(m[r], quad_max(mx[r]));
     m_use[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
-    alpha[r] = exp2f(m[r] - m_use[r]);
+    alpha[r] = fast_exp2(m[r] - m_use[r]);
     m[r] = m_new;
   }
+  if (raw) {
 #pragma unroll
-  for (int n = 0; n < NB; ++n)
+    for (int n = 0; n < NB; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float p = exp2f(s[n][e] - m_use[e >> 1]);
-      s[n][e] = p;
-      sum[e >> 1] += p;
-    }
+      for (int e = 0; e < 4; ++e) {
+        const float p = fast_exp2(fmaf(s[n][e], sl, -m_use[e >> 1]));
+        s[n][e] = p;
+        sum[e >> 1] += p;
+      }
+  } else {
+#pragma unroll
+    for (int n = 0; n < NB; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = fast_exp2(s[n][e] - m_use[e >> 1]);
+        s[n][e] = p;
+        sum[e >> 1] += p;
+      }
+  }
 #pragma unroll
   for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + sum[r];
 #pragma unroll
@@ -195,7 +227,7 @@ __device__ __forceinline__ void key_tile_p_dl(float (&s)[NB][4], float (&dp)[NB]
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = frag_col(lane, n, e);
-        float pr = exp2f(s[n][e] * sl + bias2[e >> 1] - vec[c] * kLog2e);
+        float pr = fast_exp2(fmaf(s[n][e], sl, bias2[e >> 1] - vec[c] * kLog2e));
         if constexpr (decltype(masked)::value) {
           const int j = key0 + frag_row(lane, e), i = i0 + c;
           if (!(j <= i && i < T && j < T)) pr = 0.f;

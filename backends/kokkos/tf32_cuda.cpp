@@ -641,7 +641,7 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
               band = kind == kFull || (kind == kMixed && i - j <= a.window);
               x = gt.std * p[n][e] + (band ? gt.rec * srec[n][e] : 0.f);
             }
-            float pr = exp2f(x * sl + (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]);
+            float pr = fast_exp2(fmaf(x, sl, (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]));
             if constexpr (decltype(masked)::value) {
               if (!(j <= i && j < T && i < T)) pr = 0.f;
             }

@@ -71,6 +71,16 @@ namespace ra::kk {
 //             at D = 64). More shared-memory reads per tile, but the registers
 //             it frees buy a wider streamed tile, more m-tiles or one more team
 //             per SM.
+//   wgmma     (forward, sm_90 only) the Hopper warpgroup kernel of wgmma_cuda.cpp:
+//             the team is one warpgroup (4 warps, 64 query rows) and its tile
+//             products are wgmma.mma_async with the streamed K and V tiles read
+//             by the tensor cores straight from shared memory (no ldmatrix);
+//             m_tiles and rows_in_smem are unused. It needs the build's sm_90a
+//             object (HOPPER90 builds) and a compute-capability-9.0 GPU; anywhere
+//             else mma_forward_fallback's candidate runs instead.
+//   overlap   (wgmma) the next tile's QK^T runs on the tensor cores during this
+//             tile's softmax (FlashAttention-3's intra-warpgroup overlap);
+//             two stages of Kf and of V, so SDPA takes 64-key and RA 32-key tiles
 // Every entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6
 // gives a block (the kernels static_assert it): without rows_in_smem the own
 // rows live in registers after one staging copy, and the staging buffer is
@@ -84,6 +94,8 @@ struct TensorCoreTraits {
   bool split_kv = false;
   int min_blocks = 1;
   bool rows_in_smem = false;
+  bool wgmma = false;
+  bool overlap = false;
 };
 
 // Candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled into
@@ -93,18 +105,33 @@ struct TensorCoreTraits {
 // always slower on the H100, dropped.)
 // #8 and #9 keep the team's Qf rows in shared memory (rows_in_smem): two m-tiles
 // per warp then cost no fragment registers, and each B fragment feeds two mma's.
-constexpr int kForwardCandidates = 10;
+// #10-#13 are the sm_90a warpgroup (wgmma) kernel at 1-4 teams per SM: SDPA
+// with 64-key tiles in two stages or split K/V, or 128-key split tiles; RA
+// with 64-key split tiles (its folded K tile is twice as wide: two stages of
+// 64 keys would need 50 KiB).
+// #14 and #15 overlap QK^T(kt+1) with softmax(kt) (wgmma, 3 and 4 teams per SM).
+constexpr int kForwardCandidates = 16;
 constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
   constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
       {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1},      {4, 128, 1, true, 1},
       {4, 64, 1, false, 4}, {4, 64, 2, true, 3},  {4, 64, 1, true, 4},      {4, 128, 1, true, 3},
-      {4, 64, 2, true, 3, true}, {4, 64, 2, true, 2, true}};
+      {4, 64, 2, true, 3, true}, {4, 64, 2, true, 2, true},
+      {4, 64, 1, false, 3, false, true}, {4, 64, 1, false, 4, false, true},
+      {4, 128, 1, true, 3, false, true}, {4, 64, 1, true, 4, false, true},
+      {4, 64, 1, false, 3, false, true, true}, {4, 64, 1, false, 4, false, true, true}};
   constexpr TensorCoreTraits rec[kForwardCandidates] = {
       {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1},      {4, 64, 2, true, 1},
       {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4},     {4, 64, 2, true, 3},
-      {4, 32, 2, true, 3, true}, {4, 32, 2, true, 2, true}};
+      {4, 32, 2, true, 3, true}, {4, 32, 2, true, 2, true},
+      {4, 64, 1, true, 3, false, true}, {4, 64, 1, true, 4, false, true},
+      {4, 64, 1, true, 2, false, true}, {4, 64, 1, true, 1, false, true},
+      {4, 32, 1, false, 3, false, true, true}, {4, 32, 1, false, 4, false, true, true}};
   return ra ? rec[i] : sdpa[i];
 }
+// The mma.sync candidate that runs where a wgmma entry cannot (no sm_90a
+// object in the build, or a GPU other than compute capability 9.0): the
+// table's choice before the wgmma kernel existed (docs/perf.md v19).
+constexpr int mma_forward_fallback(bool ra) { return ra ? 3 : 1; }
 // Backward candidates: the query-owned (dQ) and key-owned (dK, dV) kernels' entries.
 struct BackwardTraits {
   TensorCoreTraits q, kv;
@@ -162,9 +189,15 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
     // The H100 sweep's winners (scripts/device-tune.sh, docs/perf.md v19's
-    // last sweep, after the interior-tile change): least geometric-mean time
-    // over T = 1024 and 4096.
-    if (fwd) return forward_candidate(ra, ra ? 3 : 1);
+    // last sweep, after the interior-tile change; v20 for the wgmma forward):
+    // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
+    // the sm_90a warpgroup forward (#12 SDPA, #11 RA), other builds the
+    // mma.sync one it replaced there.
+#if defined(KOKKOS_ARCH_HOPPER90)
+    if (fwd) return forward_candidate(ra, ra ? 11 : 12);
+#else
+    if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
+#endif
     const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 7);
     return kv ? bwd.kv : bwd.q;
   }

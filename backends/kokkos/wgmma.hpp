@@ -1,0 +1,21 @@
+// Host interface of the sm_90a warpgroup (wgmma) forward in wgmma_cuda.cpp,
+// called by tc::forward / tc::forward_plan for traits entries with wgmma set.
+// Private to backends/kokkos.
+#pragma once
+
+#include <ra/kokkos/detail/tensor_core.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
+
+#include <cstddef>
+
+namespace ra::kk::detail::tc {
+
+// The build holds the sm_90a kernels and the current GPU is compute
+// capability 9.0 (H100, H200, GH200), the only one that runs them.
+bool wgmma_available();
+// Team scratch bytes of the kernel for these traits (0: none compiled).
+std::size_t wgmma_forward_scratch(bool ra, int D, const TensorCoreTraits& tr);
+// The forward (a.D padded to 64, tr one of the wgmma forward candidates).
+void wgmma_forward(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr);
+
+}  // namespace ra::kk::detail::tc

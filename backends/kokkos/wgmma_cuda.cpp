@@ -1,0 +1,602 @@
+// The Hopper (sm_90a) forward: the bf16 tensor-core forward of
+// tensor_core_cuda.cpp -- same folded RA form, same online softmax, same band
+// logic and output -- with its two tile products issued as warpgroup MMAs
+// (wgmma.mma_async, PTX ISA 8.0) instead of per-warp mma.sync:
+//
+//   S  = Qf_i Kf_j^T   A = the team's gated Qf rows, B = the Kf tile: both
+//                      read by the tensor cores straight from shared memory
+//                      through matrix descriptors
+//   O += P V           A = P, the S accumulators re-packed to bf16 in
+//                      registers (the wgmma accumulator layout is the mma.sync
+//                      C layout, warp w holding rows 16 w .. 16 w + 15);
+//                      B = the V tile from shared memory, transposed by the
+//                      descriptor (V is stored key-major, as loaded)
+//
+// so the streamed tiles cost no ldmatrix and no register traffic, and each
+// instruction is 64 x 64 x 16 for the whole team. A team is one warpgroup
+// (4 warps, 64 query rows); 2-4 teams per SM overlap one team's softmax with
+// another's products.
+//
+// Shared-memory layout of the wgmma operands (Atoms below): the 128-byte
+// swizzle of the descriptors -- rows of 64 bf16 (128 bytes), 16-byte chunk c of
+// row r at chunk c ^ (r % 8), tiles 1024-byte aligned -- which is exactly
+// Swizzled<64> of the mma.sync kernels; RA's 128-wide Kf tile is two such
+// 64-column blocks one after the other. A k-step (16 columns) of a K-major
+// operand starts 32 bytes further into the rows; the 8-row groups are 1024
+// bytes apart.
+//
+// wgmma needs sm_90a (arch-specific: it runs on compute capability 9.0 only),
+// which Kokkos 4.6's HOPPER90 does not compile. This file is therefore its own
+// CMake object library with CUDA_ARCHITECTURES 90a in HOPPER90 builds
+// (RA_WGMMA_SM90A = 1); the rest of the library stays sm_90. Other builds
+// compile only the host stubs at the end, and tc::forward runs the mma.sync
+// fallback wherever wgmma_available() is false.
+#include <ra/kokkos/detail/tensor_core.hpp>
+#include <ra/kokkos/kernel_traits.hpp>
+
+#include "wgmma.hpp"
+
+#if RA_WGMMA_SM90A
+#include "tensor_core_primitives.hpp"
+#endif
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <utility>
+
+namespace ra::kk::detail::tc {
+namespace {
+// The kernels are compiled at padded head dim 64 (D in 33..64) only.
+[[maybe_unused]] bool pad_dim_is_64(int D) { return D > 32 && D <= 64; }
+}  // namespace
+
+#if RA_WGMMA_SM90A
+namespace {
+
+// ------------------------------------------------------------------ wgmma primitives
+// Device code below is compiled for sm_90a only; __CUDA_ARCH_FEAT_SM90_ALL is
+// its macro (the host pass sees none of it).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define RA_WGMMA_DEVICE 1
+#else
+#define RA_WGMMA_DEVICE 0
+#endif
+
+__device__ __forceinline__ void wg_fence() {
+#if RA_WGMMA_DEVICE
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit() {
+#if RA_WGMMA_DEVICE
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_wait_all() {
+#if RA_WGMMA_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+// cp.async fills shared memory through the generic proxy; wgmma reads it
+// through the async proxy. Each thread fences its own completed copies before
+// the barrier that publishes the tile.
+__device__ __forceinline__ void fence_async_smem() {
+#if RA_WGMMA_DEVICE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// The compiler sees a wgmma's registers as read and written when it is
+// issued, but the tensor cores use them until wgmma.wait_group: these empty
+// asm statements (volatile, so ordered with the wgmma ones) keep every read or
+// write of the registers on the right side of the fence / wait.
+//
+// Register A operands are used once (P, fresh for every tile). A first version
+// also held the Qf rows as register A fragments across the key loop: ptxas
+// (CUDA 13.0) then gave those registers to the softmax and to P inside the
+// loop -- pinning them as above did not stop it -- so every key tile after the
+// first was multiplied with stale values (H100 SASS: the HGMMA's A operand
+// register rewritten by an FFMA in the loop body). Qf is therefore read from
+// shared memory by descriptor, as FlashAttention-3 does.
+template <int N>
+__device__ __forceinline__ void pin(float (&x)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(x[n][e])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void pin(u32 (&x)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(x[n][e])::"memory");
+}
+
+// A K-major (or, transposed, MN-major) wgmma operand tile of ROWS rows: column
+// block chunk / 8 (64 bf16 wide) of every row, then the next block; 128-byte
+// swizzle inside each block. For 64 columns this is Swizzled<64>.
+template <int ROWS>
+struct Atoms {
+  __device__ static u32 offset(int row, int chunk) {
+    return u32((chunk >> 3) * ROWS * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
+  }
+};
+
+// Matrix descriptor of a 128-byte-swizzled operand starting at shared address
+// addr (PTX ISA, "matrix descriptor" of wgmma): bits 0-13 the address >> 4,
+// 16-29 the leading and 32-45 the stride byte offset (>> 4), 62-63 the
+// swizzle mode (1: 128 bytes). The stride between 8-row groups is 1024 bytes in
+// both uses (Kf: 8 key rows; V transposed: 8 keys along k). Which field holds
+// it depends on the operand's major-ness; the other is unused for operands one
+// swizzle atom (64 columns) wide, so both are set to 1024.
+__device__ __forceinline__ unsigned long long sw128_desc(u32 addr) {
+  return (static_cast<unsigned long long>((addr & 0x3FFFFu) >> 4)) |
+         (static_cast<unsigned long long>(1024 >> 4) << 16) |
+         (static_cast<unsigned long long>(1024 >> 4) << 32) | (1ull << 62);
+}
+
+// The 32 fp32 accumulators of a 64 x 64 wgmma, as asm operands %0..%31.
+#define RA_WGMMA_ACC_REGS                                                                     \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "  \
+  "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+#define RA_WGMMA_ACC4(d, n) "+f"(d[n][0]), "+f"(d[n][1]), "+f"(d[n][2]), "+f"(d[n][3])
+#define RA_WGMMA_ACC(d)                                                                      \
+  RA_WGMMA_ACC4(d, 0), RA_WGMMA_ACC4(d, 1), RA_WGMMA_ACC4(d, 2), RA_WGMMA_ACC4(d, 3),       \
+      RA_WGMMA_ACC4(d, 4), RA_WGMMA_ACC4(d, 5), RA_WGMMA_ACC4(d, 6), RA_WGMMA_ACC4(d, 7)
+
+// d[64 x 64] (+)= a[64 x 16] . b[16 x 64] for the warpgroup: a from registers
+// (this warp's 16 rows, mma.sync A layout), b by descriptor; TRANS_B = 0 reads
+// b as N rows of K (K-major, like Kf), 1 as K rows of N (like V). fp32
+// accumulators in the mma.sync C layout, d[n] the 8-column block n.
+template <int TRANS_B>
+__device__ __forceinline__ void wgmma_64x64x16(float (&d)[8][4], const u32 (&a)[4],
+                                               unsigned long long b) {
+#if RA_WGMMA_DEVICE
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      RA_WGMMA_ACC_REGS
+      "{%32, %33, %34, %35}, %36, 1, 1, 1, %37;\n"
+      : RA_WGMMA_ACC(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B));
+#endif
+}
+// d[64 x 64] (+)= a[64 x 16] . b[16 x 64] with both operands read from shared
+// memory by descriptor, both K-major (a: 64 rows of K, like the Qf tile; b: N
+// rows of K, like Kf).
+__device__ __forceinline__ void wgmma_64x64x16_ss(float (&d)[8][4], unsigned long long a,
+                                                  unsigned long long b) {
+#if RA_WGMMA_DEVICE
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      RA_WGMMA_ACC_REGS
+      "%32, %33, 1, 1, 1, 0, 0;\n"
+      : RA_WGMMA_ACC(d)
+      : "l"(a), "l"(b));
+#endif
+}
+// The same product 64 x 32 (16 accumulators): the S tile of 32-key tiles.
+__device__ __forceinline__ void wgmma_64x32x16_ss(float (&d)[4][4], unsigned long long a,
+                                                  unsigned long long b) {
+#if RA_WGMMA_DEVICE
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+      "%16, %17, 1, 1, 1, 0, 0;\n"
+      : RA_WGMMA_ACC4(d, 0), RA_WGMMA_ACC4(d, 1), RA_WGMMA_ACC4(d, 2), RA_WGMMA_ACC4(d, 3)
+      : "l"(a), "l"(b));
+#endif
+}
+// The 64-column block h of an accumulator tile of N columns.
+template <int N>
+__device__ __forceinline__ float (&block64(float (&x)[N / 8][4], int h))[8][4] {
+  return *reinterpret_cast<float(*)[8][4]>(&x[8 * h]);
+}
+
+// k-steps K0..K1-1 of S[64 x BC] += Qf . Kf^T, Qf the team's 64 rows (Atoms<64>
+// at q), Kf a BC-key tile (Atoms<BC> at kf); issued, not waited for.
+template <int K0, int K1, int BC>
+__device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf) {
+#pragma unroll
+  for (int kk = K0; kk < K1; ++kk) {
+    const unsigned long long qd = sw128_desc(q + (kk / 4) * 64 * 128 + (kk % 4) * 32);
+    const u32 k = kf + (kk / 4) * BC * 128 + (kk % 4) * 32;
+    if constexpr (BC == 32) {
+      wgmma_64x32x16_ss(s, qd, sw128_desc(k));
+    } else {
+#pragma unroll
+      for (int hb = 0; hb < BC / 64; ++hb) wgmma_64x64x16_ss(block64<BC>(s, hb), qd, sw128_desc(k + hb * 64 * 128));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ forward
+// The mma.sync Forward's structure (tensor_core_cuda.cpp) with WARPS = 4 and
+// one m-tile: BC keys per tile (a multiple of 64), SPLIT the load schedule
+// (false: two stages of [Kf | V | bias]; true: one Kf and one V buffer, V(kt)
+// loading under QK^T(kt) and Kf(kt+1) under P V(kt)), MINB teams per SM.
+template <int D, bool RA, int BC, bool SPLIT, int MINB>
+struct WgForward {
+  static_assert(D == 64, "the wgmma forward is built for padded head dim 64");
+  static_assert(BC % 64 == 0, "key tiles are whole 64-column wgmma products");
+  static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, kMinBlocks = MINB;
+  static constexpr int kKf = BC * W * 2, kV = BC * D * 2, kBias = RA ? 4 * BC : 0;
+  static constexpr int kStage = (kKf + kV + kBias + 1023) / 1024 * 1024;  // stages stay 1024-aligned
+  static constexpr int kRows = BR * W * 2;  // the gated Qf rows (Atoms<BR>), in front of the pipeline
+  // 896 bytes of room to move the 128-aligned scratch to a 1024-byte boundary
+  // (the period of the 128-byte swizzle, which the descriptors assume).
+  static constexpr std::size_t kScratch = kRows + (SPLIT ? 1 : 2) * std::size_t(kStage) + 896;
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  Args a;
+  int n_qtiles = 0;
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+#if RA_WGMMA_DEVICE
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
+    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
+    const auto *Q = tm.Q, *K = tm.K, *V = tm.V;
+    const float* dvec = tm.dvec;
+    const Gates g = tm.g;
+    char* smem = aligned_scratch(team, kScratch);
+    smem += (1024 - (smem_u32(smem) & 1023)) & 1023;
+    const u32 s0 = smem_u32(smem);
+
+    // The team's 64 rows of Qf, gates folded in (RA: the Q half times w_std,
+    // the K half times w_rec, one 64-column block each), stay in shared memory
+    // as the A operand of every QK^T.
+    stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, Q, K, i0, T, Dact, tid);
+    cp_commit();
+    cp_wait<0>();
+    if constexpr (RA) {
+      __syncthreads();
+      for (int idx = tid; idx < BR * W / 8; idx += NT) {
+        uint4* chunk = reinterpret_cast<uint4*>(smem + 16 * idx);
+        const float f = idx < BR * 8 ? g.std : g.rec;  // block 0 = Q half, block 1 = K half
+        uint4 v = *chunk;
+        v.x = scale_bf16x2(v.x, f), v.y = scale_bf16x2(v.y, f);
+        v.z = scale_bf16x2(v.z, f), v.w = scale_bf16x2(v.w, f);
+        *chunk = v;
+      }
+    }
+    fence_async_smem();  // published to the tensor cores by the loop's first barrier
+
+    const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
+    auto buffer = [&](int kt) { return kRows + (SPLIT ? 0 : (kt & 1) * kStage); };
+    auto stage_k = [&](int kt) {  // Kf rows (only the K half where the tile is outside the band) and the bias
+      const u32 st = s0 + buffer(kt);
+      if (W == D || classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain)
+        stage_rows<BC, W, D, NT, W / 8, Atoms<BC>>(st, K, Q, kt * BC, T, Dact, tid);
+      else
+        stage_rows<BC, W, D, NT, D / 8, Atoms<BC>>(st, K, Q, kt * BC, T, Dact, tid);
+      if constexpr (RA) stage_vec<BC, NT>(st + kKf + kV, dvec, kt * BC, T, tid);
+    };
+    auto stage_v = [&](int kt) {
+      stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + buffer(kt) + kKf, V, V, kt * BC, T, Dact, tid);
+    };
+    // Every thread's copies have landed (the newest `pending` groups may still
+    // be in flight), are visible to the tensor cores, and the previous users
+    // of the buffer about to be refilled are done.
+    auto publish = [&](auto pending) {
+      cp_wait<decltype(pending)::value>();
+      fence_async_smem();
+      __syncthreads();
+    };
+
+    float o[D / 8][4];
+    zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    const int row0 = i0 + warp * 16;
+    stage_k(0);
+    if constexpr (!SPLIT) stage_v(0);
+    cp_commit();
+    for (int kt = 0; kt <= kt_last; ++kt) {
+      if constexpr (SPLIT) {
+        publish(std::integral_constant<int, 0>{});  // Kf(kt); P V(kt-1) is done with the V buffer
+        stage_v(kt);
+        cp_commit();
+      } else if (kt < kt_last) {
+        stage_k(kt + 1), stage_v(kt + 1);
+        cp_commit();
+        publish(std::integral_constant<int, 1>{});
+      } else {
+        publish(std::integral_constant<int, 0>{});
+      }
+      const u32 kf = s0 + buffer(kt), vs = kf + kKf;
+      const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) + kKf + kV);
+      const int j0 = kt * BC;
+      float s[BC / 8][4];
+      folded_logits<D, RA, BC, W>(
+          one(s),
+          [&](auto k0, auto k1) {
+            pin(s);
+            wg_fence();
+            issue_qk<decltype(k0)::value, decltype(k1)::value, BC>(s, s0, kf);
+            wg_commit();
+            wg_wait_all();
+            pin(s);
+          },
+          classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0, true, a.window);
+
+      online_softmax_step<RA>(s, m, l, o, lane, row0, j0, T, sl, bias, bl);
+      if constexpr (SPLIT) {
+        publish(std::integral_constant<int, 0>{});  // V(kt); every QK^T(kt) is done with Kf
+        if (kt < kt_last) {
+          stage_k(kt + 1);
+          cp_commit();
+        }
+      }
+      // P as A fragments, all of them before the first product: the tensor cores
+      // read these registers until the wait.
+      u32 pa[BC / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) c_to_a(pa[kk], s, kk);
+      pin(o);
+      pin(pa);
+      wg_fence();
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) wgmma_64x64x16<1>(o, pa[kk], sw128_desc(vs + kk * 16 * 128));
+      wg_commit();
+      wg_wait_all();
+      pin(o);
+      pin(pa);
+      // Two stages: this one is refilled at the top of the next iteration, and
+      // a warp that is through its own wait may get there while the others'
+      // products still read it.
+      if constexpr (!SPLIT) __syncthreads();
+    }
+
+    tm.store<D>(a, o, m, l, row0, lane);
+#else
+    (void)team;
+    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
+#endif
+  }
+};
+
+// The same forward with the next tile's QK^T in flight during this tile's
+// softmax (FlashAttention-3's intra-warpgroup overlap): the tensor cores work on
+// S(kt+1) while the warps exponentiate S(kt), and P(kt) V(kt) follows. Every
+// tile has two stages: Kf in two buffers (S(kt+1) reads one while Kf(kt+2)
+// loads into the other) and [V | bias] in two (P V(kt) reads one while
+// tile kt+1's loads). One commit group per iteration, issued at its top:
+// Kf(kt+2) and V(kt+1), waited for at the next top. RA's mixed tiles (inside
+// the window band's edge) compute S(kt+1)'s band half, mask it and wait before
+// the rest goes out, as in WgForward. BC = 64 (SDPA) or 32 (RA, whose 128-wide
+// Kf tiles would need 56 KiB at 64 keys).
+template <int D, bool RA, int BC, int MINB>
+struct WgForwardOverlap {
+  static_assert(D == 64, "the wgmma forward is built for padded head dim 64");
+  static_assert(BC == 32 || BC == 64, "32- or 64-key tiles");
+  static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, kMinBlocks = MINB;
+  static constexpr int kKf = BC * W * 2, kV = BC * D * 2, kBias = RA ? 4 * BC : 0;
+  static constexpr int kVStage = (kV + kBias + 1023) / 1024 * 1024;
+  static constexpr int kRows = BR * W * 2;
+  // [Qf rows | Kf 0 | Kf 1 | V, bias 0 | V, bias 1], 1024-aligned pieces.
+  static constexpr std::size_t kScratch = kRows + 2 * std::size_t(kKf) + 2 * std::size_t(kVStage) + 896;
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  Args a;
+  int n_qtiles = 0;
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+#if RA_WGMMA_DEVICE
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
+    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
+    const Gates g = tm.g;
+    char* smem = aligned_scratch(team, kScratch);
+    smem += (1024 - (smem_u32(smem) & 1023)) & 1023;
+    const u32 s0 = smem_u32(smem);
+    auto kf_buf = [&](int kt) { return u32(kRows + (kt & 1) * kKf); };
+    auto v_buf = [&](int kt) { return u32(kRows + 2 * kKf + (kt & 1) * kVStage); };
+
+    const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
+    auto kind_of = [&](int kt) { return classify(RA, a.window, i0, BR, kt * BC, BC, T); };
+    auto stage_k = [&](int kt) {
+      if (kt > kt_last) return;
+      if (W == D || kind_of(kt) != kPlain)
+        stage_rows<BC, W, D, NT, W / 8, Atoms<BC>>(s0 + kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
+      else
+        stage_rows<BC, W, D, NT, D / 8, Atoms<BC>>(s0 + kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
+    };
+    auto stage_v = [&](int kt) {  // V and the bias, both read in tile kt's iteration
+      if (kt > kt_last) return;
+      stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + v_buf(kt), tm.V, tm.V, kt * BC, T, Dact, tid);
+      if constexpr (RA) stage_vec<BC, NT>(s0 + v_buf(kt) + kV, tm.dvec, kt * BC, T, tid);
+    };
+    auto publish = [&](auto pending) {
+      cp_wait<decltype(pending)::value>();
+      fence_async_smem();
+      __syncthreads();
+    };
+    // S(kt) into s, issued; for a mixed RA tile the band half is done, masked
+    // and waited for first, then the rest issued.
+    auto issue_s = [&](float (&s)[BC / 8][4], int kt) {
+      const u32 kf = s0 + kf_buf(kt);
+      const Kind kind = kind_of(kt);
+      zero(s);
+      pin(s);
+      wg_fence();
+      if constexpr (RA) {
+        if (kind == kMixed) {
+          issue_qk<D / 16, W / 16, BC>(s, s0, kf);
+          wg_commit();
+          wg_wait_all();
+          pin(s);
+          band_mask(s, lane, i0 + warp * 16, kt * BC, true, a.window);
+          pin(s);
+          wg_fence();
+        } else if (kind == kFull) {
+          issue_qk<D / 16, W / 16, BC>(s, s0, kf);
+        }
+      }
+      issue_qk<0, D / 16, BC>(s, s0, kf);
+      wg_commit();
+    };
+
+    // The gated Qf rows, as in WgForward; then tile 0's Kf (group 1) and tile
+    // 1's Kf with tile 0's V (group 2).
+    stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, tm.Q, tm.K, i0, T, Dact, tid);
+    stage_k(0);
+    cp_commit();
+    stage_k(1);
+    stage_v(0);
+    cp_commit();
+    cp_wait<1>();
+    if constexpr (RA) {
+      __syncthreads();
+      for (int idx = tid; idx < BR * W / 8; idx += NT) {
+        uint4* chunk = reinterpret_cast<uint4*>(smem + 16 * idx);
+        const float f = idx < BR * 8 ? g.std : g.rec;
+        uint4 v = *chunk;
+        v.x = scale_bf16x2(v.x, f), v.y = scale_bf16x2(v.y, f);
+        v.z = scale_bf16x2(v.z, f), v.w = scale_bf16x2(v.w, f);
+        *chunk = v;
+      }
+    }
+    fence_async_smem();
+    __syncthreads();
+
+    float o[D / 8][4];
+    zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    const int row0 = i0 + warp * 16;
+    float sa[BC / 8][4], sb[BC / 8][4];
+    issue_s(sa, 0);
+    wg_wait_all();
+    pin(sa);
+
+    // One tile: s_cur holds S(kt) (waited for); S(kt+1) goes into s_next.
+    auto step = [&](float (&s_cur)[BC / 8][4], float (&s_next)[BC / 8][4], int kt) {
+      publish(std::integral_constant<int, 0>{});  // Kf(kt+1), V(kt) landed; tile kt-1's products done
+      stage_k(kt + 2);
+      stage_v(kt + 1);
+      cp_commit();
+      if (kt < kt_last) issue_s(s_next, kt + 1);
+      const float* bias = reinterpret_cast<const float*>(smem + v_buf(kt) + kV);
+      online_softmax_step<RA>(s_cur, m, l, o, lane, row0, kt * BC, T, sl, bias, bl);
+      u32 pa[BC / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) c_to_a(pa[kk], s_cur, kk);
+      pin(o);
+      pin(pa);
+      wg_fence();
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) wgmma_64x64x16<1>(o, pa[kk], sw128_desc(s0 + v_buf(kt) + kk * 16 * 128));
+      wg_commit();
+      wg_wait_all();
+      pin(o);
+      pin(pa);
+      pin(s_next);
+    };
+    for (int kt = 0; kt <= kt_last; kt += 2) {
+      step(sa, sb, kt);
+      if (kt + 1 <= kt_last) step(sb, sa, kt + 1);
+    }
+    tm.store<D>(a, o, m, l, row0, lane);
+#else
+    (void)team;
+    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
+#endif
+  }
+};
+
+constexpr bool same_traits(const TensorCoreTraits& x, const TensorCoreTraits& y) {
+  return x.warps == y.warps && x.tile == y.tile && x.split_kv == y.split_kv &&
+         x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap;
+}
+
+template <bool RA, int I, bool OVERLAP = forward_candidate(RA, I).overlap>
+struct KernelFor {
+  using type = WgForward<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).split_kv,
+                         forward_candidate(RA, I).min_blocks>;
+};
+template <bool RA, int I>
+struct KernelFor<RA, I, true> {
+  using type = WgForwardOverlap<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).min_blocks>;
+};
+template <bool RA, int I>
+using KernelOf = typename KernelFor<RA, I>::type;
+
+// Calls f(KernelOf<RA, I>{}) for the wgmma candidate I whose traits are tr.
+template <bool RA, class F, std::size_t... I>
+bool with_kernel(const TensorCoreTraits& tr, F&& f, std::index_sequence<I...>) {
+  bool found = false;
+  auto one_candidate = [&](auto i) {
+    constexpr int idx = decltype(i)::value;
+    if constexpr (forward_candidate(RA, idx).wgmma) {
+      if (!found && same_traits(forward_candidate(RA, idx), tr)) {
+        found = true;
+        f(KernelOf<RA, idx>{});
+      }
+    }
+  };
+  (one_candidate(std::integral_constant<int, int(I)>{}), ...);
+  return found;
+}
+using AllCandidates = std::make_index_sequence<kForwardCandidates>;
+
+}  // namespace
+
+bool wgmma_available() {
+  static const bool ok = [] {
+    int device = 0, major = 0, minor = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+           major == 9 && minor == 0;
+  }();
+  return ok;
+}
+
+std::size_t wgmma_forward_scratch(bool ra, int D, const TensorCoreTraits& tr) {
+  std::size_t bytes = 0;
+  auto size = [&](auto k) { bytes = decltype(k)::kScratch; };
+  if (pad_dim_is_64(D)) {
+    if (ra) with_kernel<true>(tr, size, AllCandidates{});
+    else with_kernel<false>(tr, size, AllCandidates{});
+  }
+  return bytes;
+}
+
+void wgmma_forward(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr) {
+  if (!wgmma_available() || !pad_dim_is_64(a.D))
+    throw std::logic_error("ra::kk::tc::wgmma_forward called where the sm_90a kernel cannot run");
+  auto launch = [&](auto k) {
+    using F = decltype(k);
+    F f;
+    f.a = a;
+    f.n_qtiles = (a.T + F::BR - 1) / F::BR;
+    f.scale = 1.f / std::sqrt(float(a.D));
+    Kokkos::parallel_for("ra::tc::forward_wgmma", team_policy<F>(exec, a.B * a.H * f.n_qtiles), f);
+  };
+  const bool found = a.ra ? with_kernel<true>(tr, launch, AllCandidates{})
+                          : with_kernel<false>(tr, launch, AllCandidates{});
+  if (!found) throw std::logic_error("ra::kk::tc::wgmma_forward: no compiled kernel for these traits");
+}
+
+#else  // no sm_90a object in this build (not HOPPER90)
+
+bool wgmma_available() { return false; }
+std::size_t wgmma_forward_scratch(bool, int, const TensorCoreTraits&) { return 0; }
+void wgmma_forward(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&) {
+  throw std::logic_error("ra::kk::tc::wgmma_forward: this build has no sm_90a kernels");
+}
+
+#endif
+
+}  // namespace ra::kk::detail::tc
