@@ -180,7 +180,7 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // registers per thread in this layout: not built; the portable path runs.
   //
   // sm_90 (H100/H200): D = 64 entries are the winners of the candidate sweep
-  // in docs/perf.md (v7/v19 forward, v15/v19 backward); the rest is sized by the same rules.
+  // in docs/perf.md (v7/v19/v20 forward, v15/v19/v20 backward); the rest is sized by the same rules.
   // sm_86 (A10G: 100 KB shared memory and 64K registers per SM, ~600 GB/s):
   // NOT measured -- the same entries, which fit its limits (at most 2 teams
   // of <= 34 KiB per SM). Re-tune on an A10G: scripts/device-tune.sh with
@@ -188,8 +188,8 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   const bool fwd = pass == TcPass::forward, kv = pass == TcPass::backward_kv;
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
-    // The H100 sweep's winners (scripts/device-tune.sh, docs/perf.md v19's
-    // last sweep, after the interior-tile change; v20 for the wgmma forward):
+    // The H100 sweep's winners (scripts/device-tune.sh; docs/perf.md v20,
+    // after the wgmma forward and the fast exp2):
     // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
     // the sm_90a warpgroup forward (#12 SDPA, #11 RA), other builds the
     // mma.sync one it replaced there.
@@ -198,7 +198,7 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
 #else
     if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
 #endif
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 7);
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 9);
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
