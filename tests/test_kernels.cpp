@@ -199,21 +199,25 @@ TEST_CASE("every tensor-core candidate matches the float64 reference", "[kernels
                       Contains("tc_candidate = 0"));
 }
 
-// The traits table picks the sm_90a warpgroup forward in HOPPER90 builds: on a
-// compute-capability-9.0 GPU it must run (not fall back unnoticed), anywhere
-// else the mma.sync kernel runs and the plan says why.
-TEST_CASE("the bf16 forward runs the wgmma kernel exactly where it can", "[kernels][bf16]") {
+// The traits table picks the sm_90a warpgroup forward and dQ kernel in HOPPER90
+// builds: on a compute-capability-9.0 GPU they must run (not fall back
+// unnoticed), anywhere else the mma.sync kernels run and the plans say why.
+TEST_CASE("the bf16 kernels run wgmma exactly where they can", "[kernels][bf16]") {
   const auto& prop = Kokkos::Cuda().cuda_device_prop();
   const bool cc90 = prop.major == 9 && prop.minor == 0;
   for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused}) {
     kk::Attention<bf16, Kokkos::Cuda> attn(v, Shape{1, 1, 64, 64}, kk::Options{});
-    const std::string path = attn.forward_plan().path;
-    INFO(kk::variant_name(v) << ": " << path << " on compute capability " << prop.major << "." << prop.minor);
+    const std::string path = attn.forward_plan().path, bwd = attn.backward_plan().path;
+    INFO(kk::variant_name(v) << ": " << path << " / " << bwd << " on compute capability " << prop.major
+                             << "." << prop.minor);
 #if defined(KOKKOS_ARCH_HOPPER90)
     CHECK((path.find(" wgmma ") != std::string::npos) == cc90);
     CHECK((path.find("no sm_90a kernel") != std::string::npos) == !cc90);
+    CHECK((bwd.find(" q-wgmma") != std::string::npos) == cc90);
+    CHECK((bwd.find("no sm_90a kernel") != std::string::npos) == !cc90);
 #else
     CHECK(path.find("wgmma") == std::string::npos);
+    CHECK(bwd.find("wgmma") == std::string::npos);
 #endif
   }
 }

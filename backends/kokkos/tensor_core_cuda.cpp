@@ -305,26 +305,7 @@ struct BackwardQ {
           cp_commit();
         }
       }
-      // dL = P (dP - Delta); tiles wholly below the diagonal and inside T skip
-      // the per-element visibility test (as the forward's softmax does).
-      auto to_dl = [&](auto masked) {
-#pragma unroll
-        for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int c = frag_col(lane, n, e);
-            float pr = fast_exp2(fmaf(p[n][e], sl, (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]));
-            if constexpr (decltype(masked)::value) {
-              const int i = row0 + frag_row(lane, e), j = j0 + c;
-              if (!(j <= i && j < T && i < T)) pr = 0.f;
-            }
-            p[n][e] = pr * (dp[n][e] - delta[e >> 1]);
-          }
-      };
-      if (j0 + BC - 1 <= row0 && j0 + BC <= T && row0 + 15 < T)
-        to_dl(std::false_type{});
-      else
-        to_dl(std::true_type{});
+      dl_from_p<RA, BC>(p, dp, bias, lse2, delta, sl, bl, lane, row0, j0, T);
       // dQf += dL Kf: the K_j half always, the Q_j half only where a tile meets
       // the band, with dL masked to the band first on mixed tiles (in place:
       // the first half is done with the unmasked dL by then).
@@ -339,50 +320,7 @@ struct BackwardQ {
     }
     if constexpr (SPLIT) __syncthreads();  // the gate sums below reuse shared memory
 
-    // Epilogue: rows of this thread, columns in pairs.
-    auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
-    auto* dK = static_cast<bf16_t*>(a.dk) + mat;
-    float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int i = row0 + (lane >> 2) + 8 * r;
-      if (i >= T) continue;
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        const int c = frag_col(lane, n, 0);
-        if (c >= Dact) continue;
-        const std::size_t at = std::size_t(i) * Dact + c;
-        const float q0 = dqf[n][2 * r] * scale, q1 = dqf[n][2 * r + 1] * scale;
-        if constexpr (RA) {
-          const float k0 = dqf[D / 8 + n][2 * r] * scale, k1 = dqf[D / 8 + n][2 * r + 1] * scale;
-          const float* pq = a.part_dq + mat + at;
-          const float* pk = a.part_dk + mat + at;
-          const float2 qi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
-          const float2 ki = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
-          gstd += qi.x * dqf[n][2 * r] + qi.y * dqf[n][2 * r + 1];
-          grec += ki.x * dqf[D / 8 + n][2 * r] + ki.y * dqf[D / 8 + n][2 * r + 1];
-          *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
-              __floats2bfloat162_rn(pq[0] + g.std * q0, pq[1] + g.std * q1);
-          *reinterpret_cast<__nv_bfloat162*>(dK + at) =
-              __floats2bfloat162_rn(pk[0] + g.rec * k0, pk[1] + g.rec * k1);
-        } else {
-          *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
-        }
-      }
-    }
-    if constexpr (RA) {
-      // Team sum of the gate partials through (now idle) shared memory.
-      float* red = reinterpret_cast<float*>(smem);
-      gstd = warp_sum(gstd) * scale, grec = warp_sum(grec) * scale;
-      if (lane == 0) red[2 * warp] = gstd, red[2 * warp + 1] = grec;
-      __syncthreads();
-      if (tid == 0) {
-        float s_std = 0.f, s_rec = 0.f;
-        for (int w = 0; w < WARPS; ++w) s_std += red[2 * w], s_rec += red[2 * w + 1];
-        float* gp = a.gate_partials + (std::size_t(bh) * a.n_partials + qt) * 3;
-        gp[0] = s_std, gp[1] = s_rec;
-      }
-    }
+    store_dq<D, RA, WARPS>(a, dqf, scale, g, bh, qt, row0, warp, lane, tid, smem);
   }
 };
 
@@ -867,17 +805,28 @@ struct BackwardKernels {
 template <class Cfg, int DP, bool RA>
 TilePlan backward_plan_of(int candidate) {
   TilePlan plan;
+  if constexpr (Cfg::q.wgmma) {
+    if (!wgmma_available()) {
+      plan = backward_plan_of<BackwardConfig<DP, RA, mma_backward_fallback(RA)>, DP, RA>(mma_backward_fallback(RA));
+      plan.path += " (wgmma entry: no sm_90a kernel for this build or GPU)";
+      return plan;
+    }
+  }
   if constexpr (Cfg::exists) {
     using K = BackwardKernels<Cfg, DP, RA>;
     // Reported as the query-owned kernel's tile; the scratch is the larger of the two.
-    plan = make_plan(Cfg::q.warps, K::Q::BR, Cfg::q.tile, std::max(K::Q::kScratch, K::KV::kScratch));
+    if constexpr (Cfg::q.wgmma)
+      plan = make_plan(4, 64, Cfg::q.tile, std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q), K::KV::kScratch));
+    else
+      plan = make_plan(Cfg::q.warps, K::Q::BR, Cfg::q.tile, std::max(K::Q::kScratch, K::KV::kScratch));
     if (candidate >= 0) plan.path += " #" + std::to_string(candidate);
+    if (Cfg::q.wgmma) plan.path += " q-wgmma";
     plan.path += " kv " + std::to_string(K::KV::BK) + "x" + std::to_string(Cfg::kv.tile);
     if (Cfg::q.min_blocks > 1 || Cfg::kv.min_blocks > 1)
       plan.path += " mb" + std::to_string(Cfg::q.min_blocks) + "/" + std::to_string(Cfg::kv.min_blocks);
     if (Cfg::q.rows_in_smem || Cfg::kv.rows_in_smem)
       plan.path += std::string(" rows-smem ") + (Cfg::q.rows_in_smem ? "q" : "") + (Cfg::kv.rows_in_smem ? "kv" : "");
-    if (Cfg::q.split_kv) plan.path += " q-split-v";
+    if (Cfg::q.split_kv && !Cfg::q.wgmma) plan.path += " q-split-v";
   }
   return plan;
 }
@@ -944,6 +893,10 @@ void forward(const Kokkos::Cuda& exec, const Args& a) {
 
 template <class Cfg, int DP, bool RA>
 void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
+  if constexpr (Cfg::q.wgmma) {
+    if (!wgmma_available())
+      return backward_launch<BackwardConfig<DP, RA, mma_backward_fallback(RA)>, DP, RA>(exec, a);
+  }
   if constexpr (Cfg::exists) {
     using K = BackwardKernels<Cfg, DP, RA>;
     const float scale = 1.f / std::sqrt(float(a.D));
@@ -953,11 +906,15 @@ void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
     fkv.n_qtiles = (a.T + Cfg::kv.tile - 1) / Cfg::kv.tile;
     fkv.scale = scale;
     Kokkos::parallel_for("ra::tc::backward_kv", team_policy<typename K::KV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
-    typename K::Q fq;
-    fq.a = a;
-    fq.n_qtiles = (a.T + K::Q::BR - 1) / K::Q::BR;
-    fq.scale = scale;
-    Kokkos::parallel_for("ra::tc::backward_q", team_policy<typename K::Q>(exec, a.B * a.H * fq.n_qtiles), fq);
+    if constexpr (Cfg::q.wgmma) {
+      wgmma_backward_q(exec, a, Cfg::q);
+    } else {
+      typename K::Q fq;
+      fq.a = a;
+      fq.n_qtiles = (a.T + K::Q::BR - 1) / K::Q::BR;
+      fq.scale = scale;
+      Kokkos::parallel_for("ra::tc::backward_q", team_policy<typename K::Q>(exec, a.B * a.H * fq.n_qtiles), fq);
+    }
   } else {
     throw std::logic_error("ra::kk::tc::backward called for an unsupported problem");
   }

@@ -337,6 +337,95 @@ struct ForwardTeam {
   }
 };
 
+// dL = P (dP - Delta) in place over a query-owned tile (rows row0.., keys
+// j0..): p holds the logits, dp the products dO_i . V_j (C fragments); P is
+// 2^(logit sl + bias bl - lse) with lse2 in log2 units (this lane's two rows),
+// zero outside j <= i, j < T, i < T. Tiles wholly below the diagonal and inside
+// T skip the per-element visibility test (as the forward's softmax does).
+template <bool RA, int BC>
+__device__ __forceinline__ void dl_from_p(float (&p)[BC / 8][4], const float (&dp)[BC / 8][4],
+                                          const float* bias, const float (&lse2)[2],
+                                          const float (&delta)[2], float sl, float bl, int lane,
+                                          int row0, int j0, int T) {
+  auto to_dl = [&](auto masked) {
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = frag_col(lane, n, e);
+        float pr = fast_exp2(fmaf(p[n][e], sl, (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]));
+        if constexpr (decltype(masked)::value) {
+          const int i = row0 + frag_row(lane, e), j = j0 + c;
+          if (!(j <= i && j < T && i < T)) pr = 0.f;
+        }
+        p[n][e] = pr * (dp[n][e] - delta[e >> 1]);
+      }
+  };
+  if (j0 + BC - 1 <= row0 && j0 + BC <= T && row0 + 15 < T)
+    to_dl(std::false_type{});
+  else
+    to_dl(std::true_type{});
+}
+
+// The query-owned dQ kernels' epilogue (BackwardQ, WgBackwardQ): this lane's
+// two rows of the warp's 16 (row0..) from the fp32 accumulators dqf = sum_j
+// dL_ij Kf_j (unscaled). SDPA: dQ. RA: dQ = part_dq + w_std s dqf[0, D) and
+// dK = part_dk + w_rec s dqf[D, 2D) (the key-owned kernel wrote the parts),
+// and the team's dw_std, dw_rec partials into gate slots 0, 1 of query tile
+// qt, summed through smem (free by now: the caller's last barrier is behind).
+template <int D, bool RA, int WARPS>
+__device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ? 2 : 1) * D / 8][4],
+                                         float scale, const Gates& g, int bh, int qt, int row0,
+                                         int warp, int lane, int tid, char* smem) {
+  const int T = a.T, Dact = a.D;
+  const std::size_t mat = std::size_t(bh) * T * Dact;
+  const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+  const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+  auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
+  auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+  float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = row0 + (lane >> 2) + 8 * r;
+    if (i >= T) continue;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const int c = frag_col(lane, n, 0);
+      if (c >= Dact) continue;
+      const std::size_t at = std::size_t(i) * Dact + c;
+      const float q0 = dqf[n][2 * r] * scale, q1 = dqf[n][2 * r + 1] * scale;
+      if constexpr (RA) {
+        const float k0 = dqf[D / 8 + n][2 * r] * scale, k1 = dqf[D / 8 + n][2 * r + 1] * scale;
+        const float* pq = a.part_dq + mat + at;
+        const float* pk = a.part_dk + mat + at;
+        const float2 qi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
+        const float2 ki = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
+        gstd += qi.x * dqf[n][2 * r] + qi.y * dqf[n][2 * r + 1];
+        grec += ki.x * dqf[D / 8 + n][2 * r] + ki.y * dqf[D / 8 + n][2 * r + 1];
+        *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
+            __floats2bfloat162_rn(pq[0] + g.std * q0, pq[1] + g.std * q1);
+        *reinterpret_cast<__nv_bfloat162*>(dK + at) =
+            __floats2bfloat162_rn(pk[0] + g.rec * k0, pk[1] + g.rec * k1);
+      } else {
+        *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
+      }
+    }
+  }
+  if constexpr (RA) {
+    // Team sum of the gate partials through (now idle) shared memory.
+    float* red = reinterpret_cast<float*>(smem);
+    gstd = warp_sum(gstd) * scale, grec = warp_sum(grec) * scale;
+    if (lane == 0) red[2 * warp] = gstd, red[2 * warp + 1] = grec;
+    __syncthreads();
+    if (tid == 0) {
+      float s_std = 0.f, s_rec = 0.f;
+      for (int w = 0; w < WARPS; ++w) s_std += red[2 * w], s_rec += red[2 * w + 1];
+      float* gp = a.gate_partials + (std::size_t(bh) * a.n_partials + qt) * 3;
+      gp[0] = s_std, gp[1] = s_rec;
+    }
+  }
+}
+
 // QK^T of a tile with the band logic: plain tiles use only the first D columns
 // (SDPA cost), full tiles all W, mixed tiles add the reciprocal half inside the
 // band only (computed first and masked, then the first half accumulates on top).

@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace ra::kk::detail::tc {
@@ -124,6 +125,29 @@ struct Atoms {
     return u32((chunk >> 3) * ROWS * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
   }
 };
+
+// RA's gates folded into a team's own 128-wide rows staged as Atoms<ROWS> at
+// tile (generic stores: the caller fences them for the tensor cores): column
+// block 0 (the Q half of [Q_i, K_i]) times lo, block 1 times hi.
+template <int ROWS>
+__device__ __forceinline__ void gate_own_rows(char* tile, float lo, float hi, int tid) {
+  for (int idx = tid; idx < ROWS * 16; idx += 128) {
+    uint4* chunk = reinterpret_cast<uint4*>(tile + 16 * idx);
+    const float f = idx < ROWS * 8 ? lo : hi;
+    uint4 v = *chunk;
+    v.x = scale_bf16x2(v.x, f), v.y = scale_bf16x2(v.y, f);
+    v.z = scale_bf16x2(v.z, f), v.w = scale_bf16x2(v.w, f);
+    *chunk = v;
+  }
+}
+
+// The team's scratch moved up to a 1024-byte boundary, the period of the
+// 128-byte swizzle that the descriptors assume (kScratch keeps 896 bytes of
+// room for it beyond aligned_scratch's 128-byte alignment).
+__device__ __forceinline__ char* scratch_1024(const Member& team, std::size_t bytes) {
+  char* p = aligned_scratch(team, bytes);
+  return p + ((1024 - (smem_u32(p) & 1023)) & 1023);
+}
 
 // Matrix descriptor of a 128-byte-swizzled operand starting at shared address
 // addr (PTX ISA, "matrix descriptor" of wgmma): bits 0-13 the address >> 4,
@@ -245,8 +269,7 @@ struct WgForward {
     const auto *Q = tm.Q, *K = tm.K, *V = tm.V;
     const float* dvec = tm.dvec;
     const Gates g = tm.g;
-    char* smem = aligned_scratch(team, kScratch);
-    smem += (1024 - (smem_u32(smem) & 1023)) & 1023;
+    char* smem = scratch_1024(team, kScratch);
     const u32 s0 = smem_u32(smem);
 
     // The team's 64 rows of Qf, gates folded in (RA: the Q half times w_std,
@@ -257,14 +280,7 @@ struct WgForward {
     cp_wait<0>();
     if constexpr (RA) {
       __syncthreads();
-      for (int idx = tid; idx < BR * W / 8; idx += NT) {
-        uint4* chunk = reinterpret_cast<uint4*>(smem + 16 * idx);
-        const float f = idx < BR * 8 ? g.std : g.rec;  // block 0 = Q half, block 1 = K half
-        uint4 v = *chunk;
-        v.x = scale_bf16x2(v.x, f), v.y = scale_bf16x2(v.y, f);
-        v.z = scale_bf16x2(v.z, f), v.w = scale_bf16x2(v.w, f);
-        *chunk = v;
-      }
+      gate_own_rows<BR>(smem, g.std, g.rec, tid);
     }
     fence_async_smem();  // published to the tensor cores by the loop's first barrier
 
@@ -397,8 +413,7 @@ struct WgForwardOverlap {
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
     const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
     const Gates g = tm.g;
-    char* smem = aligned_scratch(team, kScratch);
-    smem += (1024 - (smem_u32(smem) & 1023)) & 1023;
+    char* smem = scratch_1024(team, kScratch);
     const u32 s0 = smem_u32(smem);
     auto kf_buf = [&](int kt) { return u32(kRows + (kt & 1) * kKf); };
     auto v_buf = [&](int kt) { return u32(kRows + 2 * kKf + (kt & 1) * kVStage); };
@@ -458,14 +473,7 @@ struct WgForwardOverlap {
     cp_wait<1>();
     if constexpr (RA) {
       __syncthreads();
-      for (int idx = tid; idx < BR * W / 8; idx += NT) {
-        uint4* chunk = reinterpret_cast<uint4*>(smem + 16 * idx);
-        const float f = idx < BR * 8 ? g.std : g.rec;
-        uint4 v = *chunk;
-        v.x = scale_bf16x2(v.x, f), v.y = scale_bf16x2(v.y, f);
-        v.z = scale_bf16x2(v.z, f), v.w = scale_bf16x2(v.w, f);
-        *chunk = v;
-      }
+      gate_own_rows<BR>(smem, g.std, g.rec, tid);
     }
     fence_async_smem();
     __syncthreads();
@@ -515,6 +523,160 @@ struct WgForwardOverlap {
   }
 };
 
+// ------------------------------------------------------------------ backward: dQ
+// The query-owned backward kernel (tensor_core_cuda.cpp's BackwardQ) on the
+// warpgroup: the team's 64 query rows Qf_i (gated) and dO_i stay in shared
+// memory as the A operands of S = Qf Kf^T and dP = dO V^T (both operands by
+// descriptor, like the forward's QK^T), and dQf += dL Kf takes dL from
+// registers (fresh every tile) with Kf transposed by the descriptor, one
+// 64-column half at a time (RA: the Q_j half only where the tile meets the
+// band, dL masked to it on mixed tiles). Kf and the bias in two stages
+// (tile kt+1 loads during all of tile kt), V in one buffer refilled once
+// every warp's dP is done. BC = 64 (SDPA) or 32 (RA: two 128-wide Kf stages
+// of 64 keys would not fit 48 KiB beside the own rows). Same epilogue as
+// BackwardQ (store_dq).
+template <int D, bool RA, int BC, int MINB>
+struct WgBackwardQ {
+  static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
+  static_assert(BC == 32 || BC == 64, "32- or 64-key tiles");
+  static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, WARPS = 4, kMinBlocks = MINB;
+  static constexpr int kRowsQ = BR * W * 2, kRowsDO = BR * D * 2;
+  static constexpr int kKf = BC * W * 2, kBias = RA ? 4 * BC : 0;
+  static constexpr int kV = BC * D * 2;
+  // [Qf rows | dO rows | Kf 0 | Kf 1 | V | bias 0 | bias 1]: the operands
+  // 1024-aligned (all are multiples of 1 KiB), + room to align the start.
+  // (Kokkos refused RA's 48,000 bytes with the biases padded into the Kf stages.)
+  static constexpr std::size_t kScratch = kRowsQ + kRowsDO + 2 * std::size_t(kKf) + kV + 2 * kBias + 896;
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  Args a;
+  int n_qtiles = 0;
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+#if RA_WGMMA_DEVICE
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);  // the same (b, h, query tile) split
+    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0, row0 = i0 + warp * 16;
+    const int qt = i0 / BR;
+    const Gates g = tm.g;
+    const auto* dO = static_cast<const bf16_t*>(a.dout) + tm.mat;
+    char* smem = scratch_1024(team, kScratch);
+    const u32 s0 = smem_u32(smem), do_rows = s0 + kRowsQ;
+    auto kf_buf = [&](int kt) { return u32(s0 + kRowsQ + kRowsDO + (kt & 1) * kKf); };
+    const u32 v_buf = s0 + kRowsQ + kRowsDO + 2 * kKf;
+    auto bias_buf = [&](int kt) { return u32(v_buf + kV + (kt & 1) * kBias); };
+
+    const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
+    auto kind_of = [&](int kt) { return classify(RA, a.window, i0, BR, kt * BC, BC, T); };
+    auto stage_k = [&](int kt) {
+      if (W == D || kind_of(kt) != kPlain)
+        stage_rows<BC, W, D, NT, W / 8, Atoms<BC>>(kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
+      else
+        stage_rows<BC, W, D, NT, D / 8, Atoms<BC>>(kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
+      if constexpr (RA) stage_vec<BC, NT>(bias_buf(kt), tm.dvec, kt * BC, T, tid);
+    };
+    auto stage_v = [&](int kt) {
+      stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(v_buf, tm.V, tm.V, kt * BC, T, Dact, tid);
+    };
+
+    stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, tm.Q, tm.K, i0, T, Dact, tid);
+    stage_rows<BR, D, D, NT, D / 8, Atoms<BR>>(do_rows, dO, dO, i0, T, Dact, tid);
+    stage_k(0);
+    stage_v(0);
+    cp_commit();
+    cp_wait<0>();
+    if constexpr (RA) {
+      __syncthreads();
+      gate_own_rows<BR>(smem, g.std, g.rec, tid);
+    }
+    float lse2[2], delta[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = row0 + (lane >> 2) + 8 * r;
+      lse2[r] = i < T ? a.lse_in[std::size_t(tm.bh) * T + i] * kLog2e : 0.f;
+      delta[r] = i < T ? a.delta[std::size_t(tm.bh) * T + i] : 0.f;
+    }
+
+    float dqf[W / 8][4];
+    zero(dqf);
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    for (int kt = 0; kt <= kt_last; ++kt) {
+      // Kf(kt) and V(kt) landed and visible to the tensor cores; tile kt-1's
+      // products are done with the Kf stage refilled next.
+      cp_wait<0>();
+      fence_async_smem();
+      __syncthreads();
+      if (kt < kt_last) {
+        stage_k(kt + 1);
+        cp_commit();
+      }
+      const u32 kf = kf_buf(kt);
+      const float* bias = reinterpret_cast<const float*>(smem + (bias_buf(kt) - s0));
+      const int j0 = kt * BC;
+      const Kind kind = kind_of(kt);
+      float p[BC / 8][4], dp[BC / 8][4];
+      folded_logits<D, RA, BC, W>(
+          one(p),
+          [&](auto k0, auto k1) {
+            pin(p);
+            wg_fence();
+            issue_qk<decltype(k0)::value, decltype(k1)::value, BC>(p, s0, kf);
+            wg_commit();
+            wg_wait_all();
+            pin(p);
+          },
+          kind, lane, row0, j0, true, a.window);
+      zero(dp);
+      pin(dp);
+      wg_fence();
+      issue_qk<0, D / 16, BC>(dp, do_rows, v_buf);  // dP = dO V^T
+      wg_commit();
+      wg_wait_all();
+      pin(dp);
+      __syncthreads();  // every warp's dP is done with V(kt): refill it under the rest
+      if (kt < kt_last) {
+        stage_v(kt + 1);
+        cp_commit();
+      }
+      dl_from_p<RA, BC>(p, dp, bias, lse2, delta, sl, bl, lane, row0, j0, T);
+      // dQf += dL Kf, the K_j half (Kf columns [0, D)) always.
+      auto dl_times_kf = [&](auto half_c) {
+        constexpr int kHalf = decltype(half_c)::value;
+        u32 pa[BC / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) c_to_a(pa[kk], p, kk);
+        pin(dqf);
+        pin(pa);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk)
+          wgmma_64x64x16<1>(block64<W>(dqf, kHalf), pa[kk], sw128_desc(kf + kHalf * BC * 128 + kk * 16 * 128));
+        wg_commit();
+        wg_wait_all();
+        pin(dqf);
+        pin(pa);
+      };
+      dl_times_kf(std::integral_constant<int, 0>{});
+      if constexpr (RA) {
+        if (kind != kPlain) {
+          if (kind == kMixed) band_mask(p, lane, row0, j0, true, a.window);
+          dl_times_kf(std::integral_constant<int, 1>{});
+        }
+      }
+    }
+    __syncthreads();  // the gate sums below reuse shared memory
+    store_dq<D, RA, WARPS>(a, dqf, scale, g, tm.bh, qt, row0, warp, lane, tid, smem);
+#else
+    (void)team;
+    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
+#endif
+  }
+};
+
 constexpr bool same_traits(const TensorCoreTraits& x, const TensorCoreTraits& y) {
   return x.warps == y.warps && x.tile == y.tile && x.split_kv == y.split_kv &&
          x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap;
@@ -532,23 +694,62 @@ struct KernelFor<RA, I, true> {
 template <bool RA, int I>
 using KernelOf = typename KernelFor<RA, I>::type;
 
-// Calls f(KernelOf<RA, I>{}) for the wgmma candidate I whose traits are tr.
-template <bool RA, class F, std::size_t... I>
-bool with_kernel(const TensorCoreTraits& tr, F&& f, std::index_sequence<I...>) {
+// What a wgmma traits entry names: the forward candidates' kernels or the
+// backward candidates' dQ kernels (their q entries).
+enum class WgPass { forward, backward_q };
+template <WgPass P, bool RA, int I>
+struct WgEntry {
+  static constexpr TensorCoreTraits tr = forward_candidate(RA, I);
+  using type = KernelOf<RA, I>;
+};
+template <bool RA, int I>
+struct WgEntry<WgPass::backward_q, RA, I> {
+  static constexpr TensorCoreTraits tr = backward_candidate(RA, I).q;
+  using type = WgBackwardQ<64, RA, tr.tile, tr.min_blocks>;
+};
+
+// Calls f(kernel{}) for the wgmma entry of pass P whose traits are tr; false if none.
+template <WgPass P, bool RA, class F, std::size_t... I>
+bool with_entry(const TensorCoreTraits& tr, F&& f, std::index_sequence<I...>) {
   bool found = false;
   auto one_candidate = [&](auto i) {
-    constexpr int idx = decltype(i)::value;
-    if constexpr (forward_candidate(RA, idx).wgmma) {
-      if (!found && same_traits(forward_candidate(RA, idx), tr)) {
+    using E = WgEntry<P, RA, decltype(i)::value>;
+    if constexpr (E::tr.wgmma) {
+      if (!found && same_traits(E::tr, tr)) {
         found = true;
-        f(KernelOf<RA, idx>{});
+        f(typename E::type{});
       }
     }
   };
   (one_candidate(std::integral_constant<int, int(I)>{}), ...);
   return found;
 }
-using AllCandidates = std::make_index_sequence<kForwardCandidates>;
+template <WgPass P, class F>
+bool with_kernel(bool ra, const TensorCoreTraits& tr, F&& f) {
+  using All = std::make_index_sequence<P == WgPass::forward ? kForwardCandidates : kBackwardCandidates>;
+  return ra ? with_entry<P, true>(tr, f, All{}) : with_entry<P, false>(tr, f, All{});
+}
+template <WgPass P>
+std::size_t scratch_of(bool ra, int D, const TensorCoreTraits& tr) {
+  std::size_t bytes = 0;
+  if (pad_dim_is_64(D)) with_kernel<P>(ra, tr, [&](auto k) { bytes = decltype(k)::kScratch; });
+  return bytes;
+}
+// One team per 64 query rows of every (b, h).
+template <WgPass P>
+void launch(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr, const char* name) {
+  if (!wgmma_available() || !pad_dim_is_64(a.D))
+    throw std::logic_error(std::string(name) + " called where the sm_90a kernel cannot run");
+  const bool found = with_kernel<P>(a.ra, tr, [&](auto k) {
+    using F = decltype(k);
+    F f;
+    f.a = a;
+    f.n_qtiles = (a.T + F::BR - 1) / F::BR;
+    f.scale = 1.f / std::sqrt(float(a.D));
+    Kokkos::parallel_for(name, team_policy<F>(exec, a.B * a.H * f.n_qtiles), f);
+  });
+  if (!found) throw std::logic_error(std::string(name) + ": no compiled kernel for these traits");
+}
 
 }  // namespace
 
@@ -564,29 +765,16 @@ bool wgmma_available() {
 }
 
 std::size_t wgmma_forward_scratch(bool ra, int D, const TensorCoreTraits& tr) {
-  std::size_t bytes = 0;
-  auto size = [&](auto k) { bytes = decltype(k)::kScratch; };
-  if (pad_dim_is_64(D)) {
-    if (ra) with_kernel<true>(tr, size, AllCandidates{});
-    else with_kernel<false>(tr, size, AllCandidates{});
-  }
-  return bytes;
+  return scratch_of<WgPass::forward>(ra, D, tr);
 }
-
 void wgmma_forward(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr) {
-  if (!wgmma_available() || !pad_dim_is_64(a.D))
-    throw std::logic_error("ra::kk::tc::wgmma_forward called where the sm_90a kernel cannot run");
-  auto launch = [&](auto k) {
-    using F = decltype(k);
-    F f;
-    f.a = a;
-    f.n_qtiles = (a.T + F::BR - 1) / F::BR;
-    f.scale = 1.f / std::sqrt(float(a.D));
-    Kokkos::parallel_for("ra::tc::forward_wgmma", team_policy<F>(exec, a.B * a.H * f.n_qtiles), f);
-  };
-  const bool found = a.ra ? with_kernel<true>(tr, launch, AllCandidates{})
-                          : with_kernel<false>(tr, launch, AllCandidates{});
-  if (!found) throw std::logic_error("ra::kk::tc::wgmma_forward: no compiled kernel for these traits");
+  launch<WgPass::forward>(exec, a, tr, "ra::tc::forward_wgmma");
+}
+std::size_t wgmma_backward_q_scratch(bool ra, int D, const TensorCoreTraits& tr) {
+  return scratch_of<WgPass::backward_q>(ra, D, tr);
+}
+void wgmma_backward_q(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr) {
+  launch<WgPass::backward_q>(exec, a, tr, "ra::tc::backward_q_wgmma");
 }
 
 #else  // no sm_90a object in this build (not HOPPER90)
@@ -595,6 +783,10 @@ bool wgmma_available() { return false; }
 std::size_t wgmma_forward_scratch(bool, int, const TensorCoreTraits&) { return 0; }
 void wgmma_forward(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&) {
   throw std::logic_error("ra::kk::tc::wgmma_forward: this build has no sm_90a kernels");
+}
+std::size_t wgmma_backward_q_scratch(bool, int, const TensorCoreTraits&) { return 0; }
+void wgmma_backward_q(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&) {
+  throw std::logic_error("ra::kk::tc::wgmma_backward_q: this build has no sm_90a kernels");
 }
 
 #endif

@@ -71,11 +71,11 @@ namespace ra::kk {
 //             at D = 64). More shared-memory reads per tile, but the registers
 //             it frees buy a wider streamed tile, more m-tiles or one more team
 //             per SM.
-//   wgmma     (forward, sm_90 only) the Hopper warpgroup kernel of wgmma_cuda.cpp:
-//             the team is one warpgroup (4 warps, 64 query rows) and its tile
-//             products are wgmma.mma_async with the streamed K and V tiles read
-//             by the tensor cores straight from shared memory (no ldmatrix);
-//             m_tiles and rows_in_smem are unused. It needs the build's sm_90a
+//   wgmma     (sm_90 only; forward, or a backward entry's q) the Hopper warpgroup
+//             kernels of wgmma_cuda.cpp: the team is one warpgroup (4 warps, 64
+//             query rows) and its tile products are wgmma.mma_async with the
+//             own rows and the streamed tiles read by the tensor cores straight
+//             from shared memory (no ldmatrix); m_tiles and rows_in_smem are unused. It needs the build's sm_90a
 //             object (HOPPER90 builds) and a compute-capability-9.0 GPU; anywhere
 //             else mma_forward_fallback's candidate runs instead.
 //   overlap   (wgmma) the next tile's QK^T runs on the tensor cores during this
@@ -146,7 +146,9 @@ struct BackwardTraits {
 // under 255 and 170 registers (SDPA: 64-row key tiles that way). #10 and #11
 // give the dQ kernel one V buffer (split_kv), so that RA's own rows fit in
 // shared memory beside 48-key tiles (#10), or 64-key tiles fit without (#11).
-constexpr int kBackwardCandidates = 12;
+// #12 and #13 run the dQ kernel on the warpgroup (wgmma: sm_90a, as the forward
+// #10-#15), the dK/dV kernel of the table's mma.sync entry; 3 and 4 teams per SM.
+constexpr int kBackwardCandidates = 14;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -158,7 +160,9 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 2, true}},
       {{4, 64, 1, false, 3, true}, {4, 64, 1, false, 3, true}},
       {{4, 64, 1, true, 3, true}, {4, 64, 1, false, 3, true}},
-      {{4, 64, 1, true, 4, true}, {4, 64, 1, false, 3, true}}};
+      {{4, 64, 1, true, 4, true}, {4, 64, 1, false, 3, true}},
+      {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
@@ -169,9 +173,14 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 48, 1, false, 3}, {4, 32, 1, false, 2, true}},
       {{4, 48, 1, false, 3}, {4, 32, 1, false, 3, true}},
       {{4, 48, 1, true, 3, true}, {4, 32, 1, false, 3, true}},
-      {{4, 64, 1, true, 2}, {4, 32, 1, false, 3, true}}};
+      {{4, 64, 1, true, 2}, {4, 32, 1, false, 3, true}},
+      {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, true}},
+      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, true}}};
   return ra ? rec[i] : sdpa[i];
 }
+// The mma.sync candidate that runs where a wgmma backward entry cannot (as
+// mma_forward_fallback): the table's choice before the wgmma dQ kernel.
+constexpr int mma_backward_fallback(bool ra) { return ra ? 10 : 9; }
 
 constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // Register budget per thread (255 max) is what limits the wide cases: the
@@ -191,14 +200,18 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // The H100 sweep's winners (scripts/device-tune.sh; docs/perf.md v20,
     // after the wgmma forward and the fast exp2):
     // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
-    // the sm_90a warpgroup forward (#12 SDPA, #11 RA), other builds the
-    // mma.sync one it replaced there.
+    // the sm_90a warpgroup forward (#12 SDPA, #11 RA) and dQ kernel (#13),
+    // other builds the mma.sync ones they replaced there.
 #if defined(KOKKOS_ARCH_HOPPER90)
     if (fwd) return forward_candidate(ra, ra ? 11 : 12);
 #else
     if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
 #endif
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 10 : 9);
+#if defined(KOKKOS_ARCH_HOPPER90)
+    const BackwardTraits bwd = backward_candidate(ra, 13);  // the wgmma dQ kernel, 4 teams per SM
+#else
+    const BackwardTraits bwd = backward_candidate(ra, mma_backward_fallback(ra));
+#endif
     return kv ? bwd.kv : bwd.q;
   }
   if (d_pad == 128) {
