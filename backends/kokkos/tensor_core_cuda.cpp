@@ -464,65 +464,7 @@ struct BackwardKV {
       __syncthreads();
     }
 
-    auto* dV = static_cast<bf16_t*>(a.dv) + mat;
-    auto* dK = static_cast<bf16_t*>(a.dk) + mat;
-    float gdisc = 0.f;
-    [[maybe_unused]] float gstd = 0.f, grec = 0.f;  // FUSED: this thread's dw_std, dw_rec (unscaled)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int j = key0 + (lane >> 2) + 8 * r;
-      const float cs = quad_sum(colsum[r]);
-      if (j >= T) continue;
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        const int c = frag_col(lane, n, 0);
-        if (c >= Dact) continue;
-        const std::size_t at = std::size_t(j) * Dact + c;
-        *reinterpret_cast<__nv_bfloat162*>(dV + at) =
-            __floats2bfloat162_rn(dv[n][2 * r], dv[n][2 * r + 1]);
-        const float k0 = dkf[n][2 * r] * scale * g.std, k1 = dkf[n][2 * r + 1] * scale * g.std;
-        if constexpr (RA && FUSED) {  // dw_std = s sum_j K_j.dKf_j[0, D), dw_rec = s sum_j Q_j.dKf_j[D, 2D)
-          const float2 kj = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
-          const float2 qj = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
-          gstd += kj.x * dkf[n][2 * r] + kj.y * dkf[n][2 * r + 1];
-          grec += qj.x * dkf[D / 8 + n][2 * r] + qj.y * dkf[D / 8 + n][2 * r + 1];
-        }
-        if constexpr (RA) {
-          a.part_dk[mat + at] = k0, a.part_dk[mat + at + 1] = k1;
-          a.part_dq[mat + at] = dkf[D / 8 + n][2 * r] * scale * g.rec;
-          a.part_dq[mat + at + 1] = dkf[D / 8 + n][2 * r + 1] * scale * g.rec;
-        } else {
-          *reinterpret_cast<__nv_bfloat162*>(dK + at) = __floats2bfloat162_rn(k0, k1);
-        }
-      }
-      if constexpr (RA) {
-        if ((lane & 3) == 0) {
-          a.dd[std::size_t(bh) * T + j] = g.disc * cs;
-          gdisc += a.d[std::size_t(bh) * T + j] * cs;
-        }
-      }
-    }
-    if constexpr (RA) {
-      float* red = reinterpret_cast<float*>(smem);
-      gdisc = warp_sum(gdisc);
-      if constexpr (FUSED) {
-        gstd = warp_sum(gstd) * scale, grec = warp_sum(grec) * scale;
-        if (lane == 0) red[WARPS + 2 * warp] = gstd, red[WARPS + 2 * warp + 1] = grec;
-      }
-      if (lane == 0) red[warp] = gdisc;
-      __syncthreads();
-      if (tid == 0) {
-        float s = 0.f;
-        for (int w = 0; w < WARPS; ++w) s += red[w];
-        a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 2] = s;
-        if constexpr (FUSED) {  // no query-owned kernel: this key tile's slot holds all three
-          float s_std = 0.f, s_rec = 0.f;
-          for (int w = 0; w < WARPS; ++w) s_std += red[WARPS + 2 * w], s_rec += red[WARPS + 2 * w + 1];
-          a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3] = s_std;
-          a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 1] = s_rec;
-        }
-      }
-    }
+    store_dkv<D, RA, WARPS, FUSED>(a, dkf, dv, colsum, scale, g, bh, kt, key0, warp, lane, tid, smem);
   }
 
   // FUSED, one (key tile j0.., query tile i0..) step, after the team's dL^T is
@@ -805,7 +747,7 @@ struct BackwardKernels {
 template <class Cfg, int DP, bool RA>
 TilePlan backward_plan_of(int candidate) {
   TilePlan plan;
-  if constexpr (Cfg::q.wgmma) {
+  if constexpr (Cfg::q.wgmma || Cfg::kv.wgmma) {
     if (!wgmma_available()) {
       plan = backward_plan_of<BackwardConfig<DP, RA, mma_backward_fallback(RA)>, DP, RA>(mma_backward_fallback(RA));
       plan.path += " (wgmma entry: no sm_90a kernel for this build or GPU)";
@@ -815,13 +757,16 @@ TilePlan backward_plan_of(int candidate) {
   if constexpr (Cfg::exists) {
     using K = BackwardKernels<Cfg, DP, RA>;
     // Reported as the query-owned kernel's tile; the scratch is the larger of the two.
-    if constexpr (Cfg::q.wgmma)
-      plan = make_plan(4, 64, Cfg::q.tile, std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q), K::KV::kScratch));
-    else
-      plan = make_plan(Cfg::q.warps, K::Q::BR, Cfg::q.tile, std::max(K::Q::kScratch, K::KV::kScratch));
+    std::size_t q_scratch = 0, kv_scratch = 0;
+    if constexpr (Cfg::q.wgmma) q_scratch = wgmma_backward_q_scratch(RA, DP, Cfg::q);
+    else q_scratch = K::Q::kScratch;
+    if constexpr (Cfg::kv.wgmma) kv_scratch = wgmma_backward_kv_scratch(RA, DP, Cfg::kv);
+    else kv_scratch = K::KV::kScratch;
+    plan = make_plan(Cfg::q.warps, 16 * Cfg::q.warps, Cfg::q.tile, std::max(q_scratch, kv_scratch));
     if (candidate >= 0) plan.path += " #" + std::to_string(candidate);
     if (Cfg::q.wgmma) plan.path += " q-wgmma";
-    plan.path += " kv " + std::to_string(K::KV::BK) + "x" + std::to_string(Cfg::kv.tile);
+    plan.path += std::string(" kv") + (Cfg::kv.wgmma ? "-wgmma " : " ") + std::to_string(16 * Cfg::kv.warps) + "x" +
+                 std::to_string(Cfg::kv.tile);
     if (Cfg::q.min_blocks > 1 || Cfg::kv.min_blocks > 1)
       plan.path += " mb" + std::to_string(Cfg::q.min_blocks) + "/" + std::to_string(Cfg::kv.min_blocks);
     if (Cfg::q.rows_in_smem || Cfg::kv.rows_in_smem)
@@ -893,19 +838,23 @@ void forward(const Kokkos::Cuda& exec, const Args& a) {
 
 template <class Cfg, int DP, bool RA>
 void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
-  if constexpr (Cfg::q.wgmma) {
+  if constexpr (Cfg::q.wgmma || Cfg::kv.wgmma) {
     if (!wgmma_available())
       return backward_launch<BackwardConfig<DP, RA, mma_backward_fallback(RA)>, DP, RA>(exec, a);
   }
   if constexpr (Cfg::exists) {
     using K = BackwardKernels<Cfg, DP, RA>;
     const float scale = 1.f / std::sqrt(float(a.D));
-    typename K::KV fkv;
-    fkv.a = a;
-    fkv.n_ktiles = (a.T + K::KV::BK - 1) / K::KV::BK;
-    fkv.n_qtiles = (a.T + Cfg::kv.tile - 1) / Cfg::kv.tile;
-    fkv.scale = scale;
-    Kokkos::parallel_for("ra::tc::backward_kv", team_policy<typename K::KV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
+    if constexpr (Cfg::kv.wgmma) {
+      wgmma_backward_kv(exec, a, Cfg::kv);
+    } else {
+      typename K::KV fkv;
+      fkv.a = a;
+      fkv.n_ktiles = (a.T + K::KV::BK - 1) / K::KV::BK;
+      fkv.n_qtiles = (a.T + Cfg::kv.tile - 1) / Cfg::kv.tile;
+      fkv.scale = scale;
+      Kokkos::parallel_for("ra::tc::backward_kv", team_policy<typename K::KV>(exec, a.B * a.H * fkv.n_ktiles), fkv);
+    }
     if constexpr (Cfg::q.wgmma) {
       wgmma_backward_q(exec, a, Cfg::q);
     } else {

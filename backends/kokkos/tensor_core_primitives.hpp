@@ -426,6 +426,84 @@ __device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ?
   }
 }
 
+// The key-owned dK/dV kernels' epilogue (BackwardKV, WgBackwardKV): this
+// lane's two key rows of the warp's 16 (key0..) from the fp32 accumulators
+// dkf = sum_i dL^T_ji Qf_i and dv. SDPA: dK, dV. RA: dV, the parts
+// part_dk = w_std s dkf[0, D) and part_dq = w_rec s dkf[D, 2D) that the dQ
+// kernel completes, dd_j = w_disc colsum_j, and the team's dw_disc partial into
+// gate slot 2 of key tile kt (FUSED, the single-pass backward: slots 0 and 1
+// too), summed through smem (free by now: the caller's last barrier is behind).
+template <int D, bool RA, int WARPS, bool FUSED = false>
+__device__ __forceinline__ void store_dkv(const Args& a, const float (&dkf)[(RA ? 2 : 1) * D / 8][4],
+                                          const float (&dv)[D / 8][4], const float (&colsum)[2],
+                                          float scale, const Gates& g, int bh, int kt, int key0,
+                                          int warp, int lane, int tid, char* smem) {
+  const int T = a.T, Dact = a.D;
+  const std::size_t mat = std::size_t(bh) * T * Dact;
+  [[maybe_unused]] const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+  [[maybe_unused]] const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+  auto* dV = static_cast<bf16_t*>(a.dv) + mat;
+  auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+  float gdisc = 0.f;
+  [[maybe_unused]] float gstd = 0.f, grec = 0.f;  // FUSED: this thread's dw_std, dw_rec (unscaled)
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int j = key0 + (lane >> 2) + 8 * r;
+    const float cs = quad_sum(colsum[r]);
+    if (j >= T) continue;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const int c = frag_col(lane, n, 0);
+      if (c >= Dact) continue;
+      const std::size_t at = std::size_t(j) * Dact + c;
+      *reinterpret_cast<__nv_bfloat162*>(dV + at) =
+          __floats2bfloat162_rn(dv[n][2 * r], dv[n][2 * r + 1]);
+      const float k0 = dkf[n][2 * r] * scale * g.std, k1 = dkf[n][2 * r + 1] * scale * g.std;
+      if constexpr (RA && FUSED) {  // dw_std = s sum_j K_j.dKf_j[0, D), dw_rec = s sum_j Q_j.dKf_j[D, 2D)
+        const float2 kj = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
+        const float2 qj = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
+        gstd += kj.x * dkf[n][2 * r] + kj.y * dkf[n][2 * r + 1];
+        grec += qj.x * dkf[D / 8 + n][2 * r] + qj.y * dkf[D / 8 + n][2 * r + 1];
+      }
+      if constexpr (RA) {
+        a.part_dk[mat + at] = k0, a.part_dk[mat + at + 1] = k1;
+        a.part_dq[mat + at] = dkf[D / 8 + n][2 * r] * scale * g.rec;
+        a.part_dq[mat + at + 1] = dkf[D / 8 + n][2 * r + 1] * scale * g.rec;
+      } else {
+        *reinterpret_cast<__nv_bfloat162*>(dK + at) = __floats2bfloat162_rn(k0, k1);
+      }
+    }
+    if constexpr (RA) {
+      if ((lane & 3) == 0) {
+        a.dd[std::size_t(bh) * T + j] = g.disc * cs;
+        gdisc += a.d[std::size_t(bh) * T + j] * cs;
+      }
+    }
+  }
+  if constexpr (RA) {
+    float* red = reinterpret_cast<float*>(smem);
+    gdisc = warp_sum(gdisc);
+    if constexpr (FUSED) {
+      gstd = warp_sum(gstd) * scale, grec = warp_sum(grec) * scale;
+      if (lane == 0) red[WARPS + 2 * warp] = gstd, red[WARPS + 2 * warp + 1] = grec;
+    }
+    if (lane == 0) red[warp] = gdisc;
+    __syncthreads();
+    if (tid == 0) {
+      float s = 0.f;
+      for (int w = 0; w < WARPS; ++w) s += red[w];
+      a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 2] = s;
+      if constexpr (FUSED) {  // no query-owned kernel: this key tile's slot holds all three
+        float s_std = 0.f, s_rec = 0.f;
+        for (int w = 0; w < WARPS; ++w) s_std += red[WARPS + 2 * w], s_rec += red[WARPS + 2 * w + 1];
+        a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3] = s_std;
+        a.gate_partials[(std::size_t(bh) * a.n_partials + kt) * 3 + 1] = s_rec;
+      }
+    }
+  }
+
+}
+
 // QK^T of a tile with the band logic: plain tiles use only the first D columns
 // (SDPA cost), full tiles all W, mixed tiles add the reciprocal half inside the
 // band only (computed first and masked, then the first half accumulates on top).

@@ -18,8 +18,11 @@ std::size_t wgmma_forward_scratch(bool ra, int D, const TensorCoreTraits& tr);
 // The forward (a.D padded to 64, tr one of the wgmma forward candidates).
 void wgmma_forward(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr);
 // The backward's query-owned (dQ) kernel for a wgmma backward candidate's q
-// traits (the key-owned kernel stays mma.sync); scratch bytes likewise.
+// traits; scratch bytes likewise.
 std::size_t wgmma_backward_q_scratch(bool ra, int D, const TensorCoreTraits& tr);
 void wgmma_backward_q(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr);
+// The backward's key-owned (dK/dV) kernel for a wgmma entry's kv traits.
+std::size_t wgmma_backward_kv_scratch(bool ra, int D, const TensorCoreTraits& tr);
+void wgmma_backward_kv(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr);
 
 }  // namespace ra::kk::detail::tc

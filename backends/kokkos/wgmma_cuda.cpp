@@ -236,6 +236,32 @@ __device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf) {
   }
 }
 
+// The same k-steps issued and waited for (the caller's registers pinned around).
+template <int K0, int K1, int BC>
+__device__ __forceinline__ void qk_now(float (&s)[BC / 8][4], u32 q, u32 kf) {
+  pin(s);
+  wg_fence();
+  issue_qk<K0, K1, BC>(s, q, kf);
+  wg_commit();
+  wg_wait_all();
+  pin(s);
+}
+
+// The backward kernels' two logit-shaped products of a tile, waited for: p =
+// the folded logits own . tile^T with the band logic (folded_logits), and
+// dp = own2 . tile2^T (dO V^T, or V dO^T for the key-owned kernel).
+template <int D, bool RA, int N, int W>
+__device__ __forceinline__ void logits_and_dp(float (&p)[N / 8][4], float (&dp)[N / 8][4], u32 own,
+                                              u32 tile, u32 own2, u32 tile2, Kind kind, int lane,
+                                              int row_base, int col_base, bool rows_are_queries,
+                                              int window) {
+  folded_logits<D, RA, N, W>(
+      one(p), [&](auto k0, auto k1) { qk_now<decltype(k0)::value, decltype(k1)::value, N>(p, own, tile); },
+      kind, lane, row_base, col_base, rows_are_queries, window);
+  zero(dp);
+  qk_now<0, D / 16, N>(dp, own2, tile2);
+}
+
 // ------------------------------------------------------------------ forward
 // The mma.sync Forward's structure (tensor_core_cuda.cpp) with WARPS = 4 and
 // one m-tile: BC keys per tile (a multiple of 64), SPLIT the load schedule
@@ -332,14 +358,7 @@ struct WgForward {
       float s[BC / 8][4];
       folded_logits<D, RA, BC, W>(
           one(s),
-          [&](auto k0, auto k1) {
-            pin(s);
-            wg_fence();
-            issue_qk<decltype(k0)::value, decltype(k1)::value, BC>(s, s0, kf);
-            wg_commit();
-            wg_wait_all();
-            pin(s);
-          },
+          [&](auto k0, auto k1) { qk_now<decltype(k0)::value, decltype(k1)::value, BC>(s, s0, kf); },
           classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0, true, a.window);
 
       online_softmax_step<RA>(s, m, l, o, lane, row0, j0, T, sl, bias, bl);
@@ -618,25 +637,8 @@ struct WgBackwardQ {
       const float* bias = reinterpret_cast<const float*>(smem + (bias_buf(kt) - s0));
       const int j0 = kt * BC;
       const Kind kind = kind_of(kt);
-      float p[BC / 8][4], dp[BC / 8][4];
-      folded_logits<D, RA, BC, W>(
-          one(p),
-          [&](auto k0, auto k1) {
-            pin(p);
-            wg_fence();
-            issue_qk<decltype(k0)::value, decltype(k1)::value, BC>(p, s0, kf);
-            wg_commit();
-            wg_wait_all();
-            pin(p);
-          },
-          kind, lane, row0, j0, true, a.window);
-      zero(dp);
-      pin(dp);
-      wg_fence();
-      issue_qk<0, D / 16, BC>(dp, do_rows, v_buf);  // dP = dO V^T
-      wg_commit();
-      wg_wait_all();
-      pin(dp);
+      float p[BC / 8][4], dp[BC / 8][4];  // S, then dP = dO V^T
+      logits_and_dp<D, RA, BC, W>(p, dp, s0, kf, do_rows, v_buf, kind, lane, row0, j0, true, a.window);
       __syncthreads();  // every warp's dP is done with V(kt): refill it under the rest
       if (kt < kt_last) {
         stage_v(kt + 1);
@@ -677,6 +679,153 @@ struct WgBackwardQ {
   }
 };
 
+// ------------------------------------------------------------------ backward: dK, dV
+// The key-owned backward kernel (tensor_core_cuda.cpp's BackwardKV) on the
+// warpgroup: the team's 64 key rows Kf'_j = [w_std K_j, w_rec Q_j] and V_j stay
+// in shared memory as the A operands of P^T = Kf' Qf^T and dP^T = V dO^T (by
+// descriptor); dV += P^T dO and dKf += dL^T Qf take P^T, dL^T from registers
+// with dO and Qf transposed by the descriptor (RA: Qf's K_i half only where the
+// tile meets the band, dL^T masked to it on mixed tiles). BR-query tiles of
+// Qf, the lse / Delta vectors and (SDPA) dO in two stages; RA keeps one dO
+// buffer, refilled after dV (two would need 48.5 KiB at 32 queries), so its
+// next dO load is exposed. Same epilogue as BackwardKV (store_dkv).
+template <int D, bool RA, int QTILE, int MINB>
+struct WgBackwardKV {
+  static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
+  static_assert(QTILE == 32 || QTILE == 64, "32- or 64-query tiles");
+  static constexpr int W = RA ? 2 * D : D, BK = 64, BR = QTILE, NT = 128, WARPS = 4, kMinBlocks = MINB;
+  static constexpr bool kOneDO = RA;
+  static constexpr int kOwnK = BK * W * 2, kOwnV = BK * D * 2, kQ = BR * W * 2, kDO = BR * D * 2, kVec = 8 * BR;
+  // [Kf' rows | V rows | Qf 0 | Qf 1 | dO 0 (| dO 1) | vec 0 | vec 1] + room to align the start.
+  static constexpr std::size_t kScratch =
+      kOwnK + kOwnV + 2 * std::size_t(kQ) + (kOneDO ? 1 : 2) * std::size_t(kDO) + 2 * kVec + 896;
+  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  Args a;
+  int n_ktiles = 0, n_qtiles = 0;  // n_qtiles counts tiles of BR queries
+  float scale = 0;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((body(team);))
+  }
+
+  __device__ void body(const Member& team) const {
+#if RA_WGMMA_DEVICE
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const int T = a.T, Dact = a.D;
+    const int kt = team.league_rank() % n_ktiles;  // low key tiles see the most queries
+    const int bh = team.league_rank() / n_ktiles;
+    const int j0 = kt * BK, key0 = j0 + warp * 16;
+    const std::size_t mat = std::size_t(bh) * T * Dact;
+    const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+    const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+    const auto* V = static_cast<const bf16_t*>(a.v) + mat;
+    const auto* dO = static_cast<const bf16_t*>(a.dout) + mat;
+    const float* lse = a.lse_in + std::size_t(bh) * T;
+    const float* dlt = a.delta + std::size_t(bh) * T;
+    const Gates g = gates_of(a, bh / a.H, bh % a.H);
+    char* smem = scratch_1024(team, kScratch);
+    const u32 s0 = smem_u32(smem), own_v = s0 + kOwnK;
+    auto q_buf = [&](int qt) { return u32(s0 + kOwnK + kOwnV + (qt & 1) * kQ); };
+    auto do_buf = [&](int qt) { return u32(s0 + kOwnK + kOwnV + 2 * kQ + (kOneDO ? 0 : (qt & 1) * kDO)); };
+    auto vec_buf = [&](int qt) {
+      return u32(s0 + kOwnK + kOwnV + 2 * kQ + (kOneDO ? 1 : 2) * kDO + (qt & 1) * kVec);
+    };
+    auto kind_of = [&](int qt) { return classify(RA, a.window, qt * BR, BR, j0, BK, T); };
+    auto stage_q = [&](int qt) {  // Qf (only the Q half outside the band), lse, Delta
+      if (W == D || kind_of(qt) != kPlain)
+        stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(q_buf(qt), Q, K, qt * BR, T, Dact, tid);
+      else
+        stage_rows<BR, W, D, NT, D / 8, Atoms<BR>>(q_buf(qt), Q, K, qt * BR, T, Dact, tid);
+      stage_vec<BR, NT>(vec_buf(qt), lse, qt * BR, T, tid);
+      stage_vec<BR, NT>(vec_buf(qt) + 4 * BR, dlt, qt * BR, T, tid);
+    };
+    auto stage_do = [&](int qt) {
+      stage_rows<BR, D, D, NT, D / 8, Atoms<BR>>(do_buf(qt), dO, dO, qt * BR, T, Dact, tid);
+    };
+
+    const int qt_first = j0 / BR, qt_last = n_qtiles - 1;
+    stage_rows<BK, W, D, NT, W / 8, Atoms<BK>>(s0, K, Q, j0, T, Dact, tid);
+    stage_rows<BK, D, D, NT, D / 8, Atoms<BK>>(own_v, V, V, j0, T, Dact, tid);
+    stage_q(qt_first);
+    stage_do(qt_first);
+    cp_commit();
+    cp_wait<0>();
+    if constexpr (RA) {
+      __syncthreads();
+      gate_own_rows<BK>(smem, g.std, g.rec, tid);  // Kf' = [w_std K_j, w_rec Q_j]
+    }
+    float bias2[2] = {0.f, 0.f};  // w_disc d_j in log2 units, for this thread's two key rows
+    if constexpr (RA) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int j = key0 + (lane >> 2) + 8 * r;
+        bias2[r] = j < T ? g.disc * a.d[std::size_t(bh) * T + j] * kLog2e : 0.f;
+      }
+    }
+
+    float dkf[W / 8][4], dv[D / 8][4];
+    zero(dkf);
+    zero(dv);
+    float colsum[2] = {0.f, 0.f};
+    const float sl = scale * kLog2e;
+    // A (64 x 64) += regs (64 x BR) . B where B is the BR x 64 block at b of a
+    // query-major tile (transposed by the descriptor): dV += P^T dO, dKf += dL^T Qf.
+    auto acc_times = [&](float (&acc)[8][4], const float (&c)[BR / 8][4], u32 b) {
+      u32 pa[BR / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) c_to_a(pa[kk], c, kk);
+      pin(acc);
+      pin(pa);
+      wg_fence();
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) wgmma_64x64x16<1>(acc, pa[kk], sw128_desc(b + kk * 16 * 128));
+      wg_commit();
+      wg_wait_all();
+      pin(acc);
+      pin(pa);
+    };
+    for (int qt = qt_first; qt <= qt_last; ++qt) {
+      cp_wait<0>();  // Qf(qt), vec(qt) (and dO(qt)) landed; tile qt-1's products are done
+      fence_async_smem();
+      __syncthreads();
+      if (qt < qt_last) {
+        stage_q(qt + 1);
+        if constexpr (!kOneDO) stage_do(qt + 1);
+        cp_commit();
+      }
+      const u32 qs = q_buf(qt), dos = do_buf(qt);
+      const float* vec = reinterpret_cast<const float*>(smem + (vec_buf(qt) - s0));
+      const int i0 = qt * BR;
+      const Kind kind = kind_of(qt);
+      // Transposed tiles: rows are this warp's keys j, columns the queries i.
+      float p[BR / 8][4], dp[BR / 8][4];  // S^T, then dP^T = V dO^T
+      logits_and_dp<D, RA, BR, W>(p, dp, s0, qs, own_v, dos, kind, lane, key0, i0, false, a.window);
+      key_tile_p_dl<RA>(p, dp, colsum, vec, bias2, sl, lane, key0, i0, T);  // P^T, dL^T
+      acc_times(dv, p, dos);                        // dV += P^T dO
+      if constexpr (kOneDO) {
+        __syncthreads();  // every warp is done with dO(qt)
+        if (qt < qt_last) {
+          stage_do(qt + 1);
+          cp_commit();
+        }
+      }
+      acc_times(block64<W>(dkf, 0), dp, qs);        // dKf[0, D) += dL^T Q
+      if constexpr (RA) {
+        if (kind != kPlain) {
+          if (kind == kMixed) band_mask(dp, lane, key0, i0, false, a.window);
+          acc_times(block64<W>(dkf, 1), dp, qs + BR * 128);  // dKf[D, 2D) += dL^T K, in the band
+        }
+      }
+    }
+    __syncthreads();  // the gate sum below reuses shared memory
+    store_dkv<D, RA, WARPS>(a, dkf, dv, colsum, scale, g, bh, kt, key0, warp, lane, tid, smem);
+#else
+    (void)team;
+    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
+#endif
+  }
+};
+
 constexpr bool same_traits(const TensorCoreTraits& x, const TensorCoreTraits& y) {
   return x.warps == y.warps && x.tile == y.tile && x.split_kv == y.split_kv &&
          x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap;
@@ -696,7 +845,7 @@ using KernelOf = typename KernelFor<RA, I>::type;
 
 // What a wgmma traits entry names: the forward candidates' kernels or the
 // backward candidates' dQ kernels (their q entries).
-enum class WgPass { forward, backward_q };
+enum class WgPass { forward, backward_q, backward_kv };
 template <WgPass P, bool RA, int I>
 struct WgEntry {
   static constexpr TensorCoreTraits tr = forward_candidate(RA, I);
@@ -706,6 +855,11 @@ template <bool RA, int I>
 struct WgEntry<WgPass::backward_q, RA, I> {
   static constexpr TensorCoreTraits tr = backward_candidate(RA, I).q;
   using type = WgBackwardQ<64, RA, tr.tile, tr.min_blocks>;
+};
+template <bool RA, int I>
+struct WgEntry<WgPass::backward_kv, RA, I> {
+  static constexpr TensorCoreTraits tr = backward_candidate(RA, I).kv;
+  using type = WgBackwardKV<64, RA, tr.tile, tr.min_blocks>;
 };
 
 // Calls f(kernel{}) for the wgmma entry of pass P whose traits are tr; false if none.
@@ -735,7 +889,7 @@ std::size_t scratch_of(bool ra, int D, const TensorCoreTraits& tr) {
   if (pad_dim_is_64(D)) with_kernel<P>(ra, tr, [&](auto k) { bytes = decltype(k)::kScratch; });
   return bytes;
 }
-// One team per 64 query rows of every (b, h).
+// One team per 64 query rows (forward, dQ) or 64 key rows (dK/dV) of every (b, h).
 template <WgPass P>
 void launch(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr, const char* name) {
   if (!wgmma_available() || !pad_dim_is_64(a.D))
@@ -744,9 +898,17 @@ void launch(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr,
     using F = decltype(k);
     F f;
     f.a = a;
-    f.n_qtiles = (a.T + F::BR - 1) / F::BR;
     f.scale = 1.f / std::sqrt(float(a.D));
-    Kokkos::parallel_for(name, team_policy<F>(exec, a.B * a.H * f.n_qtiles), f);
+    int teams = 0;
+    if constexpr (P == WgPass::backward_kv) {
+      f.n_ktiles = (a.T + F::BK - 1) / F::BK;
+      f.n_qtiles = (a.T + F::BR - 1) / F::BR;
+      teams = f.n_ktiles;
+    } else {
+      f.n_qtiles = (a.T + F::BR - 1) / F::BR;
+      teams = f.n_qtiles;
+    }
+    Kokkos::parallel_for(name, team_policy<F>(exec, a.B * a.H * teams), f);
   });
   if (!found) throw std::logic_error(std::string(name) + ": no compiled kernel for these traits");
 }
@@ -776,6 +938,12 @@ std::size_t wgmma_backward_q_scratch(bool ra, int D, const TensorCoreTraits& tr)
 void wgmma_backward_q(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr) {
   launch<WgPass::backward_q>(exec, a, tr, "ra::tc::backward_q_wgmma");
 }
+std::size_t wgmma_backward_kv_scratch(bool ra, int D, const TensorCoreTraits& tr) {
+  return scratch_of<WgPass::backward_kv>(ra, D, tr);
+}
+void wgmma_backward_kv(const Kokkos::Cuda& exec, const Args& a, const TensorCoreTraits& tr) {
+  launch<WgPass::backward_kv>(exec, a, tr, "ra::tc::backward_kv_wgmma");
+}
 
 #else  // no sm_90a object in this build (not HOPPER90)
 
@@ -787,6 +955,10 @@ void wgmma_forward(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&) {
 std::size_t wgmma_backward_q_scratch(bool, int, const TensorCoreTraits&) { return 0; }
 void wgmma_backward_q(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&) {
   throw std::logic_error("ra::kk::tc::wgmma_backward_q: this build has no sm_90a kernels");
+}
+std::size_t wgmma_backward_kv_scratch(bool, int, const TensorCoreTraits&) { return 0; }
+void wgmma_backward_kv(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&) {
+  throw std::logic_error("ra::kk::tc::wgmma_backward_kv: this build has no sm_90a kernels");
 }
 
 #endif

@@ -148,7 +148,8 @@ struct BackwardTraits {
 // shared memory beside 48-key tiles (#10), or 64-key tiles fit without (#11).
 // #12 and #13 run the dQ kernel on the warpgroup (wgmma: sm_90a, as the forward
 // #10-#15), the dK/dV kernel of the table's mma.sync entry; 3 and 4 teams per SM.
-constexpr int kBackwardCandidates = 14;
+// #14 and #15 add the warpgroup dK/dV kernel (32-query tiles; 3 and 2 teams).
+constexpr int kBackwardCandidates = 16;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -162,7 +163,9 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, true, 3, true}, {4, 64, 1, false, 3, true}},
       {{4, 64, 1, true, 4, true}, {4, 64, 1, false, 3, true}},
       {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, true}},
-      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, true}}};
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
@@ -175,7 +178,9 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 48, 1, true, 3, true}, {4, 32, 1, false, 3, true}},
       {{4, 64, 1, true, 2}, {4, 32, 1, false, 3, true}},
       {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, true}},
-      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, true}}};
+      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, true}},
+      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
+      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma backward entry cannot (as
@@ -200,15 +205,16 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // The H100 sweep's winners (scripts/device-tune.sh; docs/perf.md v20,
     // after the wgmma forward and the fast exp2):
     // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
-    // the sm_90a warpgroup forward (#12 SDPA, #11 RA) and dQ kernel (#13),
-    // other builds the mma.sync ones they replaced there.
+    // the sm_90a warpgroup forward (#12 SDPA, #11 RA) and backward (#14: the
+    // dQ kernel at 4 teams per SM, dK/dV at 3), other builds the mma.sync ones
+    // they replaced there.
 #if defined(KOKKOS_ARCH_HOPPER90)
     if (fwd) return forward_candidate(ra, ra ? 11 : 12);
 #else
     if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
 #endif
 #if defined(KOKKOS_ARCH_HOPPER90)
-    const BackwardTraits bwd = backward_candidate(ra, 13);  // the wgmma dQ kernel, 4 teams per SM
+    const BackwardTraits bwd = backward_candidate(ra, 14);  // both wgmma kernels
 #else
     const BackwardTraits bwd = backward_candidate(ra, mma_backward_fallback(ra));
 #endif
