@@ -247,19 +247,72 @@ __device__ __forceinline__ void qk_now(float (&s)[BC / 8][4], u32 q, u32 kf) {
   pin(s);
 }
 
-// The backward kernels' two logit-shaped products of a tile, waited for: p =
-// the folded logits own . tile^T with the band logic (folded_logits), and
-// dp = own2 . tile2^T (dO V^T, or V dO^T for the key-owned kernel).
+// The backward kernels' two logit-shaped products of a tile, issued together
+// and waited for once: p = the folded logits own . tile^T and dp = own2 .
+// tile2^T (dO V^T, or V dO^T for the key-owned kernel). folded_logits' band
+// logic with the waits placed for wgmma: only RA's mixed tiles wait in
+// between, to mask the band half before the first half accumulates on top.
 template <int D, bool RA, int N, int W>
 __device__ __forceinline__ void logits_and_dp(float (&p)[N / 8][4], float (&dp)[N / 8][4], u32 own,
                                               u32 tile, u32 own2, u32 tile2, Kind kind, int lane,
                                               int row_base, int col_base, bool rows_are_queries,
                                               int window) {
-  folded_logits<D, RA, N, W>(
-      one(p), [&](auto k0, auto k1) { qk_now<decltype(k0)::value, decltype(k1)::value, N>(p, own, tile); },
-      kind, lane, row_base, col_base, rows_are_queries, window);
+  zero(p);
   zero(dp);
-  qk_now<0, D / 16, N>(dp, own2, tile2);
+  pin(p);
+  pin(dp);
+  wg_fence();
+  if constexpr (RA) {
+    if (kind != kPlain) {
+      issue_qk<D / 16, W / 16, N>(p, own, tile);
+      if (kind == kMixed) {
+        wg_commit();
+        wg_wait_all();
+        pin(p);
+        band_mask(p, lane, row_base, col_base, rows_are_queries, window);
+        pin(p);
+        wg_fence();
+      }
+    }
+  }
+  issue_qk<0, D / 16, N>(p, own, tile);
+  issue_qk<0, D / 16, N>(dp, own2, tile2);
+  wg_commit();
+  wg_wait_all();
+  pin(p);
+  pin(dp);
+}
+
+// The A fragments (bf16) of an fp32 accumulator tile of NB 8-column blocks,
+// one per k-step of 16: what the register-A products below read.
+template <int NB>
+__device__ __forceinline__ void pack_a(u32 (&pa)[NB / 2][4], const float (&c)[NB][4]) {
+#pragma unroll
+  for (int kk = 0; kk < NB / 2; ++kk) c_to_a(pa[kk], c, kk);
+}
+// acc[64 x 64] += A . B, A = pa (KS k-steps of 16 from registers), B the KS * 16
+// rows of a row-major 64-column block at b (transposed by the descriptor: V,
+// Kf, dO or Qf rows). Issued, not waited for: pa must stay unchanged until the
+// caller's wait.
+template <int KS>
+__device__ __forceinline__ void issue_rs(float (&acc)[8][4], const u32 (&pa)[KS][4], u32 b) {
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) wgmma_64x64x16<1>(acc, pa[kk], sw128_desc(b + kk * 16 * 128));
+}
+// acc += c . B (c an fp32 tile re-packed to bf16 A fragments), issued and
+// waited for.
+template <int NB>
+__device__ __forceinline__ void rs_product(float (&acc)[8][4], const float (&c)[NB][4], u32 b) {
+  u32 pa[NB / 2][4];
+  pack_a(pa, c);
+  pin(acc);
+  pin(pa);
+  wg_fence();
+  issue_rs(acc, pa, b);
+  wg_commit();
+  wg_wait_all();
+  pin(acc);
+  pin(pa);
 }
 
 // ------------------------------------------------------------------ forward
@@ -645,28 +698,15 @@ struct WgBackwardQ {
         cp_commit();
       }
       dl_from_p<RA, BC>(p, dp, bias, lse2, delta, sl, bl, lane, row0, j0, T);
-      // dQf += dL Kf, the K_j half (Kf columns [0, D)) always.
-      auto dl_times_kf = [&](auto half_c) {
-        constexpr int kHalf = decltype(half_c)::value;
-        u32 pa[BC / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk) c_to_a(pa[kk], p, kk);
-        pin(dqf);
-        pin(pa);
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk)
-          wgmma_64x64x16<1>(block64<W>(dqf, kHalf), pa[kk], sw128_desc(kf + kHalf * BC * 128 + kk * 16 * 128));
-        wg_commit();
-        wg_wait_all();
-        pin(dqf);
-        pin(pa);
-      };
-      dl_times_kf(std::integral_constant<int, 0>{});
+      // dQf += dL Kf: the K_j half (Kf columns [0, D)) always, the Q_j half
+      // where the tile meets the band, dL masked to it first on mixed tiles.
+      // (One wait for both halves, with the dK/dV kernel doing the same, ran
+      // RA 3% slower: more spills under its register caps; docs/perf.md v20.)
+      rs_product(block64<W>(dqf, 0), p, kf);
       if constexpr (RA) {
         if (kind != kPlain) {
           if (kind == kMixed) band_mask(p, lane, row0, j0, true, a.window);
-          dl_times_kf(std::integral_constant<int, 1>{});
+          rs_product(block64<W>(dqf, 1), p, kf + BC * 128);
         }
       }
     }
@@ -768,22 +808,6 @@ struct WgBackwardKV {
     zero(dv);
     float colsum[2] = {0.f, 0.f};
     const float sl = scale * kLog2e;
-    // A (64 x 64) += regs (64 x BR) . B where B is the BR x 64 block at b of a
-    // query-major tile (transposed by the descriptor): dV += P^T dO, dKf += dL^T Qf.
-    auto acc_times = [&](float (&acc)[8][4], const float (&c)[BR / 8][4], u32 b) {
-      u32 pa[BR / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) c_to_a(pa[kk], c, kk);
-      pin(acc);
-      pin(pa);
-      wg_fence();
-#pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) wgmma_64x64x16<1>(acc, pa[kk], sw128_desc(b + kk * 16 * 128));
-      wg_commit();
-      wg_wait_all();
-      pin(acc);
-      pin(pa);
-    };
     for (int qt = qt_first; qt <= qt_last; ++qt) {
       cp_wait<0>();  // Qf(qt), vec(qt) (and dO(qt)) landed; tile qt-1's products are done
       fence_async_smem();
@@ -801,7 +825,30 @@ struct WgBackwardKV {
       float p[BR / 8][4], dp[BR / 8][4];  // S^T, then dP^T = V dO^T
       logits_and_dp<D, RA, BR, W>(p, dp, s0, qs, own_v, dos, kind, lane, key0, i0, false, a.window);
       key_tile_p_dl<RA>(p, dp, colsum, vec, bias2, sl, lane, key0, i0, T);  // P^T, dL^T
-      acc_times(dv, p, dos);                        // dV += P^T dO
+      // dV += P^T dO and dKf += dL^T Qf (the Q_i half always, RA's K_i half
+      // where the tile meets the band, dL^T masked to it first on mixed tiles).
+      // SDPA issues both before one wait; RA one at a time, which spills less
+      // under its register cap (all at once ran RA 3% slower; docs/perf.md v20).
+      if constexpr (RA) {
+        rs_product(dv, p, dos);
+      } else {
+        u32 pp[BR / 16][4], pd[BR / 16][4];
+        pack_a(pp, p);
+        pack_a(pd, dp);
+        pin(dv);
+        pin(dkf);
+        pin(pp);
+        pin(pd);
+        wg_fence();
+        issue_rs(dv, pp, dos);
+        issue_rs(block64<W>(dkf, 0), pd, qs);
+        wg_commit();
+        wg_wait_all();
+        pin(dv);
+        pin(dkf);
+        pin(pp);
+        pin(pd);
+      }
       if constexpr (kOneDO) {
         __syncthreads();  // every warp is done with dO(qt)
         if (qt < qt_last) {
@@ -809,11 +856,11 @@ struct WgBackwardKV {
           cp_commit();
         }
       }
-      acc_times(block64<W>(dkf, 0), dp, qs);        // dKf[0, D) += dL^T Q
       if constexpr (RA) {
+        rs_product(block64<W>(dkf, 0), dp, qs);
         if (kind != kPlain) {
           if (kind == kMixed) band_mask(dp, lane, key0, i0, false, a.window);
-          acc_times(block64<W>(dkf, 1), dp, qs + BR * 128);  // dKf[D, 2D) += dL^T K, in the band
+          rs_product(block64<W>(dkf, 1), dp, qs + BR * 128);
         }
       }
     }
