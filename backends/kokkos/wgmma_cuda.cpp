@@ -726,16 +726,18 @@ struct WgBackwardQ {
 // descriptor); dV += P^T dO and dKf += dL^T Qf take P^T, dL^T from registers
 // with dO and Qf transposed by the descriptor (RA: Qf's K_i half only where the
 // tile meets the band, dL^T masked to it on mixed tiles). BR-query tiles of
-// Qf, the lse / Delta vectors and (SDPA) dO in two stages; RA keeps one dO
-// buffer, refilled after dV (two would need 48.5 KiB at 32 queries), so its
-// next dO load is exposed. Same epilogue as BackwardKV (store_dkv).
+// Qf, the lse / Delta vectors and dO in two stages, or one dO buffer refilled
+// after dV where two do not fit (RA: 48.5 KiB at 32 queries; SDPA at 64), its
+// next load then exposed. Same epilogue as BackwardKV (store_dkv).
 template <int D, bool RA, int QTILE, int MINB>
 struct WgBackwardKV {
   static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
   static_assert(QTILE == 32 || QTILE == 64, "32- or 64-query tiles");
   static constexpr int W = RA ? 2 * D : D, BK = 64, BR = QTILE, NT = 128, WARPS = 4, kMinBlocks = MINB;
-  static constexpr bool kOneDO = RA;
   static constexpr int kOwnK = BK * W * 2, kOwnV = BK * D * 2, kQ = BR * W * 2, kDO = BR * D * 2, kVec = 8 * BR;
+  // One dO buffer where two stages of it would pass ~46 KiB (what Kokkos was
+  // seen to launch; 48,000 bytes it refused): RA, and SDPA at 64 queries.
+  static constexpr bool kOneDO = kOwnK + kOwnV + 2 * kQ + 2 * kDO + 2 * kVec + 896 + 128 > 46 * 1024;
   // [Kf' rows | V rows | Qf 0 | Qf 1 | dO 0 (| dO 1) | vec 0 | vec 1] + room to align the start.
   static constexpr std::size_t kScratch =
       kOwnK + kOwnV + 2 * std::size_t(kQ) + (kOneDO ? 1 : 2) * std::size_t(kDO) + 2 * kVec + 896;

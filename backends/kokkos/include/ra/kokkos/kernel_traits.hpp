@@ -148,8 +148,9 @@ struct BackwardTraits {
 // shared memory beside 48-key tiles (#10), or 64-key tiles fit without (#11).
 // #12 and #13 run the dQ kernel on the warpgroup (wgmma: sm_90a, as the forward
 // #10-#15), the dK/dV kernel of the table's mma.sync entry; 3 and 4 teams per SM.
-// #14 and #15 add the warpgroup dK/dV kernel (32-query tiles; 3 and 2 teams).
-constexpr int kBackwardCandidates = 16;
+// #14 and #15 add the warpgroup dK/dV kernel (32-query tiles; 3 and 2 teams);
+// #16: SDPA's with 64-query tiles (one dO buffer), RA's with #12's dQ kernel.
+constexpr int kBackwardCandidates = 17;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -165,7 +166,8 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
-      {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}}};
+      {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
@@ -180,7 +182,8 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, true}},
       {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, true}},
       {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
-      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}}};
+      {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}},
+      {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, false, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma backward entry cannot (as
@@ -205,16 +208,16 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // The H100 sweep's winners (scripts/device-tune.sh; docs/perf.md v20,
     // after the wgmma forward and the fast exp2):
     // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
-    // the sm_90a warpgroup forward (#12 SDPA, #11 RA) and backward (#14: the
-    // dQ kernel at 4 teams per SM, dK/dV at 3), other builds the mma.sync ones
-    // they replaced there.
+    // the sm_90a warpgroup forward (#12 SDPA, #11 RA) and backward (SDPA #16:
+    // dQ at 4 teams per SM, dK/dV with 64-query tiles at 3; RA #14: dK/dV with
+    // 32-query tiles), other builds the mma.sync ones they replaced there.
 #if defined(KOKKOS_ARCH_HOPPER90)
     if (fwd) return forward_candidate(ra, ra ? 11 : 12);
 #else
     if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
 #endif
 #if defined(KOKKOS_ARCH_HOPPER90)
-    const BackwardTraits bwd = backward_candidate(ra, 14);  // both wgmma kernels
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 14 : 16);  // both wgmma kernels
 #else
     const BackwardTraits bwd = backward_candidate(ra, mma_backward_fallback(ra));
 #endif
