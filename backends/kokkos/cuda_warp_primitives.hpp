@@ -247,6 +247,17 @@ __device__ __forceinline__ void key_tile_p_dl(float (&s)[NB][4], float (&dp)[NB]
 // threads per team (vector length 1, so a team is NT / 32 whole warps), the
 // register cap of F::kMinBlocks teams per SM, and F::kScratch bytes of team
 // scratch plus 128 of slack for aligned_scratch.
+// Whether a team of nt threads asking `scratch` bytes of team scratch fits a
+// block: Kokkos 4.6 never raises a block above 48 KiB of shared memory, and
+// in front of the team scratch (plus team_policy's 128 bytes of alignment
+// slack) it keeps (nt + 2) doubles for team reductions
+// (Kokkos_Cuda_Parallel_Team.hpp: m_shmem_begin), so a launch over this fails
+// with "insufficient shared memory". Every kernel static_asserts it, so a
+// traits entry over it fails to compile instead.
+constexpr bool fits_team_shared(std::size_t scratch, int nt) {
+  return scratch + 128 + 8 * std::size_t(nt + 2) <= 48 * 1024;
+}
+
 template <class F>
 using TeamPolicyOf = Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<F::NT, F::kMinBlocks>>;
 template <class F>

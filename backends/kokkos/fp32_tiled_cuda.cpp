@@ -78,7 +78,7 @@ constexpr int kOffBias = kOffV + kVFloats;
 constexpr int kFloats = kOffBias + BC;
 constexpr std::size_t kScratch = sizeof(float) * kFloats;
 static_assert(kOffPt % 4 == 0 && kOffV % 4 == 0 && kOffBias % 4 == 0, "float4-aligned regions");
-static_assert(kScratch + 128 + 8 * (NT + 2) <= 48 * 1024, "Kokkos' 48 KiB team-scratch cap");
+static_assert(cuda::fits_team_shared(kScratch, NT), "Kokkos' 48 KiB team-scratch cap");
 
 using cuda::Kind;
 using cuda::kFull;
@@ -458,7 +458,7 @@ constexpr int kOffVecs = kOffStages + 2 * kStageFloats;  // 3 x 64 per-tile vect
 constexpr int kBwdFloats = kOffVecs + 3 * 64 + 8;
 constexpr std::size_t kBwdScratch = sizeof(float) * kBwdFloats;
 static_assert(kOffPb % 4 == 0 && kOffStages % 4 == 0 && kOffVecs % 4 == 0, "float4-aligned regions");
-static_assert(kBwdScratch + 128 + 8 * (NT + 2) <= 48 * 1024, "Kokkos' 48 KiB team-scratch cap");
+static_assert(cuda::fits_team_shared(kBwdScratch, NT), "Kokkos' 48 KiB team-scratch cap");
 
 // s = sum over nc chunks of A chunk x B chunk^T (chunk_fma), with the loads of
 // chunk c+1 in flight during the FMAs on chunk c. load(c, pa, pb) fetches

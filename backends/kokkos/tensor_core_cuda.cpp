@@ -64,9 +64,7 @@ struct Forward {
   static constexpr std::size_t kScratch =
       ROWS_SMEM ? kPipe + (SPLIT ? 1 : 2) * std::size_t(kStage)
                 : std::max<std::size_t>(Swizzled<W>::bytes(BR), (SPLIT ? 1 : 2) * std::size_t(kStage));
-  // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
-  // 128 bytes of alignment slack): a traits entry over it fails to compile here.
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -198,9 +196,7 @@ struct BackwardQ {
   static constexpr std::size_t kScratch =
       kPipe + std::max<std::size_t>((ROWS_SMEM ? 0 : Swizzled<W>::bytes(BR)) + Swizzled<D>::bytes(BR),
                                     2 * std::size_t(kStage) + (SPLIT ? Swizzled<D>::bytes(BC) : 0));
-  // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
-  // 128 bytes of alignment slack): a traits entry over it fails to compile here.
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -351,9 +347,7 @@ struct BackwardKV {
   static constexpr std::size_t kScratch = kMain + dlt_bytes();
   // The dQ product's B operand is the own rows Kf', which must be addressable.
   static_assert(!FUSED || ROWS_SMEM, "the fused backward reads its own rows from shared memory");
-  // Kokkos 4.6 never raises a block above 48 KiB of shared memory (policy() adds
-  // 128 bytes of alignment slack): a traits entry over it fails to compile here.
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   Args a;
   int n_ktiles = 0, n_qtiles = 0;  // n_qtiles counts tiles of BR queries
   float scale = 0;

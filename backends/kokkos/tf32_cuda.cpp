@@ -124,7 +124,7 @@ struct Forward {
   static constexpr int kKf = SwizzledF<W>::bytes(BC), kV = BC * (D + 4) * 4, kBias = 4 * BC;
   static constexpr std::size_t kScratch =
       std::max<std::size_t>(SwizzledF<W>::bytes(BR), std::size_t(kKf) + kV + kBias);
-  static_assert(kScratch + 128 <= 47 * 1024, "Kokkos gives a team 48 KiB of shared memory");
+  static_assert(fits_team_shared(kScratch, NT), "Kokkos gives a team 48 KiB of shared memory");
   Args a;
   int n_qtiles = 0;
   float scale = 0;
@@ -479,7 +479,7 @@ struct BwdKernel {
   static_assert(OWN == 64, "gate partials per 64-row tile, as fp32t::backward_partials");
   static_assert(TILE % 16 == 0 && kFold % 128 == 0 && kFlat % 128 == 0,
                 "ldmatrix pairs, 16-byte aligned stages");
-  static_assert(kScratch + 128 <= 47 * 1024, "Kokkos gives a team 48 KiB of shared memory");
+  static_assert(fits_team_shared(kScratch, NT), "Kokkos gives a team 48 KiB of shared memory");
   BwdArgs a;
   int n_own = 0, n_tiles = 0;  // tiles of OWN rows (the league), of TILE rows (streamed)
   float scale = 0;

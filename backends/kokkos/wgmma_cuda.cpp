@@ -58,8 +58,11 @@ namespace {
 namespace {
 
 // ------------------------------------------------------------------ wgmma primitives
-// Device code below is compiled for sm_90a only; __CUDA_ARCH_FEAT_SM90_ALL is
-// its macro (the host pass sees none of it).
+// Device code below is compiled for sm_90a only (CMake: CUDA_ARCHITECTURES 90a);
+// __CUDA_ARCH_FEAT_SM90_ALL is its macro. The host pass sees none of the asm.
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "wgmma_cuda.cpp with RA_WGMMA_SM90A must be compiled for sm_90a only"
+#endif
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define RA_WGMMA_DEVICE 1
 #else
@@ -127,10 +130,12 @@ struct Atoms {
 };
 
 // RA's gates folded into a team's own 128-wide rows staged as Atoms<ROWS> at
-// tile (generic stores: the caller fences them for the tensor cores): column
-// block 0 (the Q half of [Q_i, K_i]) times lo, block 1 times hi.
+// tile, once the caller's cp_wait has this thread's copies in (the barrier here
+// waits for everyone's): column block 0 (the Q half of [Q_i, K_i]) times lo,
+// block 1 times hi. Generic stores: the caller fences them for the tensor cores.
 template <int ROWS>
 __device__ __forceinline__ void gate_own_rows(char* tile, float lo, float hi, int tid) {
+  __syncthreads();
   for (int idx = tid; idx < ROWS * 16; idx += 128) {
     uint4* chunk = reinterpret_cast<uint4*>(tile + 16 * idx);
     const float f = idx < ROWS * 8 ? lo : hi;
@@ -315,13 +320,28 @@ __device__ __forceinline__ void rs_product(float (&acc)[8][4], const float (&c)[
   pin(pa);
 }
 
+// What every wgmma kernel K is to Kokkos: a TeamPolicy functor whose device
+// body is K::body (one team = one warpgroup), with the launch's arguments.
+// n_ktiles only for the key-owned kernel.
+template <class K>
+struct WgKernel {
+  Args a;
+  int n_qtiles = 0, n_ktiles = 0;
+  float scale = 0;
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    KOKKOS_IF_ON_DEVICE((static_cast<const K&>(*this).body(team);))
+  }
+};
+
 // ------------------------------------------------------------------ forward
 // The mma.sync Forward's structure (tensor_core_cuda.cpp) with WARPS = 4 and
 // one m-tile: BC keys per tile (a multiple of 64), SPLIT the load schedule
 // (false: two stages of [Kf | V | bias]; true: one Kf and one V buffer, V(kt)
 // loading under QK^T(kt) and Kf(kt+1) under P V(kt)), MINB teams per SM.
 template <int D, bool RA, int BC, bool SPLIT, int MINB>
-struct WgForward {
+struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB>> {
+  using Base = WgKernel<WgForward<D, RA, BC, SPLIT, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma forward is built for padded head dim 64");
   static_assert(BC % 64 == 0, "key tiles are whole 64-column wgmma products");
   static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, kMinBlocks = MINB;
@@ -331,17 +351,8 @@ struct WgForward {
   // 896 bytes of room to move the 128-aligned scratch to a 1024-byte boundary
   // (the period of the 128-byte swizzle, which the descriptors assume).
   static constexpr std::size_t kScratch = kRows + (SPLIT ? 1 : 2) * std::size_t(kStage) + 896;
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
-  Args a;
-  int n_qtiles = 0;
-  float scale = 0;
-
-  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
-    KOKKOS_IF_ON_DEVICE((body(team);))
-  }
-
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   __device__ void body(const Member& team) const {
-#if RA_WGMMA_DEVICE
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
     const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
@@ -357,10 +368,7 @@ struct WgForward {
     stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, Q, K, i0, T, Dact, tid);
     cp_commit();
     cp_wait<0>();
-    if constexpr (RA) {
-      __syncthreads();
-      gate_own_rows<BR>(smem, g.std, g.rec, tid);
-    }
+    if constexpr (RA) gate_own_rows<BR>(smem, g.std, g.rec, tid);
     fence_async_smem();  // published to the tensor cores by the loop's first barrier
 
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
@@ -443,10 +451,6 @@ struct WgForward {
     }
 
     tm.store<D>(a, o, m, l, row0, lane);
-#else
-    (void)team;
-    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
-#endif
   }
 };
 
@@ -461,7 +465,9 @@ struct WgForward {
 // the rest goes out, as in WgForward. BC = 64 (SDPA) or 32 (RA, whose 128-wide
 // Kf tiles would need 56 KiB at 64 keys).
 template <int D, bool RA, int BC, int MINB>
-struct WgForwardOverlap {
+struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
+  using Base = WgKernel<WgForwardOverlap<D, RA, BC, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma forward is built for padded head dim 64");
   static_assert(BC == 32 || BC == 64, "32- or 64-key tiles");
   static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, kMinBlocks = MINB;
@@ -470,17 +476,8 @@ struct WgForwardOverlap {
   static constexpr int kRows = BR * W * 2;
   // [Qf rows | Kf 0 | Kf 1 | V, bias 0 | V, bias 1], 1024-aligned pieces.
   static constexpr std::size_t kScratch = kRows + 2 * std::size_t(kKf) + 2 * std::size_t(kVStage) + 896;
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
-  Args a;
-  int n_qtiles = 0;
-  float scale = 0;
-
-  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
-    KOKKOS_IF_ON_DEVICE((body(team);))
-  }
-
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   __device__ void body(const Member& team) const {
-#if RA_WGMMA_DEVICE
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
     const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
@@ -543,10 +540,7 @@ struct WgForwardOverlap {
     stage_v(0);
     cp_commit();
     cp_wait<1>();
-    if constexpr (RA) {
-      __syncthreads();
-      gate_own_rows<BR>(smem, g.std, g.rec, tid);
-    }
+    if constexpr (RA) gate_own_rows<BR>(smem, g.std, g.rec, tid);
     fence_async_smem();
     __syncthreads();
 
@@ -588,10 +582,6 @@ struct WgForwardOverlap {
       if (kt + 1 <= kt_last) step(sb, sa, kt + 1);
     }
     tm.store<D>(a, o, m, l, row0, lane);
-#else
-    (void)team;
-    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
-#endif
   }
 };
 
@@ -608,7 +598,9 @@ struct WgForwardOverlap {
 // of 64 keys would not fit 48 KiB beside the own rows). Same epilogue as
 // BackwardQ (store_dq).
 template <int D, bool RA, int BC, int MINB>
-struct WgBackwardQ {
+struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB>> {
+  using Base = WgKernel<WgBackwardQ<D, RA, BC, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
   static_assert(BC == 32 || BC == 64, "32- or 64-key tiles");
   static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, WARPS = 4, kMinBlocks = MINB;
@@ -617,19 +609,11 @@ struct WgBackwardQ {
   static constexpr int kV = BC * D * 2;
   // [Qf rows | dO rows | Kf 0 | Kf 1 | V | bias 0 | bias 1]: the operands
   // 1024-aligned (all are multiples of 1 KiB), + room to align the start.
-  // (Kokkos refused RA's 48,000 bytes with the biases padded into the Kf stages.)
+  // (Padding the biases into the Kf stages took RA to 48,000 bytes, over
+  // fits_team_shared's limit.)
   static constexpr std::size_t kScratch = kRowsQ + kRowsDO + 2 * std::size_t(kKf) + kV + 2 * kBias + 896;
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
-  Args a;
-  int n_qtiles = 0;
-  float scale = 0;
-
-  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
-    KOKKOS_IF_ON_DEVICE((body(team);))
-  }
-
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   __device__ void body(const Member& team) const {
-#if RA_WGMMA_DEVICE
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);  // the same (b, h, query tile) split
     const int T = tm.T, Dact = tm.Dact, i0 = tm.i0, row0 = i0 + warp * 16;
@@ -661,10 +645,7 @@ struct WgBackwardQ {
     stage_v(0);
     cp_commit();
     cp_wait<0>();
-    if constexpr (RA) {
-      __syncthreads();
-      gate_own_rows<BR>(smem, g.std, g.rec, tid);
-    }
+    if constexpr (RA) gate_own_rows<BR>(smem, g.std, g.rec, tid);
     float lse2[2], delta[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -712,10 +693,6 @@ struct WgBackwardQ {
     }
     __syncthreads();  // the gate sums below reuse shared memory
     store_dq<D, RA, WARPS>(a, dqf, scale, g, tm.bh, qt, row0, warp, lane, tid, smem);
-#else
-    (void)team;
-    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
-#endif
   }
 };
 
@@ -730,28 +707,20 @@ struct WgBackwardQ {
 // after dV where two do not fit (RA: 48.5 KiB at 32 queries; SDPA at 64), its
 // next load then exposed. Same epilogue as BackwardKV (store_dkv).
 template <int D, bool RA, int QTILE, int MINB>
-struct WgBackwardKV {
+struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB>> {
+  using Base = WgKernel<WgBackwardKV<D, RA, QTILE, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
   static_assert(QTILE == 32 || QTILE == 64, "32- or 64-query tiles");
   static constexpr int W = RA ? 2 * D : D, BK = 64, BR = QTILE, NT = 128, WARPS = 4, kMinBlocks = MINB;
   static constexpr int kOwnK = BK * W * 2, kOwnV = BK * D * 2, kQ = BR * W * 2, kDO = BR * D * 2, kVec = 8 * BR;
-  // One dO buffer where two stages of it would pass ~46 KiB (what Kokkos was
-  // seen to launch; 48,000 bytes it refused): RA, and SDPA at 64 queries.
-  static constexpr bool kOneDO = kOwnK + kOwnV + 2 * kQ + 2 * kDO + 2 * kVec + 896 + 128 > 46 * 1024;
+  // One dO buffer where two stages of it do not fit: RA, and SDPA at 64 queries.
+  static constexpr bool kOneDO = !fits_team_shared(kOwnK + kOwnV + 2 * kQ + 2 * kDO + 2 * kVec + 896, NT);
   // [Kf' rows | V rows | Qf 0 | Qf 1 | dO 0 (| dO 1) | vec 0 | vec 1] + room to align the start.
   static constexpr std::size_t kScratch =
       kOwnK + kOwnV + 2 * std::size_t(kQ) + (kOneDO ? 1 : 2) * std::size_t(kDO) + 2 * kVec + 896;
-  static_assert(kScratch + 128 <= 48 * 1024, "traits entry needs more than 48 KiB of shared memory");
-  Args a;
-  int n_ktiles = 0, n_qtiles = 0;  // n_qtiles counts tiles of BR queries
-  float scale = 0;
-
-  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
-    KOKKOS_IF_ON_DEVICE((body(team);))
-  }
-
+  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
   __device__ void body(const Member& team) const {
-#if RA_WGMMA_DEVICE
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const int T = a.T, Dact = a.D;
     const int kt = team.league_rank() % n_ktiles;  // low key tiles see the most queries
@@ -792,10 +761,7 @@ struct WgBackwardKV {
     stage_do(qt_first);
     cp_commit();
     cp_wait<0>();
-    if constexpr (RA) {
-      __syncthreads();
-      gate_own_rows<BK>(smem, g.std, g.rec, tid);  // Kf' = [w_std K_j, w_rec Q_j]
-    }
+    if constexpr (RA) gate_own_rows<BK>(smem, g.std, g.rec, tid);  // Kf' = [w_std K_j, w_rec Q_j]
     float bias2[2] = {0.f, 0.f};  // w_disc d_j in log2 units, for this thread's two key rows
     if constexpr (RA) {
 #pragma unroll
@@ -868,10 +834,6 @@ struct WgBackwardKV {
     }
     __syncthreads();  // the gate sum below reuses shared memory
     store_dkv<D, RA, WARPS>(a, dkf, dv, colsum, scale, g, bh, kt, key0, warp, lane, tid, smem);
-#else
-    (void)team;
-    __trap();  // not an sm_90a device pass: wgmma_available() keeps the host from launching it
-#endif
   }
 };
 
