@@ -341,6 +341,15 @@ int train(const Config& c, const std::vector<std::string>& run_args, const std::
                                 " data-parallel rank(s) and this session has " + std::to_string(ranks.world) +
                                 "; resume it with the same number (the global batch and each rank's data slice "
                                 "depend on it)");
+  if (resume_from && c.steps > 0 && resume_from->step >= c.steps) {
+    // Nothing to train: say so before the run file is reopened, so it and the
+    // checkpoint stay exactly as they are (zero steps would end with NaN losses).
+    if (ranks.rank == 0)
+      std::fprintf(stderr, "ra-train: the run in %s is already at step %ld, not below --steps %ld: nothing to do; "
+                   "ask for more steps to continue it\n", c.resume.c_str(), static_cast<long>(resume_from->step),
+                   static_cast<long>(c.steps));
+    return 0;
+  }
   if (ranks.world > 1 && !stream_of(Exec()))
     throw std::invalid_argument("data parallel over " + std::to_string(ranks.world) +
                                 " ranks needs a CUDA build with NCCL and the CUDA execution space (this run is on " +

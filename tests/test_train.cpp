@@ -287,6 +287,23 @@ TEST_CASE("ra-train: --resume refuses changing the model", "[train]") {
   CHECK_THAT(missing.output, Contains("nothing.h5"));
 }
 
+TEST_CASE("ra-train: --resume to a step the run has reached says so and changes nothing", "[train]") {
+  Workdir w;
+  REQUIRE(run_train(w.args("done.h5") + " --steps 3").exit_code == 0);
+  const auto size_before = fs::file_size(w.path("done.h5"));
+  const auto ckpt_before = fs::last_write_time(w.path("done.ckpt.h5"));
+  const auto r = run_train("--resume " + w.path("done.h5") + " --steps 2");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("already at step 3") && Contains("nothing to do"));
+  CHECK_THAT(r.output, !Contains("nan"));
+  CHECK(fs::file_size(w.path("done.h5")) == size_before);
+  CHECK(fs::last_write_time(w.path("done.ckpt.h5")) == ckpt_before);
+  ra::RunReader run(w.path("done.h5"));
+  CHECK(run.rows("train") == 3);
+  CHECK(run.attribute("status") == "finished");
+}
+
 TEST_CASE("ra-train: --time-budget stops on the wall clock with a final evaluation and checkpoint", "[train]") {
   Workdir w;
   const auto r = run_train(w.args("run.h5") + " --time-budget 1 --eval-every 1000");
