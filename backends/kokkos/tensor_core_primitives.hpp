@@ -51,6 +51,8 @@ struct Swizzled {
   static constexpr int kShift = kChunks >= 8 ? 0 : 1;  // 32 wide: two rows per 128 bytes
   static constexpr int kMask = kChunks >= 8 ? 7 : 3;
   static constexpr int bytes(int rows) { return rows * COLS * 2; }
+  // offset(r + kPeriodRows, c) == offset(r, c) + kPeriodRows * kRowBytes
+  static constexpr int kRowBytes = COLS * 2, kPeriodRows = 8;
   __device__ static u32 offset(int row, int chunk) {
     return u32(row * COLS * 2 + ((chunk ^ ((row >> kShift) & kMask)) << 4));
   }
@@ -62,16 +64,52 @@ struct Swizzled {
 // are written (CH = D / 8: the a half alone). Issued by all NT threads, no wait.
 // L places chunk c of row r (L::offset(r, c)): Swizzled<COLS> for the ldmatrix
 // kernels, the wgmma operand layout in wgmma_cuda.cpp.
+//
+// Where NT threads cover the tile in whole passes (every tile of the tuned
+// kernels), thread t copies chunk column t % CH of rows t / CH + k * RS (RS =
+// NT / CH), so its source column, matrix and swizzle are the same at every k
+// and every call: the k-th copy is the first one plus constant offsets, which
+// the instructions carry as immediates when the rows are whole (Dact = D) and
+// the tile lies inside T. (The plain loop below computed a 64-bit row address,
+// a signed division, the swizzle and two bounds tests per 16-byte chunk: ~25
+// instructions, 40% of what the sm_90a forward issued per key tile; H100 SASS,
+// docs/perf.md v21.)
 template <int ROWS, int COLS, int D, int NT, int CH = COLS / 8, class L = Swizzled<COLS>>
 __device__ __forceinline__ void stage_rows(u32 tile, const bf16_t* a, const bf16_t* b, int row0,
                                            int T, int Dact, int tid) {
   constexpr int kCh = CH, kChD = D / 8;
-  for (int idx = tid; idx < ROWS * kCh; idx += NT) {
-    const int r = idx / kCh, c = idx % kCh;
-    const int cc = c % kChD, row = row0 + r;
-    const bool valid = row < T && cc * 8 < Dact;
-    const bf16_t* src = (c < kChD ? a : b) + (valid ? std::size_t(row) * Dact + cc * 8 : 0);
-    cp_async16(tile + L::offset(r, c), src, valid);
+  if constexpr (NT % kCh == 0 && (ROWS * kCh) % NT == 0) {
+    constexpr int RS = NT / kCh, N = ROWS * kCh / NT;
+    const int c = int(unsigned(tid) % kCh), r = int(unsigned(tid) / kCh), cc = c % kChD;
+    const bf16_t* base = c < kChD ? a : b;  // a mapped address for the zero-filling copies
+    const bf16_t* src = base + cc * 8;
+    auto dst = [&](int k) {
+      if constexpr (RS % L::kPeriodRows == 0)
+        return tile + L::offset(r, c) + u32(k * RS * L::kRowBytes);
+      else
+        return tile + L::offset(r + k * RS, c);
+    };
+    if (Dact == D && row0 + ROWS <= T) {  // team-uniform: every tile but a last partial one
+      const bf16_t* p = src + std::size_t(row0 + r) * D;
+#pragma unroll
+      for (int k = 0; k < N; ++k) cp_async16_full(dst(k), p + k * RS * D);
+    } else {
+      const bool col_ok = cc * 8 < Dact;
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const int row = row0 + r + k * RS;
+        const bool valid = col_ok && row < T;
+        cp_async16(dst(k), valid ? src + std::size_t(row) * Dact : base, valid);
+      }
+    }
+  } else {
+    for (int idx = tid; idx < ROWS * kCh; idx += NT) {
+      const int r = idx / kCh, c = idx % kCh;
+      const int cc = c % kChD, row = row0 + r;
+      const bool valid = row < T && cc * 8 < Dact;
+      const bf16_t* src = (c < kChD ? a : b) + (valid ? std::size_t(row) * Dact + cc * 8 : 0);
+      cp_async16(tile + L::offset(r, c), src, valid);
+    }
   }
 }
 // A-fragments of this warp's 16 rows of a staged tile, k-steps K0..K1-1.

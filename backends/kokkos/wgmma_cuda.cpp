@@ -124,6 +124,8 @@ __device__ __forceinline__ void pin(u32 (&x)[N][4]) {
 // swizzle inside each block. For 64 columns this is Swizzled<64>.
 template <int ROWS>
 struct Atoms {
+  // offset(r + kPeriodRows, c) == offset(r, c) + kPeriodRows * kRowBytes
+  static constexpr int kRowBytes = 128, kPeriodRows = 8;
   __device__ static u32 offset(int row, int chunk) {
     return u32((chunk >> 3) * ROWS * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
   }
@@ -165,6 +167,14 @@ __device__ __forceinline__ unsigned long long sw128_desc(u32 addr) {
   return (static_cast<unsigned long long>((addr & 0x3FFFFu) >> 4)) |
          (static_cast<unsigned long long>(1024 >> 4) << 16) |
          (static_cast<unsigned long long>(1024 >> 4) << 32) | (1ull << 62);
+}
+
+// The descriptor of the operand `off` bytes (a multiple of 16) further on:
+// the address field is linear and stays below its 18-bit limit in shared
+// memory, so one descriptor per tile plus immediates replaces the four
+// uniform instructions sw128_desc costs at every k-step.
+__device__ __forceinline__ unsigned long long desc_plus(unsigned long long d, u32 off) {
+  return d + (off >> 4);
 }
 
 // The 32 fp32 accumulators of a 64 x 64 wgmma, as asm operands %0..%31.
@@ -228,15 +238,16 @@ __device__ __forceinline__ float (&block64(float (&x)[N / 8][4], int h))[8][4] {
 // at q), Kf a BC-key tile (Atoms<BC> at kf); issued, not waited for.
 template <int K0, int K1, int BC>
 __device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf) {
+  const unsigned long long q0 = sw128_desc(q), k0 = sw128_desc(kf);
 #pragma unroll
   for (int kk = K0; kk < K1; ++kk) {
-    const unsigned long long qd = sw128_desc(q + (kk / 4) * 64 * 128 + (kk % 4) * 32);
-    const u32 k = kf + (kk / 4) * BC * 128 + (kk % 4) * 32;
+    const unsigned long long qd = desc_plus(q0, (kk / 4) * 64 * 128 + (kk % 4) * 32);
+    const u32 k = (kk / 4) * BC * 128 + (kk % 4) * 32;
     if constexpr (BC == 32) {
-      wgmma_64x32x16_ss(s, qd, sw128_desc(k));
+      wgmma_64x32x16_ss(s, qd, desc_plus(k0, k));
     } else {
 #pragma unroll
-      for (int hb = 0; hb < BC / 64; ++hb) wgmma_64x64x16_ss(block64<BC>(s, hb), qd, sw128_desc(k + hb * 64 * 128));
+      for (int hb = 0; hb < BC / 64; ++hb) wgmma_64x64x16_ss(block64<BC>(s, hb), qd, desc_plus(k0, k + hb * 64 * 128));
     }
   }
 }
@@ -302,7 +313,9 @@ __device__ __forceinline__ void pack_a(u32 (&pa)[NB / 2][4], const float (&c)[NB
 template <int KS>
 __device__ __forceinline__ void issue_rs(float (&acc)[8][4], const u32 (&pa)[KS][4], u32 b) {
 #pragma unroll
-  for (int kk = 0; kk < KS; ++kk) wgmma_64x64x16<1>(acc, pa[kk], sw128_desc(b + kk * 16 * 128));
+  const unsigned long long b0 = sw128_desc(b);
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) wgmma_64x64x16<1>(acc, pa[kk], desc_plus(b0, kk * 16 * 128));
 }
 // acc += c . B (c an fp32 tile re-packed to bf16 A fragments), issued and
 // waited for.
@@ -438,8 +451,7 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB>> {
       pin(o);
       pin(pa);
       wg_fence();
-#pragma unroll
-      for (int kk = 0; kk < BC / 16; ++kk) wgmma_64x64x16<1>(o, pa[kk], sw128_desc(vs + kk * 16 * 128));
+      issue_rs(o, pa, vs);
       wg_commit();
       wg_wait_all();
       pin(o);
@@ -569,8 +581,7 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
       pin(o);
       pin(pa);
       wg_fence();
-#pragma unroll
-      for (int kk = 0; kk < BC / 16; ++kk) wgmma_64x64x16<1>(o, pa[kk], sw128_desc(s0 + v_buf(kt) + kk * 16 * 128));
+      issue_rs(o, pa, s0 + v_buf(kt));
       wg_commit();
       wg_wait_all();
       pin(o);
