@@ -134,13 +134,13 @@ function(_ra_build_dependency name version sha256 url patch prefix)
     message(FATAL_ERROR "ra-kokkos: cannot unpack ${dl}")
   endif()
   file(GLOB top LIST_DIRECTORIES true "${prefix}/src/*")
-  if(patch)
-    execute_process(COMMAND patch -p1 -N -i "${patch}" WORKING_DIRECTORY "${top}"
+  foreach(p IN LISTS patch)  # a list: applied in order
+    execute_process(COMMAND patch -p1 -N -i "${p}" WORKING_DIRECTORY "${top}"
                     RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
     if(NOT rc EQUAL 0)
-      message(FATAL_ERROR "ra-kokkos: patch ${patch} failed on ${name}:\n${out}")
+      message(FATAL_ERROR "ra-kokkos: patch ${p} failed on ${name}:\n${out}")
     endif()
-  endif()
+  endforeach()
 
   include(ProcessorCount)
   ProcessorCount(jobs)
@@ -170,17 +170,25 @@ function(_ra_build_dependency name version sha256 url patch prefix)
 endfunction()
 
 # --- Kokkos ---------------------------------------------------------------
+# A Kokkos (Kernels) that an earlier configure found in our own cache is not an
+# "installed" one: forget it, so that the key below (options, compilers,
+# patches) picks the build -- a new patch then rebuilds it.
+foreach(_ra_dir Kokkos_DIR KokkosKernels_DIR)
+  if(DEFINED ${_ra_dir} AND "${${_ra_dir}}" MATCHES "^${RA_DEPS_CACHE}/")
+    unset(${_ra_dir} CACHE)
+  endif()
+endforeach()
 find_package(Kokkos 4.6.1 EXACT QUIET)
 if(Kokkos_FOUND)
   message(STATUS "ra-kokkos: using installed Kokkos at ${Kokkos_DIR}")
 else()
-  string(SHA1 _ra_key "kokkos;${RA_KOKKOS_VERSION};${_ra_kokkos_opts};${CMAKE_CXX_COMPILER_VERSION};${CMAKE_CUDA_COMPILER_VERSION};patch1")
+  string(SHA1 _ra_key "kokkos;${RA_KOKKOS_VERSION};${_ra_kokkos_opts};${CMAKE_CXX_COMPILER_VERSION};${CMAKE_CUDA_COMPILER_VERSION};patch2")
   string(SUBSTRING "${_ra_key}" 0 12 _ra_key)
   set(_ra_kokkos_prefix "${RA_DEPS_CACHE}/kokkos-${RA_KOKKOS_VERSION}-${RA_BACKEND}-${_ra_key}")
   if(NOT EXISTS "${_ra_kokkos_prefix}/install/.ra-complete")
     _ra_build_dependency(kokkos ${RA_KOKKOS_VERSION} ${RA_KOKKOS_SHA256}
       "https://github.com/kokkos/kokkos/archive/refs/tags/${RA_KOKKOS_VERSION}.tar.gz"
-      "${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-cuda13.patch"
+      "${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-cuda13.patch;${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-shmem-optin.patch"
       "${_ra_kokkos_prefix}" ${_ra_kokkos_opts})
   endif()
   find_package(Kokkos 4.6.1 EXACT REQUIRED PATHS "${_ra_kokkos_prefix}/install" NO_DEFAULT_PATH)

@@ -221,6 +221,36 @@ TEST_CASE("the bf16 kernels run wgmma exactly where they can", "[kernels][bf16]"
 #endif
   }
 }
+
+// Entries that take more than 48 KiB of shared memory per team (big_smem) need
+// the project's Kokkos patch (cmake/kokkos-4.6.01-shmem-optin.patch), which
+// raises TeamPolicy's scratch_size_max(0) to the GPU's opt-in limit: with it
+// they run on a compute-capability-9.0 GPU; without it the 48 KiB wgmma entry
+// runs and the plan says why. (The kernels themselves are held to the
+// reference by the candidate test above.)
+TEST_CASE("big_smem candidates run where Kokkos gives them the shared memory", "[kernels][bf16]") {
+  const auto& prop = Kokkos::Cuda().cuda_device_prop();
+  const bool cc90 = prop.major == 9 && prop.minor == 0;
+  const bool patched = Kokkos::TeamPolicy<Kokkos::Cuda>::scratch_size_max(0) > 64 * 1024;
+  for (kk::Variant v : {kk::Variant::sdpa_fused, kk::Variant::ra_fused}) {
+    kk::Options opt;
+    opt.tc_candidate = 16;      // big_smem forward entries
+    opt.tc_bwd_candidate = 17;  // big_smem backward entries
+    kk::Attention<bf16, Kokkos::Cuda> attn(v, Shape{1, 1, 64, 64}, opt);
+    const std::string path = attn.forward_plan().path, bwd = attn.backward_plan().path;
+    INFO(kk::variant_name(v) << ": " << path << " / " << bwd << "; scratch_size_max(0) = "
+                             << Kokkos::TeamPolicy<Kokkos::Cuda>::scratch_size_max(0));
+#if defined(KOKKOS_ARCH_HOPPER90)
+    if (cc90) {
+      CHECK((path.find("big-smem") != std::string::npos) == patched);
+      CHECK((path.find("big_smem entry needs") != std::string::npos) == !patched);
+      CHECK((bwd.find("big-smem") != std::string::npos) == patched);
+      CHECK((bwd.find("big_smem entry needs") != std::string::npos) == !patched);
+    }
+#endif
+    CHECK((path.find("big-smem") == std::string::npos || cc90));
+  }
+}
 #endif
 
 // Options::deterministic = false: on CUDA the single-pass backward (one

@@ -138,6 +138,7 @@ __device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_b
 // scaled by sl (> 0) and (BIAS) given the key's bias[c] * bl. On return s holds
 // the probabilities exp2(x - m), m and l (this lane's two rows, running max and
 // sum) are updated and the NO accumulator blocks o rescaled to the new max.
+// (BIAS) bias is 8-byte aligned.
 template <bool BIAS, int NB, int NO>
 __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m)[2],
                                                     float (&l)[2], float (&o)[NO][4], int lane,
@@ -159,14 +160,22 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
       for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
     mx[0] *= sl, mx[1] *= sl;
   } else if (interior) {
+    // (BIAS) this lane's two keys of block n are adjacent: one 8-byte load and
+    // two multiplies per block, then one FFMA per logit.
 #pragma unroll
-    for (int n = 0; n < NB; ++n)
+    for (int n = 0; n < NB; ++n) {
+      float b[2] = {0.f, 0.f};
+      if constexpr (BIAS) {
+        const float2 v = *reinterpret_cast<const float2*>(bias + frag_col(lane, n, 0));
+        b[0] = v.x * bl, b[1] = v.y * bl;
+      }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float x = s[n][e] * sl + (BIAS ? bias[frag_col(lane, n, e)] * bl : 0.f);
+        const float x = fmaf(s[n][e], sl, b[e & 1]);
         s[n][e] = x;
         mx[e >> 1] = fmaxf(mx[e >> 1], x);
       }
+    }
   } else {
 #pragma unroll
     for (int n = 0; n < NB; ++n)
@@ -252,15 +261,26 @@ __device__ __forceinline__ void key_tile_p_dl(float (&s)[NB][4], float (&dp)[NB]
 // threads per team (vector length 1, so a team is NT / 32 whole warps), the
 // register cap of F::kMinBlocks teams per SM, and F::kScratch bytes of team
 // scratch plus 128 of slack for aligned_scratch.
-// Whether a team of nt threads asking `scratch` bytes of team scratch fits a
-// block: Kokkos 4.6 never raises a block above 48 KiB of shared memory, and
-// in front of the team scratch (plus team_policy's 128 bytes of alignment
-// slack) it keeps (nt + 2) doubles for team reductions
-// (Kokkos_Cuda_Parallel_Team.hpp: m_shmem_begin), so a launch over this fails
-// with "insufficient shared memory". Every kernel static_asserts it, so a
-// traits entry over it fails to compile instead.
-constexpr bool fits_team_shared(std::size_t scratch, int nt) {
-  return scratch + 128 + 8 * std::size_t(nt + 2) <= 48 * 1024;
+// The shared memory a block of a team kernel takes: nt threads asking
+// `scratch` bytes of team scratch, plus team_policy's 128 bytes of alignment
+// slack, plus the (nt + 2) doubles that Kokkos keeps in front of the team
+// scratch for team reductions (Kokkos_Cuda_Parallel_Team.hpp: m_shmem_begin).
+constexpr std::size_t team_shared_bytes(std::size_t scratch, int nt) {
+  return scratch + 128 + 8 * std::size_t(nt + 2);
+}
+// What a block may have: 48 KiB with Kokkos 4.6 as released, which never
+// raises a kernel's limit; the opt-in maximum of the GPU (sm_90: 227 KiB)
+// with this project's Kokkos patch (cmake/kokkos-4.6.01-shmem-optin.patch).
+// Which one this build's Kokkos gives is known at run time only
+// (team_shared_limit()); entries that need more than 48 KiB (TensorCoreTraits::
+// big_smem) are checked against it before they run.
+constexpr std::size_t kSharedDefault = 48 * 1024, kSharedOptInSm90 = 227 * 1024;
+// Whether a team of nt threads asking `scratch` bytes fits a block of `limit`
+// bytes. Every kernel static_asserts it for its budget, so a traits entry over
+// it fails to compile instead of failing at launch with Kokkos' "insufficient
+// shared memory".
+constexpr bool fits_team_shared(std::size_t scratch, int nt, std::size_t limit = kSharedDefault) {
+  return team_shared_bytes(scratch, nt) <= limit;
 }
 
 template <class F>

@@ -639,6 +639,15 @@ TilePlan make_plan(int warps, int rows, int cols, std::size_t scratch) {
   return p;
 }
 
+// Why a big_smem wgmma kernel of `scratch` bytes of team scratch cannot have
+// its shared memory here ("" if it can): the Kokkos found lacks the patch.
+std::string big_smem_refusal(std::size_t scratch) {
+  const std::size_t need = team_shared_bytes(scratch, 128), limit = team_shared_limit();
+  if (need <= limit) return "";
+  return "needs " + std::to_string(need) + " bytes of shared memory per team, this Kokkos gives " +
+         std::to_string(limit) + " (cmake/kokkos-4.6.01-shmem-optin.patch)";
+}
+
 }  // namespace
 
 std::string unsupported(bool ra, int D, bool backward, int candidate) {
@@ -669,10 +678,18 @@ TilePlan forward_plan_of(int candidate) {
       plan.path += " (wgmma entry: no sm_90a kernel for this build or GPU)";
       return plan;
     }
+    if constexpr (tr.big_smem) {
+      const std::string why = big_smem_refusal(wgmma_forward_scratch(RA, DP, tr));
+      if (!why.empty()) {
+        plan = forward_plan_of<DP, RA, wgmma_forward_fallback(RA)>(wgmma_forward_fallback(RA));
+        plan.path += " (big_smem entry " + why + ")";
+        return plan;
+      }
+    }
     plan = make_plan(tr.warps, 64, tr.tile, wgmma_forward_scratch(RA, DP, tr));
     plan.path += std::string(" wgmma") + (candidate >= 0 ? " #" + std::to_string(candidate) : std::string()) +
                  (tr.overlap ? " overlap" : tr.split_kv ? " split-kv" : " 2-stage") +
-                 (tr.min_blocks > 1 ? " mb" + std::to_string(tr.min_blocks) : "");
+                 (tr.min_blocks > 1 ? " mb" + std::to_string(tr.min_blocks) : "") + (tr.big_smem ? " big-smem" : "");
   } else if constexpr (tr.warps > 0) {
     using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks, tr.rows_in_smem>;
     plan = make_plan(tr.warps, F::BR, tr.tile, F::kScratch);
@@ -747,6 +764,16 @@ TilePlan backward_plan_of(int candidate) {
       plan.path += " (wgmma entry: no sm_90a kernel for this build or GPU)";
       return plan;
     }
+    if constexpr (Cfg::q.big_smem || Cfg::kv.big_smem) {
+      const std::string why = big_smem_refusal(std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q),
+                                                        wgmma_backward_kv_scratch(RA, DP, Cfg::kv)));
+      if (!why.empty()) {
+        plan = backward_plan_of<BackwardConfig<DP, RA, wgmma_backward_fallback(RA)>, DP, RA>(
+            wgmma_backward_fallback(RA));
+        plan.path += " (big_smem entry " + why + ")";
+        return plan;
+      }
+    }
   }
   if constexpr (Cfg::exists) {
     using K = BackwardKernels<Cfg, DP, RA>;
@@ -766,6 +793,8 @@ TilePlan backward_plan_of(int candidate) {
     if (Cfg::q.rows_in_smem || Cfg::kv.rows_in_smem)
       plan.path += std::string(" rows-smem ") + (Cfg::q.rows_in_smem ? "q" : "") + (Cfg::kv.rows_in_smem ? "kv" : "");
     if (Cfg::q.split_kv && !Cfg::q.wgmma) plan.path += " q-split-v";
+    if (Cfg::q.big_smem || Cfg::kv.big_smem)
+      plan.path += std::string(" big-smem ") + (Cfg::q.big_smem ? "q" : "") + (Cfg::kv.big_smem ? "kv" : "");
   }
   return plan;
 }
@@ -803,8 +832,12 @@ template <int DP, bool RA, int CAND>
 void forward_launch(const Kokkos::Cuda& exec, const Args& a) {
   constexpr TensorCoreTraits tr = ForwardTraits<DP, RA, CAND>::value;
   if constexpr (tr.wgmma) {
-    if (wgmma_available()) return wgmma_forward(exec, a, tr);
-    return forward_launch<DP, RA, mma_forward_fallback(RA)>(exec, a);
+    if (!wgmma_available()) return forward_launch<DP, RA, mma_forward_fallback(RA)>(exec, a);
+    if constexpr (tr.big_smem) {
+      if (!big_smem_refusal(wgmma_forward_scratch(RA, DP, tr)).empty())
+        return forward_launch<DP, RA, wgmma_forward_fallback(RA)>(exec, a);
+    }
+    return wgmma_forward(exec, a, tr);
   } else if constexpr (tr.warps > 0) {
     using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks, tr.rows_in_smem>;
     F f;
@@ -835,6 +868,11 @@ void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
   if constexpr (Cfg::q.wgmma || Cfg::kv.wgmma) {
     if (!wgmma_available())
       return backward_launch<BackwardConfig<DP, RA, mma_backward_fallback(RA)>, DP, RA>(exec, a);
+    if constexpr (Cfg::q.big_smem || Cfg::kv.big_smem) {
+      if (!big_smem_refusal(std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q),
+                                     wgmma_backward_kv_scratch(RA, DP, Cfg::kv))).empty())
+        return backward_launch<BackwardConfig<DP, RA, wgmma_backward_fallback(RA)>, DP, RA>(exec, a);
+    }
   }
   if constexpr (Cfg::exists) {
     using K = BackwardKernels<Cfg, DP, RA>;

@@ -10,6 +10,12 @@
 
 namespace ra::kk::detail::tc {
 
+// Bytes of shared memory a team block may have with the Kokkos this library
+// runs on: sharedMemPerBlockOptin where Kokkos carries the project's patch
+// (cmake/kokkos-4.6.01-shmem-optin.patch), else the default 48 KiB (read from
+// TeamPolicy<Cuda>::scratch_size_max(0)).
+std::size_t team_shared_limit();
+
 // The build holds the sm_90a kernels and the current GPU is compute
 // capability 9.0 (H100, H200, GH200), the only one that runs them.
 bool wgmma_available();

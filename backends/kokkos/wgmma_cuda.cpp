@@ -44,6 +44,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -350,10 +351,11 @@ struct WgKernel {
 // The mma.sync Forward's structure (tensor_core_cuda.cpp) with WARPS = 4 and
 // one m-tile: BC keys per tile (a multiple of 64), SPLIT the load schedule
 // (false: two stages of [Kf | V | bias]; true: one Kf and one V buffer, V(kt)
-// loading under QK^T(kt) and Kf(kt+1) under P V(kt)), MINB teams per SM.
-template <int D, bool RA, int BC, bool SPLIT, int MINB>
-struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB>> {
-  using Base = WgKernel<WgForward<D, RA, BC, SPLIT, MINB>>;
+// loading under QK^T(kt) and Kf(kt+1) under P V(kt)), MINB teams per SM; BIG:
+// up to the opt-in shared memory of sm_90 (TensorCoreTraits::big_smem).
+template <int D, bool RA, int BC, bool SPLIT, int MINB, bool BIG>
+struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
+  using Base = WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>>;
   using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma forward is built for padded head dim 64");
   static_assert(BC % 64 == 0, "key tiles are whole 64-column wgmma products");
@@ -364,7 +366,8 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB>> {
   // 896 bytes of room to move the 128-aligned scratch to a 1024-byte boundary
   // (the period of the 128-byte swizzle, which the descriptors assume).
   static constexpr std::size_t kScratch = kRows + (SPLIT ? 1 : 2) * std::size_t(kStage) + 896;
-  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
+  static_assert(fits_team_shared(kScratch, NT, BIG ? kSharedOptInSm90 : kSharedDefault),
+                "traits entry needs more shared memory than its budget");
   __device__ void body(const Member& team) const {
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
@@ -605,12 +608,12 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
 // 64-column half at a time (RA: the Q_j half only where the tile meets the
 // band, dL masked to it on mixed tiles). Kf and the bias in two stages
 // (tile kt+1 loads during all of tile kt), V in one buffer refilled once
-// every warp's dP is done. BC = 64 (SDPA) or 32 (RA: two 128-wide Kf stages
-// of 64 keys would not fit 48 KiB beside the own rows). Same epilogue as
-// BackwardQ (store_dq).
-template <int D, bool RA, int BC, int MINB>
-struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB>> {
-  using Base = WgKernel<WgBackwardQ<D, RA, BC, MINB>>;
+// every warp's dP is done. BC = 64 (SDPA; RA with BIG) or 32 (RA: two 128-wide
+// Kf stages of 64 keys do not fit 48 KiB beside the own rows). Same epilogue
+// as BackwardQ (store_dq).
+template <int D, bool RA, int BC, int MINB, bool BIG>
+struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
+  using Base = WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>>;
   using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
   static_assert(BC == 32 || BC == 64, "32- or 64-key tiles");
@@ -623,7 +626,8 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB>> {
   // (Padding the biases into the Kf stages took RA to 48,000 bytes, over
   // fits_team_shared's limit.)
   static constexpr std::size_t kScratch = kRowsQ + kRowsDO + 2 * std::size_t(kKf) + kV + 2 * kBias + 896;
-  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
+  static_assert(fits_team_shared(kScratch, NT, BIG ? kSharedOptInSm90 : kSharedDefault),
+                "traits entry needs more shared memory than its budget");
   __device__ void body(const Member& team) const {
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);  // the same (b, h, query tile) split
@@ -717,20 +721,21 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB>> {
 // Qf, the lse / Delta vectors and dO in two stages, or one dO buffer refilled
 // after dV where two do not fit (RA: 48.5 KiB at 32 queries; SDPA at 64), its
 // next load then exposed. Same epilogue as BackwardKV (store_dkv).
-template <int D, bool RA, int QTILE, int MINB>
-struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB>> {
-  using Base = WgKernel<WgBackwardKV<D, RA, QTILE, MINB>>;
+template <int D, bool RA, int QTILE, int MINB, bool BIG>
+struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
+  using Base = WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>>;
   using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
   static_assert(QTILE == 32 || QTILE == 64, "32- or 64-query tiles");
   static constexpr int W = RA ? 2 * D : D, BK = 64, BR = QTILE, NT = 128, WARPS = 4, kMinBlocks = MINB;
   static constexpr int kOwnK = BK * W * 2, kOwnV = BK * D * 2, kQ = BR * W * 2, kDO = BR * D * 2, kVec = 8 * BR;
-  // One dO buffer where two stages of it do not fit: RA, and SDPA at 64 queries.
-  static constexpr bool kOneDO = !fits_team_shared(kOwnK + kOwnV + 2 * kQ + 2 * kDO + 2 * kVec + 896, NT);
+  static constexpr std::size_t kBudget = BIG ? kSharedOptInSm90 : kSharedDefault;
+  // One dO buffer where two stages of it do not fit 48 KiB: RA, and SDPA at 64 queries.
+  static constexpr bool kOneDO = !fits_team_shared(kOwnK + kOwnV + 2 * kQ + 2 * kDO + 2 * kVec + 896, NT, kBudget);
   // [Kf' rows | V rows | Qf 0 | Qf 1 | dO 0 (| dO 1) | vec 0 | vec 1] + room to align the start.
   static constexpr std::size_t kScratch =
       kOwnK + kOwnV + 2 * std::size_t(kQ) + (kOneDO ? 1 : 2) * std::size_t(kDO) + 2 * kVec + 896;
-  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
+  static_assert(fits_team_shared(kScratch, NT, kBudget), "traits entry needs more shared memory than its budget");
   __device__ void body(const Member& team) const {
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const int T = a.T, Dact = a.D;
@@ -850,13 +855,14 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB>> {
 
 constexpr bool same_traits(const TensorCoreTraits& x, const TensorCoreTraits& y) {
   return x.warps == y.warps && x.tile == y.tile && x.split_kv == y.split_kv &&
-         x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap;
+         x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap &&
+         x.big_smem == y.big_smem;
 }
 
 template <bool RA, int I, bool OVERLAP = forward_candidate(RA, I).overlap>
 struct KernelFor {
   using type = WgForward<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).split_kv,
-                         forward_candidate(RA, I).min_blocks>;
+                         forward_candidate(RA, I).min_blocks, forward_candidate(RA, I).big_smem>;
 };
 template <bool RA, int I>
 struct KernelFor<RA, I, true> {
@@ -876,12 +882,12 @@ struct WgEntry {
 template <bool RA, int I>
 struct WgEntry<WgPass::backward_q, RA, I> {
   static constexpr TensorCoreTraits tr = backward_candidate(RA, I).q;
-  using type = WgBackwardQ<64, RA, tr.tile, tr.min_blocks>;
+  using type = WgBackwardQ<64, RA, tr.tile, tr.min_blocks, tr.big_smem>;
 };
 template <bool RA, int I>
 struct WgEntry<WgPass::backward_kv, RA, I> {
   static constexpr TensorCoreTraits tr = backward_candidate(RA, I).kv;
-  using type = WgBackwardKV<64, RA, tr.tile, tr.min_blocks>;
+  using type = WgBackwardKV<64, RA, tr.tile, tr.min_blocks, tr.big_smem>;
 };
 
 // Calls f(kernel{}) for the wgmma entry of pass P whose traits are tr; false if none.
@@ -984,5 +990,15 @@ void wgmma_backward_kv(const Kokkos::Cuda&, const Args&, const TensorCoreTraits&
 }
 
 #endif
+
+std::size_t team_shared_limit() {
+  static const std::size_t limit = [] {
+    // What TeamPolicy<Cuda>::scratch_size_max(0) keeps back from the block's
+    // limit: team-reduction space for the largest team, and a shared ID.
+    constexpr std::size_t reserved = (1024 + 2) * sizeof(double) + sizeof(std::int64_t);
+    return std::size_t(Kokkos::TeamPolicy<Kokkos::Cuda>::scratch_size_max(0)) + reserved;
+  }();
+  return limit;
+}
 
 }  // namespace ra::kk::detail::tc

@@ -81,10 +81,17 @@ namespace ra::kk {
 //   overlap   (wgmma) the next tile's QK^T runs on the tensor cores during this
 //             tile's softmax (FlashAttention-3's intra-warpgroup overlap);
 //             two stages of Kf and of V, so SDPA takes 64-key and RA 32-key tiles
-// Every entry keeps the team's shared memory under the 48 KiB that Kokkos 4.6
-// gives a block (the kernels static_assert it): without rows_in_smem the own
-// rows live in registers after one staging copy, and the staging buffer is
-// reused for the streamed tiles.
+//   big_smem  (wgmma) the kernel may take more than 48 KiB of shared memory per
+//             team, up to the sm_90 opt-in 227 KiB: tiles that 48 KiB cannot
+//             hold (RA's 64-key dQ and 64-query dK/dV tiles, two stages of
+//             128-key forward tiles). Kokkos 4.6 gives a block more than 48 KiB
+//             only with this project's patch (cmake/kokkos-4.6.01-shmem-optin.patch);
+//             where the Kokkos found lacks it, the 48 KiB entry the table had
+//             before (wgmma_forward_fallback / wgmma_backward_fallback) runs.
+// Every other entry keeps the team's shared memory under the 48 KiB that
+// Kokkos 4.6 gives a block (the kernels static_assert it): without
+// rows_in_smem the own rows live in registers after one staging copy, and the
+// staging buffer is reused for the streamed tiles.
 enum class TcPass { forward, backward_q, backward_kv };
 
 struct TensorCoreTraits {
@@ -96,6 +103,7 @@ struct TensorCoreTraits {
   bool rows_in_smem = false;
   bool wgmma = false;
   bool overlap = false;
+  bool big_smem = false;
 };
 
 // Candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled into
@@ -110,7 +118,11 @@ struct TensorCoreTraits {
 // with 64-key split tiles (its folded K tile is twice as wide: two stages of
 // 64 keys would need 50 KiB).
 // #14 and #15 overlap QK^T(kt+1) with softmax(kt) (wgmma, 3 and 4 teams per SM).
-constexpr int kForwardCandidates = 16;
+// #16-#18 take more than 48 KiB (big_smem): SDPA 128-key tiles in two stages
+// (72 KiB; 3 and 2 teams per SM) and 192-key split tiles (56 KiB, 2 teams);
+// RA 128-key split tiles (65 KiB; 2 and 3 teams) and 64-key tiles in two
+// stages (66 KiB, 3 teams).
+constexpr int kForwardCandidates = 19;
 constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
   constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
       {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1},      {4, 128, 1, true, 1},
@@ -118,14 +130,18 @@ constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
       {4, 64, 2, true, 3, true}, {4, 64, 2, true, 2, true},
       {4, 64, 1, false, 3, false, true}, {4, 64, 1, false, 4, false, true},
       {4, 128, 1, true, 3, false, true}, {4, 64, 1, true, 4, false, true},
-      {4, 64, 1, false, 3, false, true, true}, {4, 64, 1, false, 4, false, true, true}};
+      {4, 64, 1, false, 3, false, true, true}, {4, 64, 1, false, 4, false, true, true},
+      {4, 128, 1, false, 3, false, true, false, true}, {4, 128, 1, false, 2, false, true, false, true},
+      {4, 192, 1, true, 2, false, true, false, true}};
   constexpr TensorCoreTraits rec[kForwardCandidates] = {
       {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1},      {4, 64, 2, true, 1},
       {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4},     {4, 64, 2, true, 3},
       {4, 32, 2, true, 3, true}, {4, 32, 2, true, 2, true},
       {4, 64, 1, true, 3, false, true}, {4, 64, 1, true, 4, false, true},
       {4, 64, 1, true, 2, false, true}, {4, 64, 1, true, 1, false, true},
-      {4, 32, 1, false, 3, false, true, true}, {4, 32, 1, false, 4, false, true, true}};
+      {4, 32, 1, false, 3, false, true, true}, {4, 32, 1, false, 4, false, true, true},
+      {4, 128, 1, true, 2, false, true, false, true}, {4, 128, 1, true, 3, false, true, false, true},
+      {4, 64, 1, false, 3, false, true, false, true}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma entry cannot (no sm_90a
@@ -150,7 +166,12 @@ struct BackwardTraits {
 // #10-#15), the dK/dV kernel of the table's mma.sync entry; 3 and 4 teams per SM.
 // #14 and #15 add the warpgroup dK/dV kernel (32-query tiles; 3 and 2 teams);
 // #16: SDPA's with 64-query tiles (one dO buffer), RA's with #12's dQ kernel.
-constexpr int kBackwardCandidates = 17;
+// #17-#19 take more than 48 KiB (big_smem): RA's dQ kernel with 64-key tiles
+// (64.5 KiB; 2 teams per SM in #17 and #19, 3 in #18) and its dK/dV kernel
+// with 64-query tiles and two dO stages (73 KiB; 2 and 3 teams; #19 keeps
+// #14's 32-query one); SDPA's dK/dV kernel with two 64-query dO stages (50
+// KiB; 3 and 2 teams) beside #16's dQ kernel, or beside a 3-team one (#19).
+constexpr int kBackwardCandidates = 20;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -167,7 +188,10 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}},
-      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true}}};
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
+      {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, false, true, false, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
@@ -183,12 +207,19 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, true}},
       {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
       {{4, 32, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}},
-      {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, false, true}}};
+      {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, false, true}},
+      {{4, 64, 1, true, 2, false, true, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
+      {{4, 64, 1, true, 3, false, true, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
+      {{4, 64, 1, true, 2, false, true, false, true}, {4, 32, 1, false, 3, false, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma backward entry cannot (as
 // mma_forward_fallback): the table's choice before the wgmma dQ kernel.
 constexpr int mma_backward_fallback(bool ra) { return ra ? 10 : 9; }
+// The 48 KiB wgmma candidates that run where a big_smem entry cannot (the
+// Kokkos found lacks the shared-memory patch): the table's choices before.
+constexpr int wgmma_forward_fallback(bool ra) { return ra ? 11 : 12; }
+constexpr int wgmma_backward_fallback(bool ra) { return ra ? 14 : 16; }
 
 constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // Register budget per thread (255 max) is what limits the wide cases: the
@@ -206,18 +237,21 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   if (d_pad == 32) return {4, 64, fwd ? 2 : 1, false};
   if (d_pad == 64) {
     // The H100 sweep's winners (scripts/device-tune.sh; docs/perf.md v20,
-    // after the wgmma forward and the fast exp2):
+    // after the wgmma forward and the fast exp2; v21 for SDPA's big_smem entries):
     // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
-    // the sm_90a warpgroup forward (#12 SDPA, #11 RA) and backward (SDPA #16:
-    // dQ at 4 teams per SM, dK/dV with 64-query tiles at 3; RA #14: dK/dV with
-    // 32-query tiles), other builds the mma.sync ones they replaced there.
+    // the sm_90a warpgroup forward (#16 SDPA: 128-key tiles in two stages,
+    // 73 KiB; #11 RA) and backward (SDPA #17: dQ at 4 teams per SM, dK/dV with
+    // two 64-query dO stages at 3, 50 KiB; RA #14: dK/dV with 32-query tiles),
+    // other builds the mma.sync ones they replaced there. SDPA's entries need
+    // the Kokkos shared-memory patch; without it #12 and #16 run (the
+    // wgmma_*_fallback above).
 #if defined(KOKKOS_ARCH_HOPPER90)
-    if (fwd) return forward_candidate(ra, ra ? 11 : 12);
+    if (fwd) return forward_candidate(ra, ra ? 11 : 16);
 #else
     if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
 #endif
 #if defined(KOKKOS_ARCH_HOPPER90)
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 14 : 16);  // both wgmma kernels
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 14 : 17);  // both wgmma kernels
 #else
     const BackwardTraits bwd = backward_candidate(ra, mma_backward_fallback(ra));
 #endif
