@@ -171,7 +171,12 @@ struct BackwardTraits {
 // with 64-query tiles and two dO stages (73 KiB; 2 and 3 teams; #19 keeps
 // #14's 32-query one); SDPA's dK/dV kernel with two 64-query dO stages (50
 // KiB; 3 and 2 teams) beside #16's dQ kernel, or beside a 3-team one (#19).
-constexpr int kBackwardCandidates = 20;
+// #20-#22 pair RA's kernels otherwise (ptxas: its 64-key dQ kernel needs 168
+// registers without spills at 3 teams, its 64-query dK/dV kernel 243 at 2 and
+// spills 276 bytes at 3): 64-key dQ at 3 teams with #14's 32-query dK/dV (#20)
+// or the 64-query one at 2 (#22); #14's 32-key dQ with the 64-query dK/dV
+// (#21). SDPA's #20-#22 repeat #17-#19.
+constexpr int kBackwardCandidates = 23;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -189,6 +194,9 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 3, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 32, 1, false, 2, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
+      {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
       {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, false, true, false, true}}};
@@ -210,7 +218,10 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 32, 1, true, 3, false, true}, {4, 32, 1, false, 3, false, true}},
       {{4, 64, 1, true, 2, false, true, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
       {{4, 64, 1, true, 3, false, true, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
-      {{4, 64, 1, true, 2, false, true, false, true}, {4, 32, 1, false, 3, false, true}}};
+      {{4, 64, 1, true, 2, false, true, false, true}, {4, 32, 1, false, 3, false, true}},
+      {{4, 64, 1, true, 3, false, true, false, true}, {4, 32, 1, false, 3, false, true}},
+      {{4, 32, 1, true, 4, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
+      {{4, 64, 1, true, 3, false, true, false, true}, {4, 64, 1, false, 2, false, true, false, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma backward entry cannot (as
@@ -240,18 +251,19 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // after the wgmma forward and the fast exp2; v21 for SDPA's big_smem entries):
     // least geometric-mean time over T = 1024 and 4096. HOPPER90 builds run
     // the sm_90a warpgroup forward (#16 SDPA: 128-key tiles in two stages,
-    // 73 KiB; #11 RA) and backward (SDPA #17: dQ at 4 teams per SM, dK/dV with
-    // two 64-query dO stages at 3, 50 KiB; RA #14: dK/dV with 32-query tiles),
-    // other builds the mma.sync ones they replaced there. SDPA's entries need
-    // the Kokkos shared-memory patch; without it #12 and #16 run (the
-    // wgmma_*_fallback above).
+    // 73 KiB, 3 teams per SM; #17 RA: 128-key split tiles, 66 KiB, 3 teams) and
+    // backward (SDPA #17: dQ at 4 teams per SM, dK/dV with two 64-query dO
+    // stages at 3, 50 KiB; RA #22: 64-key dQ at 3 teams, 64-query dK/dV with
+    // two dO stages at 2, 74 KiB), other builds the mma.sync ones they replaced
+    // there. All four need the Kokkos shared-memory patch; without it the
+    // 48 KiB entries #12 / #11 and #16 / #14 run (wgmma_*_fallback above).
 #if defined(KOKKOS_ARCH_HOPPER90)
-    if (fwd) return forward_candidate(ra, ra ? 11 : 16);
+    if (fwd) return forward_candidate(ra, ra ? 17 : 16);
 #else
     if (fwd) return forward_candidate(ra, mma_forward_fallback(ra));
 #endif
 #if defined(KOKKOS_ARCH_HOPPER90)
-    const BackwardTraits bwd = backward_candidate(ra, ra ? 14 : 17);  // both wgmma kernels
+    const BackwardTraits bwd = backward_candidate(ra, ra ? 22 : 17);  // both wgmma kernels
 #else
     const BackwardTraits bwd = backward_candidate(ra, mma_backward_fallback(ra));
 #endif
