@@ -334,6 +334,24 @@ __device__ __forceinline__ void rs_product(float (&acc)[8][4], const float (&c)[
   pin(pa);
 }
 
+// acc[64 x 128] += c . [B0 | B1] (RA's folded products inside the band: the
+// two 64-column halves of acc against the row blocks at b0 and b1), c packed
+// once, both halves issued before one wait.
+template <int NB>
+__device__ __forceinline__ void both_halves(float (&acc)[16][4], const float (&c)[NB][4], u32 b0, u32 b1) {
+  u32 pa[NB / 2][4];
+  pack_a(pa, c);
+  pin(acc);
+  pin(pa);
+  wg_fence();
+  issue_rs(block64<128>(acc, 0), pa, b0);
+  issue_rs(block64<128>(acc, 1), pa, b1);
+  wg_commit();
+  wg_wait_all();
+  pin(acc);
+  pin(pa);
+}
+
 // What every wgmma kernel K is to Kokkos: a TeamPolicy functor whose device
 // body is K::body (one team = one warpgroup), with the launch's arguments.
 // n_ktiles only for the key-owned kernel.
@@ -696,14 +714,20 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
       dl_from_p<RA, BC>(p, dp, bias, lse2, delta, sl, bl, lane, row0, j0, T);
       // dQf += dL Kf: the K_j half (Kf columns [0, D)) always, the Q_j half
       // where the tile meets the band, dL masked to it first on mixed tiles.
-      // (One wait for both halves, with the dK/dV kernel doing the same, ran
-      // RA 3% slower: more spills under its register caps; docs/perf.md v20.)
-      rs_product(block64<W>(dqf, 0), p, kf);
+      // Inside the band (every tile of ra_fused) both halves take the same dL:
+      // packed once, issued together, waited for once.
       if constexpr (RA) {
-        if (kind != kPlain) {
-          if (kind == kMixed) band_mask(p, lane, row0, j0, true, a.window);
-          rs_product(block64<W>(dqf, 1), p, kf + BC * 128);
+        if (kind == kFull) {
+          both_halves(dqf, p, kf, kf + BC * 128);
+        } else {
+          rs_product(block64<W>(dqf, 0), p, kf);
+          if (kind == kMixed) {
+            band_mask(p, lane, row0, j0, true, a.window);
+            rs_product(block64<W>(dqf, 1), p, kf + BC * 128);
+          }
         }
+      } else {
+        rs_product(block64<W>(dqf, 0), p, kf);
       }
     }
     __syncthreads();  // the gate sums below reuse shared memory
@@ -840,11 +864,15 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
           cp_commit();
         }
       }
-      if constexpr (RA) {
-        rs_product(block64<W>(dkf, 0), dp, qs);
-        if (kind != kPlain) {
-          if (kind == kMixed) band_mask(dp, lane, key0, i0, false, a.window);
-          rs_product(block64<W>(dkf, 1), dp, qs + BR * 128);
+      if constexpr (RA) {  // dKf's halves as dQf's in the dQ kernel
+        if (kind == kFull) {
+          both_halves(dkf, dp, qs, qs + BR * 128);
+        } else {
+          rs_product(block64<W>(dkf, 0), dp, qs);
+          if (kind == kMixed) {
+            band_mask(dp, lane, key0, i0, false, a.window);
+            rs_product(block64<W>(dkf, 1), dp, qs + BR * 128);
+          }
         }
       }
     }
