@@ -86,12 +86,16 @@ using cuda::kMixed;
 using cuda::kPlain;
 
 // ------------------------------------------------------------------ primitives
-__device__ __forceinline__ void cp_async16(float* dst, const float* src, bool valid) {
-  const auto d = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
+// dst: a shared-memory address (cuda::smem_u32).
+__device__ __forceinline__ void cp_async16(std::uint32_t dst, const float* src, bool valid) {
   // src-size 0 zero-fills the 16 bytes (src must still be a mapped address).
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                "r"(valid ? 16 : 0)
                : "memory");
+}
+// The same copy of a chunk known to be valid: no source-size operand.
+__device__ __forceinline__ void cp_async16_full(std::uint32_t dst, const float* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
@@ -152,16 +156,30 @@ __device__ __forceinline__ void store_pair(float* stage, const float4& pa, const
 }
 
 // Rows r0 .. r0+VC-1 of a [T, D] matrix into U (row-major, DP wide), zero past T and D.
+// With D = DP the tile's rows are one contiguous run in src as in U, so a
+// tile inside T (every tile but a last partial one at D = 32, 64, 128) is one
+// block copy: float4 t + k NT by thread t, at constant offsets, without the
+// loop's division and bounds tests per float4. (Fixed columns with per-copy
+// tests for the other tiles made ptxas spill where it had not: BwdQ, RA, D = 64.)
 template <int DP, int VC>
 __device__ __forceinline__ void stage_rows(float* U, const float* src, int r0, int T, int D, bool vec,
                                            int tid) {
   constexpr int kRow4 = DP / 4;
+  if constexpr ((VC * kRow4) % NT == 0) {
+    if (vec && D == DP && r0 + VC <= T) {  // team-uniform
+      const std::uint32_t d = cuda::smem_u32(U) + 16 * tid;
+      const float* p = src + (std::size_t(r0) * DP + 4 * tid);
+#pragma unroll
+      for (int k = 0; k < VC * kRow4 / NT; ++k) cp_async16_full(d + 16 * k * NT, p + 4 * k * NT);
+      return;
+    }
+  }
   for (int idx = tid; idx < VC * kRow4; idx += NT) {
     const int r = idx / kRow4, c = 4 * (idx % kRow4), j = r0 + r;
     float* dst = U + r * DP + c;
     if (vec) {
       const bool valid = j < T && c < D;
-      cp_async16(dst, valid ? src + std::size_t(j) * D + c : src, valid);
+      cp_async16(cuda::smem_u32(dst), valid ? src + std::size_t(j) * D + c : src, valid);
     } else {
       const float* p = src + std::size_t(j) * D + c;
 #pragma unroll

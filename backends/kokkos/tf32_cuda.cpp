@@ -30,6 +30,7 @@
 #include <ra/kokkos/kernel_traits.hpp>
 
 #include "cuda_warp_primitives.hpp"
+#include "tensor_core_primitives.hpp"  // tc::stage_rows
 
 #include <algorithm>
 #include <cmath>
@@ -65,37 +66,39 @@ struct SwizzledF {
   static constexpr int kChunks = COLS / 4;
   static_assert(kChunks >= 8, "rows of at least 32 floats");
   static constexpr int bytes(int rows) { return rows * COLS * 4; }
+  // offset(r + kPeriodRows, c) == offset(r, c) + kPeriodRows * kRowBytes
+  static constexpr int kRowBytes = COLS * 4, kPeriodRows = 8;
   __device__ static u32 offset(int row, int chunk) {
     return u32(row * COLS * 4 + ((chunk ^ (row & 7)) << 4));
   }
+};
+// Plain rows of COLS floats (V's D + 4, see the header), a layout for stage_rows.
+template <int COLS>
+struct PaddedF {
+  static constexpr int kRowBytes = COLS * 4, kPeriodRows = 1;
+  __device__ static u32 offset(int row, int chunk) { return u32(row * COLS * 4 + chunk * 16); }
 };
 
 // Rows row0.. of [a | b] (a: columns [0, D), b: [D, 2D) when COLS = 2D) into a
 // swizzled tile, zero past T and past the real head dim Dact (a multiple of 4).
 // Only the first CH 16-byte chunks of each row are written (CH = D / 4: the a
 // half alone, for the backward's tiles that lie outside RA's band).
-template <int ROWS, int COLS, int D, int NT, int CH = COLS / 4>
+// tc::stage_rows copies it: it moves 16-byte chunks, and D floats are 2D bf16
+// (its per-thread copies at constant offsets replaced a loop that divided and
+// tested per chunk, ~25 instructions each: tensor_core_primitives.hpp).
+template <int ROWS, int COLS, int D, int NT, int CH = COLS / 4, class L = SwizzledF<COLS>>
 __device__ __forceinline__ void stage_rows(u32 tile, const float* a, const float* b, int row0,
                                            int T, int Dact, int tid) {
-  constexpr int kCh = CH, kChD = D / 4;
-  for (int idx = tid; idx < ROWS * kCh; idx += NT) {
-    const int r = idx / kCh, c = idx % kCh, cc = c % kChD, row = row0 + r;
-    const bool valid = row < T && cc * 4 < Dact;
-    const float* src = (c < kChD ? a : b) + (valid ? std::size_t(row) * Dact + cc * 4 : 0);
-    cp_async16(tile + SwizzledF<COLS>::offset(r, c), src, valid);
-  }
+  using tc::bf16_t;
+  tc::stage_rows<ROWS, 2 * COLS, 2 * D, NT, CH, L>(tile, reinterpret_cast<const bf16_t*>(a),
+                                                   reinterpret_cast<const bf16_t*>(b), row0, T,
+                                                   2 * Dact, tid);
 }
 // V rows row0.. into a plain tile with rows of D + 4 floats (see the header).
 template <int ROWS, int D, int NT>
 __device__ __forceinline__ void stage_v(u32 tile, const float* v, int row0, int T, int Dact,
                                         int tid) {
-  constexpr int kCh = D / 4;
-  for (int idx = tid; idx < ROWS * kCh; idx += NT) {
-    const int r = idx / kCh, c = idx % kCh, row = row0 + r;
-    const bool valid = row < T && c * 4 < Dact;
-    cp_async16(tile + u32(r * (D + 4) * 4 + c * 16), v + (valid ? std::size_t(row) * Dact + c * 4 : 0),
-               valid);
-  }
+  stage_rows<ROWS, D, D, NT, D / 4, PaddedF<D + 4>>(tile, v, v, row0, T, Dact, tid);
 }
 
 // s[16 x N] += Qf[:, k-steps K0..K1-1] . Kf^T, Kf a staged swizzled tile of N rows.
