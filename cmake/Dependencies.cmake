@@ -182,13 +182,22 @@ find_package(Kokkos 4.6.1 EXACT QUIET)
 if(Kokkos_FOUND)
   message(STATUS "ra-kokkos: using installed Kokkos at ${Kokkos_DIR}")
 else()
-  string(SHA1 _ra_key "kokkos;${RA_KOKKOS_VERSION};${_ra_kokkos_opts};${CMAKE_CXX_COMPILER_VERSION};${CMAKE_CUDA_COMPILER_VERSION};patch2")
+  # The patches' contents are part of the key: editing one rebuilds Kokkos.
+  set(_ra_kokkos_patches "${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-cuda13.patch"
+                         "${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-shmem-optin.patch")
+  set(_ra_patch_hashes)
+  foreach(_ra_p IN LISTS _ra_kokkos_patches)
+    file(SHA1 "${_ra_p}" _ra_h)
+    list(APPEND _ra_patch_hashes "${_ra_h}")
+  endforeach()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_ra_kokkos_patches})
+  string(SHA1 _ra_key "kokkos;${RA_KOKKOS_VERSION};${_ra_kokkos_opts};${CMAKE_CXX_COMPILER_VERSION};${CMAKE_CUDA_COMPILER_VERSION};${_ra_patch_hashes}")
   string(SUBSTRING "${_ra_key}" 0 12 _ra_key)
   set(_ra_kokkos_prefix "${RA_DEPS_CACHE}/kokkos-${RA_KOKKOS_VERSION}-${RA_BACKEND}-${_ra_key}")
   if(NOT EXISTS "${_ra_kokkos_prefix}/install/.ra-complete")
     _ra_build_dependency(kokkos ${RA_KOKKOS_VERSION} ${RA_KOKKOS_SHA256}
       "https://github.com/kokkos/kokkos/archive/refs/tags/${RA_KOKKOS_VERSION}.tar.gz"
-      "${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-cuda13.patch;${PROJECT_SOURCE_DIR}/cmake/kokkos-4.6.01-shmem-optin.patch"
+      "${_ra_kokkos_patches}"
       "${_ra_kokkos_prefix}" ${_ra_kokkos_opts})
   endif()
   find_package(Kokkos 4.6.1 EXACT REQUIRED PATHS "${_ra_kokkos_prefix}/install" NO_DEFAULT_PATH)

@@ -755,6 +755,13 @@ struct BackwardKernels {
   using KV = BackwardKV<DP, RA, Cfg::kv.warps, Cfg::kv.tile, Cfg::kv.min_blocks, Cfg::kv.rows_in_smem>;
 };
 
+// big_smem_refusal for a backward configuration: its larger kernel decides.
+template <class Cfg, int DP, bool RA>
+std::string backward_big_smem_refusal() {
+  return big_smem_refusal(std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q),
+                                   wgmma_backward_kv_scratch(RA, DP, Cfg::kv)));
+}
+
 template <class Cfg, int DP, bool RA>
 TilePlan backward_plan_of(int candidate) {
   TilePlan plan;
@@ -765,8 +772,7 @@ TilePlan backward_plan_of(int candidate) {
       return plan;
     }
     if constexpr (Cfg::q.big_smem || Cfg::kv.big_smem) {
-      const std::string why = big_smem_refusal(std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q),
-                                                        wgmma_backward_kv_scratch(RA, DP, Cfg::kv)));
+      const std::string why = backward_big_smem_refusal<Cfg, DP, RA>();
       if (!why.empty()) {
         plan = backward_plan_of<BackwardConfig<DP, RA, wgmma_backward_fallback(RA)>, DP, RA>(
             wgmma_backward_fallback(RA));
@@ -869,8 +875,7 @@ void backward_launch(const Kokkos::Cuda& exec, const Args& a) {
     if (!wgmma_available())
       return backward_launch<BackwardConfig<DP, RA, mma_backward_fallback(RA)>, DP, RA>(exec, a);
     if constexpr (Cfg::q.big_smem || Cfg::kv.big_smem) {
-      if (!big_smem_refusal(std::max(wgmma_backward_q_scratch(RA, DP, Cfg::q),
-                                     wgmma_backward_kv_scratch(RA, DP, Cfg::kv))).empty())
+      if (!backward_big_smem_refusal<Cfg, DP, RA>().empty())
         return backward_launch<BackwardConfig<DP, RA, wgmma_backward_fallback(RA)>, DP, RA>(exec, a);
     }
   }

@@ -264,13 +264,14 @@ __device__ __forceinline__ void two_stage_next(int t, int last, Stage&& stage) {
 // A streamed folded tile ([K_j, Q_j] or [Q_i, K_i]): both halves, or only the
 // first where the tile lies wholly outside the reciprocity band (kPlain: its
 // products never read the second half, so half the loads are saved there).
-template <int ROWS, int W, int D, int NT>
+// L as for stage_rows.
+template <int ROWS, int W, int D, int NT, class L = Swizzled<W>>
 __device__ __forceinline__ void stage_folded(u32 tile, const bf16_t* a, const bf16_t* b, int row0,
                                              int T, int Dact, int tid, bool both_halves) {
   if (W == D || both_halves)
-    stage_rows<ROWS, W, D, NT>(tile, a, b, row0, T, Dact, tid);
+    stage_rows<ROWS, W, D, NT, W / 8, L>(tile, a, b, row0, T, Dact, tid);
   else
-    stage_rows<ROWS, W, D, NT, D / 8>(tile, a, b, row0, T, Dact, tid);
+    stage_rows<ROWS, W, D, NT, D / 8, L>(tile, a, b, row0, T, Dact, tid);
 }
 
 template <int ROWS, int COLS, int D, int NT>

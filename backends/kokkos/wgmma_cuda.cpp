@@ -93,6 +93,15 @@ __device__ __forceinline__ void fence_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
+// Every thread's copies have landed (all but the newest PENDING commit groups),
+// are visible to the tensor cores, and every warp is past its previous use of
+// the buffers about to be refilled.
+template <int PENDING>
+__device__ __forceinline__ void publish() {
+  cp_wait<PENDING>();
+  fence_async_smem();
+  __syncthreads();
+}
 // The compiler sees a wgmma's registers as read and written when it is
 // issued, but the tensor cores use them until wgmma.wait_group: these empty
 // asm statements (volatile, so ordered with the wgmma ones) keep every read or
@@ -409,22 +418,12 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
     auto buffer = [&](int kt) { return kRows + (SPLIT ? 0 : (kt & 1) * kStage); };
     auto stage_k = [&](int kt) {  // Kf rows (only the K half where the tile is outside the band) and the bias
       const u32 st = s0 + buffer(kt);
-      if (W == D || classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain)
-        stage_rows<BC, W, D, NT, W / 8, Atoms<BC>>(st, K, Q, kt * BC, T, Dact, tid);
-      else
-        stage_rows<BC, W, D, NT, D / 8, Atoms<BC>>(st, K, Q, kt * BC, T, Dact, tid);
+      stage_folded<BC, W, D, NT, Atoms<BC>>(st, K, Q, kt * BC, T, Dact, tid,
+                                            classify(RA, a.window, i0, BR, kt * BC, BC, T) != kPlain);
       if constexpr (RA) stage_vec<BC, NT>(st + kKf + kV, dvec, kt * BC, T, tid);
     };
     auto stage_v = [&](int kt) {
       stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + buffer(kt) + kKf, V, V, kt * BC, T, Dact, tid);
-    };
-    // Every thread's copies have landed (the newest `pending` groups may still
-    // be in flight), are visible to the tensor cores, and the previous users
-    // of the buffer about to be refilled are done.
-    auto publish = [&](auto pending) {
-      cp_wait<decltype(pending)::value>();
-      fence_async_smem();
-      __syncthreads();
     };
 
     float o[D / 8][4];
@@ -437,15 +436,15 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
     cp_commit();
     for (int kt = 0; kt <= kt_last; ++kt) {
       if constexpr (SPLIT) {
-        publish(std::integral_constant<int, 0>{});  // Kf(kt); P V(kt-1) is done with the V buffer
+        publish<0>();  // Kf(kt); P V(kt-1) is done with the V buffer
         stage_v(kt);
         cp_commit();
       } else if (kt < kt_last) {
         stage_k(kt + 1), stage_v(kt + 1);
         cp_commit();
-        publish(std::integral_constant<int, 1>{});
+        publish<1>();
       } else {
-        publish(std::integral_constant<int, 0>{});
+        publish<0>();
       }
       const u32 kf = s0 + buffer(kt), vs = kf + kKf;
       const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) + kKf + kV);
@@ -458,7 +457,7 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
 
       online_softmax_step<RA>(s, m, l, o, lane, row0, j0, T, sl, bias, bl);
       if constexpr (SPLIT) {
-        publish(std::integral_constant<int, 0>{});  // V(kt); every QK^T(kt) is done with Kf
+        publish<0>();  // V(kt); every QK^T(kt) is done with Kf
         if (kt < kt_last) {
           stage_k(kt + 1);
           cp_commit();
@@ -524,20 +523,13 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
     auto kind_of = [&](int kt) { return classify(RA, a.window, i0, BR, kt * BC, BC, T); };
     auto stage_k = [&](int kt) {
       if (kt > kt_last) return;
-      if (W == D || kind_of(kt) != kPlain)
-        stage_rows<BC, W, D, NT, W / 8, Atoms<BC>>(s0 + kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
-      else
-        stage_rows<BC, W, D, NT, D / 8, Atoms<BC>>(s0 + kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
+      stage_folded<BC, W, D, NT, Atoms<BC>>(s0 + kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid,
+                                            kind_of(kt) != kPlain);
     };
     auto stage_v = [&](int kt) {  // V and the bias, both read in tile kt's iteration
       if (kt > kt_last) return;
       stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + v_buf(kt), tm.V, tm.V, kt * BC, T, Dact, tid);
       if constexpr (RA) stage_vec<BC, NT>(s0 + v_buf(kt) + kV, tm.dvec, kt * BC, T, tid);
-    };
-    auto publish = [&](auto pending) {
-      cp_wait<decltype(pending)::value>();
-      fence_async_smem();
-      __syncthreads();
     };
     // S(kt) into s, issued; for a mixed RA tile the band half is done, masked
     // and waited for first, then the rest issued.
@@ -589,7 +581,7 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
 
     // One tile: s_cur holds S(kt) (waited for); S(kt+1) goes into s_next.
     auto step = [&](float (&s_cur)[BC / 8][4], float (&s_next)[BC / 8][4], int kt) {
-      publish(std::integral_constant<int, 0>{});  // Kf(kt+1), V(kt) landed; tile kt-1's products done
+      publish<0>();  // Kf(kt+1), V(kt) landed; tile kt-1's products done
       stage_k(kt + 2);
       stage_v(kt + 1);
       cp_commit();
@@ -662,10 +654,7 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
     auto kind_of = [&](int kt) { return classify(RA, a.window, i0, BR, kt * BC, BC, T); };
     auto stage_k = [&](int kt) {
-      if (W == D || kind_of(kt) != kPlain)
-        stage_rows<BC, W, D, NT, W / 8, Atoms<BC>>(kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
-      else
-        stage_rows<BC, W, D, NT, D / 8, Atoms<BC>>(kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid);
+      stage_folded<BC, W, D, NT, Atoms<BC>>(kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid, kind_of(kt) != kPlain);
       if constexpr (RA) stage_vec<BC, NT>(bias_buf(kt), tm.dvec, kt * BC, T, tid);
     };
     auto stage_v = [&](int kt) {
@@ -691,11 +680,7 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
     zero(dqf);
     const float sl = scale * kLog2e, bl = g.disc * kLog2e;
     for (int kt = 0; kt <= kt_last; ++kt) {
-      // Kf(kt) and V(kt) landed and visible to the tensor cores; tile kt-1's
-      // products are done with the Kf stage refilled next.
-      cp_wait<0>();
-      fence_async_smem();
-      __syncthreads();
+      publish<0>();  // Kf(kt), V(kt); tile kt-1's products are done with the Kf stage refilled next
       if (kt < kt_last) {
         stage_k(kt + 1);
         cp_commit();
@@ -783,10 +768,7 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
     };
     auto kind_of = [&](int qt) { return classify(RA, a.window, qt * BR, BR, j0, BK, T); };
     auto stage_q = [&](int qt) {  // Qf (only the Q half outside the band), lse, Delta
-      if (W == D || kind_of(qt) != kPlain)
-        stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(q_buf(qt), Q, K, qt * BR, T, Dact, tid);
-      else
-        stage_rows<BR, W, D, NT, D / 8, Atoms<BR>>(q_buf(qt), Q, K, qt * BR, T, Dact, tid);
+      stage_folded<BR, W, D, NT, Atoms<BR>>(q_buf(qt), Q, K, qt * BR, T, Dact, tid, kind_of(qt) != kPlain);
       stage_vec<BR, NT>(vec_buf(qt), lse, qt * BR, T, tid);
       stage_vec<BR, NT>(vec_buf(qt) + 4 * BR, dlt, qt * BR, T, tid);
     };
@@ -817,9 +799,7 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
     float colsum[2] = {0.f, 0.f};
     const float sl = scale * kLog2e;
     for (int qt = qt_first; qt <= qt_last; ++qt) {
-      cp_wait<0>();  // Qf(qt), vec(qt) (and dO(qt)) landed; tile qt-1's products are done
-      fence_async_smem();
-      __syncthreads();
+      publish<0>();  // Qf(qt), vec(qt) (and dO(qt)); tile qt-1's products are done
       if (qt < qt_last) {
         stage_q(qt + 1);
         if constexpr (!kOneDO) stage_do(qt + 1);
