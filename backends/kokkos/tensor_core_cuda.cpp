@@ -531,12 +531,12 @@ template <int D, bool RA, int WARPS, int BR, int MINB>
 using BackwardFused = BackwardKV<D, RA, WARPS, BR, MINB, true, true>;
 
 // Fused backward's last step: dQ (and RA's dK) in bf16 from the fp32
-// workspace and, for RA, the key-owned parts part_dq / part_dk. A thread per
-// column pair.
+// workspace, added for RA to the key-owned kernel's shares already in dq and
+// dk (store_dkv). A thread per column pair.
 struct FusedFinish {
   static constexpr int NT = 256, kMinBlocks = 1;
   static constexpr std::size_t kScratch = 0;
-  const float *ws = nullptr, *part_dq = nullptr, *part_dk = nullptr;
+  const float* ws = nullptr;
   bf16_t *dq = nullptr, *dk = nullptr;
   long pairs = 0;  // B H T D / 2
   int D = 0;
@@ -555,8 +555,10 @@ struct FusedFinish {
     if (ra) {
       const float2 q = *reinterpret_cast<const float2*>(ws + row * 2 * D + c);
       const float2 k = *reinterpret_cast<const float2*>(ws + row * 2 * D + D + c);
-      *reinterpret_cast<__nv_bfloat162*>(dq + at) = __floats2bfloat162_rn(part_dq[at] + q.x, part_dq[at + 1] + q.y);
-      *reinterpret_cast<__nv_bfloat162*>(dk + at) = __floats2bfloat162_rn(part_dk[at] + k.x, part_dk[at + 1] + k.y);
+      const float2 pq = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dq + at));
+      const float2 pk = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dk + at));
+      *reinterpret_cast<__nv_bfloat162*>(dq + at) = __floats2bfloat162_rn(pq.x + q.x, pq.y + q.y);
+      *reinterpret_cast<__nv_bfloat162*>(dk + at) = __floats2bfloat162_rn(pk.x + k.x, pk.y + k.y);
     } else {
       const float2 q = *reinterpret_cast<const float2*>(ws + at);
       *reinterpret_cast<__nv_bfloat162*>(dq + at) = __floats2bfloat162_rn(q.x, q.y);
@@ -980,7 +982,7 @@ void fused_backward(const Kokkos::Cuda& exec, const Args& a) {
       f.scale = 1.f / std::sqrt(float(a.D));
       Kokkos::parallel_for("ra::tc::backward_fused", team_policy<K>(exec, a.B * a.H * nk), f);
       FusedFinish fin;
-      fin.ws = a.dqf_accum, fin.part_dq = a.part_dq, fin.part_dk = a.part_dk;
+      fin.ws = a.dqf_accum;
       fin.dq = static_cast<bf16_t*>(a.dq), fin.dk = static_cast<bf16_t*>(a.dk);
       fin.pairs = long(a.B) * a.H * a.T * a.D / 2;
       fin.D = a.D, fin.ra = is_ra;

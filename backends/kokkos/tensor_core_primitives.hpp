@@ -408,8 +408,9 @@ __device__ __forceinline__ void dl_from_p(float (&p)[BC / 8][4], const float (&d
 
 // The query-owned dQ kernels' epilogue (BackwardQ, WgBackwardQ): this lane's
 // two rows of the warp's 16 (row0..) from the fp32 accumulators dqf = sum_j
-// dL_ij Kf_j (unscaled). SDPA: dQ. RA: dQ = part_dq + w_std s dqf[0, D) and
-// dK = part_dk + w_rec s dqf[D, 2D) (the key-owned kernel wrote the parts),
+// dL_ij Kf_j (unscaled). SDPA: dQ. RA: dQ += w_std s dqf[0, D) and
+// dK += w_rec s dqf[D, 2D) (the key-owned kernel wrote its shares there, in
+// bf16: store_dkv),
 // and the team's dw_std, dw_rec partials into gate slots 0, 1 of query tile
 // qt, summed through smem (free by now: the caller's last barrier is behind).
 template <int D, bool RA, int WARPS>
@@ -435,16 +436,16 @@ __device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ?
       const float q0 = dqf[n][2 * r] * scale, q1 = dqf[n][2 * r + 1] * scale;
       if constexpr (RA) {
         const float k0 = dqf[D / 8 + n][2 * r] * scale, k1 = dqf[D / 8 + n][2 * r + 1] * scale;
-        const float* pq = a.part_dq + mat + at;
-        const float* pk = a.part_dk + mat + at;
+        const float2 pq = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dQ + at));
+        const float2 pk = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dK + at));
         const float2 qi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
         const float2 ki = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
         gstd += qi.x * dqf[n][2 * r] + qi.y * dqf[n][2 * r + 1];
         grec += ki.x * dqf[D / 8 + n][2 * r] + ki.y * dqf[D / 8 + n][2 * r + 1];
         *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
-            __floats2bfloat162_rn(pq[0] + g.std * q0, pq[1] + g.std * q1);
+            __floats2bfloat162_rn(pq.x + g.std * q0, pq.y + g.std * q1);
         *reinterpret_cast<__nv_bfloat162*>(dK + at) =
-            __floats2bfloat162_rn(pk[0] + g.rec * k0, pk[1] + g.rec * k1);
+            __floats2bfloat162_rn(pk.x + g.rec * k0, pk.y + g.rec * k1);
       } else {
         *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
       }
@@ -467,9 +468,13 @@ __device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ?
 
 // The key-owned dK/dV kernels' epilogue (BackwardKV, WgBackwardKV): this
 // lane's two key rows of the warp's 16 (key0..) from the fp32 accumulators
-// dkf = sum_i dL^T_ji Qf_i and dv. SDPA: dK, dV. RA: dV, the parts
-// part_dk = w_std s dkf[0, D) and part_dq = w_rec s dkf[D, 2D) that the dQ
-// kernel completes, dd_j = w_disc colsum_j, and the team's dw_disc partial into
+// dkf = sum_i dL^T_ji Qf_i and dv. SDPA: dK, dV. RA: dV, and this kernel's
+// shares of the gradients, dK = w_std s dkf[0, D) and dQ = w_rec s dkf[D, 2D),
+// written to dK and dQ in bf16 for the query-owned kernel (store_dq) or the
+// fused finish to add its own to. (They were float workspaces: 2 x 4 bytes
+// of [B,H,T,D] written and read again, 0.8 GB more device memory at T = 16k;
+// the rounding to bf16 in between costs at most one more bf16 rounding of
+// dQ and dK.) dd_j = w_disc colsum_j, and the team's dw_disc partial into
 // gate slot 2 of key tile kt (FUSED, the single-pass backward: slots 0 and 1
 // too), summed through smem (free by now: the caller's last barrier is behind).
 template <int D, bool RA, int WARPS, bool FUSED = false>
@@ -483,6 +488,7 @@ __device__ __forceinline__ void store_dkv(const Args& a, const float (&dkf)[(RA 
   [[maybe_unused]] const auto* K = static_cast<const bf16_t*>(a.k) + mat;
   auto* dV = static_cast<bf16_t*>(a.dv) + mat;
   auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+  [[maybe_unused]] auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
   float gdisc = 0.f;
   [[maybe_unused]] float gstd = 0.f, grec = 0.f;  // FUSED: this thread's dw_std, dw_rec (unscaled)
 #pragma unroll
@@ -504,13 +510,10 @@ __device__ __forceinline__ void store_dkv(const Args& a, const float (&dkf)[(RA 
         gstd += kj.x * dkf[n][2 * r] + kj.y * dkf[n][2 * r + 1];
         grec += qj.x * dkf[D / 8 + n][2 * r] + qj.y * dkf[D / 8 + n][2 * r + 1];
       }
-      if constexpr (RA) {
-        a.part_dk[mat + at] = k0, a.part_dk[mat + at + 1] = k1;
-        a.part_dq[mat + at] = dkf[D / 8 + n][2 * r] * scale * g.rec;
-        a.part_dq[mat + at + 1] = dkf[D / 8 + n][2 * r + 1] * scale * g.rec;
-      } else {
-        *reinterpret_cast<__nv_bfloat162*>(dK + at) = __floats2bfloat162_rn(k0, k1);
-      }
+      *reinterpret_cast<__nv_bfloat162*>(dK + at) = __floats2bfloat162_rn(k0, k1);
+      if constexpr (RA)
+        *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(
+            dkf[D / 8 + n][2 * r] * scale * g.rec, dkf[D / 8 + n][2 * r + 1] * scale * g.rec);
     }
     if constexpr (RA) {
       if ((lane & 3) == 0) {

@@ -262,15 +262,31 @@ __device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf) {
   }
 }
 
-// The same k-steps issued and waited for (the caller's registers pinned around).
-template <int K0, int K1, int BC>
-__device__ __forceinline__ void qk_now(float (&s)[BC / 8][4], u32 q, u32 kf) {
+// The forward's S = Qf Kf^T of one tile into s, issued (committed, not waited
+// for): for RA the band half (k-steps D/16..W/16) where the tile meets the
+// band -- on a mixed tile waited for and masked first -- then the K half. A
+// full tile's two halves go out together, to be waited for once.
+template <int D, bool RA, int BC, int W>
+__device__ __forceinline__ void issue_logits(float (&s)[BC / 8][4], u32 q, u32 kf, Kind kind, int lane,
+                                             int row0, int j0, int window) {
+  zero(s);
   pin(s);
   wg_fence();
-  issue_qk<K0, K1, BC>(s, q, kf);
+  if constexpr (RA) {
+    if (kind == kMixed) {
+      issue_qk<D / 16, W / 16, BC>(s, q, kf);
+      wg_commit();
+      wg_wait_all();
+      pin(s);
+      band_mask(s, lane, row0, j0, true, window);
+      pin(s);
+      wg_fence();
+    } else if (kind == kFull) {
+      issue_qk<D / 16, W / 16, BC>(s, q, kf);
+    }
+  }
+  issue_qk<0, D / 16, BC>(s, q, kf);
   wg_commit();
-  wg_wait_all();
-  pin(s);
 }
 
 // The backward kernels' two logit-shaped products of a tile, issued together
@@ -450,10 +466,10 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
       const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) + kKf + kV);
       const int j0 = kt * BC;
       float s[BC / 8][4];
-      folded_logits<D, RA, BC, W>(
-          one(s),
-          [&](auto k0, auto k1) { qk_now<decltype(k0)::value, decltype(k1)::value, BC>(s, s0, kf); },
-          classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0, true, a.window);
+      issue_logits<D, RA, BC, W>(s, s0, kf, classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0,
+                                 a.window);
+      wg_wait_all();
+      pin(s);
 
       online_softmax_step<RA>(s, m, l, o, lane, row0, j0, T, sl, bias, bl);
       if constexpr (SPLIT) {
@@ -531,29 +547,9 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
       stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + v_buf(kt), tm.V, tm.V, kt * BC, T, Dact, tid);
       if constexpr (RA) stage_vec<BC, NT>(s0 + v_buf(kt) + kV, tm.dvec, kt * BC, T, tid);
     };
-    // S(kt) into s, issued; for a mixed RA tile the band half is done, masked
-    // and waited for first, then the rest issued.
+    // S(kt) into s, issued (issue_logits).
     auto issue_s = [&](float (&s)[BC / 8][4], int kt) {
-      const u32 kf = s0 + kf_buf(kt);
-      const Kind kind = kind_of(kt);
-      zero(s);
-      pin(s);
-      wg_fence();
-      if constexpr (RA) {
-        if (kind == kMixed) {
-          issue_qk<D / 16, W / 16, BC>(s, s0, kf);
-          wg_commit();
-          wg_wait_all();
-          pin(s);
-          band_mask(s, lane, i0 + warp * 16, kt * BC, true, a.window);
-          pin(s);
-          wg_fence();
-        } else if (kind == kFull) {
-          issue_qk<D / 16, W / 16, BC>(s, s0, kf);
-        }
-      }
-      issue_qk<0, D / 16, BC>(s, s0, kf);
-      wg_commit();
+      issue_logits<D, RA, BC, W>(s, s0, s0 + kf_buf(kt), kind_of(kt), lane, i0 + warp * 16, kt * BC, a.window);
     };
 
     // The gated Qf rows, as in WgForward; then tile 0's Kf (group 1) and tile

@@ -119,8 +119,9 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
     // (either may run beside the portable other: same o and lse).
     const bool ra = is_ra(v);
     [[maybe_unused]] const bool wanted = !opt.portable && opt.tile == 0;
-    // RA's key-owned backward kernels hand their shares of dQ and dK to the
-    // query-owned ones through these float workspaces.
+    // RA's float key-owned backward kernels (fp32 tiled, TF32) hand their
+    // shares of dQ and dK to the query-owned ones through these workspaces
+    // (the bf16 ones through dq and dk themselves).
     [[maybe_unused]] auto allocate_cross_parts = [&] {
       if (!ra) return;
       part_dq_ = Tensor4<float, Exec>("part_dq", s.B, s.H, s.T, s.D);
@@ -148,7 +149,6 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
         bwd_plan_ = detail::tc::backward_plan(ra, s.D, opt_.tc_bwd_candidate);
         if (tuned_bwd >= 0) bwd_plan_.path += tuned_note;
         n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt_.tc_bwd_candidate);
-        allocate_cross_parts();
         // Options::deterministic = false: the single-pass (atomic dQ) backward
         // where it has a kernel; a requested candidate is a deterministic one.
         if (!opt.deterministic) {
@@ -490,7 +490,6 @@ detail::tc::Args Attention<Scalar, Exec>::tensor_core_args(const Tensors& t) con
     a.gates = t.gates.data(), a.d = t.d.data(), a.lse = t.lse.data(), a.lse_in = t.lse.data();
     a.delta = delta_.data(), a.dd = t.dd.data(), a.gate_partials = gate_partials_.data();
   }
-  a.part_dq = part_dq_.data(), a.part_dk = part_dk_.data();
   a.dqf_accum = dqf_accum_.data();
   a.n_partials = gate_partials_.extent_int(2);
   a.B = shape_.B, a.H = shape_.H, a.T = shape_.T, a.D = shape_.D;

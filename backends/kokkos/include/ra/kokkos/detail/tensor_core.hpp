@@ -17,13 +17,14 @@ namespace ra::kk::detail::tc {
 // Raw device pointers ([B,H,T,D] tensors are bf16, the rest float) and the
 // problem. Forward reads q,k,v,gates,d and writes o,lse; backward reads those
 // plus o, dout, delta and writes dq,dk,dv,dd and gate_partials
-// ([B,H,n_partials,3]: slot 2 per key tile, slots 0,1 per query tile).
+// ([B,H,n_partials,3]: slot 2 per key tile, slots 0,1 per query tile). RA's
+// key-owned kernel writes its shares of dq and dk first, the query-owned one
+// (or the fused finish) adds its own.
 struct Args {
   const void *q = nullptr, *k = nullptr, *v = nullptr, *dout = nullptr;
   const float *gates = nullptr, *d = nullptr, *lse_in = nullptr, *delta = nullptr;
   void *o = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *lse = nullptr, *dd = nullptr, *gate_partials = nullptr;
-  float *part_dq = nullptr, *part_dk = nullptr;  // RA: float [B,H,T,D] each
   float* dqf_accum = nullptr;  // fused backward: float [B,H,T,W], zeroed by the caller
   int n_partials = 0;
   int B = 0, H = 0, T = 0, D = 0;
