@@ -22,6 +22,26 @@ constexpr float kLn2 = 0.6931471805599453f;
 __device__ __forceinline__ u32 smem_u32(const void* p) {
   return static_cast<u32>(__cvta_generic_to_shared(p));
 }
+// A float vector staged in team scratch, addressed in the shared window: its
+// loads are LDS. (Read through a generic pointer into Kokkos' team scratch the
+// compiler cannot tell the address space and emits generic LDs, which wait on
+// the long scoreboard: the softmax's bias reads were among the forward's top
+// stalls on the H100, docs/perf.md v22.) volatile keeps the loads after the
+// barrier that publishes the vector.
+struct SharedFloats {
+  u32 addr = 0;
+  __device__ float operator[](int i) const {
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(addr + 4 * i));
+    return v;
+  }
+  // elements i, i + 1 (i even: 8-byte aligned)
+  __device__ float2 pair(int i) const {
+    float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(addr + 4 * i));
+    return v;
+  }
+};
 __device__ __forceinline__ void ldsm_x4(u32 (&r)[4], u32 addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -138,12 +158,12 @@ __device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_b
 // scaled by sl (> 0) and (BIAS) given the key's bias[c] * bl. On return s holds
 // the probabilities exp2(x - m), m and l (this lane's two rows, running max and
 // sum) are updated and the NO accumulator blocks o rescaled to the new max.
-// (BIAS) bias is 8-byte aligned.
+// (BIAS) bias is 8-byte aligned in shared memory.
 template <bool BIAS, int NB, int NO>
 __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m)[2],
                                                     float (&l)[2], float (&o)[NO][4], int lane,
                                                     int row0, int j0, int T, float sl,
-                                                    const float* bias, float bl) {
+                                                    SharedFloats bias, float bl) {
   float mx[2] = {-INFINITY, -INFINITY};
   // Tiles wholly below the diagonal and inside T (all but ~1 in T / 64 at long
   // T) skip the per-element causal test: its index arithmetic and compares
@@ -166,7 +186,7 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
     for (int n = 0; n < NB; ++n) {
       float b[2] = {0.f, 0.f};
       if constexpr (BIAS) {
-        const float2 v = *reinterpret_cast<const float2*>(bias + frag_col(lane, n, 0));
+        const float2 v = bias.pair(frag_col(lane, n, 0));
         b[0] = v.x * bl, b[1] = v.y * bl;
       }
 #pragma unroll

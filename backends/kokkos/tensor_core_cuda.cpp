@@ -138,8 +138,7 @@ struct Forward {
         two_stage_next(kt, kt_last, [&](int t) { stage_k(t), stage_v(t); });
       }
       const u32 kf = s0 + buffer(kt), vs = kf + Swizzled<W>::bytes(BC);
-      const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) +
-                                                         Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC));
+      const SharedFloats bias{s0 + buffer(kt) + Swizzled<W>::bytes(BC) + Swizzled<D>::bytes(BC)};
       const int j0 = kt * BC;
       float s[MT][BC / 8][4];
       folded_logits<D, RA, BC, W>(
@@ -284,7 +283,7 @@ struct BackwardQ {
         two_stage_next(kt, kt_last, [&](int t) { stage_k(t), stage_v(t); });
       }
       const u32 kf = pipe + (kt & 1) * kStage, vs = v_tile(kt);
-      const float* bias = reinterpret_cast<const float*>(smem + kPipe + (kt & 1) * kStage + kBias);
+      const SharedFloats bias{smem_u32(smem) + kPipe + (kt & 1) * kStage + kBias};
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       float p[BC / 8][4], dp[BC / 8][4];

@@ -383,22 +383,31 @@ struct ForwardTeam {
 // T skip the per-element visibility test (as the forward's softmax does).
 template <bool RA, int BC>
 __device__ __forceinline__ void dl_from_p(float (&p)[BC / 8][4], const float (&dp)[BC / 8][4],
-                                          const float* bias, const float (&lse2)[2],
+                                          SharedFloats bias, const float (&lse2)[2],
                                           const float (&delta)[2], float sl, float bl, int lane,
                                           int row0, int j0, int T) {
   auto to_dl = [&](auto masked) {
 #pragma unroll
-    for (int n = 0; n < BC / 8; ++n)
+    for (int n = 0; n < BC / 8; ++n) {
+      // this lane's two keys of block n are adjacent: one 8-byte load, and the
+      // bias minus each row's lse once per block
+      float b[2][2] = {{-lse2[0], -lse2[0]}, {-lse2[1], -lse2[1]}};
+      if constexpr (RA) {
+        const float2 v = bias.pair(frag_col(lane, n, 0));
+#pragma unroll
+        for (int r = 0; r < 2; ++r) b[r][0] = fmaf(v.x, bl, b[r][0]), b[r][1] = fmaf(v.y, bl, b[r][1]);
+      }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = frag_col(lane, n, e);
-        float pr = fast_exp2(fmaf(p[n][e], sl, (RA ? bias[c] * bl : 0.f) - lse2[e >> 1]));
+        float pr = fast_exp2(fmaf(p[n][e], sl, b[e >> 1][e & 1]));
         if constexpr (decltype(masked)::value) {
           const int i = row0 + frag_row(lane, e), j = j0 + c;
           if (!(j <= i && j < T && i < T)) pr = 0.f;
         }
         p[n][e] = pr * (dp[n][e] - delta[e >> 1]);
       }
+    }
   };
   if (j0 + BC - 1 <= row0 && j0 + BC <= T && row0 + 15 < T)
     to_dl(std::false_type{});

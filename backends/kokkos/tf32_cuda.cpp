@@ -170,7 +170,7 @@ struct Forward {
 
     const u32 kf = s0, vs = s0 + kKf;
     const float* vsm = reinterpret_cast<const float*>(smem + kKf);
-    const float* bias = reinterpret_cast<const float*>(smem + kKf + kV);
+    const SharedFloats bias{smem_u32(smem) + kKf + kV};
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
     auto stage_k = [&](int kt) {
       stage_rows<BC, W, D, NT>(kf, K, Q, kt * BC, T, Dact, tid);
@@ -616,7 +616,7 @@ struct BackwardQ : BwdKernel<BackwardQ<D, RA>, D, RA, TcPass::backward_q> {
     for (int kt = 0; kt <= kt_last; ++kt) {
       Base::next_stage(kt, kt_last, stage_kv);
       const u32 kf = pipe + (kt & 1) * kStage, vs = kf + kFold;
-      const float* bias = reinterpret_cast<const float*>(pipe_p + (kt & 1) * kStage + kFold + kFlat);
+      const SharedFloats bias{smem_u32(pipe_p) + (kt & 1) * kStage + kFold + kFlat};
       const int j0 = kt * BC;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BC, T);
       // Rows = this warp's queries i, columns = the tile's keys j.

@@ -463,7 +463,7 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
         publish<0>();
       }
       const u32 kf = s0 + buffer(kt), vs = kf + kKf;
-      const float* bias = reinterpret_cast<const float*>(smem + buffer(kt) + kKf + kV);
+      const SharedFloats bias{s0 + buffer(kt) + kKf + kV};
       const int j0 = kt * BC;
       float s[BC / 8][4];
       issue_logits<D, RA, BC, W>(s, s0, kf, classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0,
@@ -582,7 +582,7 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
       stage_v(kt + 1);
       cp_commit();
       if (kt < kt_last) issue_s(s_next, kt + 1);
-      const float* bias = reinterpret_cast<const float*>(smem + v_buf(kt) + kV);
+      const SharedFloats bias{s0 + v_buf(kt) + kV};
       online_softmax_step<RA>(s_cur, m, l, o, lane, row0, kt * BC, T, sl, bias, bl);
       u32 pa[BC / 16][4];
 #pragma unroll
@@ -682,7 +682,7 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
         cp_commit();
       }
       const u32 kf = kf_buf(kt);
-      const float* bias = reinterpret_cast<const float*>(smem + (bias_buf(kt) - s0));
+      const SharedFloats bias{bias_buf(kt)};
       const int j0 = kt * BC;
       const Kind kind = kind_of(kt);
       float p[BC / 8][4], dp[BC / 8][4];  // S, then dP = dO V^T
