@@ -253,28 +253,42 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
 // visibility test: its index arithmetic costs about as much as the rest.
 template <bool COLSUM, int NB>
 __device__ __forceinline__ void key_tile_p_dl(float (&s)[NB][4], float (&dp)[NB][4], float (&colsum)[2],
-                                              const float* vec, const float (&bias2)[2], float sl,
+                                              SharedFloats vec, const float (&bias2)[2], float sl,
                                               int lane, int key0, int i0, int T) {
+  // colsum in 2 independent partials per row (column parity): half the chain
+  // of dependent FADDs
+  float cs[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
   auto step = [&](auto masked) {
 #pragma unroll
-    for (int n = 0; n < NB; ++n)
+    for (int n = 0; n < NB; ++n) {
+      // this lane's two queries of block n are adjacent: one 8-byte load of
+      // their lse and one of their Delta, and bias - lse once per block
+      const int c0 = frag_col(lane, n, 0);
+      const float2 lse = vec.pair(c0), delta = vec.pair(NB * 8 + c0);
+      const float off[2][2] = {{fmaf(-lse.x, kLog2e, bias2[0]), fmaf(-lse.y, kLog2e, bias2[0])},
+                               {fmaf(-lse.x, kLog2e, bias2[1]), fmaf(-lse.y, kLog2e, bias2[1])}};
+      const float dl[2] = {delta.x, delta.y};
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int c = frag_col(lane, n, e);
-        float pr = fast_exp2(fmaf(s[n][e], sl, bias2[e >> 1] - vec[c] * kLog2e));
+        float pr = fast_exp2(fmaf(s[n][e], sl, off[e >> 1][e & 1]));
         if constexpr (decltype(masked)::value) {
-          const int j = key0 + frag_row(lane, e), i = i0 + c;
+          const int j = key0 + frag_row(lane, e), i = i0 + c0 + (e & 1);
           if (!(j <= i && i < T && j < T)) pr = 0.f;
         }
         s[n][e] = pr;
-        dp[n][e] = pr * (dp[n][e] - vec[NB * 8 + c]);
-        if constexpr (COLSUM) colsum[e >> 1] += dp[n][e];
+        dp[n][e] = pr * (dp[n][e] - dl[e & 1]);
+        if constexpr (COLSUM) cs[e >> 1][e & 1] += dp[n][e];
       }
+    }
   };
   if (key0 + 15 <= i0 && i0 + NB * 8 <= T)
     step(std::false_type{});
   else
     step(std::true_type{});
+  if constexpr (COLSUM) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) colsum[r] += cs[r][0] + cs[r][1];
+  }
 }
 
 // The launch policy of a team kernel F of this library's CUDA paths: F::NT

@@ -424,8 +424,8 @@ struct BackwardKV {
     for (int qt = qt_first; qt < n_qtiles; ++qt) {
       two_stage_next(qt, n_qtiles - 1, stage_q);
       const u32 qs = pipe + (qt & 1) * kStage, dos = qs + Swizzled<W>::bytes(BR);
-      const float* vec = reinterpret_cast<const float*>(smem + kPipe + (qt & 1) * kStage +
-                                                        Swizzled<W>::bytes(BR) + Swizzled<D>::bytes(BR));
+      const SharedFloats vec{smem_u32(smem) + kPipe + (qt & 1) * kStage + Swizzled<W>::bytes(BR) +
+                             Swizzled<D>::bytes(BR)};
       const int i0 = qt * BR;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BK, T);
       // Transposed tiles: rows are this warp's keys j, columns the queries i.

@@ -752,7 +752,7 @@ struct BackwardKV : BwdKernel<BackwardKV<D, RA>, D, RA, TcPass::backward_kv> {
     for (int qt = qt_first; qt <= qt_last; ++qt) {
       Base::next_stage(qt, qt_last, stage_q);
       const u32 qs = pipe + (qt & 1) * kStage, dos = qs + kFold;
-      const float* vec = reinterpret_cast<const float*>(pipe_p + (qt & 1) * kStage + kFold + kFlat);
+      const SharedFloats vec{smem_u32(pipe_p) + (qt & 1) * kStage + kFold + kFlat};
       const int i0 = qt * BR;
       const Kind kind = classify(RA, a.window, i0, BR, j0, BK, T);
       // Transposed tiles: rows = this warp's keys j, columns = the tile's queries i.

@@ -802,7 +802,7 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
         cp_commit();
       }
       const u32 qs = q_buf(qt), dos = do_buf(qt);
-      const float* vec = reinterpret_cast<const float*>(smem + (vec_buf(qt) - s0));
+      const SharedFloats vec{vec_buf(qt)};
       const int i0 = qt * BR;
       const Kind kind = kind_of(qt);
       // Transposed tiles: rows are this warp's keys j, columns the queries i.
