@@ -159,11 +159,13 @@ __device__ __forceinline__ void band_mask(float (&x)[NB][4], int lane, int row_b
 // the probabilities exp2(x - m), m and l (this lane's two rows, running max and
 // sum) are updated and the NO accumulator blocks o rescaled to the new max.
 // (BIAS) bias is 8-byte aligned in shared memory.
-template <bool BIAS, int NB, int NO>
-__device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m)[2],
-                                                    float (&l)[2], float (&o)[NO][4], int lane,
-                                                    int row0, int j0, int T, float sl,
-                                                    SharedFloats bias, float bl) {
+// online_softmax_probs is the same step without the rescale of o: it hands
+// back alpha (per row, the factor o is to be multiplied by), for kernels whose
+// o is still being accumulated by the tensor cores at that point.
+template <bool BIAS, int NB>
+__device__ __forceinline__ void online_softmax_probs(float (&s)[NB][4], float (&m)[2], float (&l)[2],
+                                                     float (&alpha)[2], int lane, int row0, int j0, int T,
+                                                     float sl, SharedFloats bias, float bl) {
   float mx[2] = {-INFINITY, -INFINITY};
   // Tiles wholly below the diagonal and inside T (all but ~1 in T / 64 at long
   // T) skip the per-element causal test: its index arithmetic and compares
@@ -208,7 +210,7 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
         mx[e >> 1] = fmaxf(mx[e >> 1], x);
       }
   }
-  float alpha[2], m_use[2], sum[2] = {0.f, 0.f};
+  float m_use[2], sum[2] = {0.f, 0.f};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const float m_new = fmaxf(m[r], quad_max(mx[r]));
@@ -237,10 +239,22 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + sum[r];
+}
+template <int NO>
+__device__ __forceinline__ void rescale_rows(float (&o)[NO][4], const float (&alpha)[2]) {
 #pragma unroll
   for (int n = 0; n < NO; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e >> 1];
+}
+template <bool BIAS, int NB, int NO>
+__device__ __forceinline__ void online_softmax_step(float (&s)[NB][4], float (&m)[2],
+                                                    float (&l)[2], float (&o)[NO][4], int lane,
+                                                    int row0, int j0, int T, float sl,
+                                                    SharedFloats bias, float bl) {
+  float alpha[2];
+  online_softmax_probs<BIAS>(s, m, l, alpha, lane, row0, j0, T, sl, bias, bl);
+  rescale_rows(o, alpha);
 }
 
 // The key-owned backward kernels' per-element step (bf16 and TF32 alike): a

@@ -80,6 +80,12 @@ __device__ __forceinline__ void wg_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
+// All but the newest committed group done (the older ones, in commit order).
+__device__ __forceinline__ void wg_wait_one_pending() {
+#if RA_WGMMA_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+#endif
+}
 __device__ __forceinline__ void wg_wait_all() {
 #if RA_WGMMA_DEVICE
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
@@ -502,58 +508,61 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
   }
 };
 
-// The same forward with the next tile's QK^T in flight during this tile's
-// softmax (FlashAttention-3's intra-warpgroup overlap): the tensor cores work on
-// S(kt+1) while the warps exponentiate S(kt), and P(kt) V(kt) follows. Every
-// tile has two stages: Kf in two buffers (S(kt+1) reads one while Kf(kt+2)
-// loads into the other) and [V | bias] in two (P V(kt) reads one while
-// tile kt+1's loads). One commit group per iteration, issued at its top:
-// Kf(kt+2) and V(kt+1), waited for at the next top. RA's mixed tiles (inside
-// the window band's edge) compute S(kt+1)'s band half, mask it and wait before
-// the rest goes out, as in WgForward. BC = 64 (SDPA) or 32 (RA, whose 128-wide
-// Kf tiles would need 56 KiB at 64 keys).
-template <int D, bool RA, int BC, int MINB>
-struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
-  using Base = WgKernel<WgForwardOverlap<D, RA, BC, MINB>>;
+// The same forward with the tensor cores kept busy during the softmax
+// (FlashAttention-3's intra-warpgroup overlap, in its order): each iteration
+// issues S(kt+1) = Qf Kf(kt+1)^T and then O += P(kt) V(kt) as two commit
+// groups, waits for the first only, exponentiates S(kt+1) into P(kt+1) while
+// P(kt) V(kt) still runs, and only then waits for that and rescales O to the
+// new row maxima. O is written by nothing but the tensor cores while they own
+// it -- the rescale between issue and wait that the first version of this
+// kernel did (the softmax step's o *= alpha) made ptxas serialize every wgmma
+// (C7515). P lives as bf16 A fragments in two alternating sets (one read by
+// the tensor cores, one being made); S needs one fp32 tile. Two stages of Kf
+// and of [V | bias]: Kf(kt+2) and V(kt+1) load during iteration kt. RA's mixed
+// tiles (the window band's edge) wait for their band half and mask it inside
+// issue_logits, before P(kt) V(kt) is issued. BC keys per tile (32, 64 or 128),
+// MINB teams per SM; BIG: up to the opt-in shared memory of sm_90.
+template <int D, bool RA, int BC, int MINB, bool BIG>
+struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB, BIG>> {
+  using Base = WgKernel<WgForwardOverlap<D, RA, BC, MINB, BIG>>;
   using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
   static_assert(D == 64, "the wgmma forward is built for padded head dim 64");
-  static_assert(BC == 32 || BC == 64, "32- or 64-key tiles");
+  static_assert(BC == 32 || BC == 64 || BC == 128, "32-, 64- or 128-key tiles");
   static constexpr int W = RA ? 2 * D : D, BR = 64, NT = 128, kMinBlocks = MINB;
   static constexpr int kKf = BC * W * 2, kV = BC * D * 2, kBias = RA ? 4 * BC : 0;
-  static constexpr int kVStage = (kV + kBias + 1023) / 1024 * 1024;
   static constexpr int kRows = BR * W * 2;
-  // [Qf rows | Kf 0 | Kf 1 | V, bias 0 | V, bias 1], 1024-aligned pieces.
-  static constexpr std::size_t kScratch = kRows + 2 * std::size_t(kKf) + 2 * std::size_t(kVStage) + 896;
-  static_assert(fits_team_shared(kScratch, NT), "traits entry needs more shared memory than a Kokkos block has");
+  // [Qf rows | Kf 0 | Kf 1 | V 0 | V 1 | bias 0 | bias 1]: the operands
+  // 1024-aligned. The bias travels with Kf: tile kt+1's softmax runs before
+  // V(kt+1) is needed.
+  static constexpr std::size_t kScratch = kRows + 2 * std::size_t(kKf) + 2 * std::size_t(kV) + 2 * kBias + 896;
+  static_assert(fits_team_shared(kScratch, NT, BIG ? kSharedOptInSm90 : kSharedDefault),
+                "traits entry needs more shared memory than its budget");
   __device__ void body(const Member& team) const {
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
     const ForwardTeam<RA> tm(a, team.league_rank(), n_qtiles, BR);
-    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
+    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0, row0 = i0 + warp * 16;
     const Gates g = tm.g;
     char* smem = scratch_1024(team, kScratch);
     const u32 s0 = smem_u32(smem);
     auto kf_buf = [&](int kt) { return u32(kRows + (kt & 1) * kKf); };
-    auto v_buf = [&](int kt) { return u32(kRows + 2 * kKf + (kt & 1) * kVStage); };
+    auto v_buf = [&](int kt) { return u32(kRows + 2 * kKf + (kt & 1) * kV); };
+    auto bias_of = [&](int kt) { return SharedFloats{s0 + kRows + 2 * kKf + 2 * kV + (kt & 1) * kBias}; };
 
     const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
     auto kind_of = [&](int kt) { return classify(RA, a.window, i0, BR, kt * BC, BC, T); };
-    auto stage_k = [&](int kt) {
+    auto stage_k = [&](int kt) {  // Kf (only the K half outside the band) and the bias
       if (kt > kt_last) return;
       stage_folded<BC, W, D, NT, Atoms<BC>>(s0 + kf_buf(kt), tm.K, tm.Q, kt * BC, T, Dact, tid,
                                             kind_of(kt) != kPlain);
+      if constexpr (RA) stage_vec<BC, NT>(bias_of(kt).addr, tm.dvec, kt * BC, T, tid);
     };
-    auto stage_v = [&](int kt) {  // V and the bias, both read in tile kt's iteration
+    auto stage_v = [&](int kt) {
       if (kt > kt_last) return;
       stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + v_buf(kt), tm.V, tm.V, kt * BC, T, Dact, tid);
-      if constexpr (RA) stage_vec<BC, NT>(s0 + v_buf(kt) + kV, tm.dvec, kt * BC, T, tid);
-    };
-    // S(kt) into s, issued (issue_logits).
-    auto issue_s = [&](float (&s)[BC / 8][4], int kt) {
-      issue_logits<D, RA, BC, W>(s, s0, s0 + kf_buf(kt), kind_of(kt), lane, i0 + warp * 16, kt * BC, a.window);
     };
 
-    // The gated Qf rows, as in WgForward; then tile 0's Kf (group 1) and tile
-    // 1's Kf with tile 0's V (group 2).
+    // The gated Qf rows, as in WgForward; then tile 0's Kf and bias (group 1)
+    // and tile 1's with tile 0's V (group 2).
     stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, tm.Q, tm.K, i0, T, Dact, tid);
     stage_k(0);
     cp_commit();
@@ -567,39 +576,64 @@ struct WgForwardOverlap : WgKernel<WgForwardOverlap<D, RA, BC, MINB>> {
 
     float o[D / 8][4];
     zero(o);
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
     const float sl = scale * kLog2e, bl = g.disc * kLog2e;
-    const int row0 = i0 + warp * 16;
-    float sa[BC / 8][4], sb[BC / 8][4];
-    issue_s(sa, 0);
+    float s[BC / 8][4];
+    u32 pa[BC / 16][4], pb[BC / 16][4];
+    // P(0): S(0) exponentiated before the loop (o is still 0: no rescale).
+    issue_logits<D, RA, BC, W>(s, s0, s0 + kf_buf(0), kind_of(0), lane, row0, 0, a.window);
     wg_wait_all();
-    pin(sa);
+    pin(s);
+    online_softmax_probs<RA>(s, m, l, alpha, lane, row0, 0, T, sl, bias_of(0), bl);
+    pack_a(pa, s);
 
-    // One tile: s_cur holds S(kt) (waited for); S(kt+1) goes into s_next.
-    auto step = [&](float (&s_cur)[BC / 8][4], float (&s_next)[BC / 8][4], int kt) {
-      publish<0>();  // Kf(kt+1), V(kt) landed; tile kt-1's products done
+    // Tile kt < kt_last: p_cur holds P(kt); P(kt+1) is made into p_next. No
+    // branch around the products inside: ptxas serializes every wgmma of the
+    // function (C7514) where the groups in flight at a wait differ by path.
+    auto step = [&](u32 (&p_cur)[BC / 16][4], u32 (&p_next)[BC / 16][4], int kt) {
+      publish<0>();  // Kf(kt+1), bias(kt+1), V(kt) landed; every warp is done with tile kt-1's buffers
+                     // (and with S(kt), which read the Kf buffer refilled next)
       stage_k(kt + 2);
       stage_v(kt + 1);
       cp_commit();
-      if (kt < kt_last) issue_s(s_next, kt + 1);
-      const SharedFloats bias{s0 + v_buf(kt) + kV};
-      online_softmax_step<RA>(s_cur, m, l, o, lane, row0, kt * BC, T, sl, bias, bl);
-      u32 pa[BC / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < BC / 16; ++kk) c_to_a(pa[kk], s_cur, kk);
+      issue_logits<D, RA, BC, W>(s, s0, s0 + kf_buf(kt + 1), kind_of(kt + 1), lane, row0, (kt + 1) * BC,
+                                 a.window);
       pin(o);
-      pin(pa);
+      pin(p_cur);
       wg_fence();
-      issue_rs(o, pa, s0 + v_buf(kt));
+      issue_rs(o, p_cur, s0 + v_buf(kt));
+      wg_commit();
+      wg_wait_one_pending();  // S(kt+1)
+      pin(s);
+      online_softmax_probs<RA>(s, m, l, alpha, lane, row0, (kt + 1) * BC, T, sl, bias_of(kt + 1), bl);
+      pack_a(p_next, s);
+      wg_wait_all();  // P(kt) V(kt)
+      pin(o);
+      pin(p_cur);
+      rescale_rows(o, alpha);
+    };
+    // The last tile: its P V alone.
+    auto last = [&](u32 (&p_cur)[BC / 16][4], int kt) {
+      publish<0>();  // V(kt) landed
+      pin(o);
+      pin(p_cur);
+      wg_fence();
+      issue_rs(o, p_cur, s0 + v_buf(kt));
       wg_commit();
       wg_wait_all();
       pin(o);
-      pin(pa);
-      pin(s_next);
+      pin(p_cur);
     };
-    for (int kt = 0; kt <= kt_last; kt += 2) {
-      step(sa, sb, kt);
-      if (kt + 1 <= kt_last) step(sb, sa, kt + 1);
+    int kt = 0;
+    for (; kt + 1 < kt_last; kt += 2) {
+      step(pa, pb, kt);
+      step(pb, pa, kt + 1);
+    }
+    if (kt < kt_last) {
+      step(pa, pb, kt);
+      last(pb, kt + 1);
+    } else {
+      last(pa, kt);
     }
     tm.store<D>(a, o, m, l, row0, lane);
   }
@@ -870,7 +904,8 @@ struct KernelFor {
 };
 template <bool RA, int I>
 struct KernelFor<RA, I, true> {
-  using type = WgForwardOverlap<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).min_blocks>;
+  using type = WgForwardOverlap<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).min_blocks,
+                                forward_candidate(RA, I).big_smem>;
 };
 template <bool RA, int I>
 using KernelOf = typename KernelFor<RA, I>::type;

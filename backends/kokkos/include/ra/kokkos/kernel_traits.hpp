@@ -81,8 +81,9 @@ namespace ra::kk {
 //             object (HOPPER90 builds) and a compute-capability-9.0 GPU; anywhere
 //             else mma_forward_fallback's candidate runs instead.
 //   overlap   (wgmma) the next tile's QK^T runs on the tensor cores during this
-//             tile's softmax (FlashAttention-3's intra-warpgroup overlap);
-//             two stages of Kf and of V, so SDPA takes 64-key and RA 32-key tiles
+//             tile's P V (FlashAttention-3's intra-warpgroup overlap);
+//             two stages of Kf and of V, so within 48 KiB SDPA takes 64-key and
+//             RA 32-key tiles (wider with big_smem)
 //   big_smem  (wgmma) the kernel may take more than 48 KiB of shared memory per
 //             team, up to the sm_90 opt-in 227 KiB: tiles that 48 KiB cannot
 //             hold (RA's 64-key dQ and 64-query dK/dV tiles, two stages of
@@ -124,7 +125,9 @@ struct TensorCoreTraits {
 // (72 KiB; 3 and 2 teams per SM) and 192-key split tiles (56 KiB, 2 teams);
 // RA 128-key split tiles (65 KiB; 2 and 3 teams) and 64-key tiles in two
 // stages (66 KiB, 3 teams).
-constexpr int kForwardCandidates = 19;
+// #19 and #20 are the overlap kernel with wider tiles (big_smem): SDPA 128-key
+// tiles at 2 and 3 teams per SM, RA 64-key tiles at 3 and 2.
+constexpr int kForwardCandidates = 21;
 constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
   constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
       {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1},      {4, 128, 1, true, 1},
@@ -134,7 +137,8 @@ constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
       {4, 128, 1, true, 3, false, true}, {4, 64, 1, true, 4, false, true},
       {4, 64, 1, false, 3, false, true, true}, {4, 64, 1, false, 4, false, true, true},
       {4, 128, 1, false, 3, false, true, false, true}, {4, 128, 1, false, 2, false, true, false, true},
-      {4, 192, 1, true, 2, false, true, false, true}};
+      {4, 192, 1, true, 2, false, true, false, true},
+      {4, 128, 1, false, 2, false, true, true, true}, {4, 128, 1, false, 3, false, true, true, true}};
   constexpr TensorCoreTraits rec[kForwardCandidates] = {
       {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1},      {4, 64, 2, true, 1},
       {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4},     {4, 64, 2, true, 3},
@@ -143,7 +147,8 @@ constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
       {4, 64, 1, true, 2, false, true}, {4, 64, 1, true, 1, false, true},
       {4, 32, 1, false, 3, false, true, true}, {4, 32, 1, false, 4, false, true, true},
       {4, 128, 1, true, 2, false, true, false, true}, {4, 128, 1, true, 3, false, true, false, true},
-      {4, 64, 1, false, 3, false, true, false, true}};
+      {4, 64, 1, false, 3, false, true, false, true},
+      {4, 64, 1, false, 3, false, true, true, true}, {4, 64, 1, false, 2, false, true, true, true}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma entry cannot (no sm_90a
