@@ -220,28 +220,31 @@ __device__ __forceinline__ void wgmma_64x64x16(float (&d)[8][4], const u32 (&a)[
 }
 // d[64 x 64] (+)= a[64 x 16] . b[16 x 64] with both operands read from shared
 // memory by descriptor, both K-major (a: 64 rows of K, like the Qf tile; b: N
-// rows of K, like Kf).
+// rows of K, like Kf). acc = 0: d = a . b, whatever d held (wgmma's scale-d),
+// so a product chain needs no zeroed accumulators.
 __device__ __forceinline__ void wgmma_64x64x16_ss(float (&d)[8][4], unsigned long long a,
-                                                  unsigned long long b) {
+                                                  unsigned long long b, int acc) {
 #if RA_WGMMA_DEVICE
   asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
       RA_WGMMA_ACC_REGS
-      "%32, %33, 1, 1, 1, 0, 0;\n"
+      "%32, %33, p, 1, 1, 0, 0;\n}\n"
       : RA_WGMMA_ACC(d)
-      : "l"(a), "l"(b));
+      : "l"(a), "l"(b), "r"(acc));
 #endif
 }
 // The same product 64 x 32 (16 accumulators): the S tile of 32-key tiles.
 __device__ __forceinline__ void wgmma_64x32x16_ss(float (&d)[4][4], unsigned long long a,
-                                                  unsigned long long b) {
+                                                  unsigned long long b, int acc) {
 #if RA_WGMMA_DEVICE
   asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
-      "%16, %17, 1, 1, 1, 0, 0;\n"
+      "%16, %17, p, 1, 1, 0, 0;\n}\n"
       : RA_WGMMA_ACC4(d, 0), RA_WGMMA_ACC4(d, 1), RA_WGMMA_ACC4(d, 2), RA_WGMMA_ACC4(d, 3)
-      : "l"(a), "l"(b));
+      : "l"(a), "l"(b), "r"(acc));
 #endif
 }
 // The 64-column block h of an accumulator tile of N columns.
@@ -251,19 +254,22 @@ __device__ __forceinline__ float (&block64(float (&x)[N / 8][4], int h))[8][4] {
 }
 
 // k-steps K0..K1-1 of S[64 x BC] += Qf . Kf^T, Qf the team's 64 rows (Atoms<64>
-// at q), Kf a BC-key tile (Atoms<BC> at kf); issued, not waited for.
+// at q), Kf a BC-key tile (Atoms<BC> at kf); issued, not waited for. fresh:
+// the first k-step overwrites S instead (S = the product; no zeroing).
 template <int K0, int K1, int BC>
-__device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf) {
+__device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf, bool fresh = false) {
   const unsigned long long q0 = sw128_desc(q), k0 = sw128_desc(kf);
 #pragma unroll
   for (int kk = K0; kk < K1; ++kk) {
     const unsigned long long qd = desc_plus(q0, (kk / 4) * 64 * 128 + (kk % 4) * 32);
     const u32 k = (kk / 4) * BC * 128 + (kk % 4) * 32;
+    const int acc = !(fresh && kk == K0);
     if constexpr (BC == 32) {
-      wgmma_64x32x16_ss(s, qd, desc_plus(k0, k));
+      wgmma_64x32x16_ss(s, qd, desc_plus(k0, k), acc);
     } else {
 #pragma unroll
-      for (int hb = 0; hb < BC / 64; ++hb) wgmma_64x64x16_ss(block64<BC>(s, hb), qd, desc_plus(k0, k + hb * 64 * 128));
+      for (int hb = 0; hb < BC / 64; ++hb)
+        wgmma_64x64x16_ss(block64<BC>(s, hb), qd, desc_plus(k0, k + hb * 64 * 128), acc);
     }
   }
 }
@@ -272,6 +278,9 @@ __device__ __forceinline__ void issue_qk(float (&s)[BC / 8][4], u32 q, u32 kf) {
 // for): for RA the band half (k-steps D/16..W/16) where the tile meets the
 // band -- on a mixed tile waited for and masked first -- then the K half. A
 // full tile's two halves go out together, to be waited for once.
+// (Zeroing s here rather than overwriting it with the first k-step, as
+// logits_and_dp does: the overwrite took 29 registers off SDPA's forward and
+// made it 5% slower on the H100, docs/perf.md v22.)
 template <int D, bool RA, int BC, int W>
 __device__ __forceinline__ void issue_logits(float (&s)[BC / 8][4], u32 q, u32 kf, Kind kind, int lane,
                                              int row0, int j0, int window) {
@@ -297,7 +306,8 @@ __device__ __forceinline__ void issue_logits(float (&s)[BC / 8][4], u32 q, u32 k
 
 // The backward kernels' two logit-shaped products of a tile, issued together
 // and waited for once: p = the folded logits own . tile^T and dp = own2 .
-// tile2^T (dO V^T, or V dO^T for the key-owned kernel). folded_logits' band
+// tile2^T (dO V^T, or V dO^T for the key-owned kernel); their old values are
+// never read. folded_logits' band
 // logic with the waits placed for wgmma: only RA's mixed tiles wait in
 // between, to mask the band half before the first half accumulates on top.
 template <int D, bool RA, int N, int W>
@@ -305,14 +315,12 @@ __device__ __forceinline__ void logits_and_dp(float (&p)[N / 8][4], float (&dp)[
                                               u32 tile, u32 own2, u32 tile2, Kind kind, int lane,
                                               int row_base, int col_base, bool rows_are_queries,
                                               int window) {
-  zero(p);
-  zero(dp);
   pin(p);
   pin(dp);
   wg_fence();
   if constexpr (RA) {
     if (kind != kPlain) {
-      issue_qk<D / 16, W / 16, N>(p, own, tile);
+      issue_qk<D / 16, W / 16, N>(p, own, tile, true);
       if (kind == kMixed) {
         wg_commit();
         wg_wait_all();
@@ -323,8 +331,8 @@ __device__ __forceinline__ void logits_and_dp(float (&p)[N / 8][4], float (&dp)[
       }
     }
   }
-  issue_qk<0, D / 16, N>(p, own, tile);
-  issue_qk<0, D / 16, N>(dp, own2, tile2);
+  issue_qk<0, D / 16, N>(p, own, tile, !RA || kind == kPlain);
+  issue_qk<0, D / 16, N>(dp, own2, tile2, true);
   wg_commit();
   wg_wait_all();
   pin(p);
@@ -451,6 +459,7 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
     float o[D / 8][4];
     zero(o);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float s[BC / 8][4];
     const float sl = scale * kLog2e, bl = g.disc * kLog2e;
     const int row0 = i0 + warp * 16;
     stage_k(0);
@@ -471,7 +480,6 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
       const u32 kf = s0 + buffer(kt), vs = kf + kKf;
       const SharedFloats bias{s0 + buffer(kt) + kKf + kV};
       const int j0 = kt * BC;
-      float s[BC / 8][4];
       issue_logits<D, RA, BC, W>(s, s0, kf, classify(RA, a.window, i0, BR, j0, BC, T), lane, row0, j0,
                                  a.window);
       wg_wait_all();
@@ -707,6 +715,9 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
     }
 
     float dqf[W / 8][4];
+    float p[BC / 8][4], dp[BC / 8][4];  // S, then dP = dO V^T: zeroed once, every tile overwrites them
+    zero(p);
+    zero(dp);
     zero(dqf);
     const float sl = scale * kLog2e, bl = g.disc * kLog2e;
     for (int kt = 0; kt <= kt_last; ++kt) {
@@ -719,7 +730,6 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
       const SharedFloats bias{bias_buf(kt)};
       const int j0 = kt * BC;
       const Kind kind = kind_of(kt);
-      float p[BC / 8][4], dp[BC / 8][4];  // S, then dP = dO V^T
       logits_and_dp<D, RA, BC, W>(p, dp, s0, kf, do_rows, v_buf, kind, lane, row0, j0, true, a.window);
       __syncthreads();  // every warp's dP is done with V(kt): refill it under the rest
       if (kt < kt_last) {
@@ -827,6 +837,9 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
     zero(dkf);
     zero(dv);
     float colsum[2] = {0.f, 0.f};
+    float p[BR / 8][4], dp[BR / 8][4];  // S^T, then dP^T = V dO^T: zeroed once, every tile overwrites them
+    zero(p);
+    zero(dp);
     const float sl = scale * kLog2e;
     for (int qt = qt_first; qt <= qt_last; ++qt) {
       publish<0>();  // Qf(qt), vec(qt) (and dO(qt)); tile qt-1's products are done
@@ -840,7 +853,6 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
       const int i0 = qt * BR;
       const Kind kind = kind_of(qt);
       // Transposed tiles: rows are this warp's keys j, columns the queries i.
-      float p[BR / 8][4], dp[BR / 8][4];  // S^T, then dP^T = V dO^T
       logits_and_dp<D, RA, BR, W>(p, dp, s0, qs, own_v, dos, kind, lane, key0, i0, false, a.window);
       key_tile_p_dl<RA>(p, dp, colsum, vec, bias2, sl, lane, key0, i0, T);  // P^T, dL^T
       // dV += P^T dO and dKf += dL^T Qf (the Q_i half always, RA's K_i half
