@@ -178,9 +178,9 @@ struct BackwardTraits {
 // with 64-query tiles and two dO stages (73 KiB; 2 and 3 teams; #19 keeps
 // #14's 32-query one); SDPA's dK/dV kernel with two 64-query dO stages (50
 // KiB; 3 and 2 teams) beside #16's dQ kernel, or beside a 3-team one (#19).
-// #20-#22 pair RA's kernels otherwise (ptxas: its 64-key dQ kernel needs 168
-// registers without spills at 3 teams, its 64-query dK/dV kernel 243 at 2 and
-// spills 276 bytes at 3): 64-key dQ at 3 teams with #14's 32-query dK/dV (#20)
+// #20-#22 pair RA's kernels otherwise (ptxas, CUDA 13, v22: its 64-key dQ
+// kernel needs 168 registers without spills at 3 teams, its 64-query dK/dV
+// kernel 228 at 2 and spills 592 bytes at 3): 64-key dQ at 3 teams with #14's 32-query dK/dV (#20)
 // or the 64-query one at 2 (#22); #14's 32-key dQ with the 64-query dK/dV
 // (#21). SDPA's #20-#22 repeat #17-#19.
 constexpr int kBackwardCandidates = 23;
