@@ -120,7 +120,8 @@ struct TensorCoreTraits {
 // with 64-key tiles in two stages or split K/V, or 128-key split tiles; RA
 // with 64-key split tiles (its folded K tile is twice as wide: two stages of
 // 64 keys would need 50 KiB).
-// #14 and #15 overlap QK^T(kt+1) with softmax(kt) (wgmma, 3 and 4 teams per SM).
+// #14 and #15 run the next tile's QK^T and softmax beside this tile's P V
+// (wgmma overlap, 3 and 4 teams per SM).
 // #16-#18 take more than 48 KiB (big_smem): SDPA 128-key tiles in two stages
 // (72 KiB; 3 and 2 teams per SM) and 192-key split tiles (56 KiB, 2 teams);
 // RA 128-key split tiles (65 KiB; 2 and 3 teams) and 64-key tiles in two
