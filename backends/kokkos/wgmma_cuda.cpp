@@ -391,6 +391,26 @@ __device__ __forceinline__ void both_halves(float (&acc)[16][4], const float (&c
   pin(pa);
 }
 
+// RA's folded gradient product acc[64 x 128] += c . [B0 | B1] over a tile of
+// the given band kind (dQf += dL Kf in the dQ kernel, dKf += dL^T Qf in the
+// dK/dV kernel): the first half (b0) always; the second (b1) where the tile
+// meets the band -- on a full tile from the same packed c (both_halves), on a
+// mixed one after masking c to the band.
+template <int NB>
+__device__ __forceinline__ void folded_product(float (&acc)[16][4], float (&c)[NB][4], u32 b0, u32 b1,
+                                               Kind kind, int lane, int row_base, int col_base,
+                                               bool rows_are_queries, int window) {
+  if (kind == kFull) {
+    both_halves(acc, c, b0, b1);
+    return;
+  }
+  rs_product(block64<128>(acc, 0), c, b0);
+  if (kind == kMixed) {
+    band_mask(c, lane, row_base, col_base, rows_are_queries, window);
+    rs_product(block64<128>(acc, 1), c, b1);
+  }
+}
+
 // What every wgmma kernel K is to Kokkos: a TeamPolicy functor whose device
 // body is K::body (one team = one warpgroup), with the launch's arguments.
 // n_ktiles only for the key-owned kernel.
@@ -738,19 +758,9 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
       }
       dl_from_p<RA, BC>(p, dp, bias, lse2, delta, sl, bl, lane, row0, j0, T);
       // dQf += dL Kf: the K_j half (Kf columns [0, D)) always, the Q_j half
-      // where the tile meets the band, dL masked to it first on mixed tiles.
-      // Inside the band (every tile of ra_fused) both halves take the same dL:
-      // packed once, issued together, waited for once.
+      // where the tile meets the band (folded_product).
       if constexpr (RA) {
-        if (kind == kFull) {
-          both_halves(dqf, p, kf, kf + BC * 128);
-        } else {
-          rs_product(block64<W>(dqf, 0), p, kf);
-          if (kind == kMixed) {
-            band_mask(p, lane, row0, j0, true, a.window);
-            rs_product(block64<W>(dqf, 1), p, kf + BC * 128);
-          }
-        }
+        folded_product(dqf, p, kf, kf + BC * 128, kind, lane, row0, j0, true, a.window);
       } else {
         rs_product(block64<W>(dqf, 0), p, kf);
       }
@@ -886,17 +896,7 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
           cp_commit();
         }
       }
-      if constexpr (RA) {  // dKf's halves as dQf's in the dQ kernel
-        if (kind == kFull) {
-          both_halves(dkf, dp, qs, qs + BR * 128);
-        } else {
-          rs_product(block64<W>(dkf, 0), dp, qs);
-          if (kind == kMixed) {
-            band_mask(dp, lane, key0, i0, false, a.window);
-            rs_product(block64<W>(dkf, 1), dp, qs + BR * 128);
-          }
-        }
-      }
+      if constexpr (RA) folded_product(dkf, dp, qs, qs + BR * 128, kind, lane, key0, i0, false, a.window);
     }
     __syncthreads();  // the gate sum below reuses shared memory
     store_dkv<D, RA, WARPS>(a, dkf, dv, colsum, scale, g, bh, kt, key0, warp, lane, tid, smem);
