@@ -21,6 +21,9 @@
 #
 # Kokkos and Kokkos Kernels are not Debian packages: CMake builds them from
 # ../shared/deps (see cmake/Dependencies.cmake) and caches the result.
+# glslang 15 (the Vulkan coopmat2 shaders; Debian 12's is too old) is built from
+# Debian 13's source by scripts/install-glslang.sh into the same cache, after
+# the packages; a failure there only leaves those shaders out.
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config
@@ -39,8 +42,11 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+install_glslang() { bash "$(dirname "${BASH_SOURCE[0]}")/install-glslang.sh"; }
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present (${packages[*]})"
+  install_glslang
   exit 0
 fi
 
@@ -61,4 +67,5 @@ fi
 if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
   echo "install-deps: 'apt-get install ${missing[*]}' failed; see the messages above" >&2; exit 1
 fi
+install_glslang
 echo "install-deps: done"
