@@ -363,10 +363,74 @@ TEST_CASE("Vulkan: coopmat forward, emulated products, matches the float64 refer
   check_coopmat_cases(vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage", true);
 }
 
-// The real cooperative-matrix forward where the device has VK_NV_cooperative_matrix
-// (fp16 16x16x16 -> fp32, subgroup 32); elsewhere the fp16 forward must fall
-// back to the scalar kernel and say why.
+// The real cooperative-matrix forward (NV v1) where the device has
+// VK_NV_cooperative_matrix (fp16 16x16x16 -> fp32, subgroup 32), asked for by
+// ForwardPath::coopmat (the automatic choice prefers coopmat2); elsewhere the
+// fp16 forward must fall back to the next kernel in line and say why.
 TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back and says why",
+          "[vulkan][fp16][coopmat]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
+  const auto& dev = context()->info();
+  const bool available = dev.coopmat_f16 && dev.subgroup_size == 32;
+  vk::Options opt;
+  opt.precision = vk::Precision::fp16;
+  opt.forward_path = vk::ForwardPath::coopmat;
+  vk::Attention probe(vk::Variant::sdpa_fused, {1, 1, 64, 64}, opt, context());
+  const vk::TilePlan p = probe.forward_plan();
+  std::cerr << "test_vulkan: coopmat fp16 forward on " << dev.name << ": " << p.path
+            << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
+  if (!available) {
+    // Next in line: the tiled fp16 forward where the device runs it, and the
+    // note says why not coopmat.
+    const bool tiled = tiled_runs(vk::Precision::fp16);
+    CHECK(p.path == (tiled ? "tiled fp16-storage" : "scalar fp16-storage"));
+    CHECK(!p.note.empty());
+    if (!dev.coopmat_f16 && tiled) CHECK(p.note == dev.coopmat_note);
+    if (!dev.coopmat_f16) CHECK_THAT(p.note, Catch::StartsWith(dev.coopmat_note));
+    WARN(dev.name << ": no coopmat forward (" << p.note << "); the " << p.path << " forward ran");
+    return;
+  }
+  CHECK(p.path == "coopmat fp16-storage");
+  CHECK(p.note.empty());
+  check_coopmat_cases(vk::ForwardPath::coopmat, "coopmat fp16-storage", false);
+  check_clean();
+}
+
+// The coopmat2 forward (workgroup-scope matrices, VK_NV_cooperative_matrix2)
+// where the device has it and the build embedded it (glslang >= 15), on
+// the same cases as the v1 kernel; elsewhere a clean fallback that says why.
+TEST_CASE("Vulkan: coopmat2 forward matches the float64 reference, or falls back and says why",
+          "[vulkan][fp16][coopmat][coopmat2]") {
+  RA_REQUIRE_DEVICE();
+  if (!has_fp16()) return;
+  const auto& dev = context()->info();
+  vk::Options opt;
+  opt.precision = vk::Precision::fp16;
+  opt.forward_path = vk::ForwardPath::coopmat2;
+  vk::Attention probe(vk::Variant::sdpa_fused, {1, 1, 64, 64}, opt, context());
+  const vk::TilePlan p = probe.forward_plan();
+  std::cerr << "test_vulkan: coopmat2 fp16 forward on " << dev.name << " (fwd_cm2 "
+            << (vk::kernel_embedded("fwd_cm2") ? "built" : "not built") << "): " << p.path
+            << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
+  if (!(dev.coopmat2 && vk::kernel_embedded("fwd_cm2"))) {
+    CHECK(p.path != "coopmat2 fp16-storage");
+    CHECK_THAT(p.note, Catch::StartsWith("coopmat2: "));
+    if (!dev.coopmat2) CHECK_THAT(p.note, Catch::Contains(dev.coopmat2_note));
+    WARN(dev.name << ": no coopmat2 forward (" << p.note << "); the " << p.path << " forward ran");
+    return;
+  }
+  CHECK(p.path == "coopmat2 fp16-storage");
+  CHECK(p.note.empty());
+  CHECK(p.threads == int(dev.coopmat2_threads));
+  check_coopmat_cases(vk::ForwardPath::coopmat2, "coopmat2 fp16-storage", false);
+  check_clean();
+}
+
+// The automatic fp16 forward: coopmat2, else coopmat (v1), else tiled, else
+// scalar; RA_VK_NO_CM2=1 (read when the context is made) skips coopmat2,
+// RA_VK_COOPMAT=0 both; the note names every kernel skipped.
+TEST_CASE("Vulkan: the automatic fp16 forward picks the first kernel that runs and says why",
           "[vulkan][fp16][coopmat]") {
   RA_REQUIRE_DEVICE();
   if (!has_fp16()) return;
@@ -375,29 +439,31 @@ TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back 
     return;
   }
   const auto& dev = context()->info();
-  const char* env = std::getenv("RA_VK_COOPMAT");
-  const bool forced_off = env && std::string(env) == "0";
-  const bool available = dev.coopmat_f16 && dev.subgroup_size == 32 && !forced_off;
+  auto env_is = [](const char* name, const char* value) {
+    const char* e = std::getenv(name);
+    return e && std::string(e) == value;
+  };
+  const bool cm_off = env_is("RA_VK_COOPMAT", "0"), no_cm2 = env_is("RA_VK_NO_CM2", "1");
+  if (no_cm2) CHECK(!dev.coopmat2);
+  const bool cm2 = !cm_off && dev.coopmat2 && vk::kernel_embedded("fwd_cm2");
+  const bool cm1 = !cm_off && dev.coopmat_f16 && dev.subgroup_size == 32;
   vk::Options opt;
   opt.precision = vk::Precision::fp16;
-  vk::Attention probe(vk::Variant::sdpa_fused, {1, 1, 64, 64}, opt, context());
-  const vk::TilePlan p = probe.forward_plan();
-  std::cerr << "test_vulkan: fp16 forward on " << dev.name << ": " << p.path
+  vk::Attention a(vk::Variant::ra_fused, {1, 1, 64, 64}, opt, context());
+  const vk::TilePlan p = a.forward_plan();
+  std::cerr << "test_vulkan: automatic fp16 forward: " << p.path
             << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
-  if (!available) {
-    // Next in line: the tiled fp16 forward where the device runs it, and the
-    // note says why not coopmat.
-    const bool tiled = tiled_runs(vk::Precision::fp16);
-    CHECK(p.path == (tiled ? "tiled fp16-storage" : "scalar fp16-storage"));
-    CHECK(!p.note.empty());
-    if (!forced_off && !dev.coopmat_f16 && tiled) CHECK(p.note == dev.coopmat_note);
-    if (!forced_off && !dev.coopmat_f16) CHECK_THAT(p.note, Catch::StartsWith(dev.coopmat_note));
-    WARN(dev.name << ": no coopmat forward (" << p.note << "); the " << p.path << " forward ran");
-    return;
+  if (cm2) {
+    CHECK(p.path == "coopmat2 fp16-storage");
+    CHECK(p.note.empty());
+  } else {
+    if (cm1) CHECK(p.path == "coopmat fp16-storage");
+    else CHECK(p.path == (tiled_runs(vk::Precision::fp16) ? "tiled fp16-storage" : "scalar fp16-storage"));
+    if (cm_off) CHECK_THAT(p.note, Catch::StartsWith("coopmat off (RA_VK_COOPMAT=0)"));
+    else if (no_cm2) CHECK_THAT(p.note, Catch::StartsWith("coopmat2: off (RA_VK_NO_CM2=1)"));
+    else CHECK_THAT(p.note, Catch::StartsWith("coopmat2: "));
+    if (!cm_off && !cm1 && !dev.coopmat_f16) CHECK_THAT(p.note, Catch::Contains(dev.coopmat_note));
   }
-  CHECK(p.path == "coopmat fp16-storage");
-  CHECK(p.note.empty());
-  check_coopmat_cases(vk::ForwardPath::automatic, "coopmat fp16-storage", false);
   check_clean();
 }
 
@@ -508,6 +574,10 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   vk::Attention f32c(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
   CHECK(f32c.forward_plan().path == f32.forward_plan().path);
   CHECK_THAT(f32c.forward_plan().note, Catch::Contains("fp16 only"));
+  opt.forward_path = vk::ForwardPath::coopmat2;
+  vk::Attention f32c2(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
+  CHECK(f32c2.forward_plan().path == f32.forward_plan().path);
+  CHECK_THAT(f32c2.forward_plan().note, Catch::Contains("coopmat2 forward is fp16 only"));
   opt.forward_path = vk::ForwardPath::coopmat_emulated;
   CHECK_THROWS_WITH(vk::Attention(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context()),
                     Catch::Contains("fp16 only"));

@@ -3,6 +3,7 @@
 #include <ra/vulkan/attention.hpp>
 #include <ra/vulkan/kernel_traits.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +27,7 @@ std::string forward_path_name(ForwardPath p) {
     case ForwardPath::tiled: return "tiled";
     case ForwardPath::coopmat: return "coopmat";
     case ForwardPath::coopmat_emulated: return "coopmat_emulated";
+    case ForwardPath::coopmat2: return "coopmat2";
   }
   return "?";
 }
@@ -255,8 +257,8 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
 
 // The forward's kernel (attention.hpp, ForwardPath): the scalar plan is
 // already in fwd_plan_; a faster kernel that can run replaces it, and the
-// note says why the first choice did not run (so ra-bench and the tests can
-// report which kernel ran and why).
+// note says why each kernel before it in line did not run (so ra-bench and
+// the tests can report which kernel ran and why).
 void Attention::choose_forward(const std::string& who, const KernelTraits& tr) {
   const bool fp16 = opt_.precision == Precision::fp16;
   ForwardPath want = opt_.forward_path;
@@ -267,9 +269,10 @@ void Attention::choose_forward(const std::string& who, const KernelTraits& tr) {
       if (e == "scalar") want = ForwardPath::scalar;
       else if (e == "tiled") want = ForwardPath::tiled;
       else if (e == "coopmat") want = ForwardPath::coopmat;
+      else if (e == "coopmat2") want = ForwardPath::coopmat2;
       else if (e != "auto" && e != "automatic")
         throw std::invalid_argument(who + ": RA_VK_FORWARD = '" + e +
-                                    "' but must be scalar, tiled, coopmat or auto");
+                                    "' but must be scalar, tiled, coopmat, coopmat2 or auto");
       by = "RA_VK_FORWARD=" + e;
     }
   }
@@ -279,20 +282,32 @@ void Attention::choose_forward(const std::string& who, const KernelTraits& tr) {
   }
   if (want == ForwardPath::coopmat_emulated && !fp16)
     throw std::invalid_argument(who + ": the emulated coopmat forward is fp16 only");
-  std::string why;  // why not the coopmat kernel, where it would come first
-  if (!fp16 && want == ForwardPath::coopmat) {
-    why = "the coopmat forward is fp16 only";
+  std::string why;  // why not each kernel that comes before the one that runs
+  auto skipped = [&why](const std::string& w) {
+    if (!w.empty()) why += (why.empty() ? "" : "; ") + w;
+  };
+  if (!fp16 && (want == ForwardPath::coopmat || want == ForwardPath::coopmat2)) {
+    skipped("the " + forward_path_name(want) + " forward is fp16 only");
   } else if (fp16 && want != ForwardPath::tiled) {
-    const bool emulate = want == ForwardPath::coopmat_emulated;
     const char* env = std::getenv("RA_VK_COOPMAT");
-    if (want == ForwardPath::automatic && env && std::string(env) == "0")
-      why = "coopmat off (RA_VK_COOPMAT=0)";
-    else
-      why = plan_coopmat_forward(who, tr, emulate);
-    if (why.empty()) return;
+    if (want == ForwardPath::automatic && env && std::string(env) == "0") {
+      skipped("coopmat off (RA_VK_COOPMAT=0)");
+    } else {
+      if (want == ForwardPath::automatic || want == ForwardPath::coopmat2) {
+        const std::string w = plan_coopmat2_forward();
+        if (w.empty()) return;
+        skipped("coopmat2: " + w);
+      }
+      const std::string w = plan_coopmat_forward(who, tr, want == ForwardPath::coopmat_emulated);
+      if (w.empty()) {
+        fwd_plan_.note = why;
+        return;
+      }
+      skipped(w);
+    }
   }
-  const std::string why_tiled = plan_tiled_forward(tr);
-  fwd_plan_.note = why_tiled.empty() || why.empty() ? why + why_tiled : why + "; " + why_tiled;
+  skipped(plan_tiled_forward(tr));
+  fwd_plan_.note = why;
 }
 
 // The register-tiled forward (shaders/fwd_tiled.comp) where the device and
@@ -358,6 +373,41 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
     throw std::invalid_argument(who + ": the emulated coopmat forward cannot run: " + why);
   }
   return why;
+}
+
+// The fp16 forward on coopmat2 (shaders/fwd_cm2.comp) where the device, the
+// build and the options allow it.
+std::string Attention::plan_coopmat2_forward() {
+  const DeviceInfo& dev = ctx_->info();
+  if (!dev.coopmat2) return dev.coopmat2_note;
+  if (!kernel_embedded("fwd_cm2"))
+    return "fwd_cm2 is not in this build (no glslang >= 15 at configure time: "
+           "scripts/install-glslang.sh)";
+  if (opt_.tile == 8) return "tile 8 pinned (coopmat2 tiles are multiples of 16)";
+  // Matrix shapes (M x N x K): S = Q K^T br x bc x d16, O += P V
+  // br x d16 x bc, and the per-row statistics br x 16 (fwd_cm2.comp's NR).
+  const int d16 = (shape_.D + 15) / 16 * 16;
+  auto fits = [](int n, std::uint32_t g) { return n % int(std::max<std::uint32_t>(g, 1)) == 0; };
+  const std::uint32_t* g = dev.coopmat2_granularity;
+  const int cap = std::max(16, tile_cap(shape_.T));
+  for (const auto& t : coopmat2_tiles(shape_.D)) {
+    const int br = t[0], bc = t[1];
+    if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > cap || bc > cap)) continue;
+    if (!(fits(br, g[0]) && fits(bc, g[1]) && fits(d16, g[1]) && fits(16, g[1]) && fits(d16, g[2]) &&
+          fits(bc, g[2])))
+      continue;
+    if (std::uint32_t(std::max({br, bc, d16})) > dev.coopmat2_max_dimension) continue;
+    TilePlan p;
+    p.path = "coopmat2 fp16-storage";
+    p.br = br, p.bc = bc, p.threads = int(dev.coopmat2_threads), p.shared_bytes = 0;
+    fwd_plan_ = p;
+    fwd_kernel_ = "fwd_cm2";
+    return "";
+  }
+  return "no coopmat2 tile matches the granularity " + std::to_string(g[0]) + "x" +
+         std::to_string(g[1]) + "x" + std::to_string(g[2]) + " (max dimension " +
+         std::to_string(dev.coopmat2_max_dimension) + ")" +
+         (opt_.tile ? " with tile " + std::to_string(opt_.tile) : std::string());
 }
 
 std::string Attention::coopmat_refusal(bool emulate) const {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 namespace ra::vk {
 
@@ -145,6 +146,66 @@ namespace {
 
 const char* kValidationLayer = "VK_LAYER_KHRONOS_validation";
 
+// VK_KHR_cooperative_matrix (headers 1.3.255+) and VK_NV_cooperative_matrix2
+// (1.3.290+): Debian 12's headers (1.3.239) have neither, so what the
+// coopmat2 detection needs is defined here with the Vulkan registry's values
+// where the headers lack it. Component types and scopes share their values
+// with the NV v1 enums (FLOAT16 0, FLOAT32 1, WORKGROUP 2).
+#ifdef VK_KHR_cooperative_matrix
+using CoopmatFeaturesKHR = VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
+constexpr VkStructureType kSTypeCoopmatFeaturesKHR =
+    VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
+#else
+struct CoopmatFeaturesKHR {
+  VkStructureType sType;
+  void* pNext;
+  VkBool32 cooperativeMatrix, cooperativeMatrixRobustBufferAccess;
+};
+constexpr VkStructureType kSTypeCoopmatFeaturesKHR = VkStructureType(1000506000);
+#endif
+#ifdef VK_NV_cooperative_matrix2
+using Coopmat2Features = VkPhysicalDeviceCooperativeMatrix2FeaturesNV;
+using Coopmat2Properties = VkPhysicalDeviceCooperativeMatrix2PropertiesNV;
+using Coopmat2Flexible = VkCooperativeMatrixFlexibleDimensionsPropertiesNV;
+constexpr VkStructureType kSTypeCoopmat2Features =
+    VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV;
+constexpr VkStructureType kSTypeCoopmat2Flexible =
+    VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV;
+constexpr VkStructureType kSTypeCoopmat2Properties =
+    VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV;
+#else
+struct Coopmat2Features {
+  VkStructureType sType;
+  void* pNext;
+  VkBool32 cooperativeMatrixWorkgroupScope, cooperativeMatrixFlexibleDimensions,
+      cooperativeMatrixReductions, cooperativeMatrixConversions,
+      cooperativeMatrixPerElementOperations, cooperativeMatrixTensorAddressing,
+      cooperativeMatrixBlockLoads;
+};
+struct Coopmat2Properties {
+  VkStructureType sType;
+  void* pNext;
+  std::uint32_t cooperativeMatrixWorkgroupScopeMaxWorkgroupSize,
+      cooperativeMatrixFlexibleDimensionsMaxDimension,
+      cooperativeMatrixWorkgroupScopeReservedSharedMemory;
+};
+struct Coopmat2Flexible {
+  VkStructureType sType;
+  void* pNext;
+  std::uint32_t MGranularity, NGranularity, KGranularity;
+  VkComponentTypeNV AType, BType, CType, ResultType;
+  VkBool32 saturatingAccumulation;
+  VkScopeNV scope;
+  std::uint32_t workgroupInvocations;
+};
+constexpr VkStructureType kSTypeCoopmat2Features = VkStructureType(1000593000);
+constexpr VkStructureType kSTypeCoopmat2Flexible = VkStructureType(1000593001);
+constexpr VkStructureType kSTypeCoopmat2Properties = VkStructureType(1000593002);
+#endif
+const char* kCoopmatKHR = "VK_KHR_cooperative_matrix";
+const char* kCoopmat2 = "VK_NV_cooperative_matrix2";
+using PFN_Coopmat2FlexibleList = VkResult(VKAPI_PTR*)(VkPhysicalDevice, std::uint32_t*, Coopmat2Flexible*);
+
 std::string lower(std::string s) {
   for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -200,7 +261,14 @@ VkInstance bare_instance(const std::vector<const char*>& layers,
                          const std::vector<const char*>& exts) {
   VkApplicationInfo app{VK_STRUCTURE_TYPE_APPLICATION_INFO};
   app.pApplicationName = "ra-kokkos";
-  app.apiVersion = VK_API_VERSION_1_2;
+  // 1.3 where the loader has it: the coopmat2 kernels are SPIR-V 1.6, which
+  // needs a Vulkan 1.3 device at an API version of at least 1.3 (the
+  // effective version is the lower of this and the device's).
+  std::uint32_t loader = VK_API_VERSION_1_0;
+  auto enumerate = reinterpret_cast<PFN_vkEnumerateInstanceVersion>(
+      vkGetInstanceProcAddr(nullptr, "vkEnumerateInstanceVersion"));
+  if (!enumerate || enumerate(&loader) != VK_SUCCESS) loader = VK_API_VERSION_1_0;
+  app.apiVersion = loader >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2;
   VkInstanceCreateInfo ci{VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
   ci.pApplicationInfo = &app;
   ci.enabledLayerCount = std::uint32_t(layers.size());
@@ -215,6 +283,71 @@ VkInstance bare_instance(const std::vector<const char*>& layers,
         "driver or Mesa's lavapipe (mesa-vulkan-drivers), or point VK_ICD_FILENAMES at an ICD json");
   RA_VK_CHECK(r);
   return inst;
+}
+
+// Why the coopmat2 forward cannot run on this device ("" if it can; see
+// DeviceInfo::coopmat2), and the workgroup-scope entry it would use.
+std::string coopmat2_refusal(VkInstance inst, VkPhysicalDevice pd, DeviceInfo& info) {
+  if (!info.has_extension(kCoopmat2)) return std::string("no ") + kCoopmat2 + " on " + info.name;
+  if (!info.has_extension(kCoopmatKHR)) return std::string("no ") + kCoopmatKHR;
+  if (info.api_version < VK_API_VERSION_1_3) return "Vulkan " + info.api_string() + " (SPIR-V 1.6 needs 1.3)";
+  if (!(info.shader_float16 && info.storage_16bit)) return "no shaderFloat16 + storageBuffer16BitAccess";
+  if (!info.vulkan_memory_model) return "no vulkanMemoryModel";
+
+  VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
+  CoopmatFeaturesKHR khr{kSTypeCoopmatFeaturesKHR};
+  Coopmat2Features cm2{kSTypeCoopmat2Features};
+  f13.pNext = &khr;
+  khr.pNext = &cm2;
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &f13;
+  vkGetPhysicalDeviceFeatures2(pd, &f2);
+  if (!f13.maintenance4) return "no maintenance4 (the kernel's workgroup size is a LocalSizeId)";
+  if (!khr.cooperativeMatrix) return std::string(kCoopmatKHR) + " without its cooperativeMatrix feature";
+  const std::pair<VkBool32, const char*> needed[] = {
+      {cm2.cooperativeMatrixWorkgroupScope, "cooperativeMatrixWorkgroupScope"},
+      {cm2.cooperativeMatrixFlexibleDimensions, "cooperativeMatrixFlexibleDimensions"},
+      {cm2.cooperativeMatrixReductions, "cooperativeMatrixReductions"},
+      {cm2.cooperativeMatrixConversions, "cooperativeMatrixConversions"},
+      {cm2.cooperativeMatrixPerElementOperations, "cooperativeMatrixPerElementOperations"},
+      {cm2.cooperativeMatrixTensorAddressing, "cooperativeMatrixTensorAddressing"}};
+  for (const auto& [have, name] : needed)
+    if (!have) return std::string(kCoopmat2) + " without " + name;
+
+  Coopmat2Properties props{kSTypeCoopmat2Properties};
+  VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+  p2.pNext = &props;
+  vkGetPhysicalDeviceProperties2(pd, &p2);
+  info.coopmat2_max_dimension = props.cooperativeMatrixFlexibleDimensionsMaxDimension;
+  auto list = reinterpret_cast<PFN_Coopmat2FlexibleList>(
+      vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV"));
+  if (!list) return "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV not exported";
+  std::uint32_t n = 0;
+  RA_VK_CHECK(list(pd, &n, nullptr));
+  std::vector<Coopmat2Flexible> entries(n, Coopmat2Flexible{kSTypeCoopmat2Flexible});
+  if (n) RA_VK_CHECK(list(pd, &n, entries.data()));
+  entries.resize(n);
+  // Workgroup scope, fp16 x fp16 -> fp32; 128 invocations preferred (4 warps
+  // on NVIDIA: the matrices of a 64-row tile spread over them), else the
+  // smallest the device and the workgroup-scope limit allow.
+  const Coopmat2Flexible* best = nullptr;
+  for (const auto& e : entries) {
+    if (!(std::uint32_t(e.AType) == 0 && std::uint32_t(e.BType) == 0 && std::uint32_t(e.CType) == 1 &&
+          std::uint32_t(e.ResultType) == 1 && std::uint32_t(e.scope) == 2))
+      continue;
+    if (e.workgroupInvocations > props.cooperativeMatrixWorkgroupScopeMaxWorkgroupSize ||
+        e.workgroupInvocations > info.max_invocations)
+      continue;
+    if (!best || (e.workgroupInvocations == 128) ||
+        (best->workgroupInvocations != 128 && e.workgroupInvocations < best->workgroupInvocations))
+      best = &e;
+  }
+  if (!best) return std::string(kCoopmat2) + " lists no workgroup-scope fp16 x fp16 -> fp32 entry";
+  info.coopmat2_threads = best->workgroupInvocations;
+  info.coopmat2_granularity[0] = best->MGranularity;
+  info.coopmat2_granularity[1] = best->NGranularity;
+  info.coopmat2_granularity[2] = best->KGranularity;
+  return "";
 }
 
 }  // namespace
@@ -446,7 +579,7 @@ void Context::pick_device(const ContextOptions& opt) {
   if (!has_cm) {
     why = "no VK_NV_cooperative_matrix on " + info_.name;
     if (info_.has_extension("VK_KHR_cooperative_matrix"))
-      why += " (it has VK_KHR_cooperative_matrix, which the build's glslc cannot target)";
+      why += " (it has VK_KHR_cooperative_matrix: only the coopmat2 forward uses that)";
   } else if (!cmf.cooperativeMatrix) {
     why = "VK_NV_cooperative_matrix without its cooperativeMatrix feature";
   } else if (!(info_.shader_float16 && info_.storage_16bit)) {
@@ -484,6 +617,13 @@ void Context::pick_device(const ContextOptions& opt) {
       why = "VK_NV_cooperative_matrix not supported in compute shaders";
   }
   info_.coopmat_f16 = why.empty();
+  // RA_VK_NO_CM2=1: the device is created as before coopmat2 existed (no
+  // VK_KHR_cooperative_matrix / VK_NV_cooperative_matrix2 enabled), so the
+  // forward takes the older paths; also for validation layers too old to know
+  // those extensions.
+  info_.coopmat2_note = env_flag("RA_VK_NO_CM2", false) ? "off (RA_VK_NO_CM2=1)"
+                                                         : coopmat2_refusal(instance_, physical_, info_);
+  info_.coopmat2 = info_.coopmat2_note.empty();
 }
 
 void Context::create_device() {
@@ -509,6 +649,25 @@ void Context::create_device() {
     s16.pNext = &cmf;
     f12.vulkanMemoryModel = VK_TRUE;
     exts.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+  }
+  // The coopmat2 forward: both extensions, the features coopmat2_refusal()
+  // checked, maintenance4 (Vulkan 1.3 device) and the memory model.
+  VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
+  CoopmatFeaturesKHR khr{kSTypeCoopmatFeaturesKHR};
+  Coopmat2Features cm2{kSTypeCoopmat2Features};
+  if (info_.coopmat2) {
+    f13.maintenance4 = VK_TRUE;
+    khr.cooperativeMatrix = VK_TRUE;
+    cm2.cooperativeMatrixWorkgroupScope = cm2.cooperativeMatrixFlexibleDimensions =
+        cm2.cooperativeMatrixReductions = cm2.cooperativeMatrixConversions =
+            cm2.cooperativeMatrixPerElementOperations = cm2.cooperativeMatrixTensorAddressing = VK_TRUE;
+    f13.pNext = &khr;
+    khr.pNext = &cm2;
+    cm2.pNext = f12.pNext;
+    f12.pNext = &f13;
+    f12.vulkanMemoryModel = VK_TRUE;
+    exts.push_back(kCoopmatKHR);
+    exts.push_back(kCoopmat2);
   }
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   f2.pNext = &f12;

@@ -46,26 +46,32 @@ enum class Precision { fp32, fp16 };
 std::string precision_name(Precision p);
 
 // The forward's kernel.
-//   automatic: fp16, the cooperative-matrix kernel (shaders/fwd_cm.comp)
-//     where the device has it (DeviceInfo::coopmat_f16, subgroup size 32) and
-//     $RA_VK_COOPMAT is not 0; otherwise (and always for fp32) the
+//   automatic: fp16, the coopmat2 kernel (shaders/fwd_cm2.comp) where the
+//     device has it (DeviceInfo::coopmat2; $RA_VK_NO_CM2=1 turns it off
+//     there) and the build embedded it (glslang >= 15); else the
+//     cooperative-matrix kernel
+//     (shaders/fwd_cm.comp) where the device has it (DeviceInfo::coopmat_f16,
+//     subgroup size 32); neither where $RA_VK_COOPMAT is 0; otherwise (and
+//     always for fp32) the
 //     register-tiled kernel (shaders/fwd_tiled.comp) where it can run
 //     (subgroup shuffles, a subgroup size that is a multiple of 8 dividing
 //     128, a V chunk within shared memory); otherwise the scalar one
-//     (shaders/fwd.comp). $RA_VK_FORWARD = scalar | tiled | coopmat picks as
-//     the values below do (automatic only).
+//     (shaders/fwd.comp). $RA_VK_FORWARD = scalar | tiled | coopmat |
+//     coopmat2 picks as the values below do (automatic only).
 //   scalar: always the scalar kernel (comparisons).
 //   tiled: the register-tiled kernel where it can run (fp32 or fp16), else
 //     the scalar one.
-//   coopmat: the cooperative-matrix kernel where it can run (fp16 only),
-//     else as automatic without it.
+//   coopmat: the cooperative-matrix kernel (NV v1) where it can run (fp16
+//     only), else as automatic without it (and without coopmat2).
+//   coopmat2: the coopmat2 kernel where it can run (fp16 only), else as
+//     automatic without it.
 //   coopmat_emulated: the coopmat kernel's code with its matrix products done
 //     by plain lanes, on any device with fp16 (tests its staging, masking and
 //     softmax where no tensor cores exist); fp16 only, throws where it
 //     cannot run.
 // Where the kernel asked for (or the automatic first choice) cannot run,
 // forward_plan().note says why; forward_plan().path names what runs.
-enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated };
+enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
 
 // The fp16 backward's kernels. automatic: the cooperative-matrix one
@@ -110,9 +116,10 @@ void check_supported(Variant v, const Shape& s, const Options& opt);
 struct TilePlan {
   // "scalar fp32" / "scalar fp16-storage" / "tiled fp32" /
   // "tiled fp16-storage" / "coopmat fp16-storage" /
-  // "coopmat-emulated fp16-storage"
+  // "coopmat-emulated fp16-storage" / "coopmat2 fp16-storage"
   std::string path;
-  // Why not the faster kernel (no VK_NV_cooperative_matrix, forced, not
+  // Why not the faster kernels (each skipped one's reason, "; "-separated:
+  // no VK_NV_cooperative_matrix2, no VK_NV_cooperative_matrix, forced, not
   // asked for (backward), ...); "" where the first choice runs.
   std::string note;
   // Scalar and coopmat forward: query rows x key rows of a tile. Tiled
@@ -171,6 +178,7 @@ class Attention {
   // else why it cannot.
   std::string plan_coopmat_forward(const std::string& who, const KernelTraits& tr, bool emulate);
   std::string plan_tiled_forward(const KernelTraits& tr);
+  std::string plan_coopmat2_forward();
   void plan_coopmat_backward(const std::string& who, const KernelTraits& tr);
   // Why no coopmat kernel may run ("" if one may): the device and options
   // checks the forward and backward share.

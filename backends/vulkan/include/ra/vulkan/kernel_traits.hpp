@@ -103,6 +103,18 @@ inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, 
   return 2 * halves + 4 * floats;
 }
 
+// The coopmat2 forward (shaders/fwd_cm2.comp): br query rows x bc keys of
+// one workgroup-scope matrix each, from the coopmat forward's candidates
+// (more rows per workgroup first: K^T / V loads shared by more rows). It
+// declares no shared memory (the driver stages workgroup-scope operands in
+// memory it reserves), so the budget does not limit it; registers do: per
+// invocation the Q (and RA: K) rows, O and two logit tiles. At D > 64
+// (D16 > 64) 32-row tiles come first, halving those (a guess, not measured).
+inline std::array<std::array<int, 2>, 7> coopmat2_tiles(int D) {
+  if (D > 64) return {{{32, 64}, {32, 32}, {64, 64}, {64, 32}, {16, 64}, {16, 32}, {16, 16}}};
+  return coopmat_tiles();
+}
+
 // Shared bytes of shaders/bwd_cm.comp, the larger of its two kernels: own
 // rows (16 per subgroup, threads invocations in all) and streamed rows
 // (both multiples of 16). The streamed folded and dO / V tiles (which also

@@ -82,6 +82,22 @@ struct DeviceInfo {
   // the device was created with the extension and those features enabled.
   bool coopmat_f16 = false;
   std::string coopmat_note;               // why coopmat_f16 is false ("" when true)
+  // VK_NV_cooperative_matrix2 usable by the coopmat2 forward
+  // (shaders/fwd_cm2.comp): VK_KHR_cooperative_matrix with its feature; the
+  // coopmat2 features the kernel uses (workgroup scope, flexible dimensions,
+  // reductions, conversions, per-element operations, tensor addressing); a
+  // flexible-dimensions entry for workgroup-scope fp16 x fp16 -> fp32
+  // products (its invocations and granularities below); Vulkan 1.3 with
+  // maintenance4 (SPIR-V 1.6; glslang declares a spec-constant workgroup
+  // size with LocalSizeId); the memory model, fp16 arithmetic and 16-bit
+  // storage. When true, the device was created with both extensions and
+  // those features enabled. $RA_VK_NO_CM2=1 makes it false (nothing of
+  // coopmat2 enabled, note "off (RA_VK_NO_CM2=1)").
+  bool coopmat2 = false;
+  std::string coopmat2_note;              // why coopmat2 is false ("" when true)
+  std::uint32_t coopmat2_threads = 0;     // workgroupInvocations of the entry
+  std::uint32_t coopmat2_granularity[3] = {0, 0, 0};  // M, N, K of the entry
+  std::uint32_t coopmat2_max_dimension = 0;  // cooperativeMatrixFlexibleDimensionsMaxDimension
   std::vector<std::string> extensions;    // device extensions (e.g. VK_NV_cooperative_matrix)
   std::string type_name() const;
   std::string api_string() const;  // "1.3.230"
@@ -205,5 +221,8 @@ class Context {
 // SPIR-V of the embedded kernels (generated at build time from shaders/*.comp).
 // Throws std::invalid_argument for an unknown name.
 const std::vector<std::uint32_t>& kernel_spirv(const std::string& name);
+// Whether the build embedded this kernel (the coopmat2 ones need a glslang
+// that the build machine may lack: backends/vulkan/CMakeLists.txt).
+bool kernel_embedded(const std::string& name);
 
 }  // namespace ra::vk
