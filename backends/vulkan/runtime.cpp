@@ -257,18 +257,22 @@ std::vector<VkPhysicalDevice> physical_devices(VkInstance inst) {
   return out;
 }
 
-VkInstance bare_instance(const std::vector<const char*>& layers,
-                         const std::vector<const char*>& exts) {
-  VkApplicationInfo app{VK_STRUCTURE_TYPE_APPLICATION_INFO};
-  app.pApplicationName = "ra-kokkos";
-  // 1.3 where the loader has it: the coopmat2 kernels are SPIR-V 1.6, which
-  // needs a Vulkan 1.3 device at an API version of at least 1.3 (the
-  // effective version is the lower of this and the device's).
+// The API version the instance asks for: 1.3 where the loader has it (the
+// coopmat2 kernels are SPIR-V 1.6, which needs an effective version of 1.3:
+// the lower of this and the device's), else 1.2.
+std::uint32_t instance_api_version() {
   std::uint32_t loader = VK_API_VERSION_1_0;
   auto enumerate = reinterpret_cast<PFN_vkEnumerateInstanceVersion>(
       vkGetInstanceProcAddr(nullptr, "vkEnumerateInstanceVersion"));
   if (!enumerate || enumerate(&loader) != VK_SUCCESS) loader = VK_API_VERSION_1_0;
-  app.apiVersion = loader >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2;
+  return loader >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2;
+}
+
+VkInstance bare_instance(const std::vector<const char*>& layers,
+                         const std::vector<const char*>& exts) {
+  VkApplicationInfo app{VK_STRUCTURE_TYPE_APPLICATION_INFO};
+  app.pApplicationName = "ra-kokkos";
+  app.apiVersion = instance_api_version();
   VkInstanceCreateInfo ci{VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
   ci.pApplicationInfo = &app;
   ci.enabledLayerCount = std::uint32_t(layers.size());
@@ -290,7 +294,8 @@ VkInstance bare_instance(const std::vector<const char*>& layers,
 std::string coopmat2_refusal(VkInstance inst, VkPhysicalDevice pd, DeviceInfo& info) {
   if (!info.has_extension(kCoopmat2)) return std::string("no ") + kCoopmat2 + " on " + info.name;
   if (!info.has_extension(kCoopmatKHR)) return std::string("no ") + kCoopmatKHR;
-  if (info.api_version < VK_API_VERSION_1_3) return "Vulkan " + info.api_string() + " (SPIR-V 1.6 needs 1.3)";
+  if (std::min(info.api_version, instance_api_version()) < VK_API_VERSION_1_3)
+    return "Vulkan " + info.api_string() + " device or loader (SPIR-V 1.6 needs 1.3)";
   if (!(info.shader_float16 && info.storage_16bit)) return "no shaderFloat16 + storageBuffer16BitAccess";
   if (!info.vulkan_memory_model) return "no vulkanMemoryModel";
 
