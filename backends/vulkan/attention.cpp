@@ -400,8 +400,20 @@ std::string Attention::plan_coopmat2_forward() {
     TilePlan p;
     p.path = "coopmat2 fp16-storage";
     p.br = br, p.bc = bc, p.threads = int(dev.coopmat2_threads), p.shared_bytes = 0;
+    // The pipeline is built now (it is cached for run_forward): a driver that
+    // rejects the kernel (it has never run on one yet) costs the coopmat2
+    // path, not the forward.
+    const TilePlan before = fwd_plan_;
+    const std::string kernel_before = fwd_kernel_;
     fwd_plan_ = p;
     fwd_kernel_ = "fwd_cm2";
+    try {
+      ctx_->pipeline(fwd_kernel_, forward_spec());
+    } catch (const VulkanError& e) {
+      fwd_plan_ = before;
+      fwd_kernel_ = kernel_before;
+      return std::string("fwd_cm2 pipeline: ") + e.what();
+    }
     return "";
   }
   return "no coopmat2 tile matches the granularity " + std::to_string(g[0]) + "x" +
@@ -512,14 +524,20 @@ void compute_barrier(VkCommandBuffer cb) {
 }
 }  // namespace
 
+// The forward kernel's specialization constants (common.glsl's ids 0-5, and
+// the tiled forward's V rows per step as id 6).
+std::vector<std::uint32_t> Attention::forward_spec() const {
+  const TilePlan& p = fwd_plan_;
+  std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
+                                  std::uint32_t(p.br), std::uint32_t(p.bc), is_ra(variant_) ? 1u : 0u};
+  if (p.vc) spec.push_back(std::uint32_t(p.vc));
+  return spec;
+}
+
 void Attention::run_forward() {
   const Shape& s = shape_;
-  const bool ra = is_ra(variant_);
   const TilePlan& p = fwd_plan_;
-  std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(s.D), std::uint32_t(W_),
-                                  std::uint32_t(p.br), std::uint32_t(p.bc), ra ? 1u : 0u};
-  if (p.vc) spec.push_back(std::uint32_t(p.vc));  // the tiled forward's V rows per step
-  VkPipeline pipe = ctx_->pipeline(fwd_kernel_, spec);
+  VkPipeline pipe = ctx_->pipeline(fwd_kernel_, forward_spec());
   const int n_tiles = ceil_div(s.T, p.br);
   Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,
             std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),

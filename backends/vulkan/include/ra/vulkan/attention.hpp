@@ -179,6 +179,7 @@ class Attention {
   std::string plan_coopmat_forward(const std::string& who, const KernelTraits& tr, bool emulate);
   std::string plan_tiled_forward(const KernelTraits& tr);
   std::string plan_coopmat2_forward();
+  std::vector<std::uint32_t> forward_spec() const;
   void plan_coopmat_backward(const std::string& who, const KernelTraits& tr);
   // Why no coopmat kernel may run ("" if one may): the device and options
   // checks the forward and backward share.
