@@ -384,19 +384,20 @@ std::string Attention::plan_coopmat2_forward() {
     return "fwd_cm2 is not in this build (no glslang >= 15 at configure time: "
            "scripts/install-glslang.sh)";
   if (opt_.tile == 8) return "tile 8 pinned (coopmat2 tiles are multiples of 16)";
-  // Matrix shapes (M x N x K): S = Q K^T br x bc x d16, O += P V
-  // br x d16 x bc, and the per-row statistics br x 16 (fwd_cm2.comp's NR).
-  const int d16 = (shape_.D + 15) / 16 * 16;
+  // Matrix shapes (M x N x K): S = Q K^T br x bc x dg, O += P V
+  // br x dg x bc, the per-row statistics br x gran; dg = D padded to gran
+  // (fwd_cm2.comp's G, DG).
+  const int gran = coopmat2_granularity(dev), dg = (shape_.D + gran - 1) / gran * gran;
   auto fits = [](int n, std::uint32_t g) { return n % int(std::max<std::uint32_t>(g, 1)) == 0; };
   const std::uint32_t* g = dev.coopmat2_granularity;
   const int cap = std::max(16, tile_cap(shape_.T));
   for (const auto& t : coopmat2_tiles(shape_.D)) {
     const int br = t[0], bc = t[1];
     if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > cap || bc > cap)) continue;
-    if (!(fits(br, g[0]) && fits(bc, g[1]) && fits(d16, g[1]) && fits(16, g[1]) && fits(d16, g[2]) &&
+    if (!(fits(br, g[0]) && fits(bc, g[1]) && fits(dg, g[1]) && fits(gran, g[1]) && fits(dg, g[2]) &&
           fits(bc, g[2])))
       continue;
-    if (std::uint32_t(std::max({br, bc, d16})) > dev.coopmat2_max_dimension) continue;
+    if (std::uint32_t(std::max({br, bc, dg})) > dev.coopmat2_max_dimension) continue;
     TilePlan p;
     p.path = "coopmat2 fp16-storage";
     p.br = br, p.bc = bc, p.threads = int(dev.coopmat2_threads), p.shared_bytes = 0;
@@ -525,12 +526,14 @@ void compute_barrier(VkCommandBuffer cb) {
 }  // namespace
 
 // The forward kernel's specialization constants (common.glsl's ids 0-5, and
-// the tiled forward's V rows per step as id 6).
+// as id 6 the tiled forward's V rows per step or the coopmat2 forward's
+// matrix granularity).
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
                                   std::uint32_t(p.br), std::uint32_t(p.bc), is_ra(variant_) ? 1u : 0u};
   if (p.vc) spec.push_back(std::uint32_t(p.vc));
+  if (fwd_kernel_ == "fwd_cm2") spec.push_back(std::uint32_t(coopmat2_granularity(ctx_->info())));
   return spec;
 }
 

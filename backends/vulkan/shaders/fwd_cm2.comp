@@ -7,9 +7,9 @@
 // unchanged), but with whole-tile matrices and the coopmat2 operations
 // instead of 16x16 fragments, an index map and shared-memory round trips:
 //
-//   - Q (and for RA, K) rows of the tile: BR x D16 fp16 A matrices, loaded
+//   - Q (and for RA, K) rows of the tile: BR x DG fp16 A matrices, loaded
 //     once with coopMatLoadTensorNV; per key tile K^T (and for RA Q^T) as
-//     D16 x BC B matrices through a transposing tensor view, V as BC x D16.
+//     DG x BC B matrices through a transposing tensor view, V as BC x DG.
 //     Every load is clamped (gl_CooperativeMatrixClampModeConstantNV): rows
 //     past T and columns past D read 0, so any T and D <= 128 need no
 //     padding code; the O and lse stores through the same layouts drop them.
@@ -21,7 +21,7 @@
 //     w_disc d_j.
 //   - Softmax statistics per row as BR x NR accumulators whose every column
 //     holds the row's value: row max and row sum by coopMatReduceNV, widened
-//     to BC or D16 columns by another row reduction (max of equal values)
+//     to BC or DG columns by another row reduction (max of equal values)
 //     where they meet S or O.
 //   - P = exp(S - m) rounded to fp16 once; the same fp16 values feed the
 //     row sum l and, converted accumulator -> A, O += P V.
@@ -34,7 +34,8 @@
 // lists for workgroup-scope fp16 -> fp32 products (attention.cpp).
 //
 // Interface as fwd_cm.comp (common.glsl): bindings, push constants and spec
-// constants {threads, D, W, BR, BC, RA}; dispatch (ceil(T / BR), B * H).
+// constants {threads, D, W, BR, BC, RA}, plus G (id 6, below); dispatch
+// (ceil(T / BR), B * H).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_NV_cooperative_matrix2 : require
@@ -42,8 +43,12 @@
 #define RA_FP16
 #include "common.glsl"
 
-const uint D16 = (D + 15u) / 16u * 16u;  // head dim padded to the matrix granularity
-const uint NR = 16u;                     // columns of the per-row statistic matrices
+// The device's matrix granularity (N and K, at least 16; attention.cpp): the
+// head dim is padded to it (clamped loads read 0 there) and it is the width
+// of the per-row statistic matrices.
+layout(constant_id = 6) const uint G = 16u;
+const uint DG = (D + G - 1u) / G * G;
+const uint NR = G;
 
 #define ACC(r, c) coopmat<float, gl_ScopeWorkgroup, r, c, gl_MatrixUseAccumulator>
 #define HACC(r, c) coopmat<float16_t, gl_ScopeWorkgroup, r, c, gl_MatrixUseAccumulator>
@@ -95,31 +100,31 @@ void main() {
   rows_d = setTensorLayoutDimensionNV(rows_d, pc.B * pc.H, T, D);
   tensorLayoutNV<3, CLAMP> rows_1 = createTensorLayoutNV(3, CLAMP);
   rows_1 = setTensorLayoutDimensionNV(rows_1, pc.B * pc.H, T, 1u);
-  // Rows j of a [.., T, D] slice as the columns of a D16 x BC matrix.
+  // Rows j of a [.., T, D] slice as the columns of a DG x BC matrix.
   tensorViewNV<3, false, 0, 2, 1> transposed = createTensorViewNV(3, false, 0, 2, 1);
 
-  const tensorLayoutNV<3, CLAMP> own = sliceTensorLayoutNV(rows_d, bh, 1u, i0, BR, 0u, D16);
-  MAT_A(BR, D16) qa;  // Q_i
-  MAT_A(BR, D16) ka;  // K_i (RA: the reciprocal half's query side)
+  const tensorLayoutNV<3, CLAMP> own = sliceTensorLayoutNV(rows_d, bh, 1u, i0, BR, 0u, DG);
+  MAT_A(BR, DG) qa;  // Q_i
+  MAT_A(BR, DG) ka;  // K_i (RA: the reciprocal half's query side)
   coopMatLoadTensorNV(qa, q, 0u, own);
   if (RA != 0u) coopMatLoadTensorNV(ka, k, 0u, own);
 
   const float s_std = pc.scale * g.x, s_rec = pc.scale * g.y;
-  ACC(BR, D16) oacc = ACC(BR, D16)(0.0);
+  ACC(BR, DG) oacc = ACC(BR, DG)(0.0);
   ACC(BR, NR) macc = ACC(BR, NR)(-1e30);  // finite: the first rescale is exp(-huge) = 0
   ACC(BR, NR) lacc = ACC(BR, NR)(0.0);
 
   for (uint kt = 0u; kt <= i_last / BC; ++kt) {
     const uint j0 = kt * BC;
-    const tensorLayoutNV<3, CLAMP> keys = sliceTensorLayoutNV(rows_d, bh, 1u, j0, BC, 0u, D16);
+    const tensorLayoutNV<3, CLAMP> keys = sliceTensorLayoutNV(rows_d, bh, 1u, j0, BC, 0u, DG);
     const uint kind = classify(i0, j0);
 
-    MAT_B(D16, BC) kb;
+    MAT_B(DG, BC) kb;
     coopMatLoadTensorNV(kb, k, 0u, keys, transposed);
     ACC(BR, BC) s = coopMatMulAdd(qa, kb, ACC(BR, BC)(0.0));
     s = s * s_std;
     if (kind != TILE_PLAIN) {
-      MAT_B(D16, BC) qb;
+      MAT_B(DG, BC) qb;
       coopMatLoadTensorNV(qb, q, 0u, keys, transposed);
       ACC(BR, BC) s2 = coopMatMulAdd(ka, qb, ACC(BR, BC)(0.0));
       if (kind == TILE_MIXED) coopMatPerElementNV(s2, s2, el_band, i0, j0);
@@ -147,9 +152,9 @@ void main() {
     ACC(BR, NR) psum;
     coopMatReduceNV(psum, ACC(BR, BC)(p16), ROWS, sum2);
     lacc = lacc * alpha + psum;
-    ACC(BR, D16) alpha_d;
+    ACC(BR, DG) alpha_d;
     coopMatReduceNV(alpha_d, alpha, ROWS, max2);
-    MAT_B(BC, D16) vb;
+    MAT_B(BC, DG) vb;
     coopMatLoadTensorNV(vb, v, 0u, keys);
     oacc = coopMatMulAdd(MAT_A(BR, BC)(p16), vb, oacc * alpha_d);
     macc = m_new;
@@ -157,9 +162,9 @@ void main() {
 
   // O / l in fp16, lse = m + log l. Every row has key 0, so l >= 1 (rows
   // past T included; their stores are dropped).
-  ACC(BR, D16) l_d;
+  ACC(BR, DG) l_d;
   coopMatReduceNV(l_d, lacc, ROWS, max2);
-  coopMatStoreTensorNV(HACC(BR, D16)(oacc / l_d), o, 0u, own);
+  coopMatStoreTensorNV(HACC(BR, DG)(oacc / l_d), o, 0u, own);
   ACC(BR, NR) lse_rows;
   coopMatPerElementNV(lse_rows, lacc, el_log);
   coopMatStoreTensorNV(lse_rows + macc, lse, 0u, sliceTensorLayoutNV(rows_1, bh, 1u, i0, BR, 0u, NR));

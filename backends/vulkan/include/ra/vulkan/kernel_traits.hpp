@@ -109,10 +109,17 @@ inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, 
 // declares no shared memory (the driver stages workgroup-scope operands in
 // memory it reserves), so the budget does not limit it; registers do: per
 // invocation the Q (and RA: K) rows, O and two logit tiles. At D > 64
-// (D16 > 64) 32-row tiles come first, halving those (a guess, not measured).
+// 32-row tiles come first, halving those (a guess, not measured).
 inline std::array<std::array<int, 2>, 7> coopmat2_tiles(int D) {
   if (D > 64) return {{{32, 64}, {32, 32}, {64, 64}, {64, 32}, {16, 64}, {16, 32}, {16, 16}}};
   return coopmat_tiles();
+}
+
+// The coopmat2 forward's padding of D and width of its per-row statistics
+// (fwd_cm2.comp's G): the device's N and K granularity of workgroup-scope
+// fp16 products, at least 16 (the usual 16 x 16 x 16 step).
+inline int coopmat2_granularity(const DeviceInfo& dev) {
+  return int(std::max<std::uint32_t>({16, dev.coopmat2_granularity[1], dev.coopmat2_granularity[2]}));
 }
 
 // Shared bytes of shaders/bwd_cm.comp, the larger of its two kernels: own
