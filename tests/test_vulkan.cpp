@@ -411,7 +411,10 @@ TEST_CASE("Vulkan: coopmat2 forward matches the float64 reference, or falls back
   vk::Attention probe(vk::Variant::sdpa_fused, {1, 1, 64, 64}, opt, context());
   const vk::TilePlan p = probe.forward_plan();
   std::cerr << "test_vulkan: coopmat2 fp16 forward on " << dev.name << " (fwd_cm2 "
-            << (vk::kernel_embedded("fwd_cm2") ? "built" : "not built") << "): " << p.path
+            << (vk::kernel_embedded("fwd_cm2") ? "built" : "not built") << "; workgroup-scope entry "
+            << dev.coopmat2_threads << " invocations, granularity " << dev.coopmat2_granularity[0] << "x"
+            << dev.coopmat2_granularity[1] << "x" << dev.coopmat2_granularity[2] << ", max dimension "
+            << dev.coopmat2_max_dimension << "): " << p.path << " " << p.br << "x" << p.bc
             << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
   if (!(dev.coopmat2 && vk::kernel_embedded("fwd_cm2"))) {
     CHECK(p.path != "coopmat2 fp16-storage");

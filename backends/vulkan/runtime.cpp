@@ -347,7 +347,19 @@ std::string coopmat2_refusal(VkInstance inst, VkPhysicalDevice pd, DeviceInfo& i
         (best->workgroupInvocations != 128 && e.workgroupInvocations < best->workgroupInvocations))
       best = &e;
   }
-  if (!best) return std::string(kCoopmat2) + " lists no workgroup-scope fp16 x fp16 -> fp32 entry";
+  if (!best) {
+    // What it does list (component types: 0 fp16, 1 fp32; scope 2 workgroup,
+    // 3 subgroup), for whoever adapts the kernel.
+    std::string why = std::string(kCoopmat2) + " lists no workgroup-scope fp16 x fp16 -> fp32 entry within " +
+                      std::to_string(props.cooperativeMatrixWorkgroupScopeMaxWorkgroupSize) +
+                      " invocations; entries (A B C R scope MxNxK invocations):";
+    for (const auto& e : entries)
+      why += " [" + std::to_string(e.AType) + " " + std::to_string(e.BType) + " " + std::to_string(e.CType) +
+             " " + std::to_string(e.ResultType) + " " + std::to_string(e.scope) + " " +
+             std::to_string(e.MGranularity) + "x" + std::to_string(e.NGranularity) + "x" +
+             std::to_string(e.KGranularity) + " " + std::to_string(e.workgroupInvocations) + "]";
+    return why;
+  }
   info.coopmat2_threads = best->workgroupInvocations;
   info.coopmat2_granularity[0] = best->MGranularity;
   info.coopmat2_granularity[1] = best->NGranularity;
