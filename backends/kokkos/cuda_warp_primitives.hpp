@@ -88,9 +88,15 @@ __device__ __forceinline__ float warp_sum(float x) {
 // n floats [row0, row0 + n) of a [T] vector, zero past T.
 template <int N, int NT>
 __device__ __forceinline__ void stage_vec(u32 dst, const float* src, int row0, int T, int tid) {
-  for (int r = tid; r < N; r += NT) {
+  auto one = [&](int r) {
     const bool valid = row0 + r < T;
     cp_async4(dst + 4 * r, src + (valid ? row0 + r : 0), valid);
+  };
+  if constexpr (N % NT == 0) {  // a fixed count per thread: no loop test, no divergence
+#pragma unroll
+    for (int k = 0; k < N / NT; ++k) one(tid + k * NT);
+  } else {
+    for (int r = tid; r < N; r += NT) one(r);
   }
 }
 
@@ -169,35 +175,29 @@ __device__ __forceinline__ void online_softmax_probs(float (&s)[NB][4], float (&
   float mx[2] = {-INFINITY, -INFINITY};
   // Tiles wholly below the diagonal and inside T (all but ~1 in T / 64 at long
   // T) skip the per-element causal test: its index arithmetic and compares
-  // cost about as many instructions as the softmax itself. Warp-uniform. There,
-  // without a bias, s stays unscaled: the row maximum is taken of the raw
-  // logits (sl > 0 keeps their order) and each probability is one FFMA and one
-  // MUFU, 2^(s sl - m).
+  // cost about as many instructions as the softmax itself. Warp-uniform. There
+  // s stays unscaled: the row maximum is taken of the raw logits (sl > 0 keeps
+  // their order) and each probability is one FFMA and one MUFU, 2^(s sl - m).
+  // (BIAS) the bias joins s in raw-logit units first, one FFMA per logit with
+  // bl / sl: scaling it to log2 units per key instead cost two FMULs per 8-key
+  // block and a separate subtract of m per logit (docs/perf.md v23).
   const bool interior = j0 + 8 * NB - 1 <= row0 && j0 + 8 * NB <= T;
-  const bool raw = interior && !BIAS;
-  if (raw) {
+  if (interior) {
+    if constexpr (BIAS) {
+      const float b_raw = __fdividef(bl, sl);
+#pragma unroll
+      for (int n = 0; n < NB; ++n) {
+        // this lane's two keys of block n are adjacent: one 8-byte load
+        const float2 v = bias.pair(frag_col(lane, n, 0));
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[n][e] = fmaf(e & 1 ? v.y : v.x, b_raw, s[n][e]);
+      }
+    }
 #pragma unroll
     for (int n = 0; n < NB; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
     mx[0] *= sl, mx[1] *= sl;
-  } else if (interior) {
-    // (BIAS) this lane's two keys of block n are adjacent: one 8-byte load and
-    // two multiplies per block, then one FFMA per logit.
-#pragma unroll
-    for (int n = 0; n < NB; ++n) {
-      float b[2] = {0.f, 0.f};
-      if constexpr (BIAS) {
-        const float2 v = bias.pair(frag_col(lane, n, 0));
-        b[0] = v.x * bl, b[1] = v.y * bl;
-      }
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float x = fmaf(s[n][e], sl, b[e & 1]);
-        s[n][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    }
   } else {
 #pragma unroll
     for (int n = 0; n < NB; ++n)
@@ -218,7 +218,7 @@ __device__ __forceinline__ void online_softmax_probs(float (&s)[NB][4], float (&
     alpha[r] = fast_exp2(m[r] - m_use[r]);
     m[r] = m_new;
   }
-  if (raw) {
+  if (interior) {
 #pragma unroll
     for (int n = 0; n < NB; ++n)
 #pragma unroll

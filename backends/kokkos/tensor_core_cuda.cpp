@@ -689,7 +689,7 @@ TilePlan forward_plan_of(int candidate) {
     }
     plan = make_plan(tr.warps, 64, tr.tile, wgmma_forward_scratch(RA, DP, tr));
     plan.path += std::string(" wgmma") + (candidate >= 0 ? " #" + std::to_string(candidate) : std::string()) +
-                 (tr.overlap ? " overlap" : tr.split_kv ? " split-kv" : " 2-stage") +
+                 (tr.window ? " window" : tr.overlap ? " overlap" : tr.split_kv ? " split-kv" : " 2-stage") +
                  (tr.min_blocks > 1 ? " mb" + std::to_string(tr.min_blocks) : "") + (tr.big_smem ? " big-smem" : "");
   } else if constexpr (tr.warps > 0) {
     using F = Forward<DP, RA, tr.warps, tr.tile, tr.m_tiles, tr.split_kv, tr.min_blocks, tr.rows_in_smem>;
@@ -718,6 +718,10 @@ int tuned_candidate(bool ra, int D, bool backward) {
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
     return -1;
   return traits.candidate("sm_" + std::to_string(10 * major + minor), ra, backward);
+}
+
+int window_forward_candidate(Variant v, int D) {
+  return v == Variant::ra_window ? window_forward_entry(pad_dim(D)) : -1;
 }
 
 TilePlan forward_plan(bool ra, int D, int candidate) {

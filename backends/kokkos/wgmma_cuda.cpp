@@ -536,6 +536,130 @@ struct WgForward : WgKernel<WgForward<D, RA, BC, SPLIT, MINB, BIG>> {
   }
 };
 
+// ra_window's forward (TensorCoreTraits::window): the RA forward's arithmetic,
+// in two phases. First the key tiles that meet the reciprocity band (at w =
+// 128 and 128-key tiles: two per team), on the folded 128-wide rows with one
+// Kf and one V buffer (the SPLIT schedule above). Then the plain tiles -- the
+// gated Q half times K_j, plus the bias: SDPA's products -- in SDPA's two
+// stages of [K | V], half the bytes of a folded stage, so that they run at
+// SDPA's tile and 3 teams per SM (RA's entry streams them through its folded
+// buffers at 2: 28% slower per plain tile than SDPA, docs/perf.md v22). One
+// layout serves both phases (offsets from the 1024-aligned base):
+//   [0, 8K)                 the gated Q half of the team's rows    both phases
+//   [8K, 16K)               the gated K half                       band
+//   [16K, 48K), [48K, 64K)  the band's Kf = [K_j | Q_j] and V      band
+//   [8K, 40K), [40K, 72K)   plain stages 0 and 1, K then V         plain
+// The two bias vectors (512 bytes each: stage 0's also serves the band) fill
+// the 74 KiB that 3 teams per SM leave only by using the up to 896 bytes that
+// scratch_1024 skips: stage 0's goes there when it fits, else after the
+// stages. The first plain tile loads into stage 0 during the last band tile's
+// P V, which reads only the band V buffer.
+template <int D, int BC, int MINB>
+struct WgWindowForward : WgKernel<WgWindowForward<D, BC, MINB>> {
+  using Base = WgKernel<WgWindowForward<D, BC, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
+  static_assert(D == 64 && BC == 128, "the window kernel's layout is built for D = 64, 128-key tiles");
+  static constexpr int W = 2 * D, BR = 64, NT = 128, kMinBlocks = MINB;
+  static constexpr u32 kHalf = BR * D * 2, kKV = BC * D * 2, kBias = 4 * BC;
+  static constexpr u32 kBandKf = 2 * kHalf, kBandV = kBandKf + 2 * kKV;  // Kf is two D-wide blocks
+  static constexpr u32 kPlainAt = kHalf, kPlainStage = 2 * kKV;
+  static constexpr u32 kEnd = kPlainAt + 2 * kPlainStage;
+  static_assert(kBandV + kKV <= kEnd, "the band buffers lie inside the plain stages' span");
+  // Worst case over the room r in front of the base: r >= kBias puts one
+  // bias there (r <= 896), r < kBias puts both behind (r <= kBias - 128).
+  static constexpr std::size_t kScratch = std::max<std::size_t>(896 + kEnd + kBias, kBias - 128 + kEnd + 2 * kBias);
+  static_assert(fits_team_shared(kScratch, NT, kSharedOptInSm90), "window kernel over the opt-in limit");
+  static_assert(MINB < 3 || 3 * (team_shared_bytes(kScratch, NT) + 1024) <= 228 * 1024,
+                "3 teams per SM need <= 75 KiB of shared memory each (plus 1 KiB the GPU keeps per block)");
+  __device__ void body(const Member& team) const {
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const ForwardTeam<true> tm(a, team.league_rank(), n_qtiles, BR);
+    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0;
+    const Gates g = tm.g;
+    char* p = aligned_scratch(team, kScratch);
+    const u32 p0 = smem_u32(p), s0 = (p0 + 1023u) & ~1023u, room = s0 - p0;
+    char* smem = p + room;
+    const u32 bias0 = room >= kBias ? s0 - kBias : s0 + kEnd, bias1 = room >= kBias ? s0 + kEnd : bias0 + kBias;
+    auto bias_at = [&](int st) { return st ? bias1 : bias0; };
+
+    const int i_last = min(i0 + BR - 1, T - 1), kt_last = i_last / BC;
+    auto kind_of = [&](int kt) { return classify(true, a.window, i0, BR, kt * BC, BC, T); };
+    int kt_band = kt_last;  // the band's first tile; the plain ones are 0 .. kt_band - 1
+    while (kt_band > 0 && kind_of(kt_band - 1) != kPlain) --kt_band;
+
+    auto stage_plain = [&](int kt, int st) {
+      const u32 buf = s0 + kPlainAt + st * kPlainStage;
+      stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(buf, tm.K, tm.K, kt * BC, T, Dact, tid);
+      stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(buf + kKV, tm.V, tm.V, kt * BC, T, Dact, tid);
+      stage_vec<BC, NT>(bias_at(st), tm.dvec, kt * BC, T, tid);
+    };
+    auto stage_band_k = [&](int kt) {
+      stage_folded<BC, W, D, NT, Atoms<BC>>(s0 + kBandKf, tm.K, tm.Q, kt * BC, T, Dact, tid, true);
+      stage_vec<BC, NT>(bias0, tm.dvec, kt * BC, T, tid);
+    };
+
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    const int row0 = i0 + warp * 16;
+    float o[D / 8][4];
+    zero(o);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    // Band phase. The own rows [Q_i | K_i], gated, as in WgForward; then the
+    // first band tile's Kf and bias.
+    stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, tm.Q, tm.K, i0, T, Dact, tid);
+    cp_commit();
+    cp_wait<0>();
+    gate_own_rows<BR>(smem, g.std, g.rec, tid);
+    fence_async_smem();
+    stage_band_k(kt_band);
+    cp_commit();
+    for (int kt = kt_band; kt <= kt_last; ++kt) {
+      publish<0>();  // Kf(kt) and its bias; P V(kt - 1) is done with the V buffer
+      stage_rows<BC, D, D, NT, D / 8, Atoms<BC>>(s0 + kBandV, tm.V, tm.V, kt * BC, T, Dact, tid);
+      cp_commit();
+      const int j0 = kt * BC;
+      float s[BC / 8][4];
+      issue_logits<D, true, BC, W>(s, s0, s0 + kBandKf, kind_of(kt), lane, row0, j0, a.window);
+      wg_wait_all();
+      pin(s);
+      online_softmax_step<true>(s, m, l, o, lane, row0, j0, T, sl, SharedFloats{bias0}, bl);
+      publish<0>();  // V(kt); every QK^T(kt) is done with Kf and the K half of the rows
+      if (kt < kt_last)
+        stage_band_k(kt + 1);
+      else if (kt_band > 0)
+        stage_plain(0, 0);
+      cp_commit();
+      rs_product(o, s, s0 + kBandV);
+    }
+    // Plain stage 1 covers the band's V buffer: every warp's P V is through.
+    __syncthreads();
+
+    // Plain phase: SDPA's two stages (WgForward with SPLIT = false), the rows'
+    // Q half as the A operand.
+    for (int kt = 0; kt < kt_band; ++kt) {
+      const int st = kt & 1;
+      if (kt + 1 < kt_band) {
+        stage_plain(kt + 1, st ^ 1);
+        cp_commit();
+        publish<1>();
+      } else {
+        publish<0>();
+      }
+      const u32 kb = s0 + kPlainAt + st * kPlainStage;
+      const int j0 = kt * BC;
+      float s[BC / 8][4];
+      issue_logits<D, false, BC, D>(s, s0, kb, kPlain, lane, row0, j0, a.window);
+      wg_wait_all();
+      pin(s);
+      online_softmax_step<true>(s, m, l, o, lane, row0, j0, T, sl, SharedFloats{bias_at(st)}, bl);
+      rs_product(o, s, kb + kKV);
+      __syncthreads();  // this stage is refilled at the top of the next iteration
+    }
+
+    tm.store<D>(a, o, m, l, row0, lane);
+  }
+};
+
 // The same forward with the tensor cores kept busy during the softmax
 // (FlashAttention-3's intra-warpgroup overlap, in its order): each iteration
 // issues S(kt+1) = Qf Kf(kt+1)^T and then O += P(kt) V(kt) as two commit
@@ -906,18 +1030,28 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
 constexpr bool same_traits(const TensorCoreTraits& x, const TensorCoreTraits& y) {
   return x.warps == y.warps && x.tile == y.tile && x.split_kv == y.split_kv &&
          x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap &&
-         x.big_smem == y.big_smem;
+         x.big_smem == y.big_smem && x.window == y.window;
 }
 
-template <bool RA, int I, bool OVERLAP = forward_candidate(RA, I).overlap>
+// The forward kernel of candidate I: 0 WgForward, 1 the overlap one, 2 the window one.
+template <bool RA, int I>
+constexpr int forward_kernel_kind() {
+  return forward_candidate(RA, I).window ? 2 : forward_candidate(RA, I).overlap ? 1 : 0;
+}
+template <bool RA, int I, int KIND = forward_kernel_kind<RA, I>()>
 struct KernelFor {
   using type = WgForward<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).split_kv,
                          forward_candidate(RA, I).min_blocks, forward_candidate(RA, I).big_smem>;
 };
 template <bool RA, int I>
-struct KernelFor<RA, I, true> {
+struct KernelFor<RA, I, 1> {
   using type = WgForwardOverlap<64, RA, forward_candidate(RA, I).tile, forward_candidate(RA, I).min_blocks,
                                 forward_candidate(RA, I).big_smem>;
+};
+template <bool RA, int I>
+struct KernelFor<RA, I, 2> {
+  static_assert(RA && forward_candidate(RA, I).big_smem, "window kernels are RA's, past 48 KiB");
+  using type = WgWindowForward<64, forward_candidate(RA, I).tile, forward_candidate(RA, I).min_blocks>;
 };
 template <bool RA, int I>
 using KernelOf = typename KernelFor<RA, I>::type;

@@ -134,6 +134,10 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       const int tuned_bwd = opt.tc_bwd_candidate < 0 ? detail::tc::tuned_candidate(ra, s.D, true) : -1;
       if (tuned_fwd >= 0) opt_.tc_candidate = tuned_fwd;
       if (tuned_bwd >= 0) opt_.tc_bwd_candidate = tuned_bwd;
+      // ra_window's own forward kernel where the table has one (it replaces
+      // RA's entry, tuned or not; a requested candidate still wins).
+      const int window_fwd = detail::tc::window_forward_candidate(v, s.D);
+      if (opt.tc_candidate < 0 && window_fwd >= 0) opt_.tc_candidate = window_fwd;
       const std::string why_fwd = detail::tc::unsupported(ra, s.D, false, opt_.tc_candidate);
       const std::string why_bwd = detail::tc::unsupported(ra, s.D, true, opt_.tc_bwd_candidate);
       tensor_core_fwd_ = wanted && why_fwd.empty();
@@ -141,7 +145,7 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       const std::string tuned_note = " (tuned: " + TunedTraits::from_environment().source() + ")";
       if (tensor_core_fwd_) {
         fwd_plan_ = detail::tc::forward_plan(ra, s.D, opt_.tc_candidate);
-        if (tuned_fwd >= 0) fwd_plan_.path += tuned_note;
+        if (tuned_fwd >= 0 && window_fwd < 0) fwd_plan_.path += tuned_note;
       } else if (wanted) {
         fwd_plan_.path = "portable (" + why_fwd + ")";
       }

@@ -91,6 +91,11 @@ namespace ra::kk {
 //             only with this project's patch (cmake/kokkos-4.6.01-shmem-optin.patch);
 //             where the Kokkos found lacks it, the 48 KiB entry the table had
 //             before (wgmma_forward_fallback / wgmma_backward_fallback) runs.
+//   window    (wgmma RA forward, big_smem) ra_window's kernel: the tiles that meet
+//             the reciprocity band first, on the folded rows (split_kv's
+//             schedule), then the plain tiles in SDPA's two stages of [K | V]
+//             (half the bytes of a folded stage), so they run at SDPA's tile
+//             and team count; correct for any window, fast for narrow ones.
 // Every other entry keeps the team's shared memory under the 48 KiB that
 // Kokkos 4.6 gives a block (the kernels static_assert it): without
 // rows_in_smem the own rows live in registers after one staging copy, and the
@@ -107,6 +112,7 @@ struct TensorCoreTraits {
   bool wgmma = false;
   bool overlap = false;
   bool big_smem = false;
+  bool window = false;
 };
 
 // Candidates at padded head dim 64 (the seeds' and GPT-2's D), compiled into
@@ -128,7 +134,9 @@ struct TensorCoreTraits {
 // stages (66 KiB, 3 teams).
 // #19 and #20 are the overlap kernel with wider tiles (big_smem): SDPA 128-key
 // tiles at 2 and 3 teams per SM, RA 64-key tiles at 3 and 2.
-constexpr int kForwardCandidates = 21;
+// #21 is RA's window kernel (128-key tiles, 74 KiB, 3 teams per SM); SDPA's
+// #21 repeats #16, whose plain-tile schedule it shares.
+constexpr int kForwardCandidates = 22;
 constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
   constexpr TensorCoreTraits sdpa[kForwardCandidates] = {
       {4, 64, 1, false, 1}, {4, 64, 2, false, 1}, {4, 64, 2, true, 1},      {4, 128, 1, true, 1},
@@ -139,7 +147,8 @@ constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
       {4, 64, 1, false, 3, false, true, true}, {4, 64, 1, false, 4, false, true, true},
       {4, 128, 1, false, 3, false, true, false, true}, {4, 128, 1, false, 2, false, true, false, true},
       {4, 192, 1, true, 2, false, true, false, true},
-      {4, 128, 1, false, 2, false, true, true, true}, {4, 128, 1, false, 3, false, true, true, true}};
+      {4, 128, 1, false, 2, false, true, true, true}, {4, 128, 1, false, 3, false, true, true, true},
+      {4, 128, 1, false, 3, false, true, false, true}};
   constexpr TensorCoreTraits rec[kForwardCandidates] = {
       {4, 32, 1, false, 1}, {4, 32, 2, false, 1}, {4, 64, 1, true, 1},      {4, 64, 2, true, 1},
       {4, 64, 1, true, 4},  {4, 32, 2, false, 3}, {4, 32, 1, false, 4},     {4, 64, 2, true, 3},
@@ -149,7 +158,8 @@ constexpr TensorCoreTraits forward_candidate(bool ra, int i) {
       {4, 32, 1, false, 3, false, true, true}, {4, 32, 1, false, 4, false, true, true},
       {4, 128, 1, true, 2, false, true, false, true}, {4, 128, 1, true, 3, false, true, false, true},
       {4, 64, 1, false, 3, false, true, false, true},
-      {4, 64, 1, false, 3, false, true, true, true}, {4, 64, 1, false, 2, false, true, true, true}};
+      {4, 64, 1, false, 3, false, true, true, true}, {4, 64, 1, false, 2, false, true, true, true},
+      {4, 128, 1, false, 3, false, true, false, true, true}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma entry cannot (no sm_90a
@@ -238,6 +248,17 @@ constexpr int mma_backward_fallback(bool ra) { return ra ? 10 : 9; }
 // The 48 KiB wgmma candidates that run where a big_smem entry cannot (the
 // Kokkos found lacks the shared-memory patch): the table's choices before.
 constexpr int wgmma_forward_fallback(bool ra) { return ra ? 11 : 12; }
+// ra_window's forward where the table has a window kernel (sm_90, padded head
+// dim 64): its candidate index, which replaces RA's table entry for that
+// variant; -1 elsewhere (RA's entry runs, band tiles and plain ones alike).
+constexpr int window_forward_entry(int d_pad) {
+#if defined(KOKKOS_ARCH_HOPPER90)
+  return d_pad == 64 ? 21 : -1;
+#else
+  (void)d_pad;
+  return -1;
+#endif
+}
 constexpr int wgmma_backward_fallback(bool ra) { return ra ? 14 : 16; }
 
 constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
@@ -265,6 +286,8 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // two dO stages at 2, 74 KiB), other builds the mma.sync ones they replaced
     // there. All four need the Kokkos shared-memory patch; without it the
     // 48 KiB entries #12 / #11 and #16 / #14 run (wgmma_*_fallback above).
+    // ra_window's forward runs the window kernel #21 instead of RA's entry
+    // (window_forward_entry below; docs/perf.md v23).
 #if defined(KOKKOS_ARCH_HOPPER90)
     if (fwd) return forward_candidate(ra, ra ? 17 : 16);
 #else
