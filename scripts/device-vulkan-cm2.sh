@@ -9,9 +9,9 @@
 #   here:  bash scripts/device-vulkan-cm2.sh stage
 #            builds test_vulkan and ra-bench (preset host, or the configured
 #            build folder $RA_VK_BUILD; $RA_JOBS jobs, default all cores) and
-#            packs them into .device/vulkan-cm2.tgz (~30 MB). Fails if the
+#            packs them into .device/vulkan-cm2.tar.xz (~18 MB, xz: the repo travels too). Fails if the
 #            build has no fwd_cm2 (no glslang >= 15: scripts/install-glslang.sh).
-#   there: bash scripts/device-vulkan-cm2.sh run     (carry .device/vulkan-cm2.tgz)
+#   there: bash scripts/device-vulkan-cm2.sh run     (carry .device/vulkan-cm2.tar.xz)
 #            1. test_vulkan, coopmat2 forward: "[coopmat]" (the coopmat2 cases,
 #               the automatic choice, the coopmat backward after the coopmat2
 #               forward) with validation off, then the whole file with it off;
@@ -30,7 +30,7 @@
 #            RA_CM2_TS=64 RA_CM2_BH="1 2").
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-archive=$root/.device/vulkan-cm2.tgz
+archive=$root/.device/vulkan-cm2.tar.xz
 
 stage() {
   set -e
@@ -68,7 +68,7 @@ stage() {
 ICD
   git -C "$root" rev-parse --short HEAD > "$pack/git-rev"
   mkdir -p "$root/.device"
-  tar czf "$archive" -C "$tmp" vulkan-cm2
+  tar cJf "$archive" -C "$tmp" vulkan-cm2  # xz: the device tool carries 64 MiB with the repo
   rm -rf "$tmp"
   du -h "$archive"
 }
@@ -78,7 +78,7 @@ run() {
   mkdir -p "$OUT"
   local work
   work=$(mktemp -d)
-  tar xzf "$archive" -C "$work" || { echo "run: cannot unpack $archive (stage it first)" >&2; return 1; }
+  tar xf "$archive" -C "$work" || { echo "run: cannot unpack $archive (stage it first)" >&2; return 1; }
   local d=$work/vulkan-cm2
   export LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}" VK_LAYER_PATH="$d/layers"
   export VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-$d/nvidia_egl_icd.json}
@@ -105,6 +105,7 @@ run() {
     for path in cm2 nocm2; do
       local envs=(RA_VK_VALIDATION=0)
       [ "$path" = nocm2 ] && envs+=(RA_VK_NO_CM2=1)
+      [ "$path" = cm2 ] && envs+=(RA_VK_FORWARD=coopmat2)  # on request only (not the automatic choice)
       echo "== ra-bench --backend vulkan fp16, B${bh[0]} H${bh[1]} T$T D64, $path"
       env "${envs[@]}" "$d/ra-bench" --backend vulkan --dtypes half --variants sdpa_fused,ra_fused \
         --passes fwd,fwdbwd --B "${bh[0]}" --H "${bh[1]}" --T "$T" --D 64 --reps 20 --warmup 3 \
