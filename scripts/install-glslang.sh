@@ -41,7 +41,7 @@ if [ -x "$prefix/bin/glslangValidator" ] && [ -f "$prefix/.ra-complete" ]; then
   echo "install-glslang: glslang $version present ($prefix/bin/glslangValidator)"
   exit 0
 fi
-for tool in cmake ninja c++ python3; do
+for tool in cmake ninja c++ python3 curl sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || skip "'$tool' not found (run scripts/install-deps.sh first)"
 done
 
