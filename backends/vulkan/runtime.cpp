@@ -206,6 +206,16 @@ const char* kCoopmatKHR = "VK_KHR_cooperative_matrix";
 const char* kCoopmat2 = "VK_NV_cooperative_matrix2";
 using PFN_Coopmat2FlexibleList = VkResult(VKAPI_PTR*)(VkPhysicalDevice, std::uint32_t*, Coopmat2Flexible*);
 
+// Links Vulkan structs into one pNext chain in the order given (the last
+// one's pNext is left as it was).
+template <class A>
+void chain(A&) {}
+template <class A, class B, class... Rest>
+void chain(A& a, B& b, Rest&... rest) {
+  a.pNext = &b;
+  chain(b, rest...);
+}
+
 std::string lower(std::string s) {
   for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -302,10 +312,8 @@ std::string coopmat2_refusal(VkInstance inst, VkPhysicalDevice pd, DeviceInfo& i
   VkPhysicalDeviceVulkan13Features f13{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
   CoopmatFeaturesKHR khr{kSTypeCoopmatFeaturesKHR};
   Coopmat2Features cm2{kSTypeCoopmat2Features};
-  f13.pNext = &khr;
-  khr.pNext = &cm2;
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
-  f2.pNext = &f13;
+  chain(f2, f13, khr, cm2);
   vkGetPhysicalDeviceFeatures2(pd, &f2);
   if (!f13.maintenance4) return "no maintenance4 (the kernel's workgroup size is a LocalSizeId)";
   if (!khr.cooperativeMatrix) return std::string(kCoopmatKHR) + " without its cooperativeMatrix feature";
@@ -540,10 +548,8 @@ void Context::pick_device(const ContextOptions& opt) {
   VkPhysicalDeviceSubgroupProperties sub{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
   VkPhysicalDeviceMaintenance3Properties m3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
   VkPhysicalDeviceDriverProperties drv{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
-  sub.pNext = &m3;
-  m3.pNext = &drv;
   VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
-  p2.pNext = &sub;
+  chain(p2, sub, m3, drv);
   vkGetPhysicalDeviceProperties2(physical_, &p2);
   const auto& p = p2.properties;
   info_.name = p.deviceName;
@@ -678,10 +684,8 @@ void Context::create_device() {
     cm2.cooperativeMatrixWorkgroupScope = cm2.cooperativeMatrixFlexibleDimensions =
         cm2.cooperativeMatrixReductions = cm2.cooperativeMatrixConversions =
             cm2.cooperativeMatrixPerElementOperations = cm2.cooperativeMatrixTensorAddressing = VK_TRUE;
-    f13.pNext = &khr;
-    khr.pNext = &cm2;
-    cm2.pNext = f12.pNext;
-    f12.pNext = &f13;
+    cm2.pNext = f12.pNext;  // in front of what f12 already leads to
+    chain(f12, f13, khr, cm2);
     f12.vulkanMemoryModel = VK_TRUE;
     exts.push_back(kCoopmatKHR);
     exts.push_back(kCoopmat2);
