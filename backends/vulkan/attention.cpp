@@ -293,7 +293,7 @@ void Attention::choose_forward(const std::string& who, const KernelTraits& tr) {
     if (want == ForwardPath::automatic && env && std::string(env) == "0") {
       skipped("coopmat off (RA_VK_COOPMAT=0)");
     } else {
-      // coopmat2 on request only: on the H100 it ran 2.3-11x slower than the
+      // coopmat2 on request only: on the H100 it ran 2.2-11x slower than the
       // v1 coopmat forward (docs/perf.md v23), so the automatic choice skips it.
       if (want == ForwardPath::coopmat2) {
         const std::string w = plan_coopmat2_forward();
