@@ -28,6 +28,31 @@
 #            change the benchmark's shapes (a dry run on lavapipe here:
 #            VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 #            RA_CM2_TS=64 RA_CM2_BH="1 2").
+#   there: bash scripts/device-vulkan-cm2.sh parts   (carry .device/vulkan-cm2.tar.xz)
+#            Where the coopmat forwards' time goes (docs/vulkan.md, "Timing
+#            the coopmat forwards' parts"): test_vulkan "[cut]" (every cut
+#            runs, finite outputs; validation off), then ra-bench fwd, fp16,
+#            sdpa_fused and ra_fused, B8 H12 D64, T 1024 and 4096, for each
+#            kernel (RA_VK_FORWARD=coopmat: fwd_cm; coopmat2: fwd_cm2) and
+#            each cut (RA_VK_CUT=0..7), in rounds (the T=1024 Vulkan
+#            timings move between runs): each round runs every (T, kernel,
+#            cut), the cuts' order rotated per round. A kernel the device
+#            does not run (a probe at T=64 says which runs) is skipped and
+#            named. $OUT: parts-summary.txt (per kernel, T, variant and cut:
+#            median over rounds of the per-run medians, min, spread, and
+#            the time the cut saves against CUT=0), parts-rows.tsv (every
+#            run), parts-logs.tar.gz (logs, run files).
+#            RA_PARTS_KERNELS (default "coopmat coopmat2", RA_VK_FORWARD
+#            values; coopmat_emulated runs fwd_cm_emu anywhere), RA_PARTS_CUTS
+#            ("0 1 2 3 4 5 6 7"), RA_PARTS_TS ("1024 4096"), RA_PARTS_BH
+#            ("8 12"), RA_PARTS_ROUNDS (3), RA_PARTS_REPS (20),
+#            RA_PARTS_WARMUP (5), RA_PARTS_BUDGET_S (450: no round starts
+#            that would end past it, judged by the longest round so far).
+#            Dry run on lavapipe here (fwd_cm and fwd_cm2 are skipped there):
+#            VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+#            RA_PARTS_KERNELS="coopmat coopmat2 coopmat_emulated"
+#            RA_PARTS_TS=64 RA_PARTS_BH="1 2" RA_PARTS_CUTS="0 2 4"
+#            RA_PARTS_ROUNDS=2 RA_PARTS_REPS=3 RA_PARTS_WARMUP=1.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 archive=$root/.device/vulkan-cm2.tar.xz
@@ -73,33 +98,41 @@ ICD
   du -h "$archive"
 }
 
-run() {
+# unpack: the staged archive into a fresh folder ($work; binaries in $d),
+# with the loader, layer and ICD set up for this shell; $OUT made.
+unpack() {
   OUT=${OUT:-/tmp/ra-out}
   mkdir -p "$OUT"
-  local work
   work=$(mktemp -d)
-  tar xf "$archive" -C "$work" || { echo "run: cannot unpack $archive (stage it first)" >&2; return 1; }
-  local d=$work/vulkan-cm2
+  tar xf "$archive" -C "$work" || { echo "cannot unpack $archive (stage it first)" >&2; return 1; }
+  d=$work/vulkan-cm2
   export LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}" VK_LAYER_PATH="$d/layers"
   export VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-$d/nvidia_egl_icd.json}
   echo "== binaries of git $(cat "$d/git-rev"); $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
+}
+
+# t <log path> <env...> -- <test_vulkan args...>: one test_vulkan run, summary lines.
+t() {
+  local log=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  echo "== test_vulkan $* (${envs[*]})"
+  env "${envs[@]}" RA_VK_TEST_VERBOSE=1 "$d/test_vulkan" "$@" > "$log" 2>&1
+  local rc=$?
+  grep -E '^test_vulkan:|passed|failed|FAILED' "$log" | head -n 20
+  return $rc
+}
+
+run() {
+  local work d
+  unpack || return 1
   local status=0
-  t() {  # t <log name> <env...> -- <test_vulkan args...>: one test_vulkan run, summary lines
-    local name=$1; shift
-    local envs=()
-    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
-    shift
-    echo "== test_vulkan $* (${envs[*]})"
-    env "${envs[@]}" RA_VK_TEST_VERBOSE=1 "$d/test_vulkan" "$@" > "$OUT/$name.log" 2>&1
-    local rc=$?
-    grep -E '^test_vulkan:|passed|failed|FAILED' "$OUT/$name.log" | head -n 20
-    return $rc
-  }
-  t test-cm2-coopmat RA_VK_VALIDATION=0 -- "[coopmat]" || status=1
-  t test-cm2-all RA_VK_VALIDATION=0 -- || status=1
-  t test-cm2-validation RA_VK_VALIDATION=1 -- "[coopmat2]" ||
+  t "$OUT/test-cm2-coopmat.log" RA_VK_VALIDATION=0 -- "[coopmat]" || status=1
+  t "$OUT/test-cm2-all.log" RA_VK_VALIDATION=0 -- || status=1
+  t "$OUT/test-cm2-validation.log" RA_VK_VALIDATION=1 -- "[coopmat2]" ||
     echo "   (validation run: informational; see $OUT/test-cm2-validation.log)"
-  t test-nocm2-all RA_VK_NO_CM2=1 -- || status=1
+  t "$OUT/test-nocm2-all.log" RA_VK_NO_CM2=1 -- || status=1
   local bh=(${RA_CM2_BH:-8 12})
   for T in ${RA_CM2_TS:-1024 4096}; do
     for path in cm2 nocm2; do
@@ -117,8 +150,145 @@ run() {
   return $status
 }
 
+# The forward path a kernel's plan must name (RA_VK_FORWARD value -> path).
+kernel_path() {
+  case $1 in
+    coopmat) echo "coopmat fp16-storage" ;; coopmat2) echo "coopmat2 fp16-storage" ;;
+    coopmat_emulated) echo "coopmat-emulated fp16-storage" ;; *) echo "$1" ;;
+  esac
+}
+
+# bench_rows <log> <kernel> <cut> <round>: ra-bench's table rows as
+# kernel cut T variant round median_ms min_ms tiles check (tab-separated);
+# check is "ok" where the tiles column names the kernel asked for and the
+# cut (and only then), else "RAN: <tiles>".
+bench_rows() {
+  local label="vulkan $(kernel_path "$2") "
+  [ "$3" = 0 ] || label+="CUT=$3 (timing only, output wrong) "
+  awk -v k="$2" -v c="$3" -v r="$4" -v want="$label" '
+    /^variant/ { on = 1; next }
+    on && NF == 0 { on = 0 }
+    on && NF >= 12 {
+      tiles = $12; for (i = 13; i <= NF; i++) tiles = tiles " " $i
+      ok = index(tiles " ", want) == 1 && (c != 0 || !index(tiles, "CUT="))
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, c, $4, $1, r, $5, $6, tiles, ok ? "ok" : "RAN: " tiles
+    }' "$1"
+}
+
+# summarize <rows.tsv>: per kernel, T, variant, cut: median of the rounds'
+# medians, min of their mins, spread (max / min of the rounds' medians), and
+# what the cut saves against CUT=0 (median CUT=0 - median CUT=n; for cut 4,
+# everything but the loads); check: bench_rows' check ("ok" in every round,
+# else what ran).
+summarize() {
+  sort -t "$(printf '\t')" -k1,1 -k3,3n -k4,4 -k2,2n -k6,6g "$1" | awk -F '\t' '
+    function part(c) {
+      return c == 0 ? "none (real kernel)" : c == 1 ? "softmax" : c == 2 ? "P.V product" : \
+             c == 3 ? "S=QK^T product" : c == 4 ? "all but loads" : c == 5 ? "masking+scale" : \
+             c == 6 ? "row statistics" : c == 7 ? "P as A operand" : "?"
+    }
+    function flush() {
+      if (n == 0) return
+      med = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      if (gc == 0) base = med
+      saved = pct = "-"
+      if (gc != 0 && base == "") saved = pct = "?"  # no CUT=0 rows
+      else if (gc != 0) {
+        saved = sprintf("%.3f", base - med)
+        pct = sprintf("%.0f%%", 100 * (base - med) / base)
+      }
+      printf "%-16s %5s  %-10s %3s  %-18s %9.3f %9.3f %6d %6.2f %9s %5s  %s\n", gk, gT, gv, gc, part(gc), \
+             med, mn, n, v[n] / v[1], saved, pct, chk
+      n = 0
+    }
+    {
+      key = $1 SUBSEP $3 SUBSEP $4 SUBSEP $2
+      if (key != last) {
+        flush()
+        if ($1 SUBSEP $3 SUBSEP $4 != lastgroup) base = ""
+        lastgroup = $1 SUBSEP $3 SUBSEP $4
+        last = key; gk = $1; gc = $2; gT = $3; gv = $4; mn = $7; chk = "ok"
+      }
+      v[++n] = $6
+      if ($7 < mn) mn = $7
+      if ($9 != "ok") chk = $9
+    }
+    END {
+      flush()
+    }' | { printf "%-16s %5s  %-10s %3s  %-18s %9s %9s %6s %6s %9s %5s  %s\n" kernel T variant cut "part left out" \
+             median_ms min_ms rounds spread saved_ms saved check; cat; }
+}
+
+parts() {
+  local work d
+  unpack || return 1
+  local status=0 logs=$work/parts
+  mkdir -p "$logs"
+  local kernels=(${RA_PARTS_KERNELS:-coopmat coopmat2}) cuts=(${RA_PARTS_CUTS:-0 1 2 3 4 5 6 7})
+  local ts=(${RA_PARTS_TS:-1024 4096}) bh=(${RA_PARTS_BH:-8 12})
+  local rounds=${RA_PARTS_ROUNDS:-3} reps=${RA_PARTS_REPS:-20} warmup=${RA_PARTS_WARMUP:-5}
+  local budget=${RA_PARTS_BUDGET_S:-450}
+  local rows=$logs/parts-rows.tsv
+  : > "$rows"
+  t "$logs/test-cut.log" RA_VK_VALIDATION=0 -- "[cut]" || status=1
+  # Which kernels run here: a small probe each, with the real kernel.
+  local run_kernels=() skipped=() k
+  for k in "${kernels[@]}"; do
+    env RA_VK_VALIDATION=0 RA_VK_FORWARD="$k" "$d/ra-bench" --backend vulkan --dtypes half \
+      --variants sdpa_fused --passes fwd --B 1 --H 1 --T 64 --D 64 --reps 1 --warmup 0 \
+      --out "$logs/probe-$k" > "$logs/probe-$k.log" 2>&1
+    local ran
+    ran=$(bench_rows "$logs/probe-$k.log" "$k" 0 0 | cut -f8)
+    if [ "${ran#vulkan $(kernel_path "$k") }" != "$ran" ]; then
+      run_kernels+=("$k")
+    else
+      skipped+=("$k: the forward that ran is '${ran:-none, see probe-$k.log}'")
+      echo "== skipped $k: the forward that ran is '${ran:-none (probe-$k.log)}'"
+    fi
+  done
+  local r start=$SECONDS longest=0
+  for ((r = 1; r <= rounds && ${#run_kernels[@]} > 0; r++)); do
+    if ((r > 1 && SECONDS - start + longest > budget)); then
+      echo "== stopped after $((r - 1)) rounds: another would pass RA_PARTS_BUDGET_S=$budget s"
+      break
+    fi
+    local t0=$SECONDS T i c
+    echo "== round $r"
+    for T in "${ts[@]}"; do
+      for k in "${run_kernels[@]}"; do
+        for ((i = 0; i < ${#cuts[@]}; i++)); do
+          c=${cuts[$(((i + r - 1) % ${#cuts[@]}))]}  # rotated per round
+          local name=$k-cut$c-T$T-r$r
+          env RA_VK_VALIDATION=0 RA_VK_FORWARD="$k" RA_VK_CUT="$c" "$d/ra-bench" --backend vulkan \
+            --dtypes half --variants sdpa_fused,ra_fused --passes fwd --B "${bh[0]}" --H "${bh[1]}" \
+            --T "$T" --D 64 --reps "$reps" --warmup "$warmup" --out "$logs/$name" > "$logs/$name.log" 2>&1 ||
+            { status=1; echo "   $name failed: $(tail -n 2 "$logs/$name.log" | tr '\n' ' ')"; }
+          bench_rows "$logs/$name.log" "$k" "$c" "$r" >> "$rows"
+        done
+      done
+    done
+    ((SECONDS - t0 > longest)) && longest=$((SECONDS - t0))
+    echo "   round $r: $((SECONDS - t0)) s"
+  done
+  {
+    echo "# Where the coopmat forwards' time goes: ra-bench --backend vulkan fp16 fwd, B${bh[0]} H${bh[1]} D64;"
+    echo "# RA_VK_CUT=n leaves one part out (docs/vulkan.md); saved_ms = median(CUT=0) - median(CUT=n)."
+    echo "# binaries of git $(cat "$d/git-rev"); $(sed -n 's/^ra-bench: B=.* on \(.*\) (vulkan).*/\1/p' "$logs"/*-r1.log 2>/dev/null | head -n 1)"
+    echo "# rounds: $((r - 1)) of $rounds; reps $reps, warmup $warmup; $(grep -E 'passed|failed' "$logs/test-cut.log" | tail -n 1)"
+    local s
+    for s in "${skipped[@]}"; do echo "# skipped $s"; done
+    summarize "$rows"
+  } > "$OUT/parts-summary.txt"
+  cp "$rows" "$OUT/parts-rows.tsv"
+  tar czf "$OUT/parts-logs.tar.gz" -C "$work" parts
+  cat "$OUT/parts-summary.txt"
+  rm -rf "$work"
+  return $status
+}
+
 case "${1:-}" in
   stage) stage ;;
   run) run ;;
-  *) echo "usage: $0 stage (here) | run (on the GPU machine)" >&2; exit 2 ;;
+  parts) parts ;;
+  *) echo "usage: $0 stage (here) | run | parts (on the GPU machine)" >&2; exit 2 ;;
 esac

@@ -73,6 +73,29 @@ bool has_fp16() {
   return false;
 }
 
+// Sets (or with nullptr unsets) an environment variable for a scope and puts
+// back what was there, so a test that reads one leaves the others alone.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* e = std::getenv(name);
+    had_ = e != nullptr;
+    if (had_) old_ = e;
+    set(value);
+  }
+  ~ScopedEnv() { set(had_ ? old_.c_str() : nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  void set(const char* value) {
+    if (value) setenv(name_.c_str(), value, 1);
+    else unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
 std::uint64_t fresh_seed() {
   static std::random_device rd;
   return (std::uint64_t(rd()) << 32) ^ rd();
@@ -591,17 +614,13 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   opt.forward_path = vk::ForwardPath::automatic;
   {
     // $RA_VK_FORWARD picks for the automatic path (restored afterwards).
-    const char* old = std::getenv("RA_VK_FORWARD");
-    const std::string saved = old ? old : "";
-    setenv("RA_VK_FORWARD", "scalar", 1);
+    ScopedEnv env("RA_VK_FORWARD", "scalar");
     vk::Attention env_scalar(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context());
     CHECK(env_scalar.forward_plan().path == "scalar fp32");
     CHECK_THAT(env_scalar.forward_plan().note, Catch::Contains("RA_VK_FORWARD=scalar"));
-    setenv("RA_VK_FORWARD", "fast-please", 1);
+    env.set("fast-please");
     CHECK_THROWS_WITH(vk::Attention(vk::Variant::ra_fused, {1, 1, 16, 16}, opt, context()),
                       Catch::Contains("RA_VK_FORWARD"));
-    if (old) setenv("RA_VK_FORWARD", saved.c_str(), 1);
-    else unsetenv("RA_VK_FORWARD");
   }
   if (!has_fp16()) return;
   opt.precision = vk::Precision::fp16;
@@ -612,6 +631,87 @@ TEST_CASE("Vulkan: the forward plan names its kernel", "[vulkan]") {
   CHECK_THAT(forced.forward_plan().note, Catch::Contains("forced"));
   CHECK(forced.backward_plan().path == "scalar fp16-storage");
   CHECK_THAT(forced.backward_plan().note, Catch::Contains("forced"));
+  check_clean();
+}
+
+// $RA_VK_CUT (timing only: docs/vulkan.md, "Timing the coopmat forwards'
+// parts"): values outside 0..kForwardCutMax, and any cut where the forward
+// that runs has none (fp32 here), are refused with a message naming the
+// variable; every cut runs on each coopmat forward the device has (the
+// emulated one everywhere: the cuts' control flow and barriers under
+// lavapipe and the validation layer), says so in its path and writes finite
+// O and lse (ra-bench refuses non-finite ones). Unset, every other test
+// checks that the kernels are the real ones.
+TEST_CASE("Vulkan: RA_VK_CUT cuts the coopmat forwards down for timing, or is refused",
+          "[vulkan][fp16][coopmat][cut]") {
+  RA_REQUIRE_DEVICE();
+  using Catch::Contains;
+  ScopedEnv cut("RA_VK_CUT", nullptr), forward("RA_VK_FORWARD", nullptr);
+  const Shape tiny{1, 1, 16, 16};
+  vk::Options opt;
+  for (const char* bad : {"8", "-1", "two", "1 ", "07"}) {
+    cut.set(bad);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),
+                      Contains("RA_VK_CUT = '" + std::string(bad) + "'") &&
+                          Contains("0.." + std::to_string(vk::kForwardCutMax)));
+  }
+  cut.set("0");
+  CHECK(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()).forward_plan().path.find("CUT") ==
+        std::string::npos);
+  cut.set("3");
+  CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),
+                    Contains("RA_VK_CUT=3") && Contains("coopmat forwards only"));
+  if (!has_fp16()) return;
+
+  const auto& dev = context()->info();
+  struct Kernel {
+    vk::ForwardPath path;
+    std::string name;
+  };
+  std::vector<Kernel> kernels{{vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage"}};
+  if (dev.coopmat_f16 && dev.subgroup_size == 32)
+    kernels.push_back({vk::ForwardPath::coopmat, "coopmat fp16-storage"});
+  if (dev.coopmat2 && vk::kernel_embedded("fwd_cm2"))
+    kernels.push_back({vk::ForwardPath::coopmat2, "coopmat2 fp16-storage"});
+  struct Run {
+    vk::Variant v;
+    Case c;
+    int window;
+  };
+  // ra_window with a band edge inside a tile: every tile kind; the real
+  // kernels also at the timing's D = 64 (the emulated ones would add minutes
+  // of pipeline compiles on lavapipe).
+  const Run every[] = {{vk::Variant::ra_window, {1, 2, 65, 16}, 5}};
+  const Run real[] = {{vk::Variant::sdpa_fused, {1, 2, 130, 64}, -1},
+                      {vk::Variant::ra_fused, {2, 1, 130, 64}, -1}};
+  for (const Kernel& k : kernels)
+    for (int n = 0; n <= vk::kForwardCutMax; ++n) {
+      const std::string label = n ? " CUT=" + std::to_string(n) + " (timing only, output wrong)" : "";
+      cut.set(std::to_string(n).c_str());
+      std::vector<Run> runs(std::begin(every), std::end(every));
+      if (k.path != vk::ForwardPath::coopmat_emulated) runs.insert(runs.end(), std::begin(real), std::end(real));
+      for (const Run& r : runs) {
+        const Shape s{r.c.B, r.c.H, r.c.T, r.c.D};
+        vk::Options o;
+        o.precision = vk::Precision::fp16, o.window = r.window, o.forward_path = k.path;
+        vk::Attention a(r.v, s, o, context());
+        INFO(vk::variant_name(r.v) << " " << s.str() << " " << a.forward_plan().path << " ["
+                                   << a.forward_plan().note << "]");
+        CHECK(a.forward_plan().path == k.name + label);
+        if (n == 0) continue;  // the real kernels: every other test
+        Problem p(s, 1, r.window, vk::is_ra(r.v), fresh_seed(), true);
+        auto t = vk::HostTensors::allocate(s, 1);
+        t.q = to_float(p.q), t.k = to_float(p.k), t.v = to_float(p.v);
+        t.gates = to_float(p.gates), t.d = to_float(p.d);
+        a.poison_outputs();
+        a.forward(t);
+        auto finite = [](const std::vector<float>& x) {
+          return std::all_of(x.begin(), x.end(), [](float e) { return std::isfinite(e); });
+        };
+        CHECK(finite(t.o));
+        CHECK(finite(t.lse));
+      }
+    }
   check_clean();
 }
 

@@ -133,6 +133,18 @@ float from_half(std::uint16_t h) {
   return f;
 }
 
+// $RA_VK_CUT (attention.hpp, kForwardCutMax): 0 where unset or empty.
+int forward_cut_from_env(const std::string& who) {
+  const char* env = std::getenv("RA_VK_CUT");
+  if (!env || !*env) return 0;
+  const std::string e = env;
+  if (e.size() == 1 && e[0] >= '0' && e[0] - '0' <= kForwardCutMax) return e[0] - '0';
+  throw std::invalid_argument(who + ": RA_VK_CUT = '" + e + "' but must be one of 0.." +
+                              std::to_string(kForwardCutMax) +
+                              " (a timing cut of the coopmat forwards, docs/vulkan.md; "
+                              "unset or 0: the real kernel)");
+}
+
 }  // namespace
 
 struct Attention::Buffers {
@@ -187,7 +199,18 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   }
   bwd_plan_ = plan(true);
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
+  // Before the choice: the coopmat2 plan builds its pipeline, cut included.
+  fwd_cut_ = forward_cut_from_env(who);
   choose_forward(who, tr);
+  if (fwd_cut_ != 0) {
+    const std::string cut = "RA_VK_CUT=" + std::to_string(fwd_cut_);
+    if (fwd_kernel_ != "fwd_cm" && fwd_kernel_ != "fwd_cm_emu" && fwd_kernel_ != "fwd_cm2")
+      throw std::invalid_argument(who + ": " + cut + " cuts down the coopmat forwards only (fwd_cm, "
+                                  "fwd_cm2, fwd_cm_emu), but this forward runs on " + fwd_plan_.path +
+                                  (fwd_plan_.note.empty() ? "" : " (" + fwd_plan_.note + ")"));
+    // In the path, so that no table row or run file passes for a real one.
+    fwd_plan_.path += " CUT=" + std::to_string(fwd_cut_) + " (timing only, output wrong)";
+  }
   if (fwd_kernel_ == "fwd" || fwd_kernel_ == "fwd_f16") {
     if (!scalar_fwd_error.empty())
       throw std::invalid_argument(scalar_fwd_error +
@@ -270,9 +293,11 @@ void Attention::choose_forward(const std::string& who, const KernelTraits& tr) {
       else if (e == "tiled") want = ForwardPath::tiled;
       else if (e == "coopmat") want = ForwardPath::coopmat;
       else if (e == "coopmat2") want = ForwardPath::coopmat2;
+      else if (e == "coopmat_emulated") want = ForwardPath::coopmat_emulated;
       else if (e != "auto" && e != "automatic")
         throw std::invalid_argument(who + ": RA_VK_FORWARD = '" + e +
-                                    "' but must be scalar, tiled, coopmat, coopmat2 or auto");
+                                    "' but must be scalar, tiled, coopmat, coopmat2, "
+                                    "coopmat_emulated or auto");
       by = "RA_VK_FORWARD=" + e;
     }
   }
@@ -529,13 +554,18 @@ void compute_barrier(VkCommandBuffer cb) {
 
 // The forward kernel's specialization constants (common.glsl's ids 0-5, and
 // as id 6 the tiled forward's V rows per step or the coopmat2 forward's
-// matrix granularity).
+// matrix granularity; id 7 the coopmat forwards' timing cut, only where one
+// is set, so the real kernels' pipelines are those of before the cuts).
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
                                   std::uint32_t(p.br), std::uint32_t(p.bc), is_ra(variant_) ? 1u : 0u};
   if (p.vc) spec.push_back(std::uint32_t(p.vc));
   if (fwd_kernel_ == "fwd_cm2") spec.push_back(std::uint32_t(coopmat2_granularity(ctx_->info())));
+  if (fwd_cut_ != 0) {
+    spec.resize(7, 0u);  // fwd_cm has no id 6 (an entry the shader lacks is ignored)
+    spec.push_back(std::uint32_t(fwd_cut_));
+  }
   return spec;
 }
 

@@ -58,6 +58,31 @@ shared float sbias[BC];
 
 const float NEG_BIG = -3.0e38;  // masked logit: exp(NEG_BIG - m) == 0, no inf arithmetic
 
+// Timing cuts (issue 7: where does this kernel's time go?). Spec constant 7,
+// set by attention.cpp from $RA_VK_CUT; 0, the default, is the real kernel.
+// Any other value removes one part of the per-key-tile work, so its cost is
+// the difference to CUT = 0. Every cut keeps the key loop, the Kf / V / bias
+// staging and both workgroup barriers; O and l still depend on what the cut
+// keeps, so the compiler cannot drop the loop. Outputs are wrong by design
+// (but finite: l is made >= 1 at the end, masked logits are 0 where P is S),
+// and ra-bench labels such runs "CUT=<n> (timing only, output wrong)".
+//   1  no softmax: no logit store, row max, rescale or exp; P = fp16(S)
+//   2  no P V: no V fragment loads, no O products (l += P 1 stays)
+//   3  no S = Qf Kf^T: no Kf fragment loads, no products; S = the scale (a
+//      push constant, so nothing folds), then masked and softmaxed as usual
+//   4  staging only: the key loop's global loads, shared stores and
+//      barriers; nothing per subgroup
+//   5  no masking: S goes unscaled, unbiased, unmasked into the softmax
+//      (ra_window: the reciprocal half of band-edge tiles then goes unused)
+//   6  no row statistics: no logit store, row max or rescale; P = exp(S)
+//   7  O += C V with a constant fp16 C instead of P (P still feeds l)
+// Every cut != 0 also sums two staged halves per lane and tile (one of sk,
+// one of sv) into `keep`, which reaches l at the end: staged tiles a cut
+// leaves unread stay live. The Qf fragments loaded before the loop are dead
+// in cuts 3 and 4 (a one-time cost).
+// attention.cpp's kForwardCutMax is the largest value.
+layout(constant_id = 7) const uint CUT = 0u;
+
 #define LOAD_SK(m, off, st, cm) CM_LOAD(m, sk, off, st, cm)
 #define LOAD_SV(m, off, st) CM_LOAD(m, sv, off, st, false)
 #define LOAD_SS(m, off, st) CM_LOAD(m, ss, off, st, false)
@@ -123,6 +148,9 @@ void main() {
   FILL_F(lacc, 0.0);
   DECL_H(ones);
   FILL_H(ones, 1.0);
+  float keep = 0.0;  // timing cuts only (CUT above): staged halves, summed
+  DECL_H(pc_const);  // CUT 7: the constant P of O += P V
+  FILL_H(pc_const, float16_t(pc.scale));
 
   for (uint kt = 0u; kt <= i_last / BC; ++kt) {
     const uint j0 = kt * BC;
@@ -145,74 +173,92 @@ void main() {
     // Subgroup-uniform: rows past T, or all before this key tile, skip it
     // (their state is unchanged: no live key). An if, not a continue, so
     // the loop's barriers stay in plainly uniform control flow.
-    if (gi0 < T && j0 <= gi_last) {
+    if (gi0 < T && j0 <= gi_last && CUT != 0u)
+      keep += float(sk[((kt + lane) % BC) * QS + lane % W16]) +
+              float(sv[((kt + lane) % BC) * VS + lane % D16]);
+    if (gi0 < T && j0 <= gi_last && CUT != 4u) {
       const uint kind = classify_rows(gi0, gi_last, j0);
       // 16-key blocks with at least one key <= gi_last; the rest are masked whole.
       const uint ncb = min(NCB, (gi_last - j0) / 16u + 1u);
+      // CUT 1 feeds S itself to P V: masked logits 0 keep it finite.
+      const float masked = CUT == 1u ? 0.0 : NEG_BIG;
+      // CUTs 1 and 6 use no row statistics: no logit store, row max, rescale.
+      const bool stats = CUT != 1u && CUT != 6u;
 
       // Logits of each live block in registers: scaled, biased, masked.
       DECL_F_ARR(sacc, NCB);
       [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
         if (cb >= ncb) continue;
-        FILL_F(sacc[cb], 0.0);
+        FILL_F(sacc[cb], CUT == 3u ? pc.scale : 0.0);
         DECL_F(s2);  // reciprocal half of a band-edge (MIXED) tile, masked per pair
         FILL_F(s2, 0.0);
-        [[unroll]] for (uint t = 0u; t < KW; ++t) {
-          if (t >= KD && kind == TILE_PLAIN) continue;
-          DECL_H(kb);  // B(k, n) = Kf[j0 + 16 cb + n][16 t + k]: Kf rows are B's columns
-          LOAD_SK(kb, cb * 16u * QS + 16u * t, QS, true);
-          if (t >= KD && kind == TILE_MIXED)
-            MMA(s2, qa[t], kb);
-          else
-            MMA(sacc[cb], qa[t], kb);
+        if (CUT != 3u)
+          [[unroll]] for (uint t = 0u; t < KW; ++t) {
+            if (t >= KD && kind == TILE_PLAIN) continue;
+            DECL_H(kb);  // B(k, n) = Kf[j0 + 16 cb + n][16 t + k]: Kf rows are B's columns
+            LOAD_SK(kb, cb * 16u * QS + 16u * t, QS, true);
+            if (t >= KD && kind == TILE_MIXED)
+              MMA(s2, qa[t], kb);
+            else
+              MMA(sacc[cb], qa[t], kb);
+          }
+        if (CUT != 5u)
+          for (int i = 0; i < NEL; ++i) {
+            const uint e = uint(idx[i]), row = e >> 4u, col = cb * 16u + (e & 15u);
+            const uint gi = gi0 + row, j = j0 + col;
+            float x = sacc[cb][i];
+            if (kind == TILE_MIXED && in_band(gi, j)) x += s2[i];
+            sacc[cb][i] = (j <= gi && j < T) ? x * pc.scale + sbias[col] : masked;
+          }
+        if (stats) STORE_SS(sacc[cb], r0 * SS + cb * 16u, SS);
+      }
+      if (stats) {
+        subgroup_sync();
+
+        // Row maxima: two lanes per row (even / odd columns), combined by one
+        // shuffle; all lanes busy on 32-wide subgroups.
+        const uint half_rows = max(SG / 2u, 1u);
+        for (uint rb = 0u; rb < 16u; rb += half_rows) {
+          const uint rr = rb + (lane >> 1u);
+          float mx = NEG_BIG;
+          if (rr < 16u)
+            for (uint c = lane & 1u; c < ncb * 16u; c += 2u) mx = max(mx, ss[(r0 + rr) * SS + c]);
+          mx = max(mx, subgroupShuffleXor(mx, 1u));
+          if (rr < 16u && (lane & 1u) == 0u) {
+            const float m_old = sm_m[r0 + rr], m_new = max(m_old, mx);
+            sm_al[r0 + rr] = exp(m_old - m_new);
+            sm_m[r0 + rr] = m_new;
+          }
         }
+        subgroup_sync();
+
+        // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
         for (int i = 0; i < NEL; ++i) {
-          const uint e = uint(idx[i]), row = e >> 4u, col = cb * 16u + (e & 15u);
-          const uint gi = gi0 + row, j = j0 + col;
-          float x = sacc[cb][i];
-          if (kind == TILE_MIXED && in_band(gi, j)) x += s2[i];
-          sacc[cb][i] = (j <= gi && j < T) ? x * pc.scale + sbias[col] : NEG_BIG;
+          const float a = sm_al[r0 + (uint(idx[i]) >> 4u)];
+          [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
+          lacc[i] *= a;
         }
-        STORE_SS(sacc[cb], r0 * SS + cb * 16u, SS);
-      }
-      subgroup_sync();
-
-      // Row maxima: two lanes per row (even / odd columns), combined by one
-      // shuffle; all lanes busy on 32-wide subgroups.
-      const uint half_rows = max(SG / 2u, 1u);
-      for (uint rb = 0u; rb < 16u; rb += half_rows) {
-        const uint rr = rb + (lane >> 1u);
-        float mx = NEG_BIG;
-        if (rr < 16u)
-          for (uint c = lane & 1u; c < ncb * 16u; c += 2u) mx = max(mx, ss[(r0 + rr) * SS + c]);
-        mx = max(mx, subgroupShuffleXor(mx, 1u));
-        if (rr < 16u && (lane & 1u) == 0u) {
-          const float m_old = sm_m[r0 + rr], m_new = max(m_old, mx);
-          sm_al[r0 + rr] = exp(m_old - m_new);
-          sm_m[r0 + rr] = m_new;
-        }
-      }
-      subgroup_sync();
-
-      // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
-      for (int i = 0; i < NEL; ++i) {
-        const float a = sm_al[r0 + (uint(idx[i]) >> 4u)];
-        [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
-        lacc[i] *= a;
       }
       // P = exp(x - m_new) in fp16; l += P 1 and O += P V with the same P.
       [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
         if (cb >= ncb) continue;
-        for (int i = 0; i < NEL; ++i)
-          sacc[cb][i] = exp(sacc[cb][i] - sm_m[r0 + (uint(idx[i]) >> 4u)]);
+        if (CUT == 6u)
+          for (int i = 0; i < NEL; ++i) sacc[cb][i] = exp(sacc[cb][i]);
+        else if (CUT != 1u)
+          for (int i = 0; i < NEL; ++i)
+            sacc[cb][i] = exp(sacc[cb][i] - sm_m[r0 + (uint(idx[i]) >> 4u)]);
         DECL_H(p);
         TO_H(p, sacc[cb]);
         MMA(lacc, p, ones);
-        [[unroll]] for (uint d = 0u; d < KD; ++d) {
-          DECL_H(vb);
-          LOAD_SV(vb, cb * 16u * VS + 16u * d, VS);
-          MMA(oacc[d], p, vb);
-        }
+        if (CUT != 2u)
+          [[unroll]] for (uint d = 0u; d < KD; ++d) {
+            DECL_H(vb);
+            LOAD_SV(vb, cb * 16u * VS + 16u * d, VS);
+            if (CUT == 7u)
+              MMA(oacc[d], pc_const, vb);
+            else
+              MMA(oacc[d], p, vb);
+          }
       }
     }
   }
@@ -223,7 +269,9 @@ void main() {
     STORE_SS(lacc, r0 * SS, SS);
     subgroup_sync();
     for (uint r = lane; r < 16u; r += SG) {
-      const float l = ss[(r0 + r) * SS];
+      float l = ss[(r0 + r) * SS];
+      // Timing cuts: l >= 1 (finite O / l and lse), and it depends on keep.
+      if (CUT != 0u) l = abs(l) + 1.0 + abs(keep) * 1e-20;
       sm_al[r0 + r] = l;
       if (gi0 + r < T) lse[bh * T + gi0 + r] = sm_m[r0 + r] + log(l);
     }

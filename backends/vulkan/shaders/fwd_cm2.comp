@@ -59,6 +59,29 @@ const uint NR = G;
 
 const float NEG_BIG = -3.0e38;  // masked logit: exp(NEG_BIG - m) == 0, no inf arithmetic
 
+// Timing cuts (issue 7), spec constant 7 from $RA_VK_CUT as in fwd_cm.comp,
+// same numbers for the same part; 0, the default, is the real kernel. Every
+// cut keeps the key loop and every tensor load (K^T, Q^T on RA tiles that
+// reach the band, V); O and l still depend on what it keeps. Outputs are
+// wrong by design, but finite (l is made >= 1 at the end).
+//   1  no softmax: no reductions, exp or rescale; P = fp16(S) (masked 0)
+//   2  no P V: no conversion of P to an A matrix, no O product (O is still
+//      rescaled)
+//   3  no S = Q K^T: no products; S = the scale (a push constant), then
+//      masked and softmaxed as usual
+//   4  loads only: the tensor loads, nothing else
+//   5  no masking: no scale, band mask, causal mask or bias (gates' scale
+//      on the reciprocal half neither)
+//   6  no row statistics: none of the four row reductions, no rescale;
+//      P = exp(S), O += P V (l stays 0)
+//   7  O += C V with a constant fp16 A matrix C: no accumulator -> A
+//      conversion of P (P still feeds l)
+// Loads a cut leaves unused are summed in place (kept_k += K^T and Q^T
+// matrices in cuts 3 and 4, kept_v += V in 2 and 4; DG x BC fp16 adds per
+// tile, in the difference) and stored into dk / dv at the end, so they stay.
+// attention.cpp's kForwardCutMax is the largest value.
+layout(constant_id = 7) const uint CUT = 0u;
+
 // Reductions (coopMatReduceNV) and element operations (coopMatPerElementNV).
 float max2(const in float a, const in float b) { return max(a, b); }
 float sum2(const in float a, const in float b) { return a + b; }
@@ -66,6 +89,7 @@ float el_log(const in uint r, const in uint c, const in float x) { return log(x)
 float el_exp(const in uint r, const in uint c, const in float x) { return exp(x); }
 float el_max(const in uint r, const in uint c, const in float x, const in float y) { return max(x, y); }
 float el_exp_sub(const in uint r, const in uint c, const in float x, const in float y) { return exp(x - y); }
+float el_at_least_1(const in uint r, const in uint c, const in float x) { return abs(x) + 1.0; }  // cuts
 
 // The reciprocal half of a tile whose element (0, 0) is (i0, j0): kept in
 // the window band, 0 outside (ra_window tiles the band edge crosses).
@@ -78,7 +102,7 @@ float el_band(const in uint r, const in uint c, const in float x, const in uint 
 float el_logit(const in uint r, const in uint c, const in float x, const in uint i0, const in uint j0,
                const in uint d_base, const in float w_disc) {
   const uint i = i0 + r, j = j0 + c;
-  if (j > i || j >= pc.T) return NEG_BIG;
+  if (j > i || j >= pc.T) return CUT == 1u ? 0.0 : NEG_BIG;  // CUT 1: P = S, kept finite
   return RA != 0u ? x + w_disc * dsc[d_base + j] : x;
 }
 
@@ -114,6 +138,11 @@ void main() {
   ACC(BR, NR) macc = ACC(BR, NR)(-1e30);  // finite: the first rescale is exp(-huge) = 0
   ACC(BR, NR) lacc = ACC(BR, NR)(0.0);
 
+  // Timing cuts only (CUT above): loads the cut leaves unused, summed.
+  MAT_B(DG, BC) kept_k = MAT_B(DG, BC)(0.0);
+  MAT_B(BC, DG) kept_v = MAT_B(BC, DG)(0.0);
+  const bool cut_s = CUT == 3u || CUT == 4u;  // no S = Q K^T
+
   for (uint kt = 0u; kt <= i_last / BC; ++kt) {
     const uint j0 = kt * BC;
     const tensorLayoutNV<3, CLAMP> keys = sliceTensorLayoutNV(rows_d, bh, 1u, j0, BC, 0u, DG);
@@ -121,19 +150,49 @@ void main() {
 
     MAT_B(DG, BC) kb;
     coopMatLoadTensorNV(kb, k, 0u, keys, transposed);
-    ACC(BR, BC) s = coopMatMulAdd(qa, kb, ACC(BR, BC)(0.0));
-    s = s * s_std;
+    ACC(BR, BC) s;
+    if (cut_s) {
+      kept_k += kb;
+      s = ACC(BR, BC)(pc.scale);
+    } else {
+      s = coopMatMulAdd(qa, kb, ACC(BR, BC)(0.0));
+    }
+    if (CUT != 5u) s = s * s_std;
     if (kind != TILE_PLAIN) {
       MAT_B(DG, BC) qb;
       coopMatLoadTensorNV(qb, q, 0u, keys, transposed);
-      ACC(BR, BC) s2 = coopMatMulAdd(ka, qb, ACC(BR, BC)(0.0));
-      if (kind == TILE_MIXED) coopMatPerElementNV(s2, s2, el_band, i0, j0);
-      s += s2 * s_rec;
+      if (cut_s) {
+        kept_k += qb;
+      } else {
+        ACC(BR, BC) s2 = coopMatMulAdd(ka, qb, ACC(BR, BC)(0.0));
+        if (CUT == 5u) {
+          s += s2;
+        } else {
+          if (kind == TILE_MIXED) coopMatPerElementNV(s2, s2, el_band, i0, j0);
+          s += s2 * s_rec;
+        }
+      }
+    }
+    if (CUT == 4u) {
+      MAT_B(BC, DG) vb;
+      coopMatLoadTensorNV(vb, v, 0u, keys);
+      kept_v += vb;
+      continue;
     }
     // Keys past a query of the tile, or past T, exist only on the diagonal
     // and the last tile; RA adds the bias everywhere.
-    if (RA != 0u || j0 + BC - 1u > i0 || j0 + BC > T)
+    if (CUT != 5u && (RA != 0u || j0 + BC - 1u > i0 || j0 + BC > T))
       coopMatPerElementNV(s, s, el_logit, i0, j0, bh * T, g.z);
+
+    if (CUT == 1u || CUT == 6u) {
+      // No row statistics: P = S (1) or exp(S) (6), straight into O += P V.
+      ACC(BR, BC) p = s;
+      if (CUT == 6u) coopMatPerElementNV(p, s, el_exp);
+      MAT_B(BC, DG) vb;
+      coopMatLoadTensorNV(vb, v, 0u, keys);
+      oacc = coopMatMulAdd(MAT_A(BR, BC)(HACC(BR, BC)(p)), vb, oacc);
+      continue;
+    }
 
     // Online softmax. A row with no live key in this tile (BR > BC) keeps
     // its max (NEG_BIG < m), so its P is 0 and its rescale 1.
@@ -156,8 +215,23 @@ void main() {
     coopMatReduceNV(alpha_d, alpha, ROWS, max2);
     MAT_B(BC, DG) vb;
     coopMatLoadTensorNV(vb, v, 0u, keys);
-    oacc = coopMatMulAdd(MAT_A(BR, BC)(p16), vb, oacc * alpha_d);
+    if (CUT == 2u) {
+      kept_v += vb;
+      oacc = oacc * alpha_d;
+    } else if (CUT == 7u) {
+      oacc = coopMatMulAdd(MAT_A(BR, BC)(float16_t(pc.scale)), vb, oacc * alpha_d);
+    } else {
+      oacc = coopMatMulAdd(MAT_A(BR, BC)(p16), vb, oacc * alpha_d);
+    }
     macc = m_new;
+  }
+
+  if (CUT != 0u) {
+    // Timing cuts: finite outputs, and the unused loads stay live.
+    coopMatPerElementNV(lacc, lacc, el_at_least_1);
+    if (cut_s) coopMatStoreTensorNV(kept_k, dk, 0u, sliceTensorLayoutNV(rows_d, bh, 1u, i0, DG, 0u, BC));
+    if (CUT == 2u || CUT == 4u)
+      coopMatStoreTensorNV(kept_v, dv, 0u, sliceTensorLayoutNV(rows_d, bh, 1u, i0, BC, 0u, DG));
   }
 
   // O / l in fp16, lse = m + log l. Every row has key 0, so l >= 1 (rows

@@ -57,7 +57,8 @@ std::string precision_name(Precision p);
 //     (subgroup shuffles, a subgroup size that is a multiple of 8 dividing
 //     128, a V chunk within shared memory); otherwise the scalar one
 //     (shaders/fwd.comp). $RA_VK_FORWARD = scalar | tiled | coopmat |
-//     coopmat2 picks as the values below do (automatic only).
+//     coopmat2 | coopmat_emulated picks as the values below do (automatic
+//     only).
 //   scalar: always the scalar kernel (comparisons).
 //   tiled: the register-tiled kernel where it can run (fp32 or fp16), else
 //     the scalar one.
@@ -71,6 +72,15 @@ std::string precision_name(Precision p);
 //     cannot run.
 // Where the kernel asked for (or the automatic first choice) cannot run,
 // forward_plan().note says why; forward_plan().path names what runs.
+//
+// $RA_VK_CUT = 1..kForwardCutMax (any path; read when an Attention is made)
+// cuts the coopmat forwards (fwd_cm, fwd_cm2, fwd_cm_emu) down for timing:
+// one part of their per-key-tile work left out (the list is in
+// shaders/fwd_cm.comp and docs/vulkan.md), outputs wrong by design;
+// forward_plan().path then ends in "CUT=<n> (timing only, output wrong)".
+// Unset, empty or 0: the real kernels. Another value, or a cut where the
+// forward that runs is not a coopmat one, throws std::invalid_argument.
+constexpr int kForwardCutMax = 7;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
 
@@ -192,6 +202,7 @@ class Attention {
   std::shared_ptr<Context> ctx_;
   TilePlan fwd_plan_, bwd_plan_;
   std::string fwd_kernel_;  // embedded kernel name of the forward
+  int fwd_cut_ = 0;         // $RA_VK_CUT (timing cut of the coopmat forwards)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
