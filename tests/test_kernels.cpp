@@ -199,14 +199,18 @@ TEST_CASE("every tensor-core candidate matches the float64 reference", "[kernels
                       Contains("tc_candidate = 0"));
 }
 
-// ra_window's own forward kernels (kernel_traits.hpp: window) run the band
-// tiles and then the plain ones in a loop of their own: enough key tiles (at
-// 128 keys) that the plain loop's steady state runs, T off the tile, windows
-// from a band inside one tile to one across three; through the table too.
+// ra_window's own kernels (kernel_traits.hpp: window) run the band tiles and
+// then the plain ones in a loop of their own: enough key tiles (at 128 keys)
+// that the plain loop's steady state runs, T off the tile, windows from a
+// band inside one tile to one across three; through the table too.
 TEST_CASE("the window kernels match the reference over many tiles", "[kernels][bf16]") {
   for (int cand : {-1, 21})
-    for (int w : {0, 100, 300}) check_bf16<Kokkos::Cuda>(kk::Variant::ra_window, {1, 2, 777, 64}, 1, w, false, cand);
+    for (int w : {0, 100, 300})
+      check_bf16<Kokkos::Cuda>(kk::Variant::ra_window, {1, 2, 777, 64}, 1, w, false, cand, cand < 0 ? -1 : 23);
   check_bf16<Kokkos::Cuda>(kk::Variant::ra_window, {2, 1, 1000, 40}, 2, 128, false);
+  // The backward pair (#23): band tiles of 32, plain ones of 64, the switch
+  // between them at every offset a window can put it; gates per batch.
+  for (int w : {0, 31, 64, 97, 200}) check_bf16<Kokkos::Cuda>(kk::Variant::ra_window, {2, 1, 333, 64}, 2, w, false, -1, 23);
 }
 
 // The traits table picks the sm_90a warpgroup forward and dQ kernel in HOPPER90

@@ -723,6 +723,9 @@ int tuned_candidate(bool ra, int D, bool backward) {
 int window_forward_candidate(Variant v, int D) {
   return v == Variant::ra_window ? window_forward_entry(pad_dim(D)) : -1;
 }
+int window_backward_candidate(Variant v, int D) {
+  return v == Variant::ra_window ? window_backward_entry(pad_dim(D)) : -1;
+}
 
 TilePlan forward_plan(bool ra, int D, int candidate) {
   TilePlan plan;
@@ -806,6 +809,7 @@ TilePlan backward_plan_of(int candidate) {
     if (Cfg::q.split_kv && !Cfg::q.wgmma) plan.path += " q-split-v";
     if (Cfg::q.big_smem || Cfg::kv.big_smem)
       plan.path += std::string(" big-smem ") + (Cfg::q.big_smem ? "q" : "") + (Cfg::kv.big_smem ? "kv" : "");
+    if (Cfg::q.window || Cfg::kv.window) plan.path += " window";
   }
   return plan;
 }

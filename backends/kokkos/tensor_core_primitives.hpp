@@ -415,24 +415,11 @@ __device__ __forceinline__ void dl_from_p(float (&p)[BC / 8][4], const float (&d
     to_dl(std::true_type{});
 }
 
-// The query-owned dQ kernels' epilogue (BackwardQ, WgBackwardQ): this lane's
-// two rows of the warp's 16 (row0..) from the fp32 accumulators dqf = sum_j
-// dL_ij Kf_j (unscaled). SDPA: dQ. RA: dQ += w_std s dqf[0, D) and
-// dK += w_rec s dqf[D, 2D) (the key-owned kernel wrote its shares there, in
-// bf16: store_dkv),
-// and the team's dw_std, dw_rec partials into gate slots 0, 1 of query tile
-// qt, summed through smem (free by now: the caller's last barrier is behind).
-template <int D, bool RA, int WARPS>
-__device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ? 2 : 1) * D / 8][4],
-                                         float scale, const Gates& g, int bh, int qt, int row0,
-                                         int warp, int lane, int tid, char* smem) {
-  const int T = a.T, Dact = a.D;
-  const std::size_t mat = std::size_t(bh) * T * Dact;
-  const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
-  const auto* K = static_cast<const bf16_t*>(a.k) + mat;
-  auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
-  auto* dK = static_cast<bf16_t*>(a.dk) + mat;
-  float gstd = 0.f, grec = 0.f;  // this thread's share of dw_std, dw_rec (unscaled)
+// f(r, n, at) for each bf16 pair this lane holds of its two rows of the
+// warp's 16 (row0..) in a [T, Dact] matrix: row r, C-fragment block n, element
+// offset at of the pair (frag_col's columns); pairs outside are skipped.
+template <int D, class F>
+__device__ __forceinline__ void for_row_pairs(int row0, int lane, int T, int Dact, F&& f) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int i = row0 + (lane >> 2) + 8 * r;
@@ -440,26 +427,68 @@ __device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ?
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       const int c = frag_col(lane, n, 0);
-      if (c >= Dact) continue;
-      const std::size_t at = std::size_t(i) * Dact + c;
-      const float q0 = dqf[n][2 * r] * scale, q1 = dqf[n][2 * r + 1] * scale;
-      if constexpr (RA) {
-        const float k0 = dqf[D / 8 + n][2 * r] * scale, k1 = dqf[D / 8 + n][2 * r + 1] * scale;
-        const float2 pq = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dQ + at));
-        const float2 pk = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dK + at));
-        const float2 qi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
-        const float2 ki = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
-        gstd += qi.x * dqf[n][2 * r] + qi.y * dqf[n][2 * r + 1];
-        grec += ki.x * dqf[D / 8 + n][2 * r] + ki.y * dqf[D / 8 + n][2 * r + 1];
-        *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
-            __floats2bfloat162_rn(pq.x + g.std * q0, pq.y + g.std * q1);
-        *reinterpret_cast<__nv_bfloat162*>(dK + at) =
-            __floats2bfloat162_rn(pk.x + g.rec * k0, pk.y + g.rec * k1);
-      } else {
-        *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
-      }
+      if (c < Dact) f(r, n, std::size_t(i) * Dact + c);
     }
   }
+}
+
+// RA's dK_i += w_rec s dqf[D, 2D) for this lane's two rows of the warp's 16
+// (row0..): the Q_j half of a query-owned dQf onto the key-owned kernel's
+// share of dK (bf16, store_dkv). Returns this thread's share of dw_rec,
+// sum K_i . dqf[D, 2D) (unscaled). store_dq calls it at the end; ra_window's
+// dQ kernel as soon as its band tiles are done (no later tile adds to that half).
+// (Loading every pair before the first store, so that the loads do not wait
+// one by one behind stores that may alias them, made RA's dQ kernel 27%
+// slower at T = 1024 on the H100: docs/perf.md v24.)
+template <int D>
+__device__ __forceinline__ float add_dk_share(const Args& a, const float (&dqf)[2 * D / 8][4], float scale,
+                                              float rec, int bh, int row0, int lane) {
+  const int T = a.T, Dact = a.D;
+  const std::size_t mat = std::size_t(bh) * T * Dact;
+  const auto* K = static_cast<const bf16_t*>(a.k) + mat;
+  auto* dK = static_cast<bf16_t*>(a.dk) + mat;
+  float grec = 0.f;
+  for_row_pairs<D>(row0, lane, T, Dact, [&](int r, int n, std::size_t at) {
+    const float k0 = dqf[D / 8 + n][2 * r], k1 = dqf[D / 8 + n][2 * r + 1];
+    const float2 pk = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dK + at));
+    const float2 ki = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(K + at));
+    grec += ki.x * k0 + ki.y * k1;
+    *reinterpret_cast<__nv_bfloat162*>(dK + at) =
+        __floats2bfloat162_rn(pk.x + rec * scale * k0, pk.y + rec * scale * k1);
+  });
+  return grec;
+}
+
+// The query-owned dQ kernels' epilogue (BackwardQ, WgBackwardQ): this lane's
+// two rows of the warp's 16 (row0..) from the fp32 accumulators dqf = sum_j
+// dL_ij Kf_j (unscaled). SDPA: dQ. RA: dQ += w_std s dqf[0, D) and
+// dK += w_rec s dqf[D, 2D) (the key-owned kernel wrote its shares there, in
+// bf16: store_dkv),
+// and the team's dw_std, dw_rec partials into gate slots 0, 1 of query tile
+// qt, summed through smem (free by now: the caller's last barrier is behind).
+// K_SHARE = false: the dK half went out earlier (add_dk_share), which returned
+// this thread's dw_rec share, grec_done.
+template <int D, bool RA, int WARPS, bool K_SHARE = RA>
+__device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ? 2 : 1) * D / 8][4],
+                                         float scale, const Gates& g, int bh, int qt, int row0,
+                                         int warp, int lane, int tid, char* smem, float grec_done = 0.f) {
+  const int T = a.T, Dact = a.D;
+  const std::size_t mat = std::size_t(bh) * T * Dact;
+  const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
+  auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
+  float gstd = 0.f, grec = grec_done;  // this thread's share of dw_std, dw_rec (unscaled)
+  if constexpr (RA && K_SHARE) grec = add_dk_share<D>(a, dqf, scale, g.rec, bh, row0, lane);
+  for_row_pairs<D>(row0, lane, T, Dact, [&](int r, int n, std::size_t at) {
+    const float q0 = dqf[n][2 * r] * scale, q1 = dqf[n][2 * r + 1] * scale;
+    if constexpr (RA) {
+      const float2 pq = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dQ + at));
+      const float2 qi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(Q + at));
+      gstd += qi.x * dqf[n][2 * r] + qi.y * dqf[n][2 * r + 1];
+      *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(pq.x + g.std * q0, pq.y + g.std * q1);
+    } else {
+      *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(q0, q1);
+    }
+  });
   if constexpr (RA) {
     // Team sum of the gate partials through (now idle) shared memory.
     float* red = reinterpret_cast<float*>(smem);
@@ -475,6 +504,21 @@ __device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ?
   }
 }
 
+// RA's key-owned share of dQ_j, w_rec s dkf[D, 2D), written to dQ in bf16 for
+// the query-owned kernel to add to (this lane's two key rows of the warp's 16,
+// key0..). store_dkv writes it at its end; ra_window's dK/dV kernel as soon as
+// its band tiles are done (no later tile adds to that half).
+template <int D>
+__device__ __forceinline__ void store_dq_share(const Args& a, const float (&dkf)[2 * D / 8][4], float scale,
+                                               float rec, int bh, int key0, int lane) {
+  const int T = a.T, Dact = a.D;
+  auto* dQ = static_cast<bf16_t*>(a.dq) + std::size_t(bh) * T * Dact;
+  for_row_pairs<D>(key0, lane, T, Dact, [&](int r, int n, std::size_t at) {
+    *reinterpret_cast<__nv_bfloat162*>(dQ + at) =
+        __floats2bfloat162_rn(dkf[D / 8 + n][2 * r] * scale * rec, dkf[D / 8 + n][2 * r + 1] * scale * rec);
+  });
+}
+
 // The key-owned dK/dV kernels' epilogue (BackwardKV, WgBackwardKV): this
 // lane's two key rows of the warp's 16 (key0..) from the fp32 accumulators
 // dkf = sum_i dL^T_ji Qf_i and dv. SDPA: dK, dV. RA: dV, and this kernel's
@@ -486,18 +530,31 @@ __device__ __forceinline__ void store_dq(const Args& a, const float (&dqf)[(RA ?
 // dQ and dK.) dd_j = w_disc colsum_j, and the team's dw_disc partial into
 // gate slot 2 of key tile kt (FUSED, the single-pass backward: slots 0 and 1
 // too), summed through smem (free by now: the caller's last barrier is behind).
-template <int D, bool RA, int WARPS, bool FUSED = false>
+// DQ_SHARE = false: the dQ share went out earlier (store_dq_share).
+template <int D, bool RA, int WARPS, bool FUSED = false, bool DQ_SHARE = RA>
 __device__ __forceinline__ void store_dkv(const Args& a, const float (&dkf)[(RA ? 2 : 1) * D / 8][4],
                                           const float (&dv)[D / 8][4], const float (&colsum)[2],
                                           float scale, const Gates& g, int bh, int kt, int key0,
                                           int warp, int lane, int tid, char* smem) {
+  static_assert(!(RA && FUSED) || DQ_SHARE, "the single-pass backward writes every share at its end");
   const int T = a.T, Dact = a.D;
   const std::size_t mat = std::size_t(bh) * T * Dact;
   [[maybe_unused]] const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
   [[maybe_unused]] const auto* K = static_cast<const bf16_t*>(a.k) + mat;
   auto* dV = static_cast<bf16_t*>(a.dv) + mat;
   auto* dK = static_cast<bf16_t*>(a.dk) + mat;
-  [[maybe_unused]] auto* dQ = static_cast<bf16_t*>(a.dq) + mat;
+  if constexpr (RA && DQ_SHARE) store_dq_share<D>(a, dkf, scale, g.rec, bh, key0, lane);
+  // d_j of this lane's two key rows, loaded before the stores below (a load
+  // after them waits out its whole latency: the compiler cannot move it above
+  // a store that may alias it)
+  [[maybe_unused]] float dj[2] = {0.f, 0.f};
+  if constexpr (RA) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int j = key0 + (lane >> 2) + 8 * r;
+      dj[r] = j < T ? a.d[std::size_t(bh) * T + j] : 0.f;
+    }
+  }
   float gdisc = 0.f;
   [[maybe_unused]] float gstd = 0.f, grec = 0.f;  // FUSED: this thread's dw_std, dw_rec (unscaled)
 #pragma unroll
@@ -520,14 +577,11 @@ __device__ __forceinline__ void store_dkv(const Args& a, const float (&dkf)[(RA 
         grec += qj.x * dkf[D / 8 + n][2 * r] + qj.y * dkf[D / 8 + n][2 * r + 1];
       }
       *reinterpret_cast<__nv_bfloat162*>(dK + at) = __floats2bfloat162_rn(k0, k1);
-      if constexpr (RA)
-        *reinterpret_cast<__nv_bfloat162*>(dQ + at) = __floats2bfloat162_rn(
-            dkf[D / 8 + n][2 * r] * scale * g.rec, dkf[D / 8 + n][2 * r + 1] * scale * g.rec);
     }
     if constexpr (RA) {
       if ((lane & 3) == 0) {
         a.dd[std::size_t(bh) * T + j] = g.disc * cs;
-        gdisc += a.d[std::size_t(bh) * T + j] * cs;
+        gdisc += dj[r] * cs;
       }
     }
   }

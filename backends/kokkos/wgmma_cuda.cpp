@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace ra::kk::detail::tc {
@@ -895,6 +896,23 @@ struct WgBackwardQ : WgKernel<WgBackwardQ<D, RA, BC, MINB, BIG>> {
 };
 
 // ------------------------------------------------------------------ backward: dK, dV
+// A key-owned team (WgBackwardKV, WgWindowBackwardKV): its (b, h) and key
+// tile kt (the low key tiles, which see the most queries, go
+// first), that (b, h)'s matrices, lse and Delta vectors, and its gates.
+struct KeyTeam {
+  int T, Dact, kt, bh;
+  const bf16_t *Q, *K, *V, *dO;
+  const float *lse, *dlt;
+  Gates g;
+  __device__ KeyTeam(const Args& a, int league_rank, int n_ktiles)
+      : T(a.T), Dact(a.D), kt(league_rank % n_ktiles), bh(league_rank / n_ktiles),
+        Q(static_cast<const bf16_t*>(a.q) + mat(a)), K(static_cast<const bf16_t*>(a.k) + mat(a)),
+        V(static_cast<const bf16_t*>(a.v) + mat(a)), dO(static_cast<const bf16_t*>(a.dout) + mat(a)),
+        lse(a.lse_in + std::size_t(bh) * a.T), dlt(a.delta + std::size_t(bh) * a.T),
+        g(gates_of(a, bh / a.H, bh % a.H)) {}
+  __device__ std::size_t mat(const Args& a) const { return std::size_t(bh) * a.T * a.D; }
+};
+
 // The key-owned backward kernel (tensor_core_cuda.cpp's BackwardKV) on the
 // warpgroup: the team's 64 key rows Kf'_j = [w_std K_j, w_rec Q_j] and V_j stay
 // in shared memory as the A operands of P^T = Kf' Qf^T and dP^T = V dO^T (by
@@ -921,18 +939,11 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
   static_assert(fits_team_shared(kScratch, NT, kBudget), "traits entry needs more shared memory than its budget");
   __device__ void body(const Member& team) const {
     const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
-    const int T = a.T, Dact = a.D;
-    const int kt = team.league_rank() % n_ktiles;  // low key tiles see the most queries
-    const int bh = team.league_rank() / n_ktiles;
-    const int j0 = kt * BK, key0 = j0 + warp * 16;
-    const std::size_t mat = std::size_t(bh) * T * Dact;
-    const auto* Q = static_cast<const bf16_t*>(a.q) + mat;
-    const auto* K = static_cast<const bf16_t*>(a.k) + mat;
-    const auto* V = static_cast<const bf16_t*>(a.v) + mat;
-    const auto* dO = static_cast<const bf16_t*>(a.dout) + mat;
-    const float* lse = a.lse_in + std::size_t(bh) * T;
-    const float* dlt = a.delta + std::size_t(bh) * T;
-    const Gates g = gates_of(a, bh / a.H, bh % a.H);
+    const KeyTeam tm(a, team.league_rank(), n_ktiles);
+    const int T = tm.T, Dact = tm.Dact, kt = tm.kt, bh = tm.bh, j0 = kt * BK, key0 = j0 + warp * 16;
+    const bf16_t *Q = tm.Q, *K = tm.K, *V = tm.V, *dO = tm.dO;
+    const float *lse = tm.lse, *dlt = tm.dlt;
+    const Gates g = tm.g;
     char* smem = scratch_1024(team, kScratch);
     const u32 s0 = smem_u32(smem), own_v = s0 + kOwnK;
     auto q_buf = [&](int qt) { return u32(s0 + kOwnK + kOwnV + (qt & 1) * kQ); };
@@ -950,6 +961,12 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
       stage_rows<BR, D, D, NT, D / 8, Atoms<BR>>(do_buf(qt), dO, dO, qt * BR, T, Dact, tid);
     };
 
+    // d_j of this thread's two key rows, loaded first: the latency passes under the staging wait
+    float bias2[2] = {0.f, 0.f};
+    if constexpr (RA) {
+#pragma unroll
+      for (int r = 0, j = key0 + (lane >> 2); r < 2; ++r, j += 8) bias2[r] = j < T ? a.d[std::size_t(bh) * T + j] : 0.f;
+    }
     const int qt_first = j0 / BR, qt_last = n_qtiles - 1;
     stage_rows<BK, W, D, NT, W / 8, Atoms<BK>>(s0, K, Q, j0, T, Dact, tid);
     stage_rows<BK, D, D, NT, D / 8, Atoms<BK>>(own_v, V, V, j0, T, Dact, tid);
@@ -958,14 +975,7 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
     cp_commit();
     cp_wait<0>();
     if constexpr (RA) gate_own_rows<BK>(smem, g.std, g.rec, tid);  // Kf' = [w_std K_j, w_rec Q_j]
-    float bias2[2] = {0.f, 0.f};  // w_disc d_j in log2 units, for this thread's two key rows
-    if constexpr (RA) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int j = key0 + (lane >> 2) + 8 * r;
-        bias2[r] = j < T ? g.disc * a.d[std::size_t(bh) * T + j] * kLog2e : 0.f;
-      }
-    }
+    for (float& b : bias2) b *= g.disc * kLog2e;  // w_disc d_j in log2 units
 
     float dkf[W / 8][4], dv[D / 8][4];
     zero(dkf);
@@ -1027,6 +1037,291 @@ struct WgBackwardKV : WgKernel<WgBackwardKV<D, RA, QTILE, MINB, BIG>> {
   }
 };
 
+// ------------------------------------------------------------------ ra_window's backward
+// ra_window's dQ kernel (BackwardTraits::q with window): WgBackwardQ's
+// arithmetic in two phases, as WgWindowForward does for the forward. First the
+// key tiles that meet the reciprocity band, 32 keys each, with the folded
+// 128-wide products (RA's 32-key dQ tile, which fits the registers of 4 teams
+// per SM). Then the plain tiles in SDPA's 64-key tiles: K alone instead of
+// [K_j | Q_j], the bias in the softmax. After the band phase the Q_j half of
+// dQf is complete -- no plain tile adds to it -- so it goes into dK there and
+// then (add_dk_share), and the plain phase holds SDPA's registers. RA's entry
+// streams the plain tiles through its folded buffers at 3 teams per SM.
+// One layout serves both phases (offsets from the 1024-aligned base):
+//   [0, 16K)     the team's rows [Q_i | K_i], gated     (the K half: band only)
+//   [16K, 24K)   dO rows
+//   [24K, 32K)   band Kf stage 0 (32 x 128)  = plain K stage 1 (64 x 64)
+//   [32K, 40K)   band Kf stage 1             = plain K stage 0
+//   [40K, 44K)   band V (32 x 64)           in plain V [40K, 48K)
+//   [48K, +512)  plain bias stages 0, 1; then the band's two (128 bytes each)
+// The band tiles alternate stages so that the last one uses stage 0: the first
+// plain tile's K and bias load into plain stage 0 during it, its V once that
+// tile's dP is done with the band V.
+template <int D, int MINB>
+struct WgWindowBackwardQ : WgKernel<WgWindowBackwardQ<D, MINB>> {
+  using Base = WgKernel<WgWindowBackwardQ<D, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
+  static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
+  static constexpr int W = 2 * D, BR = 64, BB = 32, BP = 64, NT = 128, WARPS = 4, kMinBlocks = MINB;
+  static constexpr u32 kRows = BR * W * 2, kDO = BR * D * 2, kStage = BP * D * 2;
+  static_assert(BB * W * 2 == kStage, "a band Kf stage is a plain K stage");
+  static constexpr u32 kStage0 = kRows + kDO, kStage1 = kStage0 + kStage, kVAt = kStage1 + kStage;
+  static constexpr u32 kBiasAt = kVAt + kStage, kBandBiasAt = kBiasAt + 2 * 4 * BP;
+  static constexpr std::size_t kScratch = kBandBiasAt + 2 * 4 * BB + 896;
+  static_assert(fits_team_shared(kScratch, NT, kSharedOptInSm90), "window dQ kernel over the opt-in limit");
+  static_assert(MINB < 4 || 4 * (team_shared_bytes(kScratch, NT) + 1024) <= 228 * 1024,
+                "4 teams per SM need <= 57 KiB of shared memory each (with the 1 KiB the GPU keeps per block)");
+  __device__ void body(const Member& team) const {
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const ForwardTeam<true> tm(a, team.league_rank(), n_qtiles, BR);
+    const int T = tm.T, Dact = tm.Dact, i0 = tm.i0, row0 = i0 + warp * 16;
+    const Gates g = tm.g;
+    const auto* dO = static_cast<const bf16_t*>(a.dout) + tm.mat;
+    char* smem = scratch_1024(team, kScratch);
+    const u32 s0 = smem_u32(smem), do_rows = s0 + kRows, v_buf = s0 + kVAt;
+
+    // Plain 64-key tiles 0 .. kp_end - 1, then the band's 32-key tiles kb_first .. kb_last.
+    const int i_last = min(i0 + BR - 1, T - 1);
+    auto kind_of = [&](int j0, int n) { return classify(true, a.window, i0, BR, j0, n, T); };
+    int kp_end = i_last / BP;
+    while (kp_end > 0 && kind_of((kp_end - 1) * BP, BP) != kPlain) --kp_end;
+    const int kb_first = 2 * kp_end, kb_last = i_last / BB;
+    auto band_kf = [&](int kb) { return s0 + ((kb_last - kb) & 1 ? kStage1 : kStage0); };
+    auto band_bias = [&](int kb) { return s0 + kBandBiasAt + ((kb_last - kb) & 1) * 4 * BB; };
+    auto plain_k = [&](int kt) { return s0 + (kt & 1 ? kStage0 : kStage1); };
+    auto plain_bias = [&](int kt) { return s0 + kBiasAt + (kt & 1) * 4 * BP; };
+    auto stage_band_k = [&](int kb) {
+      stage_folded<BB, W, D, NT, Atoms<BB>>(band_kf(kb), tm.K, tm.Q, kb * BB, T, Dact, tid,
+                                            kind_of(kb * BB, BB) != kPlain);
+      stage_vec<BB, NT>(band_bias(kb), tm.dvec, kb * BB, T, tid);
+    };
+    auto stage_band_v = [&](int kb) {
+      stage_rows<BB, D, D, NT, D / 8, Atoms<BB>>(v_buf, tm.V, tm.V, kb * BB, T, Dact, tid);
+    };
+    auto stage_plain_k = [&](int kt) {
+      stage_rows<BP, D, D, NT, D / 8, Atoms<BP>>(plain_k(kt), tm.K, tm.K, kt * BP, T, Dact, tid);
+      stage_vec<BP, NT>(plain_bias(kt), tm.dvec, kt * BP, T, tid);
+    };
+    auto stage_plain_v = [&](int kt) {
+      stage_rows<BP, D, D, NT, D / 8, Atoms<BP>>(v_buf, tm.V, tm.V, kt * BP, T, Dact, tid);
+    };
+
+    stage_rows<BR, W, D, NT, W / 8, Atoms<BR>>(s0, tm.Q, tm.K, i0, T, Dact, tid);
+    stage_rows<BR, D, D, NT, D / 8, Atoms<BR>>(do_rows, dO, dO, i0, T, Dact, tid);
+    stage_band_k(kb_first);
+    stage_band_v(kb_first);
+    cp_commit();
+    cp_wait<0>();
+    gate_own_rows<BR>(smem, g.std, g.rec, tid);
+    float lse2[2], delta[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = row0 + (lane >> 2) + 8 * r;
+      lse2[r] = i < T ? a.lse_in[std::size_t(tm.bh) * T + i] * kLog2e : 0.f;
+      delta[r] = i < T ? a.delta[std::size_t(tm.bh) * T + i] : 0.f;
+    }
+    const float sl = scale * kLog2e, bl = g.disc * kLog2e;
+    float dqf[W / 8][4];
+    zero(dqf);
+
+    // Band phase: WgBackwardQ's RA tile at 32 keys.
+    {
+      float p[BB / 8][4], dp[BB / 8][4];
+      zero(p);
+      zero(dp);
+      for (int kb = kb_first; kb <= kb_last; ++kb) {
+        publish<0>();  // Kf(kb), V(kb); tile kb-1's products are done with the Kf stage refilled next
+        const bool more = kb < kb_last;
+        if (more) stage_band_k(kb + 1);
+        else if (kp_end > 0) stage_plain_k(0);
+        cp_commit();
+        const u32 kf = band_kf(kb);
+        const int j0 = kb * BB;
+        const Kind kind = kind_of(j0, BB);
+        logits_and_dp<D, true, BB, W>(p, dp, s0, kf, do_rows, v_buf, kind, lane, row0, j0, true, a.window);
+        __syncthreads();  // every warp's dP is done with V(kb)
+        if (more) stage_band_v(kb + 1);
+        else if (kp_end > 0) stage_plain_v(0);
+        cp_commit();
+        dl_from_p<true, BB>(p, dp, SharedFloats{band_bias(kb)}, lse2, delta, sl, bl, lane, row0, j0, T);
+        folded_product(dqf, p, kf, kf + BB * 128, kind, lane, row0, j0, true, a.window);
+      }
+    }
+    const float grec = add_dk_share<D>(a, dqf, scale, g.rec, tm.bh, row0, lane);
+
+    // Plain phase: SDPA's 64-key tile (WgBackwardQ without RA) plus the bias.
+    {
+      float p[BP / 8][4], dp[BP / 8][4];
+      zero(p);
+      zero(dp);
+      for (int kt = 0; kt < kp_end; ++kt) {
+        publish<0>();  // K(kt), V(kt); the products of the tile before are done
+        const bool more = kt + 1 < kp_end;
+        if (more) {
+          stage_plain_k(kt + 1);
+          cp_commit();
+        }
+        const u32 kb = plain_k(kt);
+        const int j0 = kt * BP;
+        logits_and_dp<D, false, BP, D>(p, dp, s0, kb, do_rows, v_buf, kPlain, lane, row0, j0, true, a.window);
+        __syncthreads();  // every warp's dP is done with V(kt)
+        if (more) {
+          stage_plain_v(kt + 1);
+          cp_commit();
+        }
+        dl_from_p<true, BP>(p, dp, SharedFloats{plain_bias(kt)}, lse2, delta, sl, bl, lane, row0, j0, T);
+        rs_product(block64<W>(dqf, 0), p, kb);
+      }
+    }
+    __syncthreads();  // the gate sums below reuse shared memory
+    store_dq<D, true, WARPS, false>(a, dqf, scale, g, tm.bh, i0 / BR, row0, warp, lane, tid, smem, grec);
+  }
+};
+
+// ra_window's dK/dV kernel (BackwardTraits::kv with window): WgBackwardKV in
+// two phases, as the dQ kernel above. First the query tiles that meet the
+// band, 32 queries each with RA's folded products (its 32-query tile: 3 teams
+// per SM), then the plain ones in SDPA's 64-query tiles with two dO stages,
+// the bias in the probabilities and dd's column sums. The Q_j half of dKf (the
+// key-owned share of dQ) is complete after the band phase and is written then
+// (store_dq_share). Layout (offsets from the 1024-aligned base):
+//   [0, 16K)     the team's rows [K_j | Q_j], gated      (the Q half: band only)
+//   [16K, 24K)   V rows
+//   [24K, 40K)   plain stage 0: Q (64 x 64), dO
+//   [40K, 56K)   plain stage 1: Q, dO  = the band's two Qf stages (32 x 128)
+//   [56K, 57K)   plain lse / Delta stages 0, 1 (the band's two inside stage 1's)
+//   [57K, 65K)   the band's two dO stages (32 x 64)
+// Plain stage 0 lies outside every band buffer, so the first plain tile loads
+// into it during the last band tile.
+template <int D, int MINB>
+struct WgWindowBackwardKV : WgKernel<WgWindowBackwardKV<D, MINB>> {
+  using Base = WgKernel<WgWindowBackwardKV<D, MINB>>;
+  using Base::a, Base::n_qtiles, Base::n_ktiles, Base::scale;
+  static_assert(D == 64, "the wgmma backward is built for padded head dim 64");
+  static constexpr int W = 2 * D, BK = 64, BR = 64, BB = 32, BP = 64, NT = 128, WARPS = 4, kMinBlocks = MINB;
+  static constexpr u32 kOwn = BK * W * 2, kOwnV = BK * D * 2, kQ = BP * D * 2, kDO = BP * D * 2;
+  static constexpr u32 kBandQ = BB * W * 2, kBandDO = BB * D * 2, kVec = 8 * BP, kBandVec = 8 * BB;
+  static constexpr u32 kPlainAt = kOwn + kOwnV, kPlainStage = kQ + kDO, kVecAt = kPlainAt + 2 * kPlainStage;
+  static constexpr u32 kBandQAt = kPlainAt + kPlainStage, kBandDOAt = kVecAt + 2 * kVec;
+  static_assert(2 * kBandQ <= kPlainStage && 2 * kBandVec <= kVec && kBandDOAt % 1024 == 0,
+                "the band's Qf stages fill plain stage 1, its vectors plain vector stage 1");
+  static constexpr std::size_t kScratch = kBandDOAt + 2 * kBandDO + 896;
+  static_assert(fits_team_shared(kScratch, NT, kSharedOptInSm90), "window dK/dV kernel over the opt-in limit");
+  static_assert(MINB < 3 || 3 * (team_shared_bytes(kScratch, NT) + 1024) <= 228 * 1024,
+                "3 teams per SM need <= 75 KiB of shared memory each (plus 1 KiB the GPU keeps per block)");
+  __device__ void body(const Member& team) const {
+    const int tid = thread_id(), warp = tid >> 5, lane = tid & 31;
+    const KeyTeam tm(a, team.league_rank(), n_ktiles);
+    const int T = tm.T, Dact = tm.Dact, kt = tm.kt, bh = tm.bh, j0 = kt * BK, key0 = j0 + warp * 16;
+    const bf16_t *Q = tm.Q, *K = tm.K, *V = tm.V, *dO = tm.dO;
+    const float *lse = tm.lse, *dlt = tm.dlt;
+    const Gates g = tm.g;
+    char* smem = scratch_1024(team, kScratch);
+    const u32 s0 = smem_u32(smem), own_v = s0 + kOwn;
+
+    // The band's 32-query tiles qb_first .. qb_end - 1, then plain 64-query
+    // tiles qp_first .. qp_last (none where qp_first > qp_last).
+    auto kind_of = [&](int i0, int n) { return classify(true, a.window, i0, n, j0, BK, T); };
+    int qp_first = j0 / BP;
+    while (qp_first * BP < T && kind_of(qp_first * BP, BP) != kPlain) ++qp_first;
+    const int qp_last = (T - 1) / BP, qb_first = j0 / BB, qb_end = min(2 * qp_first, (T + BB - 1) / BB);
+    auto band_q = [&](int qb) { return s0 + kBandQAt + (qb & 1) * kBandQ; };
+    auto band_do = [&](int qb) { return s0 + kBandDOAt + (qb & 1) * kBandDO; };
+    auto band_vec = [&](int qb) { return s0 + kVecAt + kVec + (qb & 1) * kBandVec; };
+    auto plain_q = [&](int qp) { return s0 + kPlainAt + ((qp - qp_first) & 1) * kPlainStage; };
+    auto plain_vec = [&](int qp) { return s0 + kVecAt + ((qp - qp_first) & 1) * kVec; };
+    auto stage_band = [&](int qb) {  // Qf (only the Q half where the tile is plain), dO, lse, Delta
+      stage_folded<BB, W, D, NT, Atoms<BB>>(band_q(qb), Q, K, qb * BB, T, Dact, tid, kind_of(qb * BB, BB) != kPlain);
+      stage_rows<BB, D, D, NT, D / 8, Atoms<BB>>(band_do(qb), dO, dO, qb * BB, T, Dact, tid);
+      stage_vec<BB, NT>(band_vec(qb), lse, qb * BB, T, tid);
+      stage_vec<BB, NT>(band_vec(qb) + 4 * BB, dlt, qb * BB, T, tid);
+    };
+    auto stage_plain = [&](int qp) {  // Q, dO, lse, Delta
+      stage_rows<BP, D, D, NT, D / 8, Atoms<BP>>(plain_q(qp), Q, Q, qp * BP, T, Dact, tid);
+      stage_rows<BP, D, D, NT, D / 8, Atoms<BP>>(plain_q(qp) + kQ, dO, dO, qp * BP, T, Dact, tid);
+      stage_vec<BP, NT>(plain_vec(qp), lse, qp * BP, T, tid);
+      stage_vec<BP, NT>(plain_vec(qp) + 4 * BP, dlt, qp * BP, T, tid);
+    };
+
+    stage_rows<BK, W, D, NT, W / 8, Atoms<BK>>(s0, K, Q, j0, T, Dact, tid);
+    stage_rows<BK, D, D, NT, D / 8, Atoms<BK>>(own_v, V, V, j0, T, Dact, tid);
+    stage_band(qb_first);
+    cp_commit();
+    cp_wait<0>();
+    gate_own_rows<BK>(smem, g.std, g.rec, tid);  // Kf' = [w_std K_j, w_rec Q_j]
+    float bias2[2];  // w_disc d_j in log2 units, for this thread's two key rows
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int j = key0 + (lane >> 2) + 8 * r;
+      bias2[r] = j < T ? g.disc * a.d[std::size_t(bh) * T + j] * kLog2e : 0.f;
+    }
+    const float sl = scale * kLog2e;
+    float dkf[W / 8][4], dv[D / 8][4];
+    zero(dkf);
+    zero(dv);
+    float colsum[2] = {0.f, 0.f};
+
+    // Band phase: WgBackwardKV's RA tile at 32 queries (rows: this warp's keys).
+    {
+      float p[BB / 8][4], dp[BB / 8][4];
+      zero(p);
+      zero(dp);
+      for (int qb = qb_first; qb < qb_end; ++qb) {
+        publish<0>();  // Qf(qb), dO(qb), vec(qb); tile qb-1's products are done
+        if (qb + 1 < qb_end) stage_band(qb + 1);
+        else if (qp_first <= qp_last) stage_plain(qp_first);
+        cp_commit();
+        const u32 qs = band_q(qb), dos = band_do(qb);
+        const int i0 = qb * BB;
+        const Kind kind = kind_of(i0, BB);
+        logits_and_dp<D, true, BB, W>(p, dp, s0, qs, own_v, dos, kind, lane, key0, i0, false, a.window);
+        key_tile_p_dl<true>(p, dp, colsum, SharedFloats{band_vec(qb)}, bias2, sl, lane, key0, i0, T);
+        rs_product(dv, p, dos);
+        folded_product(dkf, dp, qs, qs + BB * 128, kind, lane, key0, i0, false, a.window);
+      }
+    }
+    store_dq_share<D>(a, dkf, scale, g.rec, bh, key0, lane);
+
+    // Plain phase: SDPA's 64-query tile (both products issued before one
+    // wait), plus the bias and the column sums.
+    {
+      float p[BP / 8][4], dp[BP / 8][4];
+      zero(p);
+      zero(dp);
+      auto& dk = block64<W>(dkf, 0);
+      for (int qp = qp_first; qp <= qp_last; ++qp) {
+        publish<0>();  // Q(qp), dO(qp), vec(qp); the products of the tile before are done
+        if (qp < qp_last) {
+          stage_plain(qp + 1);
+          cp_commit();
+        }
+        const u32 qs = plain_q(qp), dos = qs + kQ;
+        const int i0 = qp * BP;
+        logits_and_dp<D, false, BP, D>(p, dp, s0, qs, own_v, dos, kPlain, lane, key0, i0, false, a.window);
+        key_tile_p_dl<true>(p, dp, colsum, SharedFloats{plain_vec(qp)}, bias2, sl, lane, key0, i0, T);
+        u32 pp[BP / 16][4], pd[BP / 16][4];
+        pack_a(pp, p);
+        pack_a(pd, dp);
+        pin(dv);
+        pin(dk);
+        pin(pp);
+        pin(pd);
+        wg_fence();
+        issue_rs(dv, pp, dos);
+        issue_rs(dk, pd, qs);
+        wg_commit();
+        wg_wait_all();
+        pin(dv);
+        pin(dk);  // (not dkf: its Q_j half is done and its registers free)
+        pin(pp);
+        pin(pd);
+      }
+    }
+    __syncthreads();  // the gate sum below reuses shared memory
+    store_dkv<D, true, WARPS, false, false>(a, dkf, dv, colsum, scale, g, bh, kt, key0, warp, lane, tid, smem);
+  }
+};
+
 constexpr bool same_traits(const TensorCoreTraits& x, const TensorCoreTraits& y) {
   return x.warps == y.warps && x.tile == y.tile && x.split_kv == y.split_kv &&
          x.min_blocks == y.min_blocks && x.wgmma == y.wgmma && x.overlap == y.overlap &&
@@ -1064,15 +1359,20 @@ struct WgEntry {
   static constexpr TensorCoreTraits tr = forward_candidate(RA, I);
   using type = KernelOf<RA, I>;
 };
+// (window entries: ra_window's two-phase kernels, whose band tile is the entry's tile)
 template <bool RA, int I>
 struct WgEntry<WgPass::backward_q, RA, I> {
   static constexpr TensorCoreTraits tr = backward_candidate(RA, I).q;
-  using type = WgBackwardQ<64, RA, tr.tile, tr.min_blocks, tr.big_smem>;
+  static_assert(!tr.window || (RA && tr.big_smem && tr.tile == 32), "window kernels are RA's, 32-key band tiles");
+  using type = std::conditional_t<tr.window, WgWindowBackwardQ<64, tr.min_blocks>,
+                                  WgBackwardQ<64, RA, tr.tile, tr.min_blocks, tr.big_smem>>;
 };
 template <bool RA, int I>
 struct WgEntry<WgPass::backward_kv, RA, I> {
   static constexpr TensorCoreTraits tr = backward_candidate(RA, I).kv;
-  using type = WgBackwardKV<64, RA, tr.tile, tr.min_blocks, tr.big_smem>;
+  static_assert(!tr.window || (RA && tr.big_smem && tr.tile == 32), "window kernels are RA's, 32-query band tiles");
+  using type = std::conditional_t<tr.window, WgWindowBackwardKV<64, tr.min_blocks>,
+                                  WgBackwardKV<64, RA, tr.tile, tr.min_blocks, tr.big_smem>>;
 };
 
 // Calls f(kernel{}) for the wgmma entry of pass P whose traits are tr; false if none.

@@ -134,10 +134,12 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       const int tuned_bwd = opt.tc_bwd_candidate < 0 ? detail::tc::tuned_candidate(ra, s.D, true) : -1;
       if (tuned_fwd >= 0) opt_.tc_candidate = tuned_fwd;
       if (tuned_bwd >= 0) opt_.tc_bwd_candidate = tuned_bwd;
-      // ra_window's own forward kernel where the table has one (it replaces
-      // RA's entry, tuned or not; a requested candidate still wins).
+      // ra_window's own kernels where the table has them (they replace RA's
+      // entries, tuned or not; a requested candidate still wins).
       const int window_fwd = detail::tc::window_forward_candidate(v, s.D);
+      const int window_bwd = detail::tc::window_backward_candidate(v, s.D);
       if (opt.tc_candidate < 0 && window_fwd >= 0) opt_.tc_candidate = window_fwd;
+      if (opt.tc_bwd_candidate < 0 && window_bwd >= 0) opt_.tc_bwd_candidate = window_bwd;
       const std::string why_fwd = detail::tc::unsupported(ra, s.D, false, opt_.tc_candidate);
       const std::string why_bwd = detail::tc::unsupported(ra, s.D, true, opt_.tc_bwd_candidate);
       tensor_core_fwd_ = wanted && why_fwd.empty();
@@ -151,7 +153,7 @@ Attention<Scalar, Exec>::Attention(Variant v, const Shape& s, const Options& opt
       }
       if (tensor_core_bwd_) {
         bwd_plan_ = detail::tc::backward_plan(ra, s.D, opt_.tc_bwd_candidate);
-        if (tuned_bwd >= 0) bwd_plan_.path += tuned_note;
+        if (tuned_bwd >= 0 && window_bwd < 0) bwd_plan_.path += tuned_note;
         n_tiles = detail::tc::backward_partials(ra, s.D, s.T, opt_.tc_bwd_candidate);
         // Options::deterministic = false: the single-pass (atomic dQ) backward
         // where it has a kernel; a requested candidate is a deterministic one.

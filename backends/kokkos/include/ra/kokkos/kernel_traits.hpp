@@ -91,11 +91,12 @@ namespace ra::kk {
 //             only with this project's patch (cmake/kokkos-4.6.01-shmem-optin.patch);
 //             where the Kokkos found lacks it, the 48 KiB entry the table had
 //             before (wgmma_forward_fallback / wgmma_backward_fallback) runs.
-//   window    (wgmma RA forward, big_smem) ra_window's kernel: the tiles that meet
-//             the reciprocity band first, on the folded rows (split_kv's
-//             schedule), then the plain tiles in SDPA's two stages of [K | V]
-//             (half the bytes of a folded stage), so they run at SDPA's tile
-//             and team count; correct for any window, fast for narrow ones.
+//   window    (wgmma RA, big_smem) ra_window's kernels: the tiles that meet
+//             the reciprocity band first, on the folded rows (forward:
+//             split_kv's schedule; backward: 32-wide tiles, `tile`), then the
+//             plain tiles in SDPA's stages (half the bytes of a folded one),
+//             so they run at SDPA's tile and team count; correct for any
+//             window, fast for narrow ones.
 // Every other entry keeps the team's shared memory under the 48 KiB that
 // Kokkos 4.6 gives a block (the kernels static_assert it): without
 // rows_in_smem the own rows live in registers after one staging copy, and the
@@ -194,7 +195,11 @@ struct BackwardTraits {
 // kernel 228 at 2 and spills 592 bytes at 3): 64-key dQ at 3 teams with #14's 32-query dK/dV (#20)
 // or the 64-query one at 2 (#22); #14's 32-key dQ with the 64-query dK/dV
 // (#21). SDPA's #20-#22 repeat #17-#19.
-constexpr int kBackwardCandidates = 23;
+// #23 is ra_window's pair (window): the band's tiles first, 32 keys (dQ) or 32
+// queries (dK/dV) with RA's folded products, then the plain ones in SDPA's
+// 64-wide tiles with the bias (and dd's column sums); 4 and 3 teams per SM, as
+// SDPA's #17. SDPA's #23 repeats #17.
+constexpr int kBackwardCandidates = 24;
 constexpr BackwardTraits backward_candidate(bool ra, int i) {
   constexpr BackwardTraits sdpa[kBackwardCandidates] = {
       {{4, 64, 1, false, 1}, {4, 64, 1, false, 1}}, {{4, 32, 1, false, 3}, {4, 32, 1, false, 3}},
@@ -217,7 +222,8 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
       {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
-      {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, false, true, false, true}}};
+      {{4, 64, 1, true, 3, false, true}, {4, 64, 1, false, 3, false, true, false, true}},
+      {{4, 64, 1, true, 4, false, true}, {4, 64, 1, false, 3, false, true, false, true}}};
   constexpr BackwardTraits rec[kBackwardCandidates] = {
       {{4, 32, 1, false, 1}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 16, 1, false, 3}},
       {{4, 32, 1, false, 3}, {4, 32, 1, false, 1}}, {{4, 16, 1, false, 3}, {4, 32, 1, false, 1}},
@@ -239,7 +245,8 @@ constexpr BackwardTraits backward_candidate(bool ra, int i) {
       {{4, 64, 1, true, 2, false, true, false, true}, {4, 32, 1, false, 3, false, true}},
       {{4, 64, 1, true, 3, false, true, false, true}, {4, 32, 1, false, 3, false, true}},
       {{4, 32, 1, true, 4, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
-      {{4, 64, 1, true, 3, false, true, false, true}, {4, 64, 1, false, 2, false, true, false, true}}};
+      {{4, 64, 1, true, 3, false, true, false, true}, {4, 64, 1, false, 2, false, true, false, true}},
+      {{4, 32, 1, false, 4, false, true, false, true, true}, {4, 32, 1, false, 3, false, true, false, true, true}}};
   return ra ? rec[i] : sdpa[i];
 }
 // The mma.sync candidate that runs where a wgmma backward entry cannot (as
@@ -260,6 +267,15 @@ constexpr int window_forward_entry(int d_pad) {
 #endif
 }
 constexpr int wgmma_backward_fallback(bool ra) { return ra ? 14 : 16; }
+// ra_window's backward likewise: its window pair #23 where the table has it.
+constexpr int window_backward_entry(int d_pad) {
+#if defined(KOKKOS_ARCH_HOPPER90)
+  return d_pad == 64 ? 23 : -1;
+#else
+  (void)d_pad;
+  return -1;
+#endif
+}
 
 constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
   // Register budget per thread (255 max) is what limits the wide cases: the
@@ -286,8 +302,8 @@ constexpr TensorCoreTraits tensor_core_traits(int d_pad, bool ra, TcPass pass) {
     // two dO stages at 2, 74 KiB), other builds the mma.sync ones they replaced
     // there. All four need the Kokkos shared-memory patch; without it the
     // 48 KiB entries #12 / #11 and #16 / #14 run (wgmma_*_fallback above).
-    // ra_window's forward runs the window kernel #21 instead of RA's entry
-    // (window_forward_entry below; docs/perf.md v23).
+    // ra_window runs the window kernels instead of RA's entries: forward #21
+    // (window_forward_entry below; docs/perf.md v23), backward #23 (v24).
 #if defined(KOKKOS_ARCH_HOPPER90)
     if (fwd) return forward_candidate(ra, ra ? 17 : 16);
 #else

@@ -44,9 +44,10 @@ TilePlan backward_plan(bool ra, int D, int candidate = -1);
 // the current device), or -1: no file, no entry, or a head dim without
 // compiled candidates (see ra/kokkos/tuned_traits.hpp).
 int tuned_candidate(bool ra, int D, bool backward);
-// The forward candidate of variant v's own kernel where the table has one
-// (ra_window's window kernel: kernel_traits.hpp), else -1.
+// The forward and backward candidates of variant v's own kernels where the
+// table has them (ra_window's window kernels: kernel_traits.hpp), else -1.
 int window_forward_candidate(Variant v, int D);
+int window_backward_candidate(Variant v, int D);
 // Number of gate-partial slots the backward writes (max of key and query tiles).
 int backward_partials(bool ra, int D, int T, int candidate = -1);
 
