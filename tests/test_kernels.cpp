@@ -211,6 +211,17 @@ TEST_CASE("the window kernels match the reference over many tiles", "[kernels][b
   // The backward pair (#23): band tiles of 32, plain ones of 64, the switch
   // between them at every offset a window can put it; gates per batch.
   for (int w : {0, 31, 64, 97, 200}) check_bf16<Kokkos::Cuda>(kk::Variant::ra_window, {2, 1, 333, 64}, 2, w, false, -1, 23);
+#if defined(KOKKOS_ARCH_HOPPER90)
+  // ... and the table gives them to ra_window wherever they can run.
+  const auto& prop = Kokkos::Cuda().cuda_device_prop();
+  const bool runs = prop.major == 9 && prop.minor == 0 && Kokkos::TeamPolicy<Kokkos::Cuda>::scratch_size_max(0) > 64 * 1024;
+  kk::Options opt;
+  opt.window = 16;
+  kk::Attention<bf16, Kokkos::Cuda> attn(kk::Variant::ra_window, Shape{1, 1, 64, 64}, opt);
+  INFO(attn.backward_plan().path);
+  CHECK((attn.backward_plan().path.find("#23") != std::string::npos &&
+         attn.backward_plan().path.find(" window") != std::string::npos) == runs);
+#endif
 }
 
 // The traits table picks the sm_90a warpgroup forward and dQ kernel in HOPPER90
