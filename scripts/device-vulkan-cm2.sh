@@ -48,6 +48,14 @@
 #            ("8 12"), RA_PARTS_ROUNDS (3), RA_PARTS_REPS (20),
 #            RA_PARTS_WARMUP (5), RA_PARTS_BUDGET_S (450: no round starts
 #            that would end past it, judged by the longest round so far).
+#            RA_PARTS_PREFETCH ("1"; "0 1" for the A/B): fwd_cm's key-loop
+#            forms (RA_VK_PREFETCH) to time; coopmat and coopmat_emulated
+#            then run once per form, as kernels "coopmat/single-stage" and
+#            "coopmat/prefetch", back to back for each cut (which goes first
+#            alternates per round); with more than one form, test_vulkan
+#            "[coopmat]" runs once per form first (validation off), and the
+#            summary adds a table of both forms' minima side by side.
+#            RA_PARTS_TESTS=0 skips the test_vulkan runs (dry runs here).
 #            Dry run on lavapipe here (fwd_cm and fwd_cm2 are skipped there):
 #            VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 #            RA_PARTS_KERNELS="coopmat coopmat2 coopmat_emulated"
@@ -150,12 +158,36 @@ run() {
   return $status
 }
 
-# The forward path a kernel's plan must name (RA_VK_FORWARD value -> path).
+# The forward path a kernel's plan must name (RA_VK_FORWARD value -> path;
+# "<value>/<form>": fwd_cm's key-loop form, prefetch or single-stage, after it).
 kernel_path() {
-  case $1 in
-    coopmat) echo "coopmat fp16-storage" ;; coopmat2) echo "coopmat2 fp16-storage" ;;
-    coopmat_emulated) echo "coopmat-emulated fp16-storage" ;; *) echo "$1" ;;
+  local form=""
+  [ "${1#*/}" != "$1" ] && form=" ${1#*/}"
+  case ${1%%/*} in
+    coopmat) echo "coopmat fp16-storage$form" ;; coopmat2) echo "coopmat2 fp16-storage" ;;
+    coopmat_emulated) echo "coopmat-emulated fp16-storage$form" ;; *) echo "$1" ;;
   esac
+}
+
+# compare_forms <rows.tsv>: per kernel, T, variant and cut, the minima of
+# both key-loop forms over all rounds, and prefetch / single-stage.
+compare_forms() {
+  awk -F '\t' '
+    $1 ~ /\// {
+      split($1, kf, "/"); key = kf[1] "\t" $3 "\t" $4 "\t" $2
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      if (!((key, kf[2]) in mn) || $7 < mn[key, kf[2]]) mn[key, kf[2]] = $7
+    }
+    END {
+      for (i = 1; i <= n; i++) {
+        split(order[i], f, "\t")
+        a = ((order[i], "single-stage") in mn) ? mn[order[i], "single-stage"] : ""
+        b = ((order[i], "prefetch") in mn) ? mn[order[i], "prefetch"] : ""
+        printf "%-16s %5s  %-10s %3s %12s %12s %9s\n", f[1], f[2], f[3], f[4], a == "" ? "-" : a, \
+               b == "" ? "-" : b, (a == "" || b == "" || a == 0) ? "-" : sprintf("%.3f", b / a)
+      }
+    }' "$1" | sort -s -k1,1 -k2,2n -k3,3 -k4,4n |
+    { printf "%-16s %5s  %-10s %3s %12s %12s %9s\n" kernel T variant cut single_min prefetch_min ratio; cat; }
 }
 
 # bench_rows <log> <kernel> <cut> <round>: ra-bench's table rows as
@@ -197,7 +229,7 @@ summarize() {
         saved = sprintf("%.3f", base - med)
         pct = sprintf("%.0f%%", 100 * (base - med) / base)
       }
-      printf "%-16s %5s  %-10s %3s  %-18s %9.3f %9.3f %6d %6.2f %9s %5s  %s\n", gk, gT, gv, gc, part(gc), \
+      printf "%-29s %5s  %-10s %3s  %-18s %9.3f %9.3f %6d %6.2f %9s %5s  %s\n", gk, gT, gv, gc, part(gc), \
              med, mn, n, v[n] / v[1], saved, pct, chk
       n = 0
     }
@@ -215,7 +247,7 @@ summarize() {
     }
     END {
       flush()
-    }' | { printf "%-16s %5s  %-10s %3s  %-18s %9s %9s %6s %6s %9s %5s  %s\n" kernel T variant cut "part left out" \
+    }' | { printf "%-29s %5s  %-10s %3s  %-18s %9s %9s %6s %6s %9s %5s  %s\n" kernel T variant cut "part left out" \
              median_ms min_ms rounds spread saved_ms saved check; cat; }
 }
 
@@ -227,10 +259,19 @@ parts() {
   local kernels=(${RA_PARTS_KERNELS:-coopmat coopmat2}) cuts=(${RA_PARTS_CUTS:-0 1 2 3 4 5 6 7})
   local ts=(${RA_PARTS_TS:-1024 4096}) bh=(${RA_PARTS_BH:-8 12})
   local rounds=${RA_PARTS_ROUNDS:-3} reps=${RA_PARTS_REPS:-20} warmup=${RA_PARTS_WARMUP:-5}
-  local budget=${RA_PARTS_BUDGET_S:-450}
+  local budget=${RA_PARTS_BUDGET_S:-450} forms=(${RA_PARTS_PREFETCH:-1}) pf
   local rows=$logs/parts-rows.tsv
   : > "$rows"
-  t "$logs/test-cut.log" RA_VK_VALIDATION=0 -- "[cut]" || status=1
+  if [ "${RA_PARTS_TESTS:-1}" = 0 ]; then
+    echo "== test_vulkan skipped (RA_PARTS_TESTS=0)" | tee "$logs/test-cut.log"
+  else
+    t "$logs/test-cut.log" RA_VK_VALIDATION=0 -- "[cut]" || status=1
+  fi
+  if ((${#forms[@]} > 1)) && [ "${RA_PARTS_TESTS:-1}" != 0 ]; then
+    for pf in "${forms[@]}"; do
+      t "$logs/test-coopmat-prefetch$pf.log" RA_VK_VALIDATION=0 RA_VK_PREFETCH="$pf" -- "[coopmat]" || status=1
+    done
+  fi
   # Which kernels run here: a small probe each, with the real kernel.
   local run_kernels=() skipped=() k
   for k in "${kernels[@]}"; do
@@ -240,7 +281,16 @@ parts() {
     local ran
     ran=$(bench_rows "$logs/probe-$k.log" "$k" 0 0 | cut -f8)
     if [ "${ran#vulkan $(kernel_path "$k") }" != "$ran" ]; then
-      run_kernels+=("$k")
+      if [ "$k" = coopmat ] || [ "$k" = coopmat_emulated ]; then
+        for pf in "${forms[@]}"; do
+          case $pf in
+            0) run_kernels+=("$k/single-stage") ;; 1) run_kernels+=("$k/prefetch") ;;
+            *) echo "RA_PARTS_PREFETCH: '$pf' is not 0 or 1" >&2; return 2 ;;
+          esac
+        done
+      else
+        run_kernels+=("$k")
+      fi
     else
       skipped+=("$k: the forward that ran is '${ran:-none, see probe-$k.log}'")
       echo "== skipped $k: the forward that ran is '${ran:-none (probe-$k.log)}'"
@@ -252,14 +302,17 @@ parts() {
       echo "== stopped after $((r - 1)) rounds: another would pass RA_PARTS_BUDGET_S=$budget s"
       break
     fi
-    local t0=$SECONDS T i c
+    local t0=$SECONDS T i j c nk=${#run_kernels[@]}
     echo "== round $r"
     for T in "${ts[@]}"; do
-      for k in "${run_kernels[@]}"; do
-        for ((i = 0; i < ${#cuts[@]}; i++)); do
-          c=${cuts[$(((i + r - 1) % ${#cuts[@]}))]}  # rotated per round
-          local name=$k-cut$c-T$T-r$r
-          env RA_VK_VALIDATION=0 RA_VK_FORWARD="$k" RA_VK_CUT="$c" "$d/ra-bench" --backend vulkan \
+      for ((i = 0; i < ${#cuts[@]}; i++)); do
+        c=${cuts[$(((i + r - 1) % ${#cuts[@]}))]}  # rotated per round
+        for ((j = 0; j < nk; j++)); do
+          k=${run_kernels[$(((j + r - 1) % nk))]}  # back to back per cut, first one rotated
+          pf=1
+          [ "${k#*/}" = single-stage ] && pf=0
+          local name=${k//\//-}-cut$c-T$T-r$r
+          env RA_VK_VALIDATION=0 RA_VK_FORWARD="${k%%/*}" RA_VK_PREFETCH="$pf" RA_VK_CUT="$c" "$d/ra-bench" --backend vulkan \
             --dtypes half --variants sdpa_fused,ra_fused --passes fwd --B "${bh[0]}" --H "${bh[1]}" \
             --T "$T" --D 64 --reps "$reps" --warmup "$warmup" --out "$logs/$name" > "$logs/$name.log" 2>&1 ||
             { status=1; echo "   $name failed: $(tail -n 2 "$logs/$name.log" | tr '\n' ' ')"; }
@@ -278,6 +331,11 @@ parts() {
     local s
     for s in "${skipped[@]}"; do echo "# skipped $s"; done
     summarize "$rows"
+    if ((${#forms[@]} > 1)); then
+      echo
+      echo "# fwd_cm's key loop: minimum over all rounds of each form (RA_VK_PREFETCH=0 single-stage, 1 prefetch); ratio = prefetch / single-stage"
+      compare_forms "$rows"
+    fi
   } > "$OUT/parts-summary.txt"
   cp "$rows" "$OUT/parts-rows.tsv"
   tar czf "$OUT/parts-logs.tar.gz" -C "$work" parts

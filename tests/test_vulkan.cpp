@@ -313,6 +313,13 @@ TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
 }
 
 namespace {
+// The coopmat forward's key-loop form as its plan's path names it:
+// $RA_VK_PREFETCH (unset or empty: 1, the prefetching loop).
+std::string cm_loop() {
+  const char* e = std::getenv("RA_VK_PREFETCH");
+  return e && std::string(e) == "0" ? " single-stage" : " prefetch";
+}
+
 // The coopmat forward's awkward shapes: T = 1, 7 (inside one 16-row block),
 // 65 (one row past a 64-row tile), 130 (past two, several key tiles);
 // D = 16, 32, 64, 128, 40 (not a multiple of 16: zero-padded to 48) and 20
@@ -391,7 +398,56 @@ TEST_CASE("Vulkan: coopmat forward, emulated products, matches the float64 refer
           "[vulkan][fp16][coopmat]") {
   RA_REQUIRE_DEVICE();
   if (!has_fp16()) return;
-  check_coopmat_cases(vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage", true);
+  check_coopmat_cases(vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage" + cm_loop(), true);
+}
+
+// $RA_VK_PREFETCH picks the coopmat forward's key loop (docs/vulkan.md,
+// "The cooperative-matrix fp16 forward"): other values are refused naming
+// the variable; on fwd_cm_emu (fwd_cm's source, so its loop too) both forms
+// match the float64 reference and the path says which ran: T = 1, T inside
+// one 16-row block and past whole 64-row tiles, D = 16, 32, 64, 40 (padded)
+// and 20 (element-wise loads); SDPA, RA, ra_window with a band edge inside a
+// tile and across tiles. The "[coopmat]" cases above run the form the
+// environment picks on more shapes; here each (D, variant kind) is one more
+// emulated pipeline per form (seconds on lavapipe), so the list stays short.
+TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both forms correct",
+          "[vulkan][fp16][coopmat][prefetch]") {
+  RA_REQUIRE_DEVICE();
+  using Catch::Contains;
+  ScopedEnv prefetch("RA_VK_PREFETCH", nullptr);
+  const Shape tiny{1, 1, 16, 16};
+  vk::Options opt;
+  for (const char* bad : {"2", "-1", "on", "1 ", "01"}) {
+    prefetch.set(bad);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),
+                      Contains("RA_VK_PREFETCH = '" + std::string(bad) + "'"));
+  }
+  // Kernels without the form say nothing of it.
+  prefetch.set("0");
+  CHECK(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()).forward_plan().path.find("single") ==
+        std::string::npos);
+  if (!has_fp16()) return;
+  struct Run {
+    vk::Variant v;
+    Case c;
+    int gate_batch, window;
+  };
+  // Three pipelines per form (RA and ra_window share one; window is a push
+  // constant), all also built by the "[coopmat]" case above for form 1.
+  const Run runs[] = {{vk::Variant::sdpa_fused, {1, 1, 1, 16}, 1, -1},
+                      {vk::Variant::ra_fused, {2, 1, 130, 40}, 2, -1},
+                      {vk::Variant::ra_window, {2, 1, 130, 40}, 1, 5},
+                      {vk::Variant::ra_window, {2, 1, 130, 40}, 2, 40},
+                      {vk::Variant::sdpa_fused, {1, 1, 65, 20}, 1, -1}};
+  for (const char* form : {"0", "1", ""}) {
+    prefetch.set(form);
+    const std::string want = std::string("coopmat-emulated fp16-storage ") +
+                             (std::string(form) == "0" ? "single-stage" : "prefetch");
+    for (const Run& r : runs)
+      check_variant(r.v, r.c, r.gate_batch, r.window, vk::Precision::fp16, 0, vk::ForwardPath::coopmat_emulated,
+                    want);
+  }
+  check_clean();
 }
 
 // The real cooperative-matrix forward (NV v1) where the device has
@@ -422,9 +478,9 @@ TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back 
     WARN(dev.name << ": no coopmat forward (" << p.note << "); the " << p.path << " forward ran");
     return;
   }
-  CHECK(p.path == "coopmat fp16-storage");
+  CHECK(p.path == "coopmat fp16-storage" + cm_loop());
   CHECK(p.note.empty());
-  check_coopmat_cases(vk::ForwardPath::coopmat, "coopmat fp16-storage", false);
+  check_coopmat_cases(vk::ForwardPath::coopmat, "coopmat fp16-storage" + cm_loop(), false);
   check_clean();
 }
 
@@ -487,7 +543,7 @@ TEST_CASE("Vulkan: the automatic fp16 forward picks the first kernel that runs a
   std::cerr << "test_vulkan: automatic fp16 forward: " << p.path
             << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
   if (cm1) {
-    CHECK(p.path == "coopmat fp16-storage");
+    CHECK(p.path == "coopmat fp16-storage" + cm_loop());
     CHECK(p.note.empty());
   } else {
     CHECK(p.path == (tiled_runs(vk::Precision::fp16) ? "tiled fp16-storage" : "scalar fp16-storage"));
@@ -668,9 +724,9 @@ TEST_CASE("Vulkan: RA_VK_CUT cuts the coopmat forwards down for timing, or is re
     vk::ForwardPath path;
     std::string name;
   };
-  std::vector<Kernel> kernels{{vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage"}};
+  std::vector<Kernel> kernels{{vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage" + cm_loop()}};
   if (dev.coopmat_f16 && dev.subgroup_size == 32)
-    kernels.push_back({vk::ForwardPath::coopmat, "coopmat fp16-storage"});
+    kernels.push_back({vk::ForwardPath::coopmat, "coopmat fp16-storage" + cm_loop()});
   if (dev.coopmat2 && vk::kernel_embedded("fwd_cm2"))
     kernels.push_back({vk::ForwardPath::coopmat2, "coopmat2 fp16-storage"});
   struct Run {

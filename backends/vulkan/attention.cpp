@@ -145,6 +145,16 @@ int forward_cut_from_env(const std::string& who) {
                               "unset or 0: the real kernel)");
 }
 
+// $RA_VK_PREFETCH (attention.hpp): 1 where unset or empty.
+bool forward_prefetch_from_env(const std::string& who) {
+  const char* env = std::getenv("RA_VK_PREFETCH");
+  if (!env || !*env) return true;
+  const std::string e = env;
+  if (e == "0" || e == "1") return e == "1";
+  throw std::invalid_argument(who + ": RA_VK_PREFETCH = '" + e + "' but must be 0 or 1 (the key loop of "
+                              "the coopmat forward: 0 single-stage, 1 prefetch, docs/vulkan.md; unset: 1)");
+}
+
 }  // namespace
 
 struct Attention::Buffers {
@@ -201,7 +211,11 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
   // Before the choice: the coopmat2 plan builds its pipeline, cut included.
   fwd_cut_ = forward_cut_from_env(who);
+  fwd_prefetch_ = forward_prefetch_from_env(who);
   choose_forward(who, tr);
+  // fwd_cm's key loop (spec constant PREFETCH), in the path for ra-bench's tiles column.
+  if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu")
+    fwd_plan_.path += fwd_prefetch_ ? " prefetch" : " single-stage";
   if (fwd_cut_ != 0) {
     const std::string cut = "RA_VK_CUT=" + std::to_string(fwd_cut_);
     if (fwd_kernel_ != "fwd_cm" && fwd_kernel_ != "fwd_cm_emu" && fwd_kernel_ != "fwd_cm2")
@@ -554,8 +568,9 @@ void compute_barrier(VkCommandBuffer cb) {
 
 // The forward kernel's specialization constants (common.glsl's ids 0-5, and
 // as id 6 the tiled forward's V rows per step or the coopmat2 forward's
-// matrix granularity; id 7 the coopmat forwards' timing cut, only where one
-// is set, so the real kernels' pipelines are those of before the cuts).
+// matrix granularity; id 7 the coopmat forwards' timing cut, where one is
+// set (fwd_cm / fwd_cm_emu: always, 0 = the real kernel); id 8 fwd_cm's
+// key-loop form ($RA_VK_PREFETCH), always for fwd_cm / fwd_cm_emu.
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
@@ -565,6 +580,10 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
   if (fwd_cut_ != 0) {
     spec.resize(7, 0u);  // fwd_cm has no id 6 (an entry the shader lacks is ignored)
     spec.push_back(std::uint32_t(fwd_cut_));
+  }
+  if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
+    spec.resize(8, 0u);  // ids 6 (absent in fwd_cm) and 7 (CUT, 0 unless set above)
+    spec.push_back(fwd_prefetch_ ? 1u : 0u);
   }
   return spec;
 }

@@ -83,12 +83,57 @@ const float NEG_BIG = -3.0e38;  // masked logit: exp(NEG_BIG - m) == 0, no inf a
 // attention.cpp's kForwardCutMax is the largest value.
 layout(constant_id = 7) const uint CUT = 0u;
 
+// Software pipeline of the key loop (spec constant 8, set by attention.cpp
+// from $RA_VK_PREFETCH). 0: single-stage, every tile's global loads are
+// issued after the barrier that frees shared memory and waited out before
+// the next barrier. 1 (default): tile kt + 1's loads go to registers (the
+// same 16-byte chunks, bias floats) right after tile kt is staged, so they
+// are in flight while tile kt is computed; after the barrier that ends tile
+// kt's use of shared memory they are stored there. Tile 0 is fetched before
+// the Qf staging. Two workgroup barriers per key tile in both forms; no
+// more shared memory (a second shared stage would not fit RA's 44 KiB at
+// D = 64 in the 48 KiB budget).
+layout(constant_id = 8) const uint PREFETCH = 1u;
+const uint NKC = (BC * CW + NT - 1u) / NT;  // Kf chunks per invocation and tile
+const uint NVC = (BC * P8 + NT - 1u) / NT;  // V chunks
+const uint NBC = (BC + NT - 1u) / NT;       // bias entries
+
 #define LOAD_SK(m, off, st, cm) CM_LOAD(m, sk, off, st, cm)
 #define LOAD_SV(m, off, st) CM_LOAD(m, sv, off, st, false)
 #define LOAD_SS(m, off, st) CM_LOAD(m, ss, off, st, false)
 #define STORE_SS(m, off, st) CM_STORE(m, ss, off, st)
 #define sk_put8(off, w) CM_PUT8(sk, off, w)
 #define sv_put8(off, w) CM_PUT8(sv, off, w)
+
+// Chunk e (0 <= e < BC CW) of the Kf tile at key j0 (Kf = [K, Q]), and
+// where it goes in sk; chunk e (< BC P8) of the V tile, and its place in sv.
+uvec4 kf_chunk(uint bh, uint j0, uint e) {
+  const uint r = e / CW, c8 = e % CW;
+  const bool second = c8 >= P8;
+  return load8(second ? 0u : 1u, bh, j0 + r, second ? c8 - P8 : c8);
+}
+uint kf_slot(uint e) { return (e / CW) * QS + 8u * (e % CW); }
+uvec4 v_chunk(uint bh, uint j0, uint e) { return load8(2u, bh, j0 + e / P8, e % P8); }
+uint v_slot(uint e) { return (e / P8) * VS + 8u * (e % P8); }
+// The bias of key j (0 past T and for SDPA).
+float bias_at(uint bh, uint j, vec3 g) { return (RA != 0u && j < pc.T) ? g.z * dsc[bh * pc.T + j] : 0.0; }
+
+// PREFETCH: this invocation's chunks of the tile at key j0, into registers.
+#define FETCH_TILE(j0)                                                        \
+  {                                                                           \
+    CM_UNROLL for (uint u = 0u; u < NKC; ++u) {                               \
+      const uint e = tid + u * NT;                                            \
+      if (e < BC * CW) pk[u] = kf_chunk(bh, (j0), e);                         \
+    }                                                                         \
+    CM_UNROLL for (uint u = 0u; u < NVC; ++u) {                               \
+      const uint e = tid + u * NT;                                            \
+      if (e < BC * P8) pv[u] = v_chunk(bh, (j0), e);                          \
+    }                                                                         \
+    CM_UNROLL for (uint u = 0u; u < NBC; ++u) {                               \
+      const uint r = tid + u * NT;                                            \
+      if (r < BC) pb[u] = bias_at(bh, (j0) + r, g);                           \
+    }                                                                         \
+  }
 
 // classify() of common.glsl for one subgroup's rows i0..i_last.
 uint classify_rows(uint i0, uint i_last, uint j0) {
@@ -125,6 +170,11 @@ void main() {
   DECL_F(idx);
   LOAD_SS(idx, r0 * SS, SS);
 
+  // PREFETCH: tile 0's loads go out now, in flight during the Qf staging.
+  uvec4 pk[NKC], pv[NVC];
+  float pb[NBC];
+  if (PREFETCH != 0u) FETCH_TILE(0u);
+
   // Qf rows into registers, staged through sk BC rows at a time (both
   // halves scaled by their gates and rounded to fp16 once).
   DECL_H_ARR(qa, KW);
@@ -152,23 +202,34 @@ void main() {
   DECL_H(pc_const);  // CUT 7: the constant P of O += P V
   FILL_H(pc_const, float16_t(pc.scale));
 
-  for (uint kt = 0u; kt <= i_last / BC; ++kt) {
+  const uint n_kt = i_last / BC + 1u;  // key tiles up to the last row (causal)
+  for (uint kt = 0u; kt < n_kt; ++kt) {
     const uint j0 = kt * BC;
     barrier();  // every subgroup is done with the previous Kf / V (or Qf)
-    for (uint e = tid; e < BC * CW; e += NT) {
-      const uint r = e / CW, c8 = e % CW;
-      const bool second = c8 >= P8;  // Kf = [K, Q]
-      sk_put8(r * QS + 8u * c8, load8(second ? 0u : 1u, bh, j0 + r, second ? c8 - P8 : c8));
-    }
-    for (uint e = tid; e < BC * P8; e += NT) {
-      const uint r = e / P8, c8 = e % P8;
-      sv_put8(r * VS + 8u * c8, load8(2u, bh, j0 + r, c8));
-    }
-    for (uint r = tid; r < BC; r += NT) {
-      const uint j = j0 + r;
-      sbias[r] = (RA != 0u && j < T) ? g.z * dsc[bh * T + j] : 0.0;
+    if (PREFETCH == 0u) {
+      // Single-stage: load and store, then wait for all.
+      for (uint e = tid; e < BC * CW; e += NT) sk_put8(kf_slot(e), kf_chunk(bh, j0, e));
+      for (uint e = tid; e < BC * P8; e += NT) sv_put8(v_slot(e), v_chunk(bh, j0, e));
+      for (uint r = tid; r < BC; r += NT) sbias[r] = bias_at(bh, j0 + r, g);
+    } else {
+      // Pipelined: this tile's chunks arrived during the previous tile.
+      CM_UNROLL for (uint u = 0u; u < NKC; ++u) {
+        const uint e = tid + u * NT;
+        if (e < BC * CW) sk_put8(kf_slot(e), pk[u]);
+      }
+      CM_UNROLL for (uint u = 0u; u < NVC; ++u) {
+        const uint e = tid + u * NT;
+        if (e < BC * P8) sv_put8(v_slot(e), pv[u]);
+      }
+      CM_UNROLL for (uint u = 0u; u < NBC; ++u) {
+        const uint r = tid + u * NT;
+        if (r < BC) sbias[r] = pb[u];
+      }
     }
     barrier();
+    // The next tile's loads, in flight while this one is computed
+    // (workgroup-uniform condition).
+    if (PREFETCH != 0u && kt + 1u < n_kt) FETCH_TILE(j0 + BC);
 
     // Subgroup-uniform: rows past T, or all before this key tile, skip it
     // (their state is unchanged: no live key). An if, not a continue, so

@@ -80,6 +80,14 @@ std::string precision_name(Precision p);
 // forward_plan().path then ends in "CUT=<n> (timing only, output wrong)".
 // Unset, empty or 0: the real kernels. Another value, or a cut where the
 // forward that runs is not a coopmat one, throws std::invalid_argument.
+//
+// $RA_VK_PREFETCH = 0 | 1 (read when an Attention is made) picks the key
+// loop of the coopmat forward (fwd_cm, fwd_cm_emu; spec constant PREFETCH):
+// 1, the default (unset or empty), loads the next key tile into registers
+// while the current one is computed; 0 is the single-stage loop (load,
+// store, barrier, compute). forward_plan().path ends in " prefetch" or
+// " single-stage" for those kernels (before any CUT); other kernels ignore
+// it. Another value throws std::invalid_argument naming the variable.
 constexpr int kForwardCutMax = 7;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
@@ -126,7 +134,8 @@ void check_supported(Variant v, const Shape& s, const Options& opt);
 struct TilePlan {
   // "scalar fp32" / "scalar fp16-storage" / "tiled fp32" /
   // "tiled fp16-storage" / "coopmat fp16-storage" /
-  // "coopmat-emulated fp16-storage" / "coopmat2 fp16-storage"
+  // "coopmat-emulated fp16-storage" / "coopmat2 fp16-storage"; the coopmat
+  // ones (not coopmat2) followed by " prefetch" or " single-stage"
   std::string path;
   // Why not the faster kernels (each skipped one's reason, "; "-separated:
   // no VK_NV_cooperative_matrix2, no VK_NV_cooperative_matrix, forced, not
@@ -203,6 +212,7 @@ class Attention {
   TilePlan fwd_plan_, bwd_plan_;
   std::string fwd_kernel_;  // embedded kernel name of the forward
   int fwd_cut_ = 0;         // $RA_VK_CUT (timing cut of the coopmat forwards)
+  bool fwd_prefetch_ = true;  // $RA_VK_PREFETCH (fwd_cm's key loop)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
