@@ -450,6 +450,40 @@ TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both for
   check_clean();
 }
 
+// $RA_VK_GRID lays the coopmat forward's workgroups out in one of three
+// orders (docs/vulkan.md); each must cover every (b*h, query tile) exactly
+// once. Several heads and several query tiles (B=2, H=3, T=130: three
+// 64-row tiles), so a wrong index map lands on the wrong rows or heads;
+// fwd_cm_emu is fwd_cm's source, so its map too.
+TEST_CASE("Vulkan: RA_VK_GRID lays out the coopmat forward's workgroups, every layout correct",
+          "[vulkan][fp16][coopmat][grid]") {
+  RA_REQUIRE_DEVICE();
+  using Catch::Contains;
+  ScopedEnv grid("RA_VK_GRID", nullptr);
+  ScopedEnv prefetch("RA_VK_PREFETCH", nullptr);
+  const Shape tiny{1, 1, 16, 16};
+  vk::Options opt;
+  for (const char* bad : {"3", "-1", "x", "1 "}) {
+    grid.set(bad);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),
+                      Contains("RA_VK_GRID = '" + std::string(bad) + "'"));
+  }
+  // Kernels without the layout say nothing of it.
+  grid.set("1");
+  CHECK(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()).forward_plan().path.find("grid") ==
+        std::string::npos);
+  if (!has_fp16()) return;
+  for (const char* layout : {"1", "2"}) {
+    grid.set(layout);
+    const std::string want = std::string("coopmat-emulated fp16-storage prefetch grid=") + layout;
+    check_variant(vk::Variant::sdpa_fused, {2, 3, 130, 16}, 1, -1, vk::Precision::fp16, 0,
+                  vk::ForwardPath::coopmat_emulated, want);
+    check_variant(vk::Variant::ra_fused, {2, 3, 130, 16}, 2, -1, vk::Precision::fp16, 0,
+                  vk::ForwardPath::coopmat_emulated, want);
+  }
+  check_clean();
+}
+
 // The real cooperative-matrix forward (NV v1) where the device has
 // VK_NV_cooperative_matrix (fp16 16x16x16 -> fp32, subgroup 32), asked for by
 // ForwardPath::coopmat (also the automatic choice); elsewhere the

@@ -155,6 +155,17 @@ bool forward_prefetch_from_env(const std::string& who) {
                               "the coopmat forward: 0 single-stage, 1 prefetch, docs/vulkan.md; unset: 1)");
 }
 
+// $RA_VK_GRID (attention.hpp): 0 where unset or empty.
+int forward_grid_from_env(const std::string& who) {
+  const char* env = std::getenv("RA_VK_GRID");
+  if (!env || !*env) return 0;
+  const std::string e = env;
+  if (e == "0" || e == "1" || e == "2") return e[0] - '0';
+  throw std::invalid_argument(who + ": RA_VK_GRID = '" + e + "' but must be 0, 1 or 2 (the coopmat " +
+                              "forward's workgroup layout: 0 2-D, 1 1-D head-major, 2 1-D " +
+                              "tile-major, docs/vulkan.md; unset: 0)");
+}
+
 }  // namespace
 
 struct Attention::Buffers {
@@ -212,10 +223,24 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   // Before the choice: the coopmat2 plan builds its pipeline, cut included.
   fwd_cut_ = forward_cut_from_env(who);
   fwd_prefetch_ = forward_prefetch_from_env(who);
+  fwd_grid_ = forward_grid_from_env(who);
   choose_forward(who, tr);
-  // fwd_cm's key loop (spec constant PREFETCH), in the path for ra-bench's tiles column.
-  if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu")
+  // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
+  // in the path for ra-bench's tiles column.
+  if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
     fwd_plan_.path += fwd_prefetch_ ? " prefetch" : " single-stage";
+    if (fwd_grid_ != 0) {
+      fwd_plan_.path += " grid=" + std::to_string(fwd_grid_);
+      const std::size_t groups = std::size_t(ceil_div(s.T, fwd_plan_.br)) * s.B * s.H;
+      if (groups > dev.max_group_count[0])
+        throw std::invalid_argument(who + ": RA_VK_GRID=" + std::to_string(fwd_grid_) + " needs " +
+                                    std::to_string(groups) + " workgroups in one row, more than " +
+                                    "this device's maxComputeWorkGroupCount[0] = " +
+                                    std::to_string(dev.max_group_count[0]));
+    }
+  } else {
+    fwd_grid_ = 0;
+  }
   if (fwd_cut_ != 0) {
     const std::string cut = "RA_VK_CUT=" + std::to_string(fwd_cut_);
     if (fwd_kernel_ != "fwd_cm" && fwd_kernel_ != "fwd_cm_emu" && fwd_kernel_ != "fwd_cm2")
@@ -570,7 +595,8 @@ void compute_barrier(VkCommandBuffer cb) {
 // as id 6 the tiled forward's V rows per step or the coopmat2 forward's
 // matrix granularity; id 7 the coopmat forwards' timing cut, where one is
 // set (fwd_cm / fwd_cm_emu: always, 0 = the real kernel); id 8 fwd_cm's
-// key-loop form ($RA_VK_PREFETCH), always for fwd_cm / fwd_cm_emu.
+// key-loop form ($RA_VK_PREFETCH), always for fwd_cm / fwd_cm_emu; id 9 their
+// workgroup layout ($RA_VK_GRID), likewise.
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
@@ -584,6 +610,7 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
   if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
     spec.resize(8, 0u);  // ids 6 (absent in fwd_cm) and 7 (CUT, 0 unless set above)
     spec.push_back(fwd_prefetch_ ? 1u : 0u);
+    spec.push_back(std::uint32_t(fwd_grid_));
   }
   return spec;
 }
@@ -600,7 +627,10 @@ void Attention::run_forward() {
     vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
                        &push);
-    vkCmdDispatch(cb, std::uint32_t(n_tiles), std::uint32_t(s.B * s.H), 1);
+    if (fwd_grid_ == 0)
+      vkCmdDispatch(cb, std::uint32_t(n_tiles), std::uint32_t(s.B * s.H), 1);
+    else
+      vkCmdDispatch(cb, std::uint32_t(n_tiles * s.B * s.H), 1, 1);
   });
 }
 

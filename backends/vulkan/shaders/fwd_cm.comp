@@ -94,6 +94,12 @@ layout(constant_id = 7) const uint CUT = 0u;
 // more shared memory (a second shared stage would not fit RA's 44 KiB at
 // D = 64 in the 48 KiB budget).
 layout(constant_id = 8) const uint PREFETCH = 1u;
+// Workgroup layout (spec constant 9, from $RA_VK_GRID; attention.cpp
+// dispatches to match): 0, a 2-D grid (x: query tile, y: b*h); 1, one row
+// with the query tiles of a head consecutive; 2, one row with the heads of
+// a query tile consecutive. Which workgroups run at once decides how many
+// heads' K / V the L2 must hold; the three orders measure that.
+layout(constant_id = 9) const uint GRID = 0u;
 const uint NKC = (BC * CW + NT - 1u) / NT;  // Kf chunks per invocation and tile
 const uint NVC = (BC * P8 + NT - 1u) / NT;  // V chunks
 const uint NBC = (BC + NT - 1u) / NT;       // bias entries
@@ -149,8 +155,10 @@ void main() {
   const uint lane = gl_SubgroupInvocationID;
   const uint T = pc.T;
   // Heaviest tiles (most keys along the causal triangle) first.
-  const uint qt = pc.n_tiles - 1u - gl_WorkGroupID.x;
-  const uint bh = gl_WorkGroupID.y;
+  const uint n_bh = pc.B * pc.H;
+  const uint wg = gl_WorkGroupID.x;
+  const uint qt = pc.n_tiles - 1u - (GRID == 0u ? wg : (GRID == 1u ? wg % pc.n_tiles : wg / n_bh));
+  const uint bh = GRID == 0u ? gl_WorkGroupID.y : (GRID == 1u ? wg / pc.n_tiles : wg % n_bh);
   const uint b = bh / pc.H, h = bh % pc.H;
   const uint i0 = qt * BR;
   const vec3 g = gates_of(b, h);

@@ -88,6 +88,16 @@ std::string precision_name(Precision p);
 // store, barrier, compute). forward_plan().path ends in " prefetch" or
 // " single-stage" for those kernels (before any CUT); other kernels ignore
 // it. Another value throws std::invalid_argument naming the variable.
+//
+// $RA_VK_GRID = 0 | 1 | 2 (read when an Attention is made) lays out the
+// coopmat forward's workgroups (fwd_cm, fwd_cm_emu; spec constant GRID), to
+// measure how the order in which the GPU starts them moves the L2's working
+// set: 0, the default (unset or empty), a 2-D grid (x: query tile, y: b*h);
+// 1, one row of workgroups, the query tiles of one head consecutive; 2, one
+// row, the heads of one query tile consecutive. forward_plan().path ends in
+// " grid=1" or " grid=2" for those kernels (before any CUT); other kernels
+// ignore it. Another value throws std::invalid_argument naming the variable,
+// as does a 1-D grid longer than the device's maxComputeWorkGroupCount[0].
 constexpr int kForwardCutMax = 7;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
@@ -213,6 +223,7 @@ class Attention {
   std::string fwd_kernel_;  // embedded kernel name of the forward
   int fwd_cut_ = 0;         // $RA_VK_CUT (timing cut of the coopmat forwards)
   bool fwd_prefetch_ = true;  // $RA_VK_PREFETCH (fwd_cm's key loop)
+  int fwd_grid_ = 0;          // $RA_VK_GRID (fwd_cm's workgroup layout)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
