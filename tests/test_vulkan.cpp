@@ -313,11 +313,18 @@ TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
 }
 
 namespace {
-// The coopmat forward's key-loop form as its plan's path names it:
-// $RA_VK_PREFETCH (unset or empty: 1, the prefetching loop).
+// The coopmat forward's workgroup layout as its plan's path names it:
+// " grid=N" where $RA_VK_GRID picks a 1-D one, else nothing (so the whole
+// suite runs, and checks the real kernel, under that knob too).
+std::string cm_grid() {
+  const char* g = std::getenv("RA_VK_GRID");
+  return g && (std::string(g) == "1" || std::string(g) == "2") ? " grid=" + std::string(g) : "";
+}
+// Its key-loop form: $RA_VK_PREFETCH (unset or empty: 1, the prefetching
+// loop), then the layout.
 std::string cm_loop() {
   const char* e = std::getenv("RA_VK_PREFETCH");
-  return e && std::string(e) == "0" ? " single-stage" : " prefetch";
+  return (e && std::string(e) == "0" ? " single-stage" : " prefetch") + cm_grid();
 }
 
 // The coopmat forward's awkward shapes: T = 1, 7 (inside one 16-row block),
@@ -442,7 +449,7 @@ TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both for
   for (const char* form : {"0", "1", ""}) {
     prefetch.set(form);
     const std::string want = std::string("coopmat-emulated fp16-storage ") +
-                             (std::string(form) == "0" ? "single-stage" : "prefetch");
+                             (std::string(form) == "0" ? "single-stage" : "prefetch") + cm_grid();
     for (const Run& r : runs)
       check_variant(r.v, r.c, r.gate_batch, r.window, vk::Precision::fp16, 0, vk::ForwardPath::coopmat_emulated,
                     want);
