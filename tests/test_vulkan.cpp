@@ -940,3 +940,44 @@ TEST_CASE("Vulkan: timing at the seeds' shape", "[.][vkbench]") {
     }
   check_clean();
 }
+
+// $RA_VK_PIPELINE_STATS=1: a context made then enables
+// VK_KHR_pipeline_executable_properties where the device has it, and every
+// pipeline it builds reports the driver's statistics (docs/vulkan.md,
+// "Selecting a device, validation"); unset, nothing is enabled or captured.
+TEST_CASE("Vulkan: RA_VK_PIPELINE_STATS reports each pipeline's statistics", "[vulkan][pipeline-stats]") {
+  RA_REQUIRE_DEVICE();
+  const Shape shape{1, 1, 20, 16};
+  {
+    ScopedEnv stats("RA_VK_PIPELINE_STATS", nullptr);
+    vk::Context off;
+    CHECK_FALSE(off.info().pipeline_stats);
+    CHECK(off.info().pipeline_stats_note.find("RA_VK_PIPELINE_STATS=1") != std::string::npos);
+  }
+  ScopedEnv stats("RA_VK_PIPELINE_STATS", "1");
+  vk::ContextOptions o;  // validation as for the suite's context
+  const char* val = std::getenv("RA_VK_VALIDATION");
+  o.validation = val && std::string(val) == "0" ? 0 : 1;
+  auto ctx = std::make_shared<vk::Context>(o);
+  INFO(ctx->info().name << ": " << ctx->info().pipeline_stats_note);
+  const bool has = ctx->info().has_extension("VK_KHR_pipeline_executable_properties");
+  if (!ctx->info().pipeline_stats) {
+    CHECK(!ctx->info().pipeline_stats_note.empty());
+    if (!has) CHECK(ctx->info().pipeline_stats_note.find("no VK_KHR_pipeline_executable_properties") != std::string::npos);
+    WARN(ctx->info().name << ": no pipeline statistics (" << ctx->info().pipeline_stats_note << ")");
+    return;
+  }
+  vk::Attention att(vk::Variant::sdpa_fused, shape, vk::Options{}, ctx);
+  auto t = vk::HostTensors::allocate(shape, 1);
+  att.forward(t);
+  const auto lines = ctx->pipeline_statistics();
+  REQUIRE(!lines.empty());
+  for (const auto& l : lines) {
+    INFO(l);
+    CHECK(l.find(" = ") != std::string::npos);
+  }
+  CHECK(std::any_of(lines.begin(), lines.end(), [](const std::string& l) { return l.rfind("fwd", 0) == 0; }));
+  const auto msgs = ctx->take_validation_messages();
+  for (const auto& m : msgs) UNSCOPED_INFO(m);
+  CHECK(msgs.empty());
+}

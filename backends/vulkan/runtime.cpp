@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -589,9 +590,23 @@ void Context::pick_device(const ContextOptions& opt) {
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
   f12.pNext = &s16;
   if (has_cm) s16.pNext = &cmf;  // only chain what the device knows
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pef{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+  const bool has_pe = info_.has_extension(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+  if (has_pe) {  // in front of the rest of the chain
+    pef.pNext = f12.pNext;
+    f12.pNext = &pef;
+  }
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   f2.pNext = &f12;
   vkGetPhysicalDeviceFeatures2(physical_, &f2);
+  if (!env_flag("RA_VK_PIPELINE_STATS", false))
+    info_.pipeline_stats_note = "off (RA_VK_PIPELINE_STATS=1 turns it on)";
+  else if (!has_pe)
+    info_.pipeline_stats_note = "no VK_KHR_pipeline_executable_properties on " + info_.name;
+  else if (!pef.pipelineExecutableInfo)
+    info_.pipeline_stats_note = "VK_KHR_pipeline_executable_properties without its pipelineExecutableInfo feature";
+  info_.pipeline_stats = info_.pipeline_stats_note.empty();
   info_.shader_float16 = f12.shaderFloat16;
   info_.storage_16bit = s16.storageBuffer16BitAccess;
   info_.vulkan_memory_model = f12.vulkanMemoryModel;
@@ -689,6 +704,15 @@ void Context::create_device() {
     f12.vulkanMemoryModel = VK_TRUE;
     exts.push_back(kCoopmatKHR);
     exts.push_back(kCoopmat2);
+  }
+  // Pipeline statistics, only when asked for and available (pick_device()).
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pef{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+  if (info_.pipeline_stats) {
+    pef.pipelineExecutableInfo = VK_TRUE;
+    pef.pNext = f12.pNext;
+    f12.pNext = &pef;
+    exts.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
   }
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
   f2.pNext = &f12;
@@ -837,10 +861,64 @@ VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::u
   ci.stage.pName = "main";
   ci.stage.pSpecializationInfo = &si;
   ci.layout = pipeline_layout_;
+  if (info_.pipeline_stats) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
   VkPipeline p = VK_NULL_HANDLE;
   RA_VK_CHECK(vkCreateComputePipelines(device_, pipeline_cache_, 1, &ci, nullptr, &p));
+  if (info_.pipeline_stats) {
+    auto lines = read_pipeline_statistics(p);
+    std::string spec_text;
+    for (std::size_t i = 0; i < spec.size(); ++i) spec_text += (i ? "," : "") + std::to_string(spec[i]);
+    for (const auto& l : lines) {
+      pipeline_stats_.push_back(kernel + " [" + spec_text + "] " + l);
+      std::fprintf(stderr, "ra-vk pipeline %s\n", pipeline_stats_.back().c_str());
+    }
+  }
   pipelines_.emplace(std::move(key), p);
   return p;
+}
+
+std::vector<std::string> Context::pipeline_statistics() {
+  std::lock_guard<std::mutex> lock(pipeline_mutex_);
+  return pipeline_stats_;
+}
+
+// One line per executable of p: its name, then every statistic the driver
+// reports ("name = value"). Extension entry points come from the device.
+std::vector<std::string> Context::read_pipeline_statistics(VkPipeline p) {
+  auto props_fn = reinterpret_cast<PFN_vkGetPipelineExecutablePropertiesKHR>(
+      vkGetDeviceProcAddr(device_, "vkGetPipelineExecutablePropertiesKHR"));
+  auto stats_fn = reinterpret_cast<PFN_vkGetPipelineExecutableStatisticsKHR>(
+      vkGetDeviceProcAddr(device_, "vkGetPipelineExecutableStatisticsKHR"));
+  if (!props_fn || !stats_fn) return {"(the driver exports no pipeline statistics entry points)"};
+  VkPipelineInfoKHR pi{VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR};
+  pi.pipeline = p;
+  std::uint32_t ne = 0;
+  RA_VK_CHECK(props_fn(device_, &pi, &ne, nullptr));
+  std::vector<VkPipelineExecutablePropertiesKHR> execs(ne, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR});
+  RA_VK_CHECK(props_fn(device_, &pi, &ne, execs.data()));
+  std::vector<std::string> lines;
+  for (std::uint32_t e = 0; e < ne; ++e) {
+    VkPipelineExecutableInfoKHR ei{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
+    ei.pipeline = p;
+    ei.executableIndex = e;
+    std::uint32_t ns = 0;
+    RA_VK_CHECK(stats_fn(device_, &ei, &ns, nullptr));
+    std::vector<VkPipelineExecutableStatisticKHR> st(ns, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR});
+    RA_VK_CHECK(stats_fn(device_, &ei, &ns, st.data()));
+    std::string line = std::string(execs[e].name) + " (subgroup " + std::to_string(execs[e].subgroupSize) + "):";
+    for (std::uint32_t i = 0; i < ns; ++i) {
+      line += (i ? ", " : " ") + std::string(st[i].name) + " = ";
+      switch (st[i].format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: line += st[i].value.b32 ? "true" : "false"; break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: line += std::to_string(st[i].value.i64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR: line += std::to_string(st[i].value.u64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR: line += std::to_string(st[i].value.f64); break;
+        default: line += "?";
+      }
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 VkQueryPool Context::create_timestamp_pool() {

@@ -148,6 +148,24 @@ uvec4 scale8(uvec4 w, float s) {
   return r;
 }
 
+// Shared tiles held as 16-byte chunks (uvec4 arrays; fwd_cm's Kf and V):
+// a staged chunk is one 16-byte shared store, where CM_PUT8 into a
+// float16_t array issues eight 2-byte ones (v24/v25: the staging skeleton
+// was most of fwd_cm's time). Offsets and strides stay in halves, multiples
+// of 8; the fragment loads take them in 16-byte units.
+#define CM_PUT16(arr, off, w) arr[(off) >> 3u] = (w)
+// Half h of a uvec4 array (element-wise reads: timing cuts, emulation).
+#define HALF4(arr, h) unpackFloat2x16(arr[(h) >> 3u][((h) >> 1u) & 3u])[(h) & 1u]
+#ifndef RA_CM_EMULATE
+#define CM_LOAD4(m, arr, off, st, cm) coopMatLoadNV(m, arr, (off) >> 3u, (st) >> 3u, cm)
+#else
+#define CM_LOAD4(m, arr, off, st, cm)                                                \
+  for (uint i_ = 0u; i_ < el_rt; ++i_) {                                             \
+    const uint e_ = gl_SubgroupInvocationID + SG * i_, r_ = e_ / 16u, c_ = e_ % 16u; \
+    m[i_] = float((cm) ? HALF4(arr, (off) + c_ * (st) + r_) : HALF4(arr, (off) + r_ * (st) + c_)); \
+  }
+#endif
+
 // Writes the 8 halves of w at arr[off ..] (a statement macro: any shared array).
 // w is evaluated once (it is a global load).
 #define CM_PUT8(arr, off, w)                                  \

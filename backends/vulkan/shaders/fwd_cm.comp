@@ -50,8 +50,9 @@ const uint QS = W16 + 8u;  // Kf rows (and Qf rows while staged) (halves)
 const uint VS = D16 + 8u;  // V rows (halves)
 const uint SS = BC + 4u;   // logit rows (floats); BC >= 16 also holds a 16x16 block
 // kernel_traits.hpp's coopmat_forward_shared_bytes() mirrors these sizes.
-shared float16_t sk[BC * QS];
-shared float16_t sv[BC * VS];
+// Kf and V as 16-byte chunks (CM_PUT16: one shared store per chunk).
+shared uvec4 sk[BC * QS / 8u];
+shared uvec4 sv[BC * VS / 8u];
 shared float ss[BR * SS];          // per subgroup: logits, index table, l, O out
 shared float sm_m[BR], sm_al[BR];  // running max; this tile's rescale (at the end: l)
 shared float sbias[BC];
@@ -104,21 +105,26 @@ const uint NKC = (BC * CW + NT - 1u) / NT;  // Kf chunks per invocation and tile
 const uint NVC = (BC * P8 + NT - 1u) / NT;  // V chunks
 const uint NBC = (BC + NT - 1u) / NT;       // bias entries
 
-#define LOAD_SK(m, off, st, cm) CM_LOAD(m, sk, off, st, cm)
-#define LOAD_SV(m, off, st) CM_LOAD(m, sv, off, st, false)
+#define LOAD_SK(m, off, st, cm) CM_LOAD4(m, sk, off, st, cm)
+#define LOAD_SV(m, off, st) CM_LOAD4(m, sv, off, st, false)
 #define LOAD_SS(m, off, st) CM_LOAD(m, ss, off, st, false)
 #define STORE_SS(m, off, st) CM_STORE(m, ss, off, st)
-#define sk_put8(off, w) CM_PUT8(sk, off, w)
-#define sv_put8(off, w) CM_PUT8(sv, off, w)
+#define sk_put8(off, w) CM_PUT16(sk, off, w)
+#define sv_put8(off, w) CM_PUT16(sv, off, w)
 
 // Chunk e (0 <= e < BC CW) of the Kf tile at key j0 (Kf = [K, Q]), and
 // where it goes in sk; chunk e (< BC P8) of the V tile, and its place in sv.
+// Kf's chunks run half by half (all of the tile's K, then for RA its Q), so
+// the invocations of one subgroup read one buffer, consecutive rows, where
+// row by row they would split between k and q (a divergent load each).
 uvec4 kf_chunk(uint bh, uint j0, uint e) {
-  const uint r = e / CW, c8 = e % CW;
-  const bool second = c8 >= P8;
-  return load8(second ? 0u : 1u, bh, j0 + r, second ? c8 - P8 : c8);
+  const uint half_ = e / (BC * P8), rem = e % (BC * P8);
+  return load8(half_ == 0u ? 1u : 0u, bh, j0 + rem / P8, rem % P8);
 }
-uint kf_slot(uint e) { return (e / CW) * QS + 8u * (e % CW); }
+uint kf_slot(uint e) {
+  const uint rem = e % (BC * P8);
+  return (rem / P8) * QS + (e / (BC * P8)) * D16 + 8u * (rem % P8);
+}
 uvec4 v_chunk(uint bh, uint j0, uint e) { return load8(2u, bh, j0 + e / P8, e % P8); }
 uint v_slot(uint e) { return (e / P8) * VS + 8u * (e % P8); }
 // The bias of key j (0 past T and for SDPA).
@@ -243,8 +249,8 @@ void main() {
     // (their state is unchanged: no live key). An if, not a continue, so
     // the loop's barriers stay in plainly uniform control flow.
     if (gi0 < T && j0 <= gi_last && CUT != 0u)
-      keep += float(sk[((kt + lane) % BC) * QS + lane % W16]) +
-              float(sv[((kt + lane) % BC) * VS + lane % D16]);
+      keep += float(HALF4(sk, ((kt + lane) % BC) * QS + lane % W16)) +
+              float(HALF4(sv, ((kt + lane) % BC) * VS + lane % D16));
     if (gi0 < T && j0 <= gi_last && CUT != 4u) {
       const uint kind = classify_rows(gi0, gi_last, j0);
       // 16-key blocks with at least one key <= gi_last; the rest are masked whole.

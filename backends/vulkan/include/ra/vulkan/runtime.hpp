@@ -99,6 +99,14 @@ struct DeviceInfo {
   std::uint32_t coopmat2_granularity[3] = {0, 0, 0};  // M, N, K of the entry
   std::uint32_t coopmat2_max_dimension = 0;  // cooperativeMatrixFlexibleDimensionsMaxDimension
   std::vector<std::string> extensions;    // device extensions (e.g. VK_NV_cooperative_matrix)
+  // The driver's statistics of each compiled pipeline (registers, shared
+  // memory, instructions: whatever it reports) through
+  // VK_KHR_pipeline_executable_properties, enabled only when asked for
+  // ($RA_VK_PIPELINE_STATS=1: capturing them may cost compile time) and the
+  // device has the extension and its feature; pipeline_stats_note says why
+  // not otherwise.
+  bool pipeline_stats = false;
+  std::string pipeline_stats_note;
   std::string type_name() const;
   std::string api_string() const;  // "1.3.230"
   bool has_extension(const std::string& e) const;
@@ -177,6 +185,11 @@ class Context {
   // constants (constant_id i = spec[i]; id 0 is the workgroup size), built
   // on first use and cached for the context's lifetime.
   VkPipeline pipeline(const std::string& kernel, const std::vector<std::uint32_t>& spec);
+  // Where info().pipeline_stats: the driver's statistics of every pipeline
+  // built so far, one line per executable ("fwd_cm [128,64,...] <executable>
+  // (subgroup 32): Register Count = 96, ..."), each also printed to stderr
+  // as "ra-vk pipeline <line>" when its pipeline is built; empty otherwise.
+  std::vector<std::string> pipeline_statistics();
   VkPipelineLayout pipeline_layout() const { return pipeline_layout_; }
   VkDescriptorSetLayout set_layout() const { return set_layout_; }
 
@@ -212,6 +225,8 @@ class Context {
   std::unique_ptr<Buffer> staging_;
   std::map<std::string, VkShaderModule> modules_;
   std::map<std::pair<std::string, std::vector<std::uint32_t>>, VkPipeline> pipelines_;
+  std::vector<std::string> pipeline_stats_;
+  std::vector<std::string> read_pipeline_statistics(VkPipeline p);
   std::mutex messages_mutex_;
   std::vector<std::string> messages_;
   // A context may be shared by threads: one lock per piece of shared state.
