@@ -63,6 +63,7 @@ struct Config {
   std::vector<std::string> benchmark_flags;
   std::string backend = "kokkos";  // kokkos | vulkan
   std::string vk_device;           // --vk-device (Vulkan: index or part of the name)
+  std::string vk_timing = "batched";  // --vk-timing: batched | each (Vulkan repetitions)
   bool serial = false;             // --serial: Kokkos::Serial instead of the default space
   bool save_outputs = false;       // --save-outputs: tensors into /outputs
   std::size_t save_max = 16384;    // --save-max: elements kept per tensor (0: all)
@@ -440,11 +441,24 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
             }
             return ms;
           };
-          for (int i = 0; i < cfg.warmup; ++i) run();
-          for (auto _ : state) {
-            const double ms = run();
-            res.ms.push_back(ms);
-            state.SetIterationTime(ms * 1e-3);
+          if (cfg.vk_timing == "each") {
+            for (int i = 0; i < cfg.warmup; ++i) run();
+            for (auto _ : state) {
+              const double ms = run();
+              res.ms.push_back(ms);
+              state.SetIterationTime(ms * 1e-3);
+            }
+          } else {
+            // Batched: the warm-up and then every timed repetition back to
+            // back in one submission each (Attention::time_repetitions).
+            if (cfg.warmup > 0) attn.time_repetitions(cfg.warmup, bwd);
+            const auto times = attn.time_repetitions(int(state.max_iterations), bwd);
+            std::size_t i = 0;
+            for (auto _ : state) {
+              const double ms = times[i++];
+              res.ms.push_back(ms);
+              state.SetIterationTime(ms * 1e-3);
+            }
           }
           attn.download_forward(t);
           if (bwd) attn.download_backward(t);
@@ -544,6 +558,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
     << ",\"warmup\":" << cfg.warmup << ",\"reps\":" << cfg.reps
     << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
     << ",\"serial\":" << (cfg.serial ? "true" : "false")
+    << ",\"vk_timing\":\"" << (cfg.backend == "vulkan" ? cfg.vk_timing : "") << "\""
     << ",\"save_outputs\":" << (cfg.save_outputs ? "true" : "false") << ",\"save_max\":" << cfg.save_max
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
@@ -822,6 +837,12 @@ int main(int argc, char** argv) {
   app.add_option("--vk-device", cfg.vk_device,
                  "Vulkan device: index or part of its name (default: $RA_VK_DEVICE, else the "
                  "best GPU, else lavapipe)");
+  app.add_option("--vk-timing", cfg.vk_timing,
+                 "vulkan backend: batched (default: the warm-up, then all timed repetitions, each "
+                 "recorded back to back into one command buffer with a timestamp between them, so "
+                 "the GPU never idles and its clock stays up) or each (one submit-and-wait per "
+                 "repetition, the GPU idle in between: as before 2026-11-23, bimodal on the H100)")
+      ->check(CLI::IsMember({"batched", "each"}));
   app.add_flag("--serial", cfg.serial,
                "kokkos backend: run on Kokkos::Serial instead of the build's default execution "
                "space (OpenMP on the host preset), e.g. to compare the two with ra-compare");

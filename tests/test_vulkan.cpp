@@ -981,3 +981,53 @@ TEST_CASE("Vulkan: RA_VK_PIPELINE_STATS reports each pipeline's statistics", "[v
   for (const auto& m : msgs) UNSCOPED_INFO(m);
   CHECK(msgs.empty());
 }
+
+// Attention::time_repetitions (ra-bench's default Vulkan timing): the
+// repetitions recorded back to back give one time each, finite and positive
+// where the queue has timestamps, and leave exactly the outputs of one
+// forward + backward (every repetition overwrites them); reps < 1 refused.
+TEST_CASE("Vulkan: back-to-back timed repetitions leave one run's outputs", "[vulkan][timing]") {
+  RA_REQUIRE_DEVICE();
+  const Shape s{2, 2, 70, 32};
+  vk::Options opt;
+  opt.gate_batch = 2;
+  for (vk::Variant v : {vk::Variant::sdpa_fused, vk::Variant::ra_fused}) {
+    INFO(vk::variant_name(v));
+    vk::Attention attn(v, s, opt, context());
+    auto t = vk::HostTensors::allocate(s, 2);
+    auto fill = [](std::vector<float>& x, std::uint64_t seed) {
+      std::mt19937_64 gen(seed);
+      std::normal_distribution<float> nd;
+      for (float& e : x) e = nd(gen);
+    };
+    fill(t.q, 11), fill(t.k, 12), fill(t.v, 13), fill(t.dout, 14), fill(t.d, 15);
+    for (std::size_t i = 0; i < t.gates.size(); ++i) t.gates[i] = 0.2f + 0.1f * float(i % 3);
+    attn.upload(t, true);
+    attn.run_forward();
+    attn.run_backward();
+    auto once = vk::HostTensors::allocate(s, 2);
+    attn.download_forward(once);
+    attn.download_backward(once);
+
+    CHECK_THROWS_WITH(attn.time_repetitions(0, true), Catch::Contains("reps = 0"));
+    attn.poison_outputs();
+    const auto ms = attn.time_repetitions(3, true);
+    REQUIRE(ms.size() == 3);
+    if (context()->info().timestamp_period_ns > 0)
+      for (double x : ms) CHECK((std::isfinite(x) && x > 0));
+    auto batch = vk::HostTensors::allocate(s, 2);
+    attn.download_forward(batch);
+    attn.download_backward(batch);
+    CHECK(batch.o == once.o);
+    CHECK(batch.lse == once.lse);
+    CHECK(batch.dq == once.dq);
+    CHECK(batch.dk == once.dk);
+    CHECK(batch.dv == once.dv);
+    if (v == vk::Variant::ra_fused) {
+      CHECK(batch.dd == once.dd);
+      CHECK(batch.dgates == once.dgates);
+    }
+    REQUIRE(attn.time_repetitions(2, false).size() == 2);
+  }
+  check_clean();
+}

@@ -616,6 +616,10 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
 }
 
 void Attention::run_forward() {
+  record_and_time([&](VkCommandBuffer cb) { record_forward(cb); });
+}
+
+void Attention::record_forward(VkCommandBuffer cb) {
   const Shape& s = shape_;
   const TilePlan& p = fwd_plan_;
   VkPipeline pipe = ctx_->pipeline(fwd_kernel_, forward_spec());
@@ -623,18 +627,61 @@ void Attention::run_forward() {
   Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,
             std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),
             float(1.0 / std::sqrt(double(s.D))), 0};
-  record_and_time([&](VkCommandBuffer cb) {
-    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
-                       &push);
-    if (fwd_grid_ == 0)
-      vkCmdDispatch(cb, std::uint32_t(n_tiles), std::uint32_t(s.B * s.H), 1);
-    else
-      vkCmdDispatch(cb, std::uint32_t(n_tiles * s.B * s.H), 1, 1);
-  });
+  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+  vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push), &push);
+  if (fwd_grid_ == 0)
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), std::uint32_t(s.B * s.H), 1);
+  else
+    vkCmdDispatch(cb, std::uint32_t(n_tiles * s.B * s.H), 1, 1);
 }
 
 void Attention::run_backward() {
+  record_and_time([&](VkCommandBuffer cb) { record_backward(cb); });
+}
+
+std::vector<double> Attention::time_repetitions(int reps, bool with_backward) {
+  if (reps < 1)
+    throw std::invalid_argument("ra::vk::Attention::time_repetitions: reps = " + std::to_string(reps) +
+                                " but must be >= 1");
+  const auto n = std::uint32_t(reps) + 1;
+  VkQueryPool pool = ctx_->info().timestamp_period_ns > 0 ? ctx_->create_timestamp_pool(n) : VK_NULL_HANDLE;
+  struct Destroy {
+    VkDevice d;
+    VkQueryPool p;
+    ~Destroy() {
+      if (p) vkDestroyQueryPool(d, p, nullptr);
+    }
+  } destroy{ctx_->device(), pool};
+  ctx_->submit_and_wait([&](VkCommandBuffer cb) {
+    if (pool) vkCmdResetQueryPool(cb, pool, 0, n);
+    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_->pipeline_layout(), 0, 1, &set_, 0,
+                            nullptr);
+    for (int r = 0; r < reps; ++r) {
+      // Repetition r starts when r - 1 has finished with every buffer; the
+      // timestamp after that barrier (bottom of pipe: once all commands
+      // before it are done) is r - 1's end.
+      if (r) compute_barrier(cb);
+      if (pool) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, std::uint32_t(r));
+      record_forward(cb);
+      if (with_backward) {
+        compute_barrier(cb);  // the backward reads O and lse
+        record_backward(cb);
+      }
+    }
+    if (pool) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, n - 1);
+  });
+  std::vector<double> ms(std::size_t(reps), std::numeric_limits<double>::quiet_NaN());
+  if (pool) {
+    std::vector<std::uint64_t> ts(n);
+    RA_VK_CHECK(vkGetQueryPoolResults(ctx_->device(), pool, 0, n, n * sizeof(std::uint64_t), ts.data(),
+                                      sizeof(std::uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+    for (int r = 0; r < reps; ++r)
+      ms[std::size_t(r)] = double(ts[std::size_t(r) + 1] - ts[std::size_t(r)]) * ctx_->info().timestamp_period_ns * 1e-6;
+  }
+  return ms;
+}
+
+void Attention::record_backward(VkCommandBuffer cb) {
   const Shape& s = shape_;
   const bool ra = is_ra(variant_);
   const std::string suffix = opt_.precision == Precision::fp16 ? "_f16" : "";
@@ -667,23 +714,21 @@ void Attention::run_backward() {
             std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),
             float(1.0 / std::sqrt(double(s.D))), 0};
   const std::uint32_t bh = std::uint32_t(s.B * s.H);
-  record_and_time([&](VkCommandBuffer cb) {
-    vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
-                       &push);
-    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, delta);
-    vkCmdDispatch(cb, std::uint32_t(ceil_div(s.T, p.threads)), bh, 1);
+  vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
+                     &push);
+  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, delta);
+  vkCmdDispatch(cb, std::uint32_t(ceil_div(s.T, p.threads)), bh, 1);
+  compute_barrier(cb);
+  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, kv);
+  vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
+  compute_barrier(cb);  // the query-owned kernel adds to the dQ/dK the key-owned one wrote
+  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, qk);
+  vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
+  if (ra) {
     compute_barrier(cb);
-    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, kv);
-    vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
-    compute_barrier(cb);  // the query-owned kernel adds to the dQ/dK the key-owned one wrote
-    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, qk);
-    vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
-    if (ra) {
-      compute_barrier(cb);
-      vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, gates);
-      vkCmdDispatch(cb, std::uint32_t(ceil_div(opt_.gate_batch * s.H * 3, p.threads)), 1, 1);
-    }
-  });
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, gates);
+    vkCmdDispatch(cb, std::uint32_t(ceil_div(opt_.gate_batch * s.H * 3, p.threads)), 1, 1);
+  }
 }
 
 namespace {

@@ -921,10 +921,10 @@ std::vector<std::string> Context::read_pipeline_statistics(VkPipeline p) {
   return lines;
 }
 
-VkQueryPool Context::create_timestamp_pool() {
+VkQueryPool Context::create_timestamp_pool(std::uint32_t count) {
   VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
   qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
-  qi.queryCount = 2;
+  qi.queryCount = count;
   VkQueryPool pool;
   RA_VK_CHECK(vkCreateQueryPool(device_, &qi, nullptr, &pool));
   return pool;

@@ -191,6 +191,15 @@ class Attention {
   // GPU milliseconds of the last run_* (timestamp queries); NaN if the
   // queue has no timestamps.
   double last_gpu_ms() const { return last_ms_; }
+  // GPU milliseconds of each of `reps` repetitions (the forward, then the
+  // backward where `with_backward`) recorded back to back into one command
+  // buffer, a timestamp between consecutive ones: the GPU does not idle
+  // between repetitions as it does between run_* calls (one submit-and-wait
+  // each), where an idle H100 drops its clock and kernels of ~0.5 ms run at
+  // whatever clock it has ramped back to (perf v25). Each repetition's time
+  // runs from the end of the one before to its own end. All NaN if the
+  // queue has no timestamps; the outputs are the last repetition's.
+  std::vector<double> time_repetitions(int reps, bool with_backward);
 
   Variant variant() const { return variant_; }
   const Shape& shape() const { return shape_; }
@@ -213,6 +222,8 @@ class Attention {
   // Why no coopmat kernel may run ("" if one may): the device and options
   // checks the forward and backward share.
   std::string coopmat_refusal(bool emulate) const;
+  void record_forward(VkCommandBuffer cb);
+  void record_backward(VkCommandBuffer cb);
   void record_and_time(const std::function<void(VkCommandBuffer)>& record);
 
   Variant variant_;

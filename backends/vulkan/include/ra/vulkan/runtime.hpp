@@ -193,8 +193,8 @@ class Context {
   VkPipelineLayout pipeline_layout() const { return pipeline_layout_; }
   VkDescriptorSetLayout set_layout() const { return set_layout_; }
 
-  // Timestamp query pools for timing (2 queries each: begin, end).
-  VkQueryPool create_timestamp_pool();
+  // Timestamp query pools for timing (`count` queries; 2: begin, end).
+  VkQueryPool create_timestamp_pool(std::uint32_t count = 2);
 
  private:
   friend class Buffer;
