@@ -84,6 +84,7 @@ class ScopedEnv {
     set(value);
   }
   ~ScopedEnv() { set(had_ ? old_.c_str() : nullptr); }
+  const std::string& name() const { return name_; }
   ScopedEnv(const ScopedEnv&) = delete;
   ScopedEnv& operator=(const ScopedEnv&) = delete;
   void set(const char* value) {
@@ -95,6 +96,18 @@ class ScopedEnv {
   std::string name_, old_;
   bool had_ = false;
 };
+
+// A 0 / 1 switch of the coopmat forward read when an Attention is made
+// (RA_VK_PREFETCH, RA_VK_ROWSTATS): every other value is refused, naming
+// the variable and the value.
+void check_switch_refusals(ScopedEnv& env) {
+  for (const char* bad : {"2", "-1", "on", "1 ", "01"}) {
+    env.set(bad);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, Shape{1, 1, 16, 16}, vk::Options{}, context()),
+                      Catch::Contains(env.name() + " = '" + std::string(bad) + "'"));
+  }
+  env.set(nullptr);
+}
 
 std::uint64_t fresh_seed() {
   static std::random_device rd;
@@ -313,12 +326,15 @@ TEST_CASE("Vulkan: fp16 storage, fp32 sums (every variant)", "[vulkan][fp16]") {
 }
 
 namespace {
-// The coopmat forward's workgroup layout as its plan's path names it:
-// " grid=N" where $RA_VK_GRID picks a 1-D one, else nothing (so the whole
-// suite runs, and checks the real kernel, under that knob too).
+// What the coopmat forward's plan path says after its key-loop form:
+// " shared-rowstats" where $RA_VK_ROWSTATS=0, then " grid=N" where
+// $RA_VK_GRID picks a 1-D layout (so the whole suite runs, and checks the
+// real kernel, under either knob).
 std::string cm_grid() {
+  const char* r = std::getenv("RA_VK_ROWSTATS");
   const char* g = std::getenv("RA_VK_GRID");
-  return g && (std::string(g) == "1" || std::string(g) == "2") ? " grid=" + std::string(g) : "";
+  return std::string(r && std::string(r) == "0" ? " shared-rowstats" : "") +
+         (g && (std::string(g) == "1" || std::string(g) == "2") ? " grid=" + std::string(g) : "");
 }
 // Its key-loop form: $RA_VK_PREFETCH (unset or empty: 1, the prefetching
 // loop), then the layout.
@@ -424,11 +440,7 @@ TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both for
   ScopedEnv prefetch("RA_VK_PREFETCH", nullptr);
   const Shape tiny{1, 1, 16, 16};
   vk::Options opt;
-  for (const char* bad : {"2", "-1", "on", "1 ", "01"}) {
-    prefetch.set(bad);
-    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),
-                      Contains("RA_VK_PREFETCH = '" + std::string(bad) + "'"));
-  }
+  check_switch_refusals(prefetch);
   // Kernels without the form say nothing of it.
   prefetch.set("0");
   CHECK(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()).forward_plan().path.find("single") ==
@@ -1028,6 +1040,30 @@ TEST_CASE("Vulkan: back-to-back timed repetitions leave one run's outputs", "[vu
       CHECK(batch.dgates == once.dgates);
     }
     REQUIRE(attn.time_repetitions(2, false).size() == 2);
+  }
+  check_clean();
+}
+
+// $RA_VK_ROWSTATS picks where the coopmat forward keeps its softmax row
+// statistics (docs/vulkan.md): bad values refused naming the variable; 0
+// and 1 both match the float64 reference with the path saying which was
+// asked for. On lavapipe (subgroup 8) the kernel's layout check always
+// takes the shared-memory path; on an NVIDIA GPU "[coopmat]" runs the
+// register path on every shape (and this case both).
+TEST_CASE("Vulkan: RA_VK_ROWSTATS picks the coopmat forward's row statistics, both correct",
+          "[vulkan][fp16][coopmat][rowstats]") {
+  RA_REQUIRE_DEVICE();
+  using Catch::Contains;
+  ScopedEnv rowstats("RA_VK_ROWSTATS", nullptr);
+  check_switch_refusals(rowstats);
+  if (!has_fp16()) return;
+  for (const char* form : {"0", "1"}) {
+    rowstats.set(form);
+    const bool dev_cm = context()->info().coopmat_f16;
+    const vk::ForwardPath fp = dev_cm ? vk::ForwardPath::coopmat : vk::ForwardPath::coopmat_emulated;
+    const std::string want = std::string(dev_cm ? "coopmat" : "coopmat-emulated") + " fp16-storage" + cm_loop();
+    check_variant(vk::Variant::ra_window, {2, 1, 130, 40}, 2, 40, vk::Precision::fp16, 0, fp, want);
+    check_variant(vk::Variant::sdpa_fused, {1, 2, 65, 64}, 1, -1, vk::Precision::fp16, 0, fp, want);
   }
   check_clean();
 }

@@ -166,6 +166,17 @@ int forward_grid_from_env(const std::string& who) {
                               "tile-major, docs/vulkan.md; unset: 0)");
 }
 
+// $RA_VK_ROWSTATS (attention.hpp): 1 where unset or empty.
+bool forward_rowstats_from_env(const std::string& who) {
+  const char* env = std::getenv("RA_VK_ROWSTATS");
+  if (!env || !*env) return true;
+  const std::string e = env;
+  if (e == "0" || e == "1") return e == "1";
+  throw std::invalid_argument(who + ": RA_VK_ROWSTATS = '" + e + "' but must be 0 or 1 (the coopmat " +
+                              "forward's row statistics: 1 in registers where the device's " +
+                              "accumulator layout allows, 0 through shared memory, docs/vulkan.md; unset: 1)");
+}
+
 }  // namespace
 
 struct Attention::Buffers {
@@ -224,11 +235,13 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_cut_ = forward_cut_from_env(who);
   fwd_prefetch_ = forward_prefetch_from_env(who);
   fwd_grid_ = forward_grid_from_env(who);
+  fwd_rowstats_ = forward_rowstats_from_env(who);
   choose_forward(who, tr);
   // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
   // in the path for ra-bench's tiles column.
   if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
     fwd_plan_.path += fwd_prefetch_ ? " prefetch" : " single-stage";
+    if (!fwd_rowstats_) fwd_plan_.path += " shared-rowstats";
     if (fwd_grid_ != 0) {
       fwd_plan_.path += " grid=" + std::to_string(fwd_grid_);
       const std::size_t groups = std::size_t(ceil_div(s.T, fwd_plan_.br)) * s.B * s.H;
@@ -596,7 +609,8 @@ void compute_barrier(VkCommandBuffer cb) {
 // matrix granularity; id 7 the coopmat forwards' timing cut, where one is
 // set (fwd_cm / fwd_cm_emu: always, 0 = the real kernel); id 8 fwd_cm's
 // key-loop form ($RA_VK_PREFETCH), always for fwd_cm / fwd_cm_emu; id 9 their
-// workgroup layout ($RA_VK_GRID), likewise.
+// workgroup layout ($RA_VK_GRID), likewise; id 10 where their row statistics
+// live ($RA_VK_ROWSTATS), likewise.
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
@@ -611,6 +625,7 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
     spec.resize(8, 0u);  // ids 6 (absent in fwd_cm) and 7 (CUT, 0 unless set above)
     spec.push_back(fwd_prefetch_ ? 1u : 0u);
     spec.push_back(std::uint32_t(fwd_grid_));
+    spec.push_back(fwd_rowstats_ ? 1u : 0u);
   }
   return spec;
 }

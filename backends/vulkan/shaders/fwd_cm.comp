@@ -101,6 +101,16 @@ layout(constant_id = 8) const uint PREFETCH = 1u;
 // a query tile consecutive. Which workgroups run at once decides how many
 // heads' K / V the L2 must hold; the three orders measure that.
 layout(constant_id = 9) const uint GRID = 0u;
+// Row statistics in registers (spec constant 10, from $RA_VK_ROWSTATS;
+// default 1): where every lane's elements of a 16 x 16 fp32 accumulator lie
+// in two rows, shared with the lanes L ^ 1, L ^ 2, L ^ 3, which between them
+// hold all 16 columns of both (the layout of NVIDIA's accumulators, but the
+// kernel checks it on the index map rather than assume it), a row's maximum
+// is a lane-local max and two xor-shuffles, and the running maxima and
+// rescale factors stay in registers: no logit block through shared memory,
+// no serial 32-step scan per row, no shared reads per element. Elsewhere (or
+// with 0) the shared-memory path below runs; both give the same result.
+layout(constant_id = 10) const uint ROWREG = 1u;
 const uint NKC = (BC * CW + NT - 1u) / NT;  // Kf chunks per invocation and tile
 const uint NVC = (BC * P8 + NT - 1u) / NT;  // V chunks
 const uint NBC = (BC + NT - 1u) / NT;       // bias entries
@@ -183,6 +193,40 @@ void main() {
   subgroup_sync();
   DECL_F(idx);
   LOAD_SS(idx, r0 * SS, SS);
+
+  // ROWREG: does this device's accumulator layout allow row statistics in
+  // registers? Element i of this lane is in row rowA, or rowB where bit i
+  // of selB is set (see ROWREG above for what must hold).
+  uint rowA = 0u, rowB = 0u, selB = 0u;
+  bool rowreg = false;
+  if (ROWREG != 0u && SG == 32u && NEL == 8) {
+    rowA = uint(idx[0]) >> 4u;
+    rowB = rowA;
+    uint colA = 0u, colB = 0u;
+    bool ok = true;
+    for (int i = 0; i < NEL; ++i) {
+      const uint e = uint(idx[i]), r = e >> 4u;
+      if (r != rowA && rowB == rowA) rowB = r;
+      if (r == rowA) {
+        colA |= 1u << (e & 15u);
+      } else {
+        ok = ok && r == rowB;
+        colB |= 1u << (e & 15u);
+        selB |= 1u << uint(i);
+      }
+    }
+    ok = ok && rowB != rowA && bitCount(colA) == 4 && bitCount(colB) == 4;
+    [[unroll]] for (uint x = 1u; x <= 2u; ++x) {
+      ok = ok && subgroupShuffleXor(rowA, x) == rowA && subgroupShuffleXor(rowB, x) == rowB;
+      colA |= subgroupShuffleXor(colA, x);
+      colB |= subgroupShuffleXor(colB, x);
+    }
+    // Every lane of the subgroup must agree (shuffles only: no vote needed).
+    uint all_ok = ok && colA == 0xFFFFu && colB == 0xFFFFu ? 1u : 0u;
+    [[unroll]] for (uint x = 1u; x < 32u; x <<= 1u) all_ok = min(all_ok, subgroupShuffleXor(all_ok, x));
+    rowreg = all_ok != 0u;
+  }
+  float mA = -1e30, mB = -1e30;  // ROWREG: running maxima of rows rowA, rowB (as sm_m)
 
   // PREFETCH: tile 0's loads go out now, in flight during the Qf staging.
   uvec4 pk[NKC], pv[NVC];
@@ -285,9 +329,34 @@ void main() {
             if (kind == TILE_MIXED && in_band(gi, j)) x += s2[i];
             sacc[cb][i] = (j <= gi && j < T) ? x * pc.scale + sbias[col] : masked;
           }
-        if (stats) STORE_SS(sacc[cb], r0 * SS + cb * 16u, SS);
+        if (stats && !rowreg) STORE_SS(sacc[cb], r0 * SS + cb * 16u, SS);
       }
-      if (stats) {
+      if (stats && rowreg) {
+        // Row maxima in registers: lane-local, then across the quad.
+        float mxA = NEG_BIG, mxB = NEG_BIG;
+        [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
+          if (cb >= ncb) continue;
+          for (int i = 0; i < NEL; ++i) {
+            if (((selB >> uint(i)) & 1u) != 0u)
+              mxB = max(mxB, sacc[cb][i]);
+            else
+              mxA = max(mxA, sacc[cb][i]);
+          }
+        }
+        [[unroll]] for (uint x = 1u; x <= 2u; ++x) {
+          mxA = max(mxA, subgroupShuffleXor(mxA, x));
+          mxB = max(mxB, subgroupShuffleXor(mxB, x));
+        }
+        const float nA = max(mA, mxA), nB = max(mB, mxB);
+        const float alA = exp(mA - nA), alB = exp(mB - nB);
+        mA = nA;
+        mB = nB;
+        for (int i = 0; i < NEL; ++i) {
+          const float a = ((selB >> uint(i)) & 1u) != 0u ? alB : alA;
+          [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
+          lacc[i] *= a;
+        }
+      } else if (stats) {
         subgroup_sync();
 
         // Row maxima: two lanes per row (even / odd columns), combined by one
@@ -319,6 +388,9 @@ void main() {
         if (cb >= ncb) continue;
         if (CUT == 6u)
           for (int i = 0; i < NEL; ++i) sacc[cb][i] = exp(sacc[cb][i]);
+        else if (CUT != 1u && rowreg)
+          for (int i = 0; i < NEL; ++i)
+            sacc[cb][i] = exp(sacc[cb][i] - (((selB >> uint(i)) & 1u) != 0u ? mB : mA));
         else if (CUT != 1u)
           for (int i = 0; i < NEL; ++i)
             sacc[cb][i] = exp(sacc[cb][i] - sm_m[r0 + (uint(idx[i]) >> 4u)]);
@@ -340,6 +412,13 @@ void main() {
 
   // Epilogue, per subgroup (its rows and its block of ss only).
   if (gi0 < T) {
+    if (rowreg) {  // the running maxima to where the epilogue reads them
+      if ((lane & 3u) == 0u) {
+        sm_m[r0 + rowA] = mA;
+        sm_m[r0 + rowB] = mB;
+      }
+      subgroup_sync();
+    }
     // Every column of lacc is the row sum: keep column 0 as l (in sm_al).
     STORE_SS(lacc, r0 * SS, SS);
     subgroup_sync();

@@ -98,6 +98,15 @@ std::string precision_name(Precision p);
 // " grid=1" or " grid=2" for those kernels (before any CUT); other kernels
 // ignore it. Another value throws std::invalid_argument naming the variable,
 // as does a 1-D grid longer than the device's maxComputeWorkGroupCount[0].
+//
+// $RA_VK_ROWSTATS = 0 | 1 (read when an Attention is made): where the
+// coopmat forward (fwd_cm, fwd_cm_emu; spec constant ROWREG) keeps its
+// softmax row statistics. 1, the default (unset or empty): in registers,
+// where the kernel finds the device's accumulator layout allows it (each
+// row in one quad of lanes: NVIDIA's; checked in the kernel on its index
+// map, with the shared-memory path as the fallback, so results do not
+// depend on it); 0: always through shared memory, and forward_plan().path
+// adds " shared-rowstats". Another value throws std::invalid_argument.
 constexpr int kForwardCutMax = 7;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
@@ -235,6 +244,7 @@ class Attention {
   int fwd_cut_ = 0;         // $RA_VK_CUT (timing cut of the coopmat forwards)
   bool fwd_prefetch_ = true;  // $RA_VK_PREFETCH (fwd_cm's key loop)
   int fwd_grid_ = 0;          // $RA_VK_GRID (fwd_cm's workgroup layout)
+  bool fwd_rowstats_ = true;  // $RA_VK_ROWSTATS (fwd_cm's row statistics in registers)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
