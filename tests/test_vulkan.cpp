@@ -1067,3 +1067,25 @@ TEST_CASE("Vulkan: RA_VK_ROWSTATS picks the coopmat forward's row statistics, bo
   }
   check_clean();
 }
+
+// With validation on, a layer older than VK_NV_cooperative_matrix2 keeps the
+// coopmat2 forward off and says why (Context::coopmat2_layer_note), so the
+// validated suite does not fail for the layer's sake on NVIDIA GPUs (perf
+// v25: Debian 12's 1.3.239 flags coopmat2's structures); newer layers, and
+// runs without validation, keep it.
+TEST_CASE("Vulkan: a validation layer older than coopmat2 keeps it off, saying why", "[vulkan][coopmat2]") {
+  CHECK(vk::Context::coopmat2_layer_note(VK_MAKE_API_VERSION(0, 1, 4, 303)).empty());
+  CHECK(vk::Context::coopmat2_layer_note(VK_MAKE_API_VERSION(0, 1, 4, 321)).empty());
+  const std::string note = vk::Context::coopmat2_layer_note(VK_MAKE_API_VERSION(0, 1, 3, 239));
+  CHECK_THAT(note, Catch::Contains("1.3.239") && Catch::Contains("VK_NV_cooperative_matrix2") &&
+                       Catch::Contains("RA_VK_VALIDATION=0"));
+  RA_REQUIRE_DEVICE();
+  const auto& dev = context()->info();
+  // The suite's context: where the device has coopmat2 and validation is on
+  // with an old layer, the note is the layer's.
+  const char* no_cm2 = std::getenv("RA_VK_NO_CM2");
+  const bool forced_off = no_cm2 && *no_cm2 && std::string(no_cm2) != "0";
+  if (context()->validation_enabled() && !forced_off && dev.has_extension("VK_NV_cooperative_matrix2") &&
+      dev.has_extension("VK_KHR_cooperative_matrix") && !dev.coopmat2)
+    CHECK(dev.coopmat2_note.find("validation") != std::string::npos);
+}

@@ -302,9 +302,16 @@ VkInstance bare_instance(const std::vector<const char*>& layers,
 
 // Why the coopmat2 forward cannot run on this device ("" if it can; see
 // DeviceInfo::coopmat2), and the workgroup-scope entry it would use.
-std::string coopmat2_refusal(VkInstance inst, VkPhysicalDevice pd, DeviceInfo& info) {
+// layer_version: the validation layer's spec version, 0 without validation.
+std::string coopmat2_refusal(VkInstance inst, VkPhysicalDevice pd, DeviceInfo& info,
+                             std::uint32_t layer_version) {
   if (!info.has_extension(kCoopmat2)) return std::string("no ") + kCoopmat2 + " on " + info.name;
   if (!info.has_extension(kCoopmatKHR)) return std::string("no ") + kCoopmatKHR;
+  // Before any query that chains the structures an old layer would flag.
+  if (layer_version != 0) {
+    const std::string why = Context::coopmat2_layer_note(layer_version);
+    if (!why.empty()) return why;
+  }
   if (std::min(info.api_version, instance_api_version()) < VK_API_VERSION_1_3)
     return "Vulkan " + info.api_string() + " device or loader (SPIR-V 1.6 needs 1.3)";
   if (!(info.shader_float16 && info.storage_16bit)) return "no shaderFloat16 + storageBuffer16BitAccess";
@@ -456,9 +463,11 @@ void Context::create_instance(const ContextOptions& opt) {
     RA_VK_CHECK(vkEnumerateInstanceLayerProperties(&n, nullptr));
     std::vector<VkLayerProperties> props(n);
     RA_VK_CHECK(vkEnumerateInstanceLayerProperties(&n, props.data()));
-    const bool have = std::any_of(props.begin(), props.end(), [](const VkLayerProperties& p) {
+    const auto layer = std::find_if(props.begin(), props.end(), [](const VkLayerProperties& p) {
       return std::strcmp(p.layerName, kValidationLayer) == 0;
     });
+    const bool have = layer != props.end();
+    if (have) validation_layer_version_ = layer->specVersion;
     if (!have) {
       // Explicitly asked for: say so. From a debug-build default: run without.
       if (opt.validation == 1 || env_flag("RA_VK_VALIDATION", false))
@@ -487,6 +496,14 @@ void Context::create_instance(const ContextOptions& opt) {
     mi.pUserData = this;
     RA_VK_CHECK(create(instance_, &mi, nullptr, &messenger_));
   }
+}
+
+std::string Context::coopmat2_layer_note(std::uint32_t v) {
+  if (v >= VK_MAKE_API_VERSION(0, 1, 4, 303)) return "";
+  return "off with validation: " + std::string(kValidationLayer) + " " +
+         std::to_string(VK_API_VERSION_MAJOR(v)) + "." + std::to_string(VK_API_VERSION_MINOR(v)) + "." +
+         std::to_string(VK_API_VERSION_PATCH(v)) + " predates " + kCoopmat2 +
+         " (it flags the structures coopmat2 needs; RA_VK_VALIDATION=0 runs it)";
 }
 
 std::vector<std::string> Context::list_devices() {
@@ -660,7 +677,8 @@ void Context::pick_device(const ContextOptions& opt) {
   // forward takes the older paths; also for validation layers too old to know
   // those extensions.
   info_.coopmat2_note = env_flag("RA_VK_NO_CM2", false) ? "off (RA_VK_NO_CM2=1)"
-                                                         : coopmat2_refusal(instance_, physical_, info_);
+                                                         : coopmat2_refusal(instance_, physical_, info_,
+                                                                            validation_ ? validation_layer_version_ : 0);
   info_.coopmat2 = info_.coopmat2_note.empty();
 }
 

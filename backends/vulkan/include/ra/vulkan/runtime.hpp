@@ -161,6 +161,13 @@ class Context {
   const DeviceInfo& info() const { return info_; }
   // Every device this loader sees, in enumeration order ("index: name (type)").
   static std::vector<std::string> list_devices();
+  // Why a validation layer of this spec version keeps the coopmat2 forward
+  // off ("" if it does not): layers older than the first header we know to
+  // include VK_NV_cooperative_matrix2 (1.4.303) flag the feature and
+  // property structures it needs and fail to specialise its shaders (Debian
+  // 12's 1.3.239 on the H100, perf v25), so every validated run would fail
+  // for the layer's sake. Runs without validation keep coopmat2.
+  static std::string coopmat2_layer_note(std::uint32_t layer_spec_version);
   VkDevice device() const { return device_; }
   VkPhysicalDevice physical_device() const { return physical_; }
 
@@ -222,6 +229,7 @@ class Context {
   VkPhysicalDeviceMemoryProperties mem_props_{};
   DeviceInfo info_;
   bool validation_ = false;
+  std::uint32_t validation_layer_version_ = 0;  // the layer's specVersion where validation_
   std::unique_ptr<Buffer> staging_;
   std::map<std::string, VkShaderModule> modules_;
   std::map<std::pair<std::string, std::vector<std::uint32_t>>, VkPipeline> pipelines_;
