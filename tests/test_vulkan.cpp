@@ -330,7 +330,7 @@ namespace {
 // " shared-rowstats" where $RA_VK_ROWSTATS=0, then " grid=N" where
 // $RA_VK_GRID picks a 1-D layout (so the whole suite runs, and checks the
 // real kernel, under either knob).
-std::string cm_grid() {
+std::string cm_path_tail() {
   const char* r = std::getenv("RA_VK_ROWSTATS");
   const char* g = std::getenv("RA_VK_GRID");
   return std::string(r && std::string(r) == "0" ? " shared-rowstats" : "") +
@@ -340,7 +340,7 @@ std::string cm_grid() {
 // loop), then the layout.
 std::string cm_loop() {
   const char* e = std::getenv("RA_VK_PREFETCH");
-  return (e && std::string(e) == "0" ? " single-stage" : " prefetch") + cm_grid();
+  return (e && std::string(e) == "0" ? " single-stage" : " prefetch") + cm_path_tail();
 }
 
 // The coopmat forward's awkward shapes: T = 1, 7 (inside one 16-row block),
@@ -461,7 +461,7 @@ TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both for
   for (const char* form : {"0", "1", ""}) {
     prefetch.set(form);
     const std::string want = std::string("coopmat-emulated fp16-storage ") +
-                             (std::string(form) == "0" ? "single-stage" : "prefetch") + cm_grid();
+                             (std::string(form) == "0" ? "single-stage" : "prefetch") + cm_path_tail();
     for (const Run& r : runs)
       check_variant(r.v, r.c, r.gate_batch, r.window, vk::Precision::fp16, 0, vk::ForwardPath::coopmat_emulated,
                     want);

@@ -145,14 +145,16 @@ int forward_cut_from_env(const std::string& who) {
                               "unset or 0: the real kernel)");
 }
 
-// $RA_VK_PREFETCH (attention.hpp): 1 where unset or empty.
-bool forward_prefetch_from_env(const std::string& who) {
-  const char* env = std::getenv("RA_VK_PREFETCH");
-  if (!env || !*env) return true;
+// A 0 / 1 switch of the coopmat forward read from the environment
+// (attention.hpp): `fallback` where unset or empty; any other value throws,
+// naming the variable and what it picks.
+bool forward_switch_from_env(const char* name, bool fallback, const std::string& who, const char* what) {
+  const char* env = std::getenv(name);
+  if (!env || !*env) return fallback;
   const std::string e = env;
   if (e == "0" || e == "1") return e == "1";
-  throw std::invalid_argument(who + ": RA_VK_PREFETCH = '" + e + "' but must be 0 or 1 (the key loop of "
-                              "the coopmat forward: 0 single-stage, 1 prefetch, docs/vulkan.md; unset: 1)");
+  throw std::invalid_argument(who + ": " + name + " = '" + e + "' but must be 0 or 1 (" + what +
+                              ", docs/vulkan.md; unset: " + (fallback ? "1" : "0") + ")");
 }
 
 // $RA_VK_GRID (attention.hpp): 0 where unset or empty.
@@ -164,17 +166,6 @@ int forward_grid_from_env(const std::string& who) {
   throw std::invalid_argument(who + ": RA_VK_GRID = '" + e + "' but must be 0, 1 or 2 (the coopmat " +
                               "forward's workgroup layout: 0 2-D, 1 1-D head-major, 2 1-D " +
                               "tile-major, docs/vulkan.md; unset: 0)");
-}
-
-// $RA_VK_ROWSTATS (attention.hpp): 1 where unset or empty.
-bool forward_rowstats_from_env(const std::string& who) {
-  const char* env = std::getenv("RA_VK_ROWSTATS");
-  if (!env || !*env) return true;
-  const std::string e = env;
-  if (e == "0" || e == "1") return e == "1";
-  throw std::invalid_argument(who + ": RA_VK_ROWSTATS = '" + e + "' but must be 0 or 1 (the coopmat " +
-                              "forward's row statistics: 1 in registers where the device's " +
-                              "accumulator layout allows, 0 through shared memory, docs/vulkan.md; unset: 1)");
 }
 
 }  // namespace
@@ -233,9 +224,12 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
   // Before the choice: the coopmat2 plan builds its pipeline, cut included.
   fwd_cut_ = forward_cut_from_env(who);
-  fwd_prefetch_ = forward_prefetch_from_env(who);
+  fwd_prefetch_ = forward_switch_from_env("RA_VK_PREFETCH", true, who,
+                                          "the key loop of the coopmat forward: 0 single-stage, 1 prefetch");
   fwd_grid_ = forward_grid_from_env(who);
-  fwd_rowstats_ = forward_rowstats_from_env(who);
+  fwd_rowstats_ = forward_switch_from_env("RA_VK_ROWSTATS", true, who,
+                                          "the coopmat forward's row statistics: 1 in registers where the "
+                                          "device's accumulator layout allows, 0 through shared memory");
   choose_forward(who, tr);
   // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
   // in the path for ra-bench's tiles column.
@@ -573,27 +567,6 @@ std::size_t Attention::workspace_bytes() const {
   return buf_->b[kAcc].bytes() + buf_->b[kDelta].bytes() + buf_->b[kPartials].bytes();
 }
 
-void Attention::record_and_time(const std::function<void(VkCommandBuffer)>& record) {
-  ctx_->submit_and_wait([&](VkCommandBuffer cb) {
-    if (queries_) {
-      vkCmdResetQueryPool(cb, queries_, 0, 2);
-      vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries_, 0);
-    }
-    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_->pipeline_layout(), 0, 1,
-                            &set_, 0, nullptr);
-    record(cb);
-    if (queries_) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, 1);
-  });
-  last_ms_ = std::numeric_limits<double>::quiet_NaN();
-  if (queries_) {
-    std::uint64_t ts[2];
-    RA_VK_CHECK(vkGetQueryPoolResults(ctx_->device(), queries_, 0, 2, sizeof(ts), ts,
-                                      sizeof(std::uint64_t),
-                                      VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
-    last_ms_ = double(ts[1] - ts[0]) * ctx_->info().timestamp_period_ns * 1e-6;
-  }
-}
-
 namespace {
 void compute_barrier(VkCommandBuffer cb) {
   VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
@@ -603,6 +576,41 @@ void compute_barrier(VkCommandBuffer cb) {
                        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
 }
 }  // namespace
+
+void Attention::record_and_time(const std::function<void(VkCommandBuffer)>& record) {
+  last_ms_ = submit_timed(1, queries_, record).front();
+}
+
+// `reps` repetitions of `record` in one command buffer, a compute barrier
+// between consecutive ones, and a timestamp (bottom of pipe: once every
+// command before it is done) before the first and after each: repetition r
+// runs from timestamp r to r + 1. pool holds reps + 1 queries, or is null
+// (no timestamps: all NaN).
+std::vector<double> Attention::submit_timed(int reps, VkQueryPool pool,
+                                            const std::function<void(VkCommandBuffer)>& record) {
+  const auto n = std::uint32_t(reps) + 1;
+  ctx_->submit_and_wait([&](VkCommandBuffer cb) {
+    if (pool) vkCmdResetQueryPool(cb, pool, 0, n);
+    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_->pipeline_layout(), 0, 1, &set_, 0,
+                            nullptr);
+    for (int r = 0; r < reps; ++r) {
+      if (r) compute_barrier(cb);  // r - 1 is done with every buffer
+      if (pool) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, std::uint32_t(r));
+      record(cb);
+    }
+    if (pool) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, n - 1);
+  });
+  std::vector<double> ms(std::size_t(reps), std::numeric_limits<double>::quiet_NaN());
+  if (pool) {
+    std::vector<std::uint64_t> ts(n);
+    RA_VK_CHECK(vkGetQueryPoolResults(ctx_->device(), pool, 0, n, n * sizeof(std::uint64_t), ts.data(),
+                                      sizeof(std::uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
+    for (std::size_t r = 0; r < ms.size(); ++r)
+      ms[r] = double(ts[r + 1] - ts[r]) * ctx_->info().timestamp_period_ns * 1e-6;
+  }
+  return ms;
+}
+
 
 // The forward kernel's specialization constants (common.glsl's ids 0-5, and
 // as id 6 the tiled forward's V rows per step or the coopmat2 forward's
@@ -658,8 +666,8 @@ std::vector<double> Attention::time_repetitions(int reps, bool with_backward) {
   if (reps < 1)
     throw std::invalid_argument("ra::vk::Attention::time_repetitions: reps = " + std::to_string(reps) +
                                 " but must be >= 1");
-  const auto n = std::uint32_t(reps) + 1;
-  VkQueryPool pool = ctx_->info().timestamp_period_ns > 0 ? ctx_->create_timestamp_pool(n) : VK_NULL_HANDLE;
+  VkQueryPool pool = ctx_->info().timestamp_period_ns > 0 ? ctx_->create_timestamp_pool(std::uint32_t(reps) + 1)
+                                                          : VK_NULL_HANDLE;
   struct Destroy {
     VkDevice d;
     VkQueryPool p;
@@ -667,33 +675,13 @@ std::vector<double> Attention::time_repetitions(int reps, bool with_backward) {
       if (p) vkDestroyQueryPool(d, p, nullptr);
     }
   } destroy{ctx_->device(), pool};
-  ctx_->submit_and_wait([&](VkCommandBuffer cb) {
-    if (pool) vkCmdResetQueryPool(cb, pool, 0, n);
-    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx_->pipeline_layout(), 0, 1, &set_, 0,
-                            nullptr);
-    for (int r = 0; r < reps; ++r) {
-      // Repetition r starts when r - 1 has finished with every buffer; the
-      // timestamp after that barrier (bottom of pipe: once all commands
-      // before it are done) is r - 1's end.
-      if (r) compute_barrier(cb);
-      if (pool) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, std::uint32_t(r));
-      record_forward(cb);
-      if (with_backward) {
-        compute_barrier(cb);  // the backward reads O and lse
-        record_backward(cb);
-      }
+  return submit_timed(reps, pool, [&](VkCommandBuffer cb) {
+    record_forward(cb);
+    if (with_backward) {
+      compute_barrier(cb);  // the backward reads O and lse
+      record_backward(cb);
     }
-    if (pool) vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, pool, n - 1);
   });
-  std::vector<double> ms(std::size_t(reps), std::numeric_limits<double>::quiet_NaN());
-  if (pool) {
-    std::vector<std::uint64_t> ts(n);
-    RA_VK_CHECK(vkGetQueryPoolResults(ctx_->device(), pool, 0, n, n * sizeof(std::uint64_t), ts.data(),
-                                      sizeof(std::uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT));
-    for (int r = 0; r < reps; ++r)
-      ms[std::size_t(r)] = double(ts[std::size_t(r) + 1] - ts[std::size_t(r)]) * ctx_->info().timestamp_period_ns * 1e-6;
-  }
-  return ms;
 }
 
 void Attention::record_backward(VkCommandBuffer cb) {

@@ -157,6 +157,9 @@ float bias_at(uint bh, uint j, vec3 g) { return (RA != 0u && j < pc.T) ? g.z * d
     }                                                                         \
   }
 
+// ROWREG: whether element i of this lane is in its second row (bit i of sel).
+bool in_row_b(uint sel, int i) { return ((sel >> uint(i)) & 1u) != 0u; }
+
 // classify() of common.glsl for one subgroup's rows i0..i_last.
 uint classify_rows(uint i0, uint i_last, uint j0) {
   if (RA == 0u) return TILE_PLAIN;
@@ -337,7 +340,7 @@ void main() {
         [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
           if (cb >= ncb) continue;
           for (int i = 0; i < NEL; ++i) {
-            if (((selB >> uint(i)) & 1u) != 0u)
+            if (in_row_b(selB, i))
               mxB = max(mxB, sacc[cb][i]);
             else
               mxA = max(mxA, sacc[cb][i]);
@@ -352,7 +355,7 @@ void main() {
         mA = nA;
         mB = nB;
         for (int i = 0; i < NEL; ++i) {
-          const float a = ((selB >> uint(i)) & 1u) != 0u ? alB : alA;
+          const float a = in_row_b(selB, i) ? alB : alA;
           [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
           lacc[i] *= a;
         }
@@ -390,7 +393,7 @@ void main() {
           for (int i = 0; i < NEL; ++i) sacc[cb][i] = exp(sacc[cb][i]);
         else if (CUT != 1u && rowreg)
           for (int i = 0; i < NEL; ++i)
-            sacc[cb][i] = exp(sacc[cb][i] - (((selB >> uint(i)) & 1u) != 0u ? mB : mA));
+            sacc[cb][i] = exp(sacc[cb][i] - (in_row_b(selB, i) ? mB : mA));
         else if (CUT != 1u)
           for (int i = 0; i < NEL; ++i)
             sacc[cb][i] = exp(sacc[cb][i] - sm_m[r0 + (uint(idx[i]) >> 4u)]);

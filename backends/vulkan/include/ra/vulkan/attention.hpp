@@ -202,12 +202,12 @@ class Attention {
   double last_gpu_ms() const { return last_ms_; }
   // GPU milliseconds of each of `reps` repetitions (the forward, then the
   // backward where `with_backward`) recorded back to back into one command
-  // buffer, a timestamp between consecutive ones: the GPU does not idle
-  // between repetitions as it does between run_* calls (one submit-and-wait
-  // each), where an idle H100 drops its clock and kernels of ~0.5 ms run at
-  // whatever clock it has ramped back to (perf v25). Each repetition's time
-  // runs from the end of the one before to its own end. All NaN if the
-  // queue has no timestamps; the outputs are the last repetition's.
+  // buffer, a timestamp between consecutive ones, so the GPU does not wait
+  // for the host between repetitions as it does between run_* calls (one
+  // submit-and-wait each; on the H100 both ways gave the same medians, perf
+  // v25). Each repetition's time runs from the end of the one before to its
+  // own end. All NaN if the queue has no timestamps; the outputs are the
+  // last repetition's.
   std::vector<double> time_repetitions(int reps, bool with_backward);
 
   Variant variant() const { return variant_; }
@@ -234,6 +234,8 @@ class Attention {
   void record_forward(VkCommandBuffer cb);
   void record_backward(VkCommandBuffer cb);
   void record_and_time(const std::function<void(VkCommandBuffer)>& record);
+  std::vector<double> submit_timed(int reps, VkQueryPool pool,
+                                   const std::function<void(VkCommandBuffer)>& record);
 
   Variant variant_;
   Shape shape_;
