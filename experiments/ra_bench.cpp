@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -64,6 +65,7 @@ struct Config {
   std::string backend = "kokkos";  // kokkos | vulkan
   std::string vk_device;           // --vk-device (Vulkan: index or part of the name)
   std::string vk_timing = "batched";  // --vk-timing: batched | each (Vulkan repetitions)
+  double vk_warmup_ms = 300;  // --vk-warmup-ms: Vulkan warm-up lasts at least this long (wall)
   bool serial = false;             // --serial: Kokkos::Serial instead of the default space
   bool save_outputs = false;       // --save-outputs: tensors into /outputs
   std::size_t save_max = 16384;    // --save-max: elements kept per tensor (0: all)
@@ -444,13 +446,20 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
           // Batched (default): the warm-up, then every timed repetition,
           // each set back to back in one submission
           // (Attention::time_repetitions); each: one submit-and-wait per run.
+          // The warm-up runs --warmup times, then on until --vk-warmup-ms
+          // of wall time have passed: from idle the H100's SM clock stayed
+          // at 345 MHz through a whole batch of short kernels (v26: the
+          // first row of a process at T=4096, median 5x its minimum).
           std::vector<double> batch;
-          if (cfg.vk_timing == "each") {
-            for (int i = 0; i < cfg.warmup; ++i) run();
-          } else {
-            if (cfg.warmup > 0) attn.time_repetitions(cfg.warmup, bwd);
-            batch = attn.time_repetitions(int(state.max_iterations), bwd);
+          const auto warm_start = std::chrono::steady_clock::now();
+          const auto warm_ms = [&] {
+            return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - warm_start).count();
+          };
+          for (int i = 0; i < cfg.warmup || warm_ms() < cfg.vk_warmup_ms; ++i) {
+            if (cfg.vk_timing == "each") run();
+            else attn.time_repetitions(std::max(cfg.warmup, 1), bwd);
           }
+          if (cfg.vk_timing != "each") batch = attn.time_repetitions(int(state.max_iterations), bwd);
           std::size_t rep = 0;
           for (auto _ : state) {
             const double ms = batch.empty() ? run() : batch[rep++];
@@ -556,6 +565,7 @@ ra::RunWriter open_run(const std::string& path, const Config& cfg, const ra::Sha
     << ",\"seed\":" << cfg.seed << ",\"input_scale\":" << cfg.input_scale
     << ",\"serial\":" << (cfg.serial ? "true" : "false")
     << ",\"vk_timing\":\"" << (cfg.backend == "vulkan" ? cfg.vk_timing : "") << "\""
+    << ",\"vk_warmup_ms\":" << (cfg.backend == "vulkan" ? cfg.vk_warmup_ms : 0)
     << ",\"save_outputs\":" << (cfg.save_outputs ? "true" : "false") << ",\"save_max\":" << cfg.save_max
     << ",\"gates_init\":[0.5,0.3,0.2],\"inputs\":\"N(0,1) counter-based\"}";
   attrs["config"] = c.str();
@@ -840,6 +850,12 @@ int main(int argc, char** argv) {
                  "repetitions, so the GPU never waits for the host) or each (one submit-and-wait per "
                  "repetition, as before 2026-11-23; the same medians on an H100)")
       ->check(CLI::IsMember({"batched", "each"}));
+  app.add_option("--vk-warmup-ms", cfg.vk_warmup_ms,
+                 "vulkan backend: after --warmup runs, keep warming up until this many "
+                 "milliseconds of wall time have passed (default 300): from idle the GPU's clock "
+                 "may not ramp up within a short batch (H100, 2026-11-23: a process's first row "
+                 "ran at 345 MHz, 5x slower)")
+      ->check(CLI::Range(0.0, 60000.0));
   app.add_flag("--serial", cfg.serial,
                "kokkos backend: run on Kokkos::Serial instead of the build's default execution "
                "space (OpenMP on the host preset), e.g. to compare the two with ra-compare");

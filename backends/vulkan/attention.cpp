@@ -234,7 +234,13 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
   // in the path for ra-bench's tiles column.
   if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
-    fwd_plan_.path += fwd_prefetch_ ? " prefetch" : " single-stage";
+    // The shader runs single-stage where the tile does not fit its
+    // prefetch registers; the path says so.
+    const bool fits = fwd_kernel_ == "fwd_cm_emu" ||
+                      coopmat_forward_prefetch_fits(fwd_plan_.br, fwd_plan_.bc, s.D, is_ra(variant_),
+                                                    int(fwd_plan_.threads / (fwd_plan_.br / 16)));
+    if (fwd_prefetch_ && !fits) fwd_plan_.path += " single-stage (tile too large to prefetch)";
+    else fwd_plan_.path += fwd_prefetch_ ? " prefetch" : " single-stage";
     if (!fwd_rowstats_) fwd_plan_.path += " shared-rowstats";
     if (fwd_grid_ != 0) {
       fwd_plan_.path += " grid=" + std::to_string(fwd_grid_);

@@ -106,6 +106,35 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
   subgroup_sync();  // the next block overwrites the scratch
 }
 
+// One element of a streamed block against the own rows: P and dL in fp32,
+// and their sums (the key loop's per-element work below, written out by
+// CM_EACH_EL). qi: the row of slse / sdel; kj: the row of sbias.
+#ifdef RA_CM_KEYS
+#define BWD_SUMS(e, dl, rec) csum[e] += dl;
+#else
+#define BWD_SUMS(e, dl, rec) \
+  ws += dl * sa[e];          \
+  wr += rec ? dl * sb[e] : 0.0;
+#endif
+#define BWD_EL(e, _)                                                                    \
+  if (e < NEL) {                                                                        \
+    const uint f = ERC(e), rr = f >> 4u, cc = f & 15u;                                  \
+    const uint i = KEYS ? sb0 + cc : go + rr, j = KEYS ? go + rr : sb0 + cc;            \
+    const uint qi = KEYS ? 16u * cb + cc : r0 + rr;                                     \
+    const uint kj = KEYS ? r0 + rr : 16u * cb + cc;                                     \
+    const bool rec = rec_any && in_band(i, j);                                          \
+    float p = 0.0, dl = 0.0;                                                            \
+    if (i < T && j <= i) {                                                              \
+      const float x = pc.scale * (g.x * sa[e] + (rec ? g.y * sb[e] : 0.0)) + sbias[kj]; \
+      p = exp(x - slse[qi]);                                                            \
+      dl = p * (dp[e] - sdel[qi]);                                                      \
+    }                                                                                   \
+    BWD_SUMS(e, dl, rec)                                                                \
+    sa[e] = p;                                                                          \
+    sb[e] = rec ? dl : 0.0;                                                             \
+    dp[e] = dl;                                                                         \
+  }
+
 void main() {
   const uint tid = gl_LocalInvocationID.x, lane = gl_SubgroupInvocationID, T = pc.T;
   // Heaviest tiles first: the last query tiles see the most keys, the first
@@ -125,6 +154,11 @@ void main() {
 
   DECL_F(idx);
   CM_INDEX_MAP(idx, ss, r0 * SS, SS);
+  // NaN into every output where the fragments' length is not NEL or more
+  // than 8 (the written-out element work below assumes both: cm_common.glsl).
+  const float ok = CM_LENGTH_OK(idx) && CM_EL_FITS ? 1.0 : uintBitsToFloat(0x7fc00000u);
+  CM_ERC_DECL
+  CM_EACH_EL(INIT_ERC_EL, _)
 
   // Own rows into registers, staged through sf / sg STR rows at a time.
   DECL_H_ARR(fa, KW);
@@ -200,29 +234,10 @@ void main() {
         // they came from (sa: P, sb: dL in the band, dp: dL); the fp16
         // copies for the products are made by whole-matrix conversions,
         // since NV cooperative matrices of different component types need
-        // not share the element -> (row, column) map.
-        for (int e = 0; e < NEL; ++e) {
-          const uint f = uint(idx[e]), rr = f >> 4u, cc = f & 15u;
-          const uint i = KEYS ? sb0 + cc : go + rr, j = KEYS ? go + rr : sb0 + cc;
-          const uint qi = KEYS ? 16u * cb + cc : r0 + rr;  // row of slse / sdel
-          const uint kj = KEYS ? r0 + rr : 16u * cb + cc;  // row of sbias
-          const bool rec = rec_any && in_band(i, j);
-          float p = 0.0, dl = 0.0;
-          if (i < T && j <= i) {
-            const float x = pc.scale * (g.x * sa[e] + (rec ? g.y * sb[e] : 0.0)) + sbias[kj];
-            p = exp(x - slse[qi]);
-            dl = p * (dp[e] - sdel[qi]);
-          }
-#ifdef RA_CM_KEYS
-          csum[e] += dl;
-#else
-          ws += dl * sa[e];
-          wr += rec ? dl * sb[e] : 0.0;
-#endif
-          sa[e] = p;
-          sb[e] = rec ? dl : 0.0;
-          dp[e] = dl;
-        }
+        // not share the element -> (row, column) map. Written out per
+        // element (BWD_EL, CM_EACH_EL): a loop NVIDIA's compiler did not
+        // unroll kept sa, sb and dp in local memory (v26).
+        CM_EACH_EL(BWD_EL, _)
         DECL_H(dlh);  // dL
         TO_H(dlh, dp);
         DECL_H(dlr);  // dL in the band (the reciprocal half's)
@@ -262,12 +277,12 @@ void main() {
     CM_UNROLL for (uint t = 0u; t < KW; ++t) {
       CM_STORE(acc[t], ss, sc, SS);
       // dK = w_std s dKf[0:D] (SDPA: w_std = 1); dQ's Kf part = w_rec s dKf[D:2D].
-      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DK, false, g.x * pc.scale);
-      else put_block(bh, r0, go, 16u * (t - KD), DST_DQ, false, g.y * pc.scale);
+      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DK, false, ok * g.x * pc.scale);
+      else put_block(bh, r0, go, 16u * (t - KD), DST_DQ, false, ok * g.y * pc.scale);
     }
     CM_UNROLL for (uint t = 0u; t < KD; ++t) {
       CM_STORE(dva[t], ss, sc, SS);
-      put_block(bh, r0, go, 16u * t, DST_DV, false, 1.0);
+      put_block(bh, r0, go, 16u * t, DST_DV, false, ok);
     }
     if (RA != 0u) {
       CM_STORE(csum, ss, sc, SS);
@@ -276,7 +291,7 @@ void main() {
         float s = 0.0;
         for (uint c = 0u; c < 16u; ++c) s += ss[(r0 + rr) * SS + c];
         sred[r0 + rr] = s;
-        if (go + rr < T) dd[bh * T + go + rr] = g.z * s;
+        if (go + rr < T) dd[bh * T + go + rr] = ok * g.z * s;
       }
     }
   }
@@ -286,7 +301,7 @@ void main() {
     if (tid == 0u) {
       float s = 0.0;
       for (uint r = 0u; r < OWN && o0 + r < T; ++r) s += dsc[bh * T + o0 + r] * sred[r];
-      partials[(bh * pc.n_tiles + ot) * 3u + 2u] = s;
+      partials[(bh * pc.n_tiles + ot) * 3u + 2u] = ok * s;
     }
   }
 #else
@@ -294,8 +309,8 @@ void main() {
     CM_UNROLL for (uint t = 0u; t < KW; ++t) {
       CM_STORE(acc[t], ss, sc, SS);
       // dQ += w_std s dQf[0:D] (SDPA: dQ = s dQf), dK += w_rec s dQf[D:2D].
-      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DQ, RA != 0u, g.x * pc.scale);
-      else put_block(bh, r0, go, 16u * (t - KD), DST_DK, true, g.y * pc.scale);
+      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DQ, RA != 0u, ok * g.x * pc.scale);
+      else put_block(bh, r0, go, 16u * (t - KD), DST_DK, true, ok * g.y * pc.scale);
     }
   }
   if (RA != 0u) {
@@ -309,8 +324,8 @@ void main() {
         s0 += sred[t];
         s1 += sred[NT + t];
       }
-      partials[(bh * pc.n_tiles + ot) * 3u] = pc.scale * s0;
-      partials[(bh * pc.n_tiles + ot) * 3u + 1u] = pc.scale * s1;
+      partials[(bh * pc.n_tiles + ot) * 3u] = ok * pc.scale * s0;
+      partials[(bh * pc.n_tiles + ot) * 3u + 1u] = ok * pc.scale * s1;
     }
   }
 #endif

@@ -40,6 +40,10 @@ void subgroup_sync() {
   subgroupBarrier();
 }
 
+// M(0, a) ... M(7, a) (M(15, a)), written out: see CM_EACH_EL below.
+#define CM_EACH8(M, a) M(0, a) M(1, a) M(2, a) M(3, a) M(4, a) M(5, a) M(6, a) M(7, a)
+#define CM_EACH16(M, a) CM_EACH8(M, a) M(8, a) M(9, a) M(10, a) M(11, a) M(12, a) M(13, a) M(14, a) M(15, a)
+
 #ifndef RA_CM_EMULATE
 #define HMAT fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FMAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
@@ -54,7 +58,25 @@ void subgroup_sync() {
 #define CM_LOAD(m, arr, off, st, cm) coopMatLoadNV(m, arr, off, st, cm)
 #define CM_STORE(m, arr, off, st) coopMatStoreNV(m, arr, off, st, false)
 #define MMA(c, a, b) c = coopMatMulAddNV(a, b, c)
-#define NEL (idx.length())
+// Elements of a 16 x 16 fragment per lane, as a constant of the pipeline
+// (256 / SG: each element once across the subgroup, NVIDIA's layout), so
+// the element loops unroll and fragments stay in registers. The driver's
+// own count, m.length(), is an instruction its compiler does not fold before
+// deciding on unrolling: loops bounded by it kept fwd_cm's fragments in local
+// memory (v26: 256-384 bytes a lane). Kernels check that the two agree
+// (CM_LENGTH_OK) and poison their outputs with NaN where they do not.
+const int NEL = int(256u / SG);
+#define CM_LENGTH_OK(m) ((m).length() == NEL)
+// Element k of every fragment, written out rather than looped: NVIDIA's
+// compiler ignores [[unroll]] on loops whose bodies are more than a few
+// instructions, and a fragment (or array) indexed by a counter it did not
+// unroll lives in local memory (v26: fwd_cm's logit fragments and prefetch
+// registers, 256-384 bytes a lane by the driver's statistics). CM_EACH_EL(M,
+// a) is M(0, a) ... M(7, a); each M guards k < NEL itself (a constant: the
+// guard folds). More than 8 elements a lane (subgroups under 32) is refused:
+// kernels poison their outputs unless CM_EL_FITS.
+#define CM_EACH_EL(M, a) CM_EACH8(M, a)
+const bool CM_EL_FITS = NEL <= 8;
 // Loops over fragment arrays: unrolled, so the fragments stay registers.
 #define CM_UNROLL [[unroll]]
 #else
@@ -90,6 +112,10 @@ uint el_rt;
   }
 #define MMA(c, a, b) emu_mma(c, a, b)
 #define NEL int(el_rt)
+#define CM_LENGTH_OK(m) true
+// Emulated fragments are arrays in memory anyway: a plain loop.
+#define CM_EACH_EL(M, a) CM_UNROLL for (int el_ = 0; el_ < NEL; ++el_) { M(el_, a) }
+const bool CM_EL_FITS = true;
 // Rolled: in emulation the fragment arrays live in memory anyway, and every
 // unrolled copy of a product is more for llvmpipe to compile.
 #define CM_UNROLL [[dont_unroll]]
@@ -117,6 +143,27 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
   subgroup_sync();  // the next product overwrites the scratch
 }
 #endif
+
+// The element map (idx: element (r, c) holds 16 r + c) as integers, a byte
+// per element, (row << 4) | column: elements 0-3 in ercA, 4-7 in ercB
+// (emulated: idx itself, converted at each use; a second array live across
+// the key loop's barriers made lavapipe's compile of the backward minutes
+// longer). Converted once, so no float-to-int conversion per element and
+// tile. CM_ERC_DECL declares, then CM_EACH_EL(INIT_ERC_EL, _) fills from
+// idx; ERC(k) reads element k.
+#ifdef RA_CM_EMULATE
+#define CM_ERC_DECL
+#define ERC(k) uint(idx[k])
+#define SET_ERC(k, v)
+#else
+#define CM_ERC_DECL uint ercA = 0u, ercB = 0u;
+#define ERC(k) bitfieldExtract((k) < 4 ? ercA : ercB, 8 * ((k) & 3), 8)
+#define SET_ERC(k, v)                    \
+  if ((k) < 4) ercA |= (v) << (8 * (k)); \
+  else ercB |= (v) << (8 * ((k) - 4))
+#endif
+#define INIT_ERC_EL(k, _) \
+  if (k < NEL) { SET_ERC(k, uint(idx[k])); }
 
 layout(std430, binding = 7) restrict readonly buffer BufDout4 { uvec4 dout4[]; };
 

@@ -19,8 +19,18 @@
 // bias, causal / band mask, exp(x - m_row), the rescale of O and l by
 // exp(m_old - m_new)) then runs on the accumulators in registers. The only
 // shared-memory round trip per key tile is the logit block for the row
-// maxima (two lanes per row, one shuffle); O never leaves registers until the
-// end.
+// maxima (two lanes per row, one shuffle; none where ROWREG holds); O never
+// leaves registers until the end.
+//
+// Logits stay unscaled until the exponential: the bias is staged as
+// bias / scale, the running maxima are in the same units, and
+// exp2(x * scale * log2(e) - m * scale * log2(e)) is one FFMA and one EX2 per
+// element. Blocks wholly below the diagonal (and off a band edge) skip the
+// masks. Everything indexed per element, per 16-key block or per prefetch
+// register is written out by macros (CM_EACH_EL, EACH_BLOCK, PF_EACH)
+// rather than looped: NVIDIA's compiler ignored [[unroll]] on those loops
+// and kept the fragments and registers they index in local memory (v26:
+// 256-384 bytes a lane; none now; SDPA's forward 1.8x, RA's 2x faster).
 //
 // fp16 storage only (q, k, v, o); Qf = [w_std Q, w_rec K] is rounded to fp16
 // once when staged; logits, softmax, O, l and lse are fp32. Head dims that
@@ -57,7 +67,7 @@ shared float ss[BR * SS];          // per subgroup: logits, index table, l, O ou
 shared float sm_m[BR], sm_al[BR];  // running max; this tile's rescale (at the end: l)
 shared float sbias[BC];
 
-const float NEG_BIG = -3.0e38;  // masked logit: exp(NEG_BIG - m) == 0, no inf arithmetic
+const float NEG_BIG = -3.0e38;  // masked logit: exp2((NEG_BIG - m) c) == 0
 
 // Timing cuts (issue 7: where does this kernel's time go?). Spec constant 7,
 // set by attention.cpp from $RA_VK_CUT; 0, the default, is the real kernel.
@@ -138,24 +148,154 @@ uint kf_slot(uint e) {
 uvec4 v_chunk(uint bh, uint j0, uint e) { return load8(2u, bh, j0 + e / P8, e % P8); }
 uint v_slot(uint e) { return (e / P8) * VS + 8u * (e % P8); }
 // The bias of key j (0 past T and for SDPA).
-float bias_at(uint bh, uint j, vec3 g) { return (RA != 0u && j < pc.T) ? g.z * dsc[bh * pc.T + j] : 0.0; }
+// Staged as bias / scale: the logits stay unscaled until exp2 (one multiply
+// by scale * log2(e) there serves both, as in FlashAttention).
+float bias_at(uint bh, uint j, vec3 g) {
+  return (RA != 0u && j < pc.T) ? g.z * dsc[bh * pc.T + j] / pc.scale : 0.0;
+}
 
-// PREFETCH: this invocation's chunks of the tile at key j0, into registers.
-#define FETCH_TILE(j0)                                                        \
-  {                                                                           \
-    CM_UNROLL for (uint u = 0u; u < NKC; ++u) {                               \
-      const uint e = tid + u * NT;                                            \
-      if (e < BC * CW) pk[u] = kf_chunk(bh, (j0), e);                         \
+// PREFETCH: this invocation's chunks of the tile at key j0, into registers:
+// Kf chunks PK(u), V chunks PV(u), bias entries PB(u). On the tensor cores
+// these are named registers pk0..pk15 (not arrays: see CM_EACH_EL), and a
+// tile that needs more per invocation runs single-stage (PF; the host's
+// coopmat_forward_prefetch_fits() says the same); emulated, arrays.
+#ifdef RA_CM_EMULATE
+const bool PF = PREFETCH != 0u;
+#define PF_DECL uvec4 pk[NKC], pv[NVC]; float pb[NBC];
+#define PF_EACH(M, a) CM_UNROLL for (uint u_ = 0u; u_ < max(NKC, max(NVC, NBC)); ++u_) { M(u_, a) }
+#define PK(u) pk[u]
+#define PV(u) pv[u]
+#define PB(u) pb[u]
+#else
+const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
+#define PF_DECL                                                                        \
+  uvec4 pk0, pk1, pk2, pk3, pk4, pk5, pk6, pk7, pk8, pk9, pk10, pk11, pk12, pk13, pk14, pk15; \
+  uvec4 pv0, pv1, pv2, pv3, pv4, pv5, pv6, pv7, pv8, pv9, pv10, pv11, pv12, pv13, pv14, pv15; \
+  float pb0, pb1, pb2, pb3, pb4, pb5, pb6, pb7, pb8, pb9, pb10, pb11, pb12, pb13, pb14, pb15;
+#define PF_EACH(M, a) CM_EACH16(M, a)
+#define PK(u) pk##u
+#define PV(u) pv##u
+#define PB(u) pb##u
+#endif
+#define PF_FETCH(u, j0_)                                                     \
+  if (u < NKC && tid + u * NT < BC * CW) PK(u) = kf_chunk(bh, j0_, tid + u * NT); \
+  if (u < NVC && tid + u * NT < BC * P8) PV(u) = v_chunk(bh, j0_, tid + u * NT);  \
+  if (u < NBC && tid + u * NT < BC) PB(u) = bias_at(bh, j0_ + tid + u * NT, g);
+#define PF_STORE(u, _)                                                       \
+  if (u < NKC && tid + u * NT < BC * CW) sk_put8(kf_slot(tid + u * NT), PK(u)); \
+  if (u < NVC && tid + u * NT < BC * P8) sv_put8(v_slot(tid + u * NT), PV(u));  \
+  if (u < NBC && tid + u * NT < BC) sbias[tid + u * NT] = PB(u);
+
+// The 16-key blocks of a key tile, written out (BC <= 64: at most four);
+// block CB's logits live in the named fragment S (sacc0..sacc3). Emulated,
+// a loop over an array: the fragments are arrays in memory there anyway,
+// and four copies of the blocks' code made lavapipe's compiles minutes
+// longer.
+#ifdef RA_CM_EMULATE
+#define BLOCKS_DECL DECL_F_ARR(saccs, NCB);
+#define EACH_BLOCK(M) CM_UNROLL for (uint cbi_ = 0u; cbi_ < NCB; ++cbi_) { M(cbi_, saccs[cbi_]) }
+#else
+#define BLOCKS_DECL \
+  DECL_F(sacc0);    \
+  DECL_F(sacc1);    \
+  DECL_F(sacc2);    \
+  DECL_F(sacc3);
+#define EACH_BLOCK(M) M(0u, sacc0) M(1u, sacc1) M(2u, sacc2) M(3u, sacc3)
+#endif
+
+// Block CB: S = Qf Kf^T (unscaled), plus the bias (RA, staged as bias /
+// scale) and, on blocks that need it, the band and causal masks. Blocks
+// wholly below the diagonal, inside T and off the band's edge need no mask:
+// SDPA's then have no per-element work here at all.
+#define LOGITS_BLOCK(CB, S)                                                   \
+  if (CB < NCB && CB < ncb) {                                                 \
+    const uint cb_ = CB;                                                      \
+    FILL_F(S, CUT == 3u ? pc.scale : 0.0);                                    \
+    DECL_F(s2); /* reciprocal half of a band-edge (MIXED) tile */             \
+    FILL_F(s2, 0.0);                                                          \
+    if (CUT != 3u)                                                            \
+      CM_UNROLL for (uint t = 0u; t < KW; ++t) {                              \
+        if (t >= KD && kind == TILE_PLAIN) continue;                          \
+        DECL_H(kb); /* B(k, n) = Kf[j0 + 16 CB + n][16 t + k] */              \
+        LOAD_SK(kb, cb_ * 16u * QS + 16u * t, QS, true);                      \
+        if (t >= KD && kind == TILE_MIXED)                                    \
+          MMA(s2, qa[t], kb);                                                 \
+        else                                                                  \
+          MMA(S, qa[t], kb);                                                  \
+      }                                                                       \
+    const bool edge = kind == TILE_MIXED || j0 + 16u * cb_ + 16u > min(gi0 + 1u, T); \
+    if (CUT != 5u && edge) {                                                  \
+      CM_EACH_EL(MASK_EL, S)                                                  \
+    } else if (CUT != 5u && RA != 0u) {                                       \
+      CM_EACH_EL(BIAS_EL, S)                                                  \
     }                                                                         \
-    CM_UNROLL for (uint u = 0u; u < NVC; ++u) {                               \
-      const uint e = tid + u * NT;                                            \
-      if (e < BC * P8) pv[u] = v_chunk(bh, (j0), e);                          \
-    }                                                                         \
-    CM_UNROLL for (uint u = 0u; u < NBC; ++u) {                               \
-      const uint r = tid + u * NT;                                            \
-      if (r < BC) pb[u] = bias_at(bh, (j0) + r, g);                           \
-    }                                                                         \
+    if (stats && !rowreg) STORE_SS(S, r0 * SS + cb_ * 16u, SS);               \
   }
+#define MASK_EL(k, S)                                                         \
+  if (k < NEL) {                                                              \
+    const uint e_ = ERC(k), col_ = cb_ * 16u + (e_ & 15u);                    \
+    const uint gi_ = gi0 + (e_ >> 4u), j_ = j0 + col_;                        \
+    float x_ = S[k] + (RA != 0u ? sbias[col_] : 0.0);                         \
+    if (kind == TILE_MIXED && in_band(gi_, j_)) x_ += s2[k];                  \
+    S[k] = (j_ <= gi_ && j_ < T) ? x_ : masked;                               \
+  }
+#define BIAS_EL(k, S) \
+  if (k < NEL) S[k] += sbias[cb_ * 16u + (ERC(k) & 15u)];
+
+// ROWREG: the block's share of the maxima of rows rowA / rowB.
+#define ROWMAX_BLOCK(CB, S) \
+  if (CB < NCB && CB < ncb) { CM_EACH_EL(ROWMAX_EL, S) }
+#define ROWMAX_EL(k, S)                                                       \
+  if (k < NEL) {                                                              \
+    if (in_row_b(selB, k)) mxB = max(mxB, S[k]);                              \
+    else mxA = max(mxA, S[k]);                                                \
+  }
+// O and l times their row's rescale factor: ROWREG's alA / alB, or sm_al's.
+#define RESCALE_EL(k, A)                                                      \
+  {                                                                           \
+    const float a_ = A;                                                       \
+    CM_UNROLL for (uint d = 0u; d < KD; ++d) oacc[d][k] *= a_;               \
+    lacc[k] *= a_;                                                            \
+  }
+#define RESCALE_REG_EL(k, _) \
+  if (k < NEL) RESCALE_EL(k, in_row_b(selB, k) ? alB : alA)
+#define RESCALE_SHARED_EL(k, _) \
+  if (k < NEL) RESCALE_EL(k, sm_al[r0 + (ERC(k) >> 4u)])
+
+// Block CB: P = exp2((x - m_new) sc2) in fp16; l += P 1, O += P V.
+#define PV_BLOCK(CB, S)                                                       \
+  if (CB < NCB && CB < ncb) {                                                 \
+    const uint cb_ = CB;                                                      \
+    if (CUT == 6u) {                                                          \
+      CM_EACH_EL(EXP_RAW_EL, S)                                               \
+    } else if (CUT != 1u && rowreg) {                                         \
+      CM_EACH_EL(EXP_REG_EL, S)                                               \
+    } else if (CUT != 1u) {                                                   \
+      CM_EACH_EL(EXP_SHARED_EL, S)                                            \
+    }                                                                         \
+    DECL_H(p);                                                                \
+    TO_H(p, S);                                                               \
+    MMA(lacc, p, ones);                                                       \
+    if (CUT != 2u)                                                            \
+      CM_UNROLL for (uint d = 0u; d < KD; ++d) {                              \
+        DECL_H(vb);                                                           \
+        LOAD_SV(vb, cb_ * 16u * VS + 16u * d, VS);                            \
+        if (CUT == 7u)                                                        \
+          MMA(oacc[d], pc_const, vb);                                         \
+        else                                                                  \
+          MMA(oacc[d], p, vb);                                                \
+      }                                                                       \
+  }
+#define EXP_RAW_EL(k, S) \
+  if (k < NEL) S[k] = exp2(S[k] * sc2);
+#define EXP_REG_EL(k, S) \
+  if (k < NEL) S[k] = exp2(S[k] * sc2 - (in_row_b(selB, k) ? mBs : mAs));
+#define EXP_SHARED_EL(k, S) \
+  if (k < NEL) S[k] = exp2((S[k] - sm_m[r0 + (ERC(k) >> 4u)]) * sc2);
+// Epilogue: O / l per row.
+#define DIV_EL(k, S) \
+  if (k < NEL) S[k] /= sm_al[r0 + (ERC(k) >> 4u)];
+
 
 // ROWREG: whether element i of this lane is in its second row (bit i of sel).
 bool in_row_b(uint sel, int i) { return ((sel >> uint(i)) & 1u) != 0u; }
@@ -196,6 +336,12 @@ void main() {
   subgroup_sync();
   DECL_F(idx);
   LOAD_SS(idx, r0 * SS, SS);
+  // The map as integers, (row << 4) | column per element (ERC): every later
+  // use needs them as such, and converting once saves a float-to-int
+  // conversion per element and tile (the unit the exps also use).
+  CM_ERC_DECL
+  CM_EACH_EL(INIT_ERC_EL, _)
+  const bool emap_fits = CM_LENGTH_OK(idx) && CM_EL_FITS && NCB <= 4u;  // EACH_BLOCK: 4 blocks
 
   // ROWREG: does this device's accumulator layout allow row statistics in
   // registers? Element i of this lane is in row rowA, or rowB where bit i
@@ -203,12 +349,12 @@ void main() {
   uint rowA = 0u, rowB = 0u, selB = 0u;
   bool rowreg = false;
   if (ROWREG != 0u && SG == 32u && NEL == 8) {
-    rowA = uint(idx[0]) >> 4u;
+    rowA = ERC(0) >> 4u;
     rowB = rowA;
     uint colA = 0u, colB = 0u;
     bool ok = true;
-    for (int i = 0; i < NEL; ++i) {
-      const uint e = uint(idx[i]), r = e >> 4u;
+    CM_UNROLL for (int i = 0; i < NEL; ++i) {
+      const uint e = ERC(i), r = e >> 4u;
       if (r != rowA && rowB == rowA) rowB = r;
       if (r == rowA) {
         colA |= 1u << (e & 15u);
@@ -232,9 +378,10 @@ void main() {
   float mA = -1e30, mB = -1e30;  // ROWREG: running maxima of rows rowA, rowB (as sm_m)
 
   // PREFETCH: tile 0's loads go out now, in flight during the Qf staging.
-  uvec4 pk[NKC], pv[NVC];
-  float pb[NBC];
-  if (PREFETCH != 0u) FETCH_TILE(0u);
+  PF_DECL
+  if (PF) {
+    PF_EACH(PF_FETCH, 0u)
+  }
 
   // Qf rows into registers, staged through sk BC rows at a time (both
   // halves scaled by their gates and rounded to fp16 once).
@@ -264,33 +411,27 @@ void main() {
   FILL_H(pc_const, float16_t(pc.scale));
 
   const uint n_kt = i_last / BC + 1u;  // key tiles up to the last row (causal)
+  // Logits stay unscaled (bias staged as bias / scale) until exp2, which
+  // takes them times sc2; the running maxima are in the same units.
+  const float sc2 = pc.scale * 1.4426950408889634;
   for (uint kt = 0u; kt < n_kt; ++kt) {
     const uint j0 = kt * BC;
     barrier();  // every subgroup is done with the previous Kf / V (or Qf)
-    if (PREFETCH == 0u) {
+    if (!PF) {
       // Single-stage: load and store, then wait for all.
       for (uint e = tid; e < BC * CW; e += NT) sk_put8(kf_slot(e), kf_chunk(bh, j0, e));
       for (uint e = tid; e < BC * P8; e += NT) sv_put8(v_slot(e), v_chunk(bh, j0, e));
       for (uint r = tid; r < BC; r += NT) sbias[r] = bias_at(bh, j0 + r, g);
     } else {
       // Pipelined: this tile's chunks arrived during the previous tile.
-      CM_UNROLL for (uint u = 0u; u < NKC; ++u) {
-        const uint e = tid + u * NT;
-        if (e < BC * CW) sk_put8(kf_slot(e), pk[u]);
-      }
-      CM_UNROLL for (uint u = 0u; u < NVC; ++u) {
-        const uint e = tid + u * NT;
-        if (e < BC * P8) sv_put8(v_slot(e), pv[u]);
-      }
-      CM_UNROLL for (uint u = 0u; u < NBC; ++u) {
-        const uint r = tid + u * NT;
-        if (r < BC) sbias[r] = pb[u];
-      }
+      PF_EACH(PF_STORE, _)
     }
     barrier();
     // The next tile's loads, in flight while this one is computed
     // (workgroup-uniform condition).
-    if (PREFETCH != 0u && kt + 1u < n_kt) FETCH_TILE(j0 + BC);
+    if (PF && kt + 1u < n_kt) {
+      PF_EACH(PF_FETCH, j0 + BC)
+    }
 
     // Subgroup-uniform: rows past T, or all before this key tile, skip it
     // (their state is unchanged: no live key). An if, not a continue, so
@@ -307,58 +448,23 @@ void main() {
       // CUTs 1 and 6 use no row statistics: no logit store, row max, rescale.
       const bool stats = CUT != 1u && CUT != 6u;
 
-      // Logits of each live block in registers: scaled, biased, masked.
-      DECL_F_ARR(sacc, NCB);
-      [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
-        if (cb >= ncb) continue;
-        FILL_F(sacc[cb], CUT == 3u ? pc.scale : 0.0);
-        DECL_F(s2);  // reciprocal half of a band-edge (MIXED) tile, masked per pair
-        FILL_F(s2, 0.0);
-        if (CUT != 3u)
-          [[unroll]] for (uint t = 0u; t < KW; ++t) {
-            if (t >= KD && kind == TILE_PLAIN) continue;
-            DECL_H(kb);  // B(k, n) = Kf[j0 + 16 cb + n][16 t + k]: Kf rows are B's columns
-            LOAD_SK(kb, cb * 16u * QS + 16u * t, QS, true);
-            if (t >= KD && kind == TILE_MIXED)
-              MMA(s2, qa[t], kb);
-            else
-              MMA(sacc[cb], qa[t], kb);
-          }
-        if (CUT != 5u)
-          for (int i = 0; i < NEL; ++i) {
-            const uint e = uint(idx[i]), row = e >> 4u, col = cb * 16u + (e & 15u);
-            const uint gi = gi0 + row, j = j0 + col;
-            float x = sacc[cb][i];
-            if (kind == TILE_MIXED && in_band(gi, j)) x += s2[i];
-            sacc[cb][i] = (j <= gi && j < T) ? x * pc.scale + sbias[col] : masked;
-          }
-        if (stats && !rowreg) STORE_SS(sacc[cb], r0 * SS + cb * 16u, SS);
-      }
+      // Logits of each live block in registers: unscaled, biased, masked.
+      BLOCKS_DECL
+      EACH_BLOCK(LOGITS_BLOCK)
+      float alA = 1.0, alB = 1.0;  // ROWREG: this tile's rescale factors
       if (stats && rowreg) {
         // Row maxima in registers: lane-local, then across the quad.
         float mxA = NEG_BIG, mxB = NEG_BIG;
-        [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
-          if (cb >= ncb) continue;
-          for (int i = 0; i < NEL; ++i) {
-            if (in_row_b(selB, i))
-              mxB = max(mxB, sacc[cb][i]);
-            else
-              mxA = max(mxA, sacc[cb][i]);
-          }
-        }
+        EACH_BLOCK(ROWMAX_BLOCK)
         [[unroll]] for (uint x = 1u; x <= 2u; ++x) {
           mxA = max(mxA, subgroupShuffleXor(mxA, x));
           mxB = max(mxB, subgroupShuffleXor(mxB, x));
         }
         const float nA = max(mA, mxA), nB = max(mB, mxB);
-        const float alA = exp(mA - nA), alB = exp(mB - nB);
+        alA = exp2((mA - nA) * sc2);
+        alB = exp2((mB - nB) * sc2);
         mA = nA;
         mB = nB;
-        for (int i = 0; i < NEL; ++i) {
-          const float a = in_row_b(selB, i) ? alB : alA;
-          [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
-          lacc[i] *= a;
-        }
       } else if (stats) {
         subgroup_sync();
 
@@ -373,43 +479,21 @@ void main() {
           mx = max(mx, subgroupShuffleXor(mx, 1u));
           if (rr < 16u && (lane & 1u) == 0u) {
             const float m_old = sm_m[r0 + rr], m_new = max(m_old, mx);
-            sm_al[r0 + rr] = exp(m_old - m_new);
+            sm_al[r0 + rr] = exp2((m_old - m_new) * sc2);
             sm_m[r0 + rr] = m_new;
           }
         }
         subgroup_sync();
-
-        // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
-        for (int i = 0; i < NEL; ++i) {
-          const float a = sm_al[r0 + (uint(idx[i]) >> 4u)];
-          [[unroll]] for (uint d = 0u; d < KD; ++d) oacc[d][i] *= a;
-          lacc[i] *= a;
-        }
+      }
+      // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
+      if (stats && rowreg) {
+        CM_EACH_EL(RESCALE_REG_EL, _)
+      } else if (stats) {
+        CM_EACH_EL(RESCALE_SHARED_EL, _)
       }
       // P = exp(x - m_new) in fp16; l += P 1 and O += P V with the same P.
-      [[unroll]] for (uint cb = 0u; cb < NCB; ++cb) {
-        if (cb >= ncb) continue;
-        if (CUT == 6u)
-          for (int i = 0; i < NEL; ++i) sacc[cb][i] = exp(sacc[cb][i]);
-        else if (CUT != 1u && rowreg)
-          for (int i = 0; i < NEL; ++i)
-            sacc[cb][i] = exp(sacc[cb][i] - (in_row_b(selB, i) ? mB : mA));
-        else if (CUT != 1u)
-          for (int i = 0; i < NEL; ++i)
-            sacc[cb][i] = exp(sacc[cb][i] - sm_m[r0 + (uint(idx[i]) >> 4u)]);
-        DECL_H(p);
-        TO_H(p, sacc[cb]);
-        MMA(lacc, p, ones);
-        if (CUT != 2u)
-          [[unroll]] for (uint d = 0u; d < KD; ++d) {
-            DECL_H(vb);
-            LOAD_SV(vb, cb * 16u * VS + 16u * d, VS);
-            if (CUT == 7u)
-              MMA(oacc[d], pc_const, vb);
-            else
-              MMA(oacc[d], p, vb);
-          }
-      }
+      const float mAs = mA * sc2, mBs = mB * sc2;
+      EACH_BLOCK(PV_BLOCK)
     }
   }
 
@@ -430,11 +514,12 @@ void main() {
       // Timing cuts: l >= 1 (finite O / l and lse), and it depends on keep.
       if (CUT != 0u) l = abs(l) + 1.0 + abs(keep) * 1e-20;
       sm_al[r0 + r] = l;
-      if (gi0 + r < T) lse[bh * T + gi0 + r] = sm_m[r0 + r] + log(l);
+      if (!emap_fits) l = uintBitsToFloat(0x7fc00000u);  // NaN: see emap_fits
+      if (gi0 + r < T) lse[bh * T + gi0 + r] = sm_m[r0 + r] * pc.scale + log(l);
     }
     subgroup_sync();
     [[unroll]] for (uint d = 0u; d < KD; ++d) {
-      for (int i = 0; i < NEL; ++i) oacc[d][i] /= sm_al[r0 + (uint(idx[i]) >> 4u)];
+      CM_EACH_EL(DIV_EL, oacc[d])
       STORE_SS(oacc[d], r0 * SS, SS);
       subgroup_sync();
       // 16 rows x 16 columns: as 8-half chunks where rows are whole chunks.

@@ -103,6 +103,19 @@ inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, 
   return 2 * halves + 4 * floats;
 }
 
+// Whether fwd_cm's prefetching key loop has registers for a tile: each
+// invocation holds its share of the next tile's Kf chunks, V chunks and
+// bias entries in 16 named registers of each kind (fwd_cm.comp's PF; named,
+// since NVIDIA's compiler put the arrays they replaced in local memory);
+// past that the kernel runs single-stage. The emulated build keeps arrays
+// and always fits.
+inline bool coopmat_forward_prefetch_fits(int br, int bc, int D, bool ra, int subgroup) {
+  const int threads = br / 16 * subgroup;
+  const int d16 = (D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
+  const auto per_invocation = [&](int n) { return (n + threads - 1) / threads; };
+  return per_invocation(bc * w16 / 8) <= 16 && per_invocation(bc * d16 / 8) <= 16 && per_invocation(bc) <= 16;
+}
+
 // The coopmat2 forward (shaders/fwd_cm2.comp): br query rows x bc keys of
 // one workgroup-scope matrix each, from the coopmat forward's candidates
 // (more rows per workgroup first: K^T / V loads shared by more rows). It
