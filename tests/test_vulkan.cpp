@@ -474,6 +474,22 @@ TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both for
 // once. Several heads and several query tiles (B=2, H=3, T=130: three
 // 64-row tiles), so a wrong index map lands on the wrong rows or heads;
 // fwd_cm_emu is fwd_cm's source, so its map too.
+// fwd_cm holds the next tile's chunks in 16 named registers of each kind
+// (PF in fwd_cm.comp); the host's check, which names the single-stage
+// fallback in the path, must agree with the shader's NKC / NVC / NBC <= 16.
+// Per invocation: Kf chunks bc * W16 / 8, V chunks bc * D16 / 8, bias bc,
+// over br / 16 subgroups of 32.
+TEST_CASE("Vulkan: the coopmat forward prefetches only tiles that fit its registers", "[vulkan][coopmat]") {
+  CHECK(vk::coopmat_forward_prefetch_fits(64, 64, 64, false, 32));   // Kf 4, V 4
+  CHECK(vk::coopmat_forward_prefetch_fits(64, 64, 64, true, 32));    // Kf 8
+  CHECK(vk::coopmat_forward_prefetch_fits(64, 32, 128, true, 32));   // Kf 8 (D128 RA's tile)
+  CHECK(vk::coopmat_forward_prefetch_fits(16, 16, 128, true, 32));   // Kf 16: the limit
+  CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 32, 128, true, 32));   // Kf 32
+  CHECK(vk::coopmat_forward_prefetch_fits(16, 64, 64, false, 32));         // Kf 16
+  CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 128, false, 32));  // Kf 32, V 32
+  CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 40, true, 32));  // D 40 padded to 48: Kf 24
+}
+
 TEST_CASE("Vulkan: RA_VK_GRID lays out the coopmat forward's workgroups, every layout correct",
           "[vulkan][fp16][coopmat][grid]") {
   RA_REQUIRE_DEVICE();
