@@ -456,9 +456,11 @@ void register_all_vulkan(const Config& cfg, const ra::Shape& s,
           const auto warm_ms = [&] {
             return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - warm_start).count();
           };
-          for (int i = 0; i < cfg.warmup || warm_ms() < cfg.vk_warmup_ms; ++i) {
+          // Batched: --warmup repetitions per submission; each: one.
+          const int step = cfg.vk_timing == "each" ? 1 : std::max(cfg.warmup, 1);
+          for (int done = 0; done < cfg.warmup || warm_ms() < cfg.vk_warmup_ms; done += step) {
             if (cfg.vk_timing == "each") run();
-            else attn.time_repetitions(std::max(cfg.warmup, 1), bwd);
+            else attn.time_repetitions(step, bwd);
           }
           if (cfg.vk_timing != "each") batch = attn.time_repetitions(int(state.max_iterations), bwd);
           std::size_t rep = 0;
