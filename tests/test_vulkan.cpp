@@ -490,6 +490,68 @@ TEST_CASE("Vulkan: the coopmat forward prefetches only tiles that fit its regist
   CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 40, true, 32));  // D 40 padded to 48: Kf 24
 }
 
+// The coopmat tile table (kernel_traits.hpp): 128-row tiles first for RA
+// at D <= 64 only (perf v27), never for SDPA or D > 64; they fit 48 KiB
+// because the register row statistics (ROWREG) need 16 x 16 fp32 blocks
+// only. $RA_VK_CM_ROWS / $RA_VK_CM_KEYS cap the plans' own / streamed rows:
+// other values are refused naming the variable, and capped plans still
+// match float64 (emulated kernels, any device with fp16). On an NVIDIA GPU
+// the default RA plan at D64 is 128 x 64 on 256 invocations, SDPA's 64 x 64.
+TEST_CASE("Vulkan: coopmat tiles, 128 rows for RA at D <= 64, capped by RA_VK_CM_ROWS / RA_VK_CM_KEYS",
+          "[vulkan][fp16][coopmat][tiles]") {
+  using Catch::Contains;
+  const auto ra64 = vk::coopmat_tiles(true, 64);
+  REQUIRE(ra64.size() == 9);
+  CHECK(ra64.front() == std::array<int, 2>{128, 64});
+  for (const auto& t : vk::coopmat_tiles(false, 64)) CHECK(t[0] <= 64);
+  for (const auto& t : vk::coopmat_tiles(true, 128)) CHECK(t[0] <= 64);
+  CHECK(vk::coopmat_forward_shared_bytes(128, 64, 64, true, false, true) <= 48 * 1024);
+  CHECK(vk::coopmat_forward_shared_bytes(128, 64, 64, true, false, false) > 48 * 1024);
+  CHECK(vk::coopmat_forward_prefetch_fits(128, 64, 64, true, 32));  // Kf 4, V 2 on 256 invocations
+
+  RA_REQUIRE_DEVICE();
+  ScopedEnv rows("RA_VK_CM_ROWS", nullptr), keys("RA_VK_CM_KEYS", nullptr);
+  const Shape tiny{1, 1, 16, 16};
+  for (const char* bad : {"0", "8", "256", "64 ", "x"}) {
+    rows.set(bad);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, vk::Options{}, context()),
+                      Contains("RA_VK_CM_ROWS = '" + std::string(bad) + "'"));
+  }
+  rows.set(nullptr);
+  for (const char* bad : {"128", "8", "x"}) {
+    keys.set(bad);
+    CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, vk::Options{}, context()),
+                      Contains("RA_VK_CM_KEYS = '" + std::string(bad) + "'"));
+  }
+  keys.set(nullptr);
+  if (!has_fp16()) return;
+  const auto& dev = context()->info();
+  if (dev.coopmat_f16 && dev.vendor_id == 0x10de) {
+    vk::Options opt;
+    opt.precision = vk::Precision::fp16;
+    opt.forward_path = vk::ForwardPath::coopmat;
+    const vk::Attention ra(vk::Variant::ra_fused, Shape{1, 1, 130, 64}, opt, context());
+    CHECK((ra.forward_plan().br == 128 && ra.forward_plan().bc == 64 && ra.forward_plan().threads == 256));
+    CHECK(ra.backward_plan().br == 128);
+    const vk::Attention sdpa(vk::Variant::sdpa_fused, Shape{1, 1, 130, 64}, opt, context());
+    CHECK(sdpa.forward_plan().br == 64);
+  }
+  rows.set("32");
+  keys.set("32");
+  for (const vk::Variant v : {vk::Variant::sdpa_fused, vk::Variant::ra_fused}) {
+    vk::Options opt;
+    opt.precision = vk::Precision::fp16;
+    opt.forward_path = vk::ForwardPath::coopmat_emulated;
+    opt.backward_path = vk::BackwardPath::coopmat_emulated;
+    const vk::Attention a(v, Shape{1, 2, 130, 16}, opt, context());
+    CHECK((a.forward_plan().br == 32 && a.forward_plan().bc == 32));
+    CHECK((a.backward_plan().br == 32 && a.backward_plan().bc == 32));
+    check_variant(v, {1, 2, 130, 16}, 1, -1, vk::Precision::fp16, 0, vk::ForwardPath::coopmat_emulated,
+                  "coopmat-emulated fp16-storage" + cm_loop(), vk::BackwardPath::coopmat_emulated);
+  }
+  check_clean();
+}
+
 TEST_CASE("Vulkan: RA_VK_GRID lays out the coopmat forward's workgroups, every layout correct",
           "[vulkan][fp16][coopmat][grid]") {
   RA_REQUIRE_DEVICE();

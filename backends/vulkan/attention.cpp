@@ -168,6 +168,20 @@ int forward_grid_from_env(const std::string& who) {
                               "tile-major, docs/vulkan.md; unset: 0)");
 }
 
+// $RA_VK_CM_ROWS / $RA_VK_CM_KEYS (attention.hpp): caps on the coopmat
+// kernels' own and streamed rows; `fallback` where unset or empty.
+int cm_tile_cap_from_env(const char* name, int fallback, const std::string& who, const char* what) {
+  const char* env = std::getenv(name);
+  if (!env || !*env) return fallback;
+  const std::string e = env;
+  for (int v = 16; v <= fallback; v *= 2)
+    if (e == std::to_string(v)) return v;
+  std::string allowed;
+  for (int v = 16; v <= fallback; v *= 2) allowed += (v == 16 ? "" : v == fallback ? " or " : ", ") + std::to_string(v);
+  throw std::invalid_argument(who + ": " + name + " = '" + e + "' but must be " + allowed + " (" + what +
+                              ", docs/vulkan.md; unset: " + std::to_string(fallback) + ")");
+}
+
 }  // namespace
 
 struct Attention::Buffers {
@@ -230,6 +244,10 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_rowstats_ = forward_switch_from_env("RA_VK_ROWSTATS", true, who,
                                           "the coopmat forward's row statistics: 1 in registers where the "
                                           "device's accumulator layout allows, 0 through shared memory");
+  cm_rows_ = cm_tile_cap_from_env("RA_VK_CM_ROWS", 128, who,
+                                  "the most rows a coopmat workgroup owns, forward and backward");
+  cm_keys_ = cm_tile_cap_from_env("RA_VK_CM_KEYS", 64, who,
+                                  "the most rows a coopmat workgroup streams per tile, forward and backward");
   choose_forward(who, tr);
   // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
   // in the path for ra-bench's tiles column.
@@ -431,10 +449,19 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
   TilePlan cm;
   if (why.empty()) {
     const int cap = std::max(16, tile_cap(s.T));
-    for (const auto& t : coopmat_tiles()) {
+    // Rows: up to 128 once T passes 64 (then a 128-row tile leaves at most
+    // half its subgroups idle), never past $RA_VK_CM_ROWS.
+    const int row_cap = std::min(cm_rows_, s.T > 64 ? 128 : cap);
+    // Row statistics in registers (fwd_cm.comp's ROWREG): the real kernel on
+    // NVIDIA, whose accumulator layout the kernel's check expects, unless
+    // $RA_VK_ROWSTATS=0; their logit blocks then need no shared memory.
+    fwd_rowreg_ = fwd_rowstats_ && !emulate && dev.vendor_id == 0x10de;
+    for (const auto& t : coopmat_tiles(is_ra(variant_), s.D)) {
       const int br = t[0], bc = t[1];
-      if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > cap || bc > cap)) continue;
-      const std::size_t bytes = coopmat_forward_shared_bytes(br, bc, s.D, is_ra(variant_), emulate);
+      if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > row_cap || bc > std::min(cap, cm_keys_)))
+        continue;
+      const std::size_t bytes =
+          coopmat_forward_shared_bytes(br, bc, s.D, is_ra(variant_), emulate, fwd_rowreg_);
       const std::uint32_t threads = std::uint32_t(br / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
       if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
       cm.path = emulate ? "coopmat-emulated fp16-storage" : "coopmat fp16-storage";
@@ -536,9 +563,10 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
     // Own x streamed rows, from the forward's candidates; no cap by T (one
     // pipeline per D and variant: fewer slow compiles on lavapipe; short
     // sequences leave some subgroups idle, which costs nothing that matters).
-    for (const auto& t : coopmat_tiles()) {
+    for (const auto& t : coopmat_tiles(is_ra(variant_), s.D)) {
       const int own = t[0], str = t[1];
       if (opt_.tile && (own != opt_.tile || str != opt_.tile)) continue;
+      if (own > cm_rows_ || str > cm_keys_) continue;
       const std::uint32_t threads = std::uint32_t(own / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
       const std::size_t bytes =
           coopmat_backward_shared_bytes(own, str, s.D, is_ra(variant_), int(threads), emulate);
@@ -555,6 +583,13 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
   if (why.empty()) {
     bwd_plan_ = cm;
     bwd_cm_ = emulate ? "emulated" : "coopmat";
+    // The own rows' lse / Delta / bias in registers: as the forward's ROWREG.
+    bwd_rowreg_ = fwd_rowstats_ && !emulate && dev.vendor_id == 0x10de;
+    // The streamed loop's prefetch ($RA_VK_PREFETCH, as the forward's): a
+    // tile too large for its registers runs single-stage, and says so.
+    if (fwd_prefetch_ && !emulate &&
+        !coopmat_backward_prefetch_fits(cm.br, cm.bc, s.D, is_ra(variant_), int(dev.subgroup_size)))
+      bwd_plan_.path += " single-stage (tile too large to prefetch)";
   } else if (emulate) {
     throw std::invalid_argument(who + ": the emulated coopmat backward cannot run: " + why);
   } else {
@@ -639,7 +674,7 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
     spec.resize(8, 0u);  // ids 6 (absent in fwd_cm) and 7 (CUT, 0 unless set above)
     spec.push_back(fwd_prefetch_ ? 1u : 0u);
     spec.push_back(std::uint32_t(fwd_grid_));
-    spec.push_back(fwd_rowstats_ ? 1u : 0u);
+    spec.push_back(fwd_rowreg_ ? 1u : 0u);
   }
   return spec;
 }
@@ -712,10 +747,15 @@ void Attention::record_backward(VkCommandBuffer cb) {
     auto name = [&](const char* which) {
       return std::string("bwd_cm_") + which + (bwd_cm_ == "emulated" ? "_emu" : "");
     };
-    std::vector<std::uint32_t> spec_kv = spec;
+    // Id 8: PREFETCH, id 10: ROWREG (bwd_cm.comp; ids 6, 7, 9 are not in the shader).
+    std::vector<std::uint32_t> spec_q = spec;
+    spec_q.resize(10, 0u);
+    spec_q[8] = fwd_prefetch_ ? 1u : 0u;
+    spec_q.push_back(bwd_rowreg_ ? 1u : 0u);
+    std::vector<std::uint32_t> spec_kv = spec_q;
     std::swap(spec_kv[3], spec_kv[4]);
     kv = ctx_->pipeline(name("kv"), spec_kv);
-    qk = ctx_->pipeline(name("q"), spec);
+    qk = ctx_->pipeline(name("q"), spec_q);
   }
   VkPipeline gates = ra ? ctx_->pipeline("gate_grads", spec_small) : VK_NULL_HANDLE;
   const int n_tiles = ceil_div(s.T, p.br);

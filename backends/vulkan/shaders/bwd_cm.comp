@@ -58,37 +58,103 @@ const uint SS = 20u;
 shared uvec4 sf[STR * FS / 8u];      // streamed folded rows (first: own rows, staged)
 shared uvec4 sg[STR * GS / 8u];      // streamed dO / V rows
 shared float ss[NSG * 16u * SS];     // per subgroup: index map, accumulator stores
-shared float slse[BR], sdel[BR];     // per query row of its tile
-shared float sbias[BC];              // w_disc d_j per key row of its tile
+shared float slse[BR], sdel[BR];     // per query row of its tile: lse log2(e), Delta
+shared float sbias[BC];              // per key row of its tile: w_disc d_j log2(e)
+
+// Own rows' per-row values in registers (spec constant 10, as fwd_cm.comp's
+// ROWREG; attention.cpp sets 1 for the real kernels on NVIDIA unless
+// $RA_VK_ROWSTATS=0): where the accumulators have the two-row layout
+// (CM_ROW_LAYOUT), a lane's elements need the lse and Delta (query-owned) or
+// the bias (key-owned) of two rows only, held in registers for the whole
+// kernel instead of read from shared memory per element and block. Where
+// the layout does not hold the outputs are NaN.
+layout(constant_id = 10) const uint ROWREG = 0u;
 shared float sred[2u * NT];          // gate shares (query-owned) / column sums (key-owned)
+
+// 16-byte chunk e of the folded rows [x, other] from row0 (fx: x's
+// buffer), and its place in sf; chunk e of the dO or V rows (gx), and its
+// place in sg.
+uvec4 f_chunk(uint bh, uint row0, uint e, uint fx) {
+  const uint r = e / CW, c8 = e % CW;
+  const bool second = c8 >= P8;
+  return load8(second ? 1u - fx : fx, bh, row0 + r, second ? c8 - P8 : c8);
+}
+uint f_slot(uint e) { return (e / CW) * FS + 8u * (e % CW); }
+uvec4 g_chunk(uint bh, uint row0, uint e, uint gx) { return load8(gx, bh, row0 + e / P8, e % P8); }
+uint g_slot(uint e) { return (e / P8) * GS + 8u * (e % P8); }
 
 // Rows row0 .. row0 + rows - 1: folded [x, other] into sf, dO or V (gx) into sg.
 void stage(uint bh, uint row0, uint rows, uint fx, uint gx) {
-  for (uint e = gl_LocalInvocationID.x; e < rows * CW; e += NT) {
-    const uint r = e / CW, c8 = e % CW;
-    const bool second = c8 >= P8;
-    CM_PUT16(sf, r * FS + 8u * c8, load8(second ? 1u - fx : fx, bh, row0 + r, second ? c8 - P8 : c8));
-  }
-  for (uint e = gl_LocalInvocationID.x; e < rows * P8; e += NT) {
-    const uint r = e / P8, c8 = e % P8;
-    CM_PUT16(sg, r * GS + 8u * c8, load8(gx, bh, row0 + r, c8));
-  }
+  for (uint e = gl_LocalInvocationID.x; e < rows * CW; e += NT) CM_PUT16(sf, f_slot(e), f_chunk(bh, row0, e, fx));
+  for (uint e = gl_LocalInvocationID.x; e < rows * P8; e += NT) CM_PUT16(sg, g_slot(e), g_chunk(bh, row0, e, gx));
 }
 
-// Per-row scalars of rows row0 .. row0 + rows - 1: lse and Delta of query
-// rows (at slse / sdel) or the bias of key rows (at sbias).
-void stage_scalars(uint bh, uint row0, uint rows, bool queries, float w_disc) {
+const float LOG2E = 1.4426950408889634;
+
+// The per-row scalars of sequence row x: (lse log2(e), Delta) of a query
+// row, or (w_disc d_x log2(e), 0) of a key row (0 past T); lse and the bias
+// times log2(e), so P = exp2 of one sum (BWD_EL). put_scalars stores them
+// as row r of the tile (slse / sdel, or sbias).
+vec2 row_scalars(uint bh, uint x, bool queries, float w_disc) {
   const uint T = pc.T;
-  for (uint r = gl_LocalInvocationID.x; r < rows; r += NT) {
-    const uint x = row0 + r;
-    if (queries) {
-      slse[r] = x < T ? lse[bh * T + x] : 0.0;
-      sdel[r] = x < T ? delta[bh * T + x] : 0.0;
-    } else {
-      sbias[r] = (RA != 0u && x < T) ? w_disc * dsc[bh * T + x] : 0.0;
-    }
+  if (x >= T) return vec2(0.0);
+  if (queries) return vec2(lse[bh * T + x] * LOG2E, delta[bh * T + x]);
+  return vec2(RA != 0u ? w_disc * dsc[bh * T + x] * LOG2E : 0.0, 0.0);
+}
+void put_scalars(uint r, vec2 v, bool queries) {
+  if (queries) {
+    slse[r] = v.x;
+    sdel[r] = v.y;
+  } else {
+    sbias[r] = v.x;
   }
 }
+void stage_scalars(uint bh, uint row0, uint rows, bool queries, float w_disc) {
+  for (uint r = gl_LocalInvocationID.x; r < rows; r += NT)
+    put_scalars(r, row_scalars(bh, row0 + r, queries, w_disc), queries);
+}
+
+// Software pipeline of the streamed loop (spec constant 8, as fwd_cm.comp's
+// PREFETCH; attention.cpp sets it from $RA_VK_PREFETCH): each invocation
+// loads its chunks of the next streamed tile into registers while the
+// current one is computed, and stores them to shared memory after the
+// barrier that ends the current tile's use. Without it every tile's global
+// loads are waited out between two barriers, with nothing else in flight
+// where one workgroup fills the SM (RA's 128-row tiles). Named registers on
+// the tensor cores (as fwd_cm's: arrays indexed by an unrolled counter went
+// to local memory there); a tile needing more than 16 chunks of a kind per
+// invocation runs single-stage (the host's coopmat_backward_prefetch_fits()
+// says the same). Emulated: arrays.
+layout(constant_id = 8) const uint PREFETCH = 1u;
+const uint NFC = (STR * CW + NT - 1u) / NT;  // folded chunks per invocation and tile
+const uint NGC = (STR * P8 + NT - 1u) / NT;  // dO / V chunks
+const uint NSC = (STR + NT - 1u) / NT;       // row scalars
+#ifdef RA_CM_EMULATE
+const bool PF = PREFETCH != 0u;
+#define BPF_DECL uvec4 pf[NFC], pg[NGC]; vec2 ps[NSC];
+#define BPF_EACH(M, a) CM_UNROLL for (uint u_ = 0u; u_ < max(NFC, max(NGC, NSC)); ++u_) { M(u_, a) }
+#define PFF(u) pf[u]
+#define PFG(u) pg[u]
+#define PFS(u) ps[u]
+#else
+const bool PF = PREFETCH != 0u && NFC <= 16u && NGC <= 16u && NSC <= 16u;
+#define BPF_DECL                                                                        \
+  uvec4 pf0, pf1, pf2, pf3, pf4, pf5, pf6, pf7, pf8, pf9, pf10, pf11, pf12, pf13, pf14, pf15; \
+  uvec4 pg0, pg1, pg2, pg3, pg4, pg5, pg6, pg7, pg8, pg9, pg10, pg11, pg12, pg13, pg14, pg15; \
+  vec2 ps0, ps1, ps2, ps3, ps4, ps5, ps6, ps7, ps8, ps9, ps10, ps11, ps12, ps13, ps14, ps15;
+#define BPF_EACH(M, a) CM_EACH16(M, a)
+#define PFF(u) pf##u
+#define PFG(u) pg##u
+#define PFS(u) ps##u
+#endif
+#define BPF_FETCH(u, row0_)                                                              \
+  if (u < NFC && tid + u * NT < STR * CW) PFF(u) = f_chunk(bh, row0_, tid + u * NT, STR_FX); \
+  if (u < NGC && tid + u * NT < STR * P8) PFG(u) = g_chunk(bh, row0_, tid + u * NT, STR_GX); \
+  if (u < NSC && tid + u * NT < STR) PFS(u) = row_scalars(bh, row0_ + tid + u * NT, KEYS, g.z);
+#define BPF_STORE(u, _)                                                                  \
+  if (u < NFC && tid + u * NT < STR * CW) CM_PUT16(sf, f_slot(tid + u * NT), PFF(u));     \
+  if (u < NGC && tid + u * NT < STR * P8) CM_PUT16(sg, g_slot(tid + u * NT), PFG(u));     \
+  if (u < NSC && tid + u * NT < STR) put_scalars(tid + u * NT, PFS(u), KEYS);
 
 const uint DST_DQ = 0u, DST_DK = 1u, DST_DV = 2u;
 
@@ -111,32 +177,45 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
 
 // One element of a streamed block against the own rows: P and dL in fp32,
 // and their sums (the key loop's per-element work below, written out by
-// CM_EACH_EL). qi: the row of slse / sdel; kj: the row of sbias.
+// CM_EACH_EL). qi: the row of slse / sdel; kj: the row of sbias. FULL: the
+// whole block is inside T, at or below the diagonal and (where any element
+// has the reciprocal term) inside the band, so no element needs a check.
+// P = exp2(c_std Sa + c_rec Sb + (bias - lse) log2 e), c = s w log2 e.
 #ifdef RA_CM_KEYS
 #define BWD_SUMS(e, dl, rec) csum[e] += dl;
+// Own rows are keys: their bias in registers where ROWREG holds.
+#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b : own_a) : sbias[kj])
+#define EL_LSE(e, qi) slse[qi]
+#define EL_DEL(e, qi) sdel[qi]
 #else
 #define BWD_SUMS(e, dl, rec) \
   ws += dl * sa[e];          \
   wr += rec ? dl * sb[e] : 0.0;
+// Own rows are queries: their lse and Delta in registers where ROWREG holds.
+#define EL_BIAS(e, kj) sbias[kj]
+#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b : own_a) : slse[qi])
+#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_d : own_c) : sdel[qi])
 #endif
-#define BWD_EL(e, _)                                                                    \
+#define BWD_EL(e, FULL)                                                                 \
   if (e < NEL) {                                                                        \
     const uint f = ERC(e), rr = f >> 4u, cc = f & 15u;                                  \
     const uint i = KEYS ? sb0 + cc : go + rr, j = KEYS ? go + rr : sb0 + cc;            \
     const uint qi = KEYS ? 16u * cb + cc : r0 + rr;                                     \
     const uint kj = KEYS ? r0 + rr : 16u * cb + cc;                                     \
-    const bool rec = rec_any && in_band(i, j);                                          \
+    const bool rec = rec_any && (FULL || in_band(i, j));                                \
     float p = 0.0, dl = 0.0;                                                            \
-    if (i < T && j <= i) {                                                              \
-      const float x = pc.scale * (g.x * sa[e] + (rec ? g.y * sb[e] : 0.0)) + sbias[kj]; \
-      p = exp(x - slse[qi]);                                                            \
-      dl = p * (dp[e] - sdel[qi]);                                                      \
+    if (FULL || (i < T && j <= i)) {                                                    \
+      const float off = (RA != 0u ? EL_BIAS(e, kj) : 0.0) - EL_LSE(e, qi);             \
+      p = exp2(c_std * sa[e] + (rec ? c_rec * sb[e] : 0.0) + off);                      \
+      dl = p * (dp[e] - EL_DEL(e, qi));                                                 \
     }                                                                                   \
     BWD_SUMS(e, dl, rec)                                                                \
     sa[e] = p;                                                                          \
     sb[e] = rec ? dl : 0.0;                                                             \
     dp[e] = dl;                                                                         \
   }
+#define BWD_EL_FULL(e, _) BWD_EL(e, true)
+#define BWD_EL_EDGE(e, _) BWD_EL(e, false)
 
 void main() {
   const uint tid = gl_LocalInvocationID.x, lane = gl_SubgroupInvocationID, T = pc.T;
@@ -159,9 +238,39 @@ void main() {
   CM_INDEX_MAP(idx, ss, r0 * SS, SS);
   // NaN into every output where the fragments' length is not NEL or more
   // than 8 (the written-out element work below assumes both: cm_common.glsl).
-  const float ok = CM_LENGTH_OK(idx) && CM_EL_FITS ? 1.0 : uintBitsToFloat(0x7fc00000u);
   CM_ERC_DECL
   CM_EACH_EL(INIT_ERC_EL, _)
+  uint rowA = 0u, rowB = 0u, selB = 0u;
+  bool rowreg = false;
+  if (ROWREG != 0u) CM_ROW_LAYOUT(rowA, rowB, selB, rowreg);
+  // ... and where ROWREG's layout does not hold.
+  const bool fits = CM_LENGTH_OK(idx) && CM_EL_FITS && (ROWREG == 0u || rowreg);
+  const float ok = fits ? 1.0 : uintBitsToFloat(0x7fc00000u);
+  // ROWREG: the own rows' values (EL_LSE, EL_DEL, EL_BIAS), rows rowA / rowB.
+  float own_a = 0.0, own_b = 0.0, own_c = 0.0, own_d = 0.0;
+  if (ROWREG != 0u && live) {
+    const uint xa = go + rowA, xb = go + rowB;
+    if (KEYS) {
+      own_a = (RA != 0u && xa < T) ? g.z * dsc[bh * T + xa] * LOG2E : 0.0;
+      own_b = (RA != 0u && xb < T) ? g.z * dsc[bh * T + xb] * LOG2E : 0.0;
+    } else {
+      own_a = xa < T ? lse[bh * T + xa] * LOG2E : 0.0;
+      own_b = xb < T ? lse[bh * T + xb] * LOG2E : 0.0;
+      own_c = xa < T ? delta[bh * T + xa] : 0.0;
+      own_d = xb < T ? delta[bh * T + xb] : 0.0;
+    }
+  }
+  const float c_std = pc.scale * g.x * LOG2E, c_rec = pc.scale * g.y * LOG2E;
+
+  // Streamed tiles: key tiles 0 .. up to the own tile's last query, or
+  // query tiles from the own tile's first key to the end.
+  const uint st_first = KEYS ? o0 / STR : 0u;
+  const uint st_end = KEYS ? (T + STR - 1u) / STR : min(o0 + OWN - 1u, T - 1u) / STR + 1u;
+  // PREFETCH: the first streamed tile's loads, in flight during the own rows' staging.
+  BPF_DECL
+  if (PF && st_first < st_end) {
+    BPF_EACH(BPF_FETCH, st_first * STR)
+  }
 
   // Own rows into registers, staged through sf / sg STR rows at a time.
   DECL_H_ARR(fa, KW);
@@ -189,16 +298,21 @@ void main() {
   float ws = 0.0, wr = 0.0;  // this lane's shares of dw_std / s, dw_rec / s
 #endif
 
-  // Streamed tiles: key tiles 0 .. up to the own tile's last query, or
-  // query tiles from the own tile's first key to the end.
-  const uint st_first = KEYS ? o0 / STR : 0u;
-  const uint st_end = KEYS ? (T + STR - 1u) / STR : min(o0 + OWN - 1u, T - 1u) / STR + 1u;
   for (uint st = st_first; st < st_end; ++st) {
     const uint s0 = st * STR;
-    barrier();  // every subgroup is done with the previous tile
-    stage(bh, s0, STR, STR_FX, STR_GX);
-    stage_scalars(bh, s0, STR, KEYS, g.z);
+    barrier();  // every subgroup is done with the previous tile (or the own rows)
+    if (PF) {
+      BPF_EACH(BPF_STORE, _)
+    } else {
+      stage(bh, s0, STR, STR_FX, STR_GX);
+      stage_scalars(bh, s0, STR, KEYS, g.z);
+    }
     barrier();
+    // The next tile's loads, in flight while this one is computed
+    // (workgroup-uniform condition).
+    if (PF && st + 1u < st_end) {
+      BPF_EACH(BPF_FETCH, s0 + STR)
+    }
     // An if, not a continue: the loop's barriers stay in uniform control flow.
     if (live) {
       [[dont_unroll]] for (uint cb = 0u; cb < NSB; ++cb) {
@@ -208,6 +322,10 @@ void main() {
         const uint j_min = KEYS ? go : sb0, j_max = KEYS ? go_last : sb0 + 15u;
         if (sb0 >= T || j_min > i_max) continue;
         const bool rec_any = RA != 0u && (pc.window < 0 || int(i_min) - int(j_max) <= pc.window);
+        // FULL (BWD_EL): every (i, j) of the block live, and in the band if any is.
+        const uint i_hi = KEYS ? sb0 + 15u : go + 15u, j_hi = KEYS ? go + 15u : sb0 + 15u;
+        const bool full = i_hi < T && j_hi <= i_min &&
+                          (!rec_any || pc.window < 0 || int(i_hi) - int(j_min) <= pc.window);
 
         DECL_F(sa);  // Q_i.K_j
         FILL_F(sa, 0.0);
@@ -240,7 +358,11 @@ void main() {
         // not share the element -> (row, column) map. Written out per
         // element (BWD_EL, CM_EACH_EL): a loop NVIDIA's compiler did not
         // unroll kept sa, sb and dp in local memory (v26).
-        CM_EACH_EL(BWD_EL, _)
+        if (full) {
+          CM_EACH_EL(BWD_EL_FULL, _)
+        } else {
+          CM_EACH_EL(BWD_EL_EDGE, _)
+        }
         DECL_H(dlh);  // dL
         TO_H(dlh, dp);
         DECL_H(dlr);  // dL in the band (the reciprocal half's)

@@ -165,6 +165,44 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
 #define INIT_ERC_EL(k, _) \
   if (k < NEL) { SET_ERC(k, uint(idx[k])); }
 
+// Whether the fp32 accumulators have NVIDIA's two-row layout (the kernels'
+// ROWREG): every lane's 8 elements lie in two rows, rowA and rowB (bit i of
+// selB set where element i is in rowB), the lanes L ^ 1, L ^ 2, L ^ 3 share
+// both rows, and the four of them hold all 16 columns of each. Then a row's
+// maximum is a lane-local max and two xor-shuffles, and per-row values can
+// live in two registers a lane. Checked on the element map (ERC), every lane
+// of the subgroup agreeing (shuffles only: uniform control flow needed);
+// ok = false elsewhere (subgroups other than 32 wide, emulation).
+#define CM_ROW_LAYOUT(rowA, rowB, selB, ok_)                                           \
+  if (SG == 32u && NEL == 8) {                                                         \
+    rowA = ERC(0) >> 4u;                                                               \
+    rowB = rowA;                                                                       \
+    uint colA_ = 0u, colB_ = 0u;                                                       \
+    bool fine_ = true;                                                                 \
+    CM_UNROLL for (int i_ = 0; i_ < NEL; ++i_) {                                       \
+      const uint e_ = ERC(i_), r_ = e_ >> 4u;                                          \
+      if (r_ != rowA && rowB == rowA) rowB = r_;                                       \
+      if (r_ == rowA) {                                                                \
+        colA_ |= 1u << (e_ & 15u);                                                     \
+      } else {                                                                         \
+        fine_ = fine_ && r_ == rowB;                                                   \
+        colB_ |= 1u << (e_ & 15u);                                                     \
+        selB |= 1u << uint(i_);                                                        \
+      }                                                                                \
+    }                                                                                  \
+    fine_ = fine_ && rowB != rowA && bitCount(colA_) == 4 && bitCount(colB_) == 4;     \
+    [[unroll]] for (uint x_ = 1u; x_ <= 2u; ++x_) {                                    \
+      fine_ = fine_ && subgroupShuffleXor(rowA, x_) == rowA && subgroupShuffleXor(rowB, x_) == rowB; \
+      colA_ |= subgroupShuffleXor(colA_, x_);                                          \
+      colB_ |= subgroupShuffleXor(colB_, x_);                                          \
+    }                                                                                  \
+    uint all_ = fine_ && colA_ == 0xFFFFu && colB_ == 0xFFFFu ? 1u : 0u;               \
+    [[unroll]] for (uint x_ = 1u; x_ < 32u; x_ <<= 1u) all_ = min(all_, subgroupShuffleXor(all_, x_)); \
+    ok_ = all_ != 0u;                                                                  \
+  }
+// Element k of this lane is in its second row (CM_ROW_LAYOUT's rowB).
+bool in_row_b(uint sel, int k) { return ((sel >> uint(k)) & 1u) != 0u; }
+
 layout(std430, binding = 7) restrict readonly buffer BufDout4 { uvec4 dout4[]; };
 
 // Eight consecutive halves of row i of q (x = 0), k (1), v (2) or dout (3),

@@ -53,12 +53,28 @@ layout(std430, binding = 5) restrict writeonly buffer BufO4 { uvec4 o4[]; };
 // BR, BC: multiples of 16 (attention.cpp picks them). The workgroup is
 // NSG subgroups of SG lanes (spec constant 0 = NSG * subgroup size).
 const uint NCB = BC / 16u;                   // 16-key blocks of a key tile
+// Row statistics in registers (spec constant 10; attention.cpp sets 1 for
+// the real kernel on NVIDIA unless $RA_VK_ROWSTATS=0): every lane's elements
+// of a 16 x 16 fp32 accumulator lie in two rows, shared with the lanes
+// L ^ 1, L ^ 2, L ^ 3, which between them hold all 16 columns of both (the
+// layout of NVIDIA's accumulators), so a row's maximum is a lane-local max
+// and two xor-shuffles, and the running maxima and rescale factors stay in
+// registers: no logit block through shared memory, no serial 32-step scan
+// per row, no shared reads per element. The kernel still checks that layout
+// on its index map and writes NaN where it does not hold (no shared logit
+// block to fall back on: ss is sized for 16 x 16 blocks then). With 0 the
+// shared-memory path below runs; both give the same result.
+layout(constant_id = 10) const uint ROWREG = 1u;
 // Row strides: 16-byte multiples (cooperative-matrix loads and stores want
 // aligned rows), 8 halves / 4 floats past the natural width so rows do not
 // start on the same shared-memory bank.
 const uint QS = W16 + 8u;  // Kf rows (and Qf rows while staged) (halves)
 const uint VS = D16 + 8u;  // V rows (halves)
-const uint SS = BC + 4u;   // logit rows (floats); BC >= 16 also holds a 16x16 block
+// Logit rows (floats): a 16 x BC block per subgroup where the row
+// statistics go through shared memory; with ROWREG (above) only the 16 x 16
+// blocks of the index map and the epilogue, which frees the room that lets
+// 128-row tiles fit the 48 KiB budget.
+const uint SS = ROWREG != 0u ? 20u : BC + 4u;
 // kernel_traits.hpp's coopmat_forward_shared_bytes() mirrors these sizes.
 // Kf and V as 16-byte chunks (CM_PUT16: one shared store per chunk).
 shared uvec4 sk[BC * QS / 8u];
@@ -111,16 +127,6 @@ layout(constant_id = 8) const uint PREFETCH = 1u;
 // a query tile consecutive. Which workgroups run at once decides how many
 // heads' K / V the L2 must hold; the three orders measure that.
 layout(constant_id = 9) const uint GRID = 0u;
-// Row statistics in registers (spec constant 10, from $RA_VK_ROWSTATS;
-// default 1): where every lane's elements of a 16 x 16 fp32 accumulator lie
-// in two rows, shared with the lanes L ^ 1, L ^ 2, L ^ 3, which between them
-// hold all 16 columns of both (the layout of NVIDIA's accumulators, but the
-// kernel checks it on the index map rather than assume it), a row's maximum
-// is a lane-local max and two xor-shuffles, and the running maxima and
-// rescale factors stay in registers: no logit block through shared memory,
-// no serial 32-step scan per row, no shared reads per element. Elsewhere (or
-// with 0) the shared-memory path below runs; both give the same result.
-layout(constant_id = 10) const uint ROWREG = 1u;
 const uint NKC = (BC * CW + NT - 1u) / NT;  // Kf chunks per invocation and tile
 const uint NVC = (BC * P8 + NT - 1u) / NT;  // V chunks
 const uint NBC = (BC + NT - 1u) / NT;       // bias entries
@@ -206,7 +212,9 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 // Block CB: S = Qf Kf^T (unscaled), plus the bias (RA, staged as bias /
 // scale) and, on blocks that need it, the band and causal masks. Blocks
 // wholly below the diagonal, inside T and off the band's edge need no mask:
-// SDPA's then have no per-element work here at all.
+// SDPA's then have no per-element work here at all. (Starting the product
+// from a fragment of 16 staged bias rows instead, so the tensor cores add
+// the bias, made RA's forward 16% slower on the H100: perf v27.)
 #define LOGITS_BLOCK(CB, S)                                                   \
   if (CB < NCB && CB < ncb) {                                                 \
     const uint cb_ = CB;                                                      \
@@ -229,7 +237,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     } else if (CUT != 5u && RA != 0u) {                                       \
       CM_EACH_EL(BIAS_EL, S)                                                  \
     }                                                                         \
-    if (stats && !rowreg) STORE_SS(S, r0 * SS + cb_ * 16u, SS);               \
+    if (ROWREG == 0u && stats) STORE_SS(S, r0 * SS + cb_ * 16u, SS);          \
   }
 #define MASK_EL(k, S)                                                         \
   if (k < NEL) {                                                              \
@@ -270,7 +278,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
       CM_EACH_EL(EXP_RAW_EL, S)                                               \
     } else if (CUT != 1u && rowreg) {                                         \
       CM_EACH_EL(EXP_REG_EL, S)                                               \
-    } else if (CUT != 1u) {                                                   \
+    } else if (CUT != 1u && ROWREG == 0u) {                                   \
       CM_EACH_EL(EXP_SHARED_EL, S)                                            \
     }                                                                         \
     DECL_H(p);                                                                \
@@ -297,8 +305,6 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
   if (k < NEL) S[k] /= sm_al[r0 + (ERC(k) >> 4u)];
 
 
-// ROWREG: whether element i of this lane is in its second row (bit i of sel).
-bool in_row_b(uint sel, int i) { return ((sel >> uint(i)) & 1u) != 0u; }
 
 // classify() of common.glsl for one subgroup's rows i0..i_last.
 uint classify_rows(uint i0, uint i_last, uint j0) {
@@ -348,33 +354,7 @@ void main() {
   // of selB is set (see ROWREG above for what must hold).
   uint rowA = 0u, rowB = 0u, selB = 0u;
   bool rowreg = false;
-  if (ROWREG != 0u && SG == 32u && NEL == 8) {
-    rowA = ERC(0) >> 4u;
-    rowB = rowA;
-    uint colA = 0u, colB = 0u;
-    bool ok = true;
-    CM_UNROLL for (int i = 0; i < NEL; ++i) {
-      const uint e = ERC(i), r = e >> 4u;
-      if (r != rowA && rowB == rowA) rowB = r;
-      if (r == rowA) {
-        colA |= 1u << (e & 15u);
-      } else {
-        ok = ok && r == rowB;
-        colB |= 1u << (e & 15u);
-        selB |= 1u << uint(i);
-      }
-    }
-    ok = ok && rowB != rowA && bitCount(colA) == 4 && bitCount(colB) == 4;
-    [[unroll]] for (uint x = 1u; x <= 2u; ++x) {
-      ok = ok && subgroupShuffleXor(rowA, x) == rowA && subgroupShuffleXor(rowB, x) == rowB;
-      colA |= subgroupShuffleXor(colA, x);
-      colB |= subgroupShuffleXor(colB, x);
-    }
-    // Every lane of the subgroup must agree (shuffles only: no vote needed).
-    uint all_ok = ok && colA == 0xFFFFu && colB == 0xFFFFu ? 1u : 0u;
-    [[unroll]] for (uint x = 1u; x < 32u; x <<= 1u) all_ok = min(all_ok, subgroupShuffleXor(all_ok, x));
-    rowreg = all_ok != 0u;
-  }
+  if (ROWREG != 0u) CM_ROW_LAYOUT(rowA, rowB, selB, rowreg);
   float mA = -1e30, mB = -1e30;  // ROWREG: running maxima of rows rowA, rowB (as sm_m)
 
   // PREFETCH: tile 0's loads go out now, in flight during the Qf staging.
@@ -465,7 +445,7 @@ void main() {
         alB = exp2((mB - nB) * sc2);
         mA = nA;
         mB = nB;
-      } else if (stats) {
+      } else if (stats && ROWREG == 0u) {
         subgroup_sync();
 
         // Row maxima: two lanes per row (even / odd columns), combined by one
@@ -488,7 +468,7 @@ void main() {
       // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
       if (stats && rowreg) {
         CM_EACH_EL(RESCALE_REG_EL, _)
-      } else if (stats) {
+      } else if (stats && ROWREG == 0u) {
         CM_EACH_EL(RESCALE_SHARED_EL, _)
       }
       // P = exp(x - m_new) in fp16; l += P 1 and O += P V with the same P.
@@ -513,8 +493,11 @@ void main() {
       float l = ss[(r0 + r) * SS];
       // Timing cuts: l >= 1 (finite O / l and lse), and it depends on keep.
       if (CUT != 0u) l = abs(l) + 1.0 + abs(keep) * 1e-20;
+      // NaN into O and lse where the written-out element work does not
+      // match this device's fragments (emap_fits), or ROWREG's layout does
+      // not hold (no shared-memory path compiled in to fall back on).
+      if (!emap_fits || (ROWREG != 0u && !rowreg)) l = uintBitsToFloat(0x7fc00000u);
       sm_al[r0 + r] = l;
-      if (!emap_fits) l = uintBitsToFloat(0x7fc00000u);  // NaN: see emap_fits
       if (gi0 + r < T) lse[bh * T + gi0 + r] = sm_m[r0 + r] * pc.scale + log(l);
     }
     subgroup_sync();

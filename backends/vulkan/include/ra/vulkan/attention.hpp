@@ -89,6 +89,14 @@ std::string precision_name(Precision p);
 // " single-stage" for those kernels (before any CUT); other kernels ignore
 // it. Another value throws std::invalid_argument naming the variable.
 //
+// $RA_VK_CM_ROWS = 16 | 32 | 64 | 128 and $RA_VK_CM_KEYS = 16 | 32 | 64
+// (read when an Attention is made) cap the rows one workgroup of the coopmat
+// kernels owns (fwd_cm's query rows, bwd_cm's own rows; 16 per subgroup;
+// unset or empty: 128) and streams per tile (keys, or the key-owned
+// backward's queries; unset or empty: 64), for tile A/Bs. The tiles the
+// plans pick are in forward_plan() / backward_plan(). Another value throws
+// std::invalid_argument naming the variable.
+//
 // $RA_VK_GRID = 0 | 1 | 2 (read when an Attention is made) lays out the
 // coopmat forward's workgroups (fwd_cm, fwd_cm_emu; spec constant GRID), to
 // measure how the order in which the GPU starts them moves the L2's working
@@ -247,7 +255,11 @@ class Attention {
   bool fwd_prefetch_ = true;  // $RA_VK_PREFETCH (fwd_cm's key loop)
   int fwd_grid_ = 0;          // $RA_VK_GRID (fwd_cm's workgroup layout)
   bool fwd_rowstats_ = true;  // $RA_VK_ROWSTATS (fwd_cm's row statistics in registers)
+  bool fwd_rowreg_ = false;   // ... and whether the plan uses them (spec constant ROWREG)
+  int cm_rows_ = 128;         // $RA_VK_CM_ROWS (most rows a coopmat workgroup owns)
+  int cm_keys_ = 64;          // $RA_VK_CM_KEYS (most rows it streams per tile)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
+  bool bwd_rowreg_ = false; // bwd_cm's own-row values in registers (spec constant ROWREG)
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;

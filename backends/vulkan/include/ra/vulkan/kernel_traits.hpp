@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <vector>
 
 namespace ra::vk {
 
@@ -81,22 +82,35 @@ inline std::size_t tiled_forward_shared_floats(int D, int vc) {
   return std::max(stages, v) + std::size_t(Tr::tile) * Tr::ld + Tr::tile;
 }
 
-// The coopmat forward (shaders/fwd_cm.comp): br query rows (16 per
-// subgroup) x bc keys, both multiples of 16, preferred first: more
-// subgroups per workgroup (one Kf / V stage shared by more rows, so less
-// staging and fewer barriers per query row), then longer key tiles (fewer
-// workgroup barriers per key). The first that fits the shared budget (and T) runs.
-inline std::array<std::array<int, 2>, 7> coopmat_tiles() {
-  return {{{64, 64}, {64, 32}, {32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}}};
+// The coopmat kernels (shaders/fwd_cm.comp, bwd_cm.comp): own rows (16 per
+// subgroup) x streamed rows, both multiples of 16, preferred first: more
+// subgroups per workgroup (one staged tile shared by more rows, so fewer
+// bytes staged and fewer barriers per row), then longer streamed tiles
+// (fewer workgroup barriers per key). The first that fits the shared budget,
+// the caps ($RA_VK_CM_ROWS / $RA_VK_CM_KEYS) and T runs.
+// 128-row tiles only for RA at D <= 64, where they were measured to pay
+// (perf v27, H100, T=4096: RA forward -3%, forward+backward -2% against
+// 64 rows): RA stages twice SDPA's bytes per key (Kf = [K, Q]). SDPA ran
+// 4% / 14% slower with them (one 256-invocation workgroup per SM where two
+// of 128 overlap each other's barriers); D = 128 was not measured.
+inline std::vector<std::array<int, 2>> coopmat_tiles(bool ra, int D) {
+  std::vector<std::array<int, 2>> t;
+  if (ra && D <= 64) t = {{128, 64}, {128, 32}};
+  for (const auto& x : {std::array<int, 2>{64, 64}, {64, 32}, {32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}})
+    t.push_back(x);
+  return t;
 }
 
 // Shared bytes of shaders/fwd_cm.comp (its strides: rows padded by 8 halves
 // or 4 floats; D padded to a multiple of 16): the Kf tile (which also stages
-// Qf), the V tile, one fp32 logit block per subgroup, per-row max / rescale,
-// the bias; the emulated build adds a 2 KiB product scratch per subgroup.
-inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, bool emulated) {
+// Qf), the V tile, one fp32 block per subgroup (16 x bc logits for the
+// shared-memory row statistics; 16 x 16 where they live in registers,
+// `rowreg`), per-row max / rescale, the bias; the emulated build adds a
+// 2 KiB product scratch per subgroup.
+inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, bool emulated,
+                                                bool rowreg) {
   const std::size_t d16 = std::size_t(D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
-  const std::size_t qs = w16 + 8, vs = d16 + 8, ss = bc + 4;
+  const std::size_t qs = w16 + 8, vs = d16 + 8, ss = rowreg ? 20 : bc + 4;
   const std::size_t halves = bc * qs + bc * vs;
   const std::size_t floats =
       br * ss + 2 * std::size_t(br) + bc + (emulated ? std::size_t(br / 16) * 512 : 0);
@@ -116,16 +130,29 @@ inline bool coopmat_forward_prefetch_fits(int br, int bc, int D, bool ra, int su
   return per_invocation(bc * w16 / 8) <= 16 && per_invocation(bc * d16 / 8) <= 16 && per_invocation(bc) <= 16;
 }
 
+// Whether bwd_cm's prefetching streamed loop has registers for a tile (own
+// rows x streamed rows): per invocation its share of the next streamed
+// tile's folded chunks (width 2 D16 for RA), dO / V chunks and row scalars,
+// at most 16 named registers of each kind (bwd_cm.comp's PF); past that the
+// kernels run single-stage and the backward's path says so.
+inline bool coopmat_backward_prefetch_fits(int own, int streamed, int D, bool ra, int subgroup) {
+  const int threads = own / 16 * subgroup;
+  const int d16 = (D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
+  const auto per_invocation = [&](int n) { return (n + threads - 1) / threads; };
+  return per_invocation(streamed * w16 / 8) <= 16 && per_invocation(streamed * d16 / 8) <= 16 &&
+         per_invocation(streamed) <= 16;
+}
+
 // The coopmat2 forward (shaders/fwd_cm2.comp): br query rows x bc keys of
-// one workgroup-scope matrix each, from the coopmat forward's candidates
-// (more rows per workgroup first: K^T / V loads shared by more rows). It
+// one workgroup-scope matrix each, the coopmat forward's candidates up to
+// 64 rows (more rows per workgroup first: K^T / V loads shared by more rows). It
 // declares no shared memory (the driver stages workgroup-scope operands in
 // memory it reserves), so the budget does not limit it; registers do: per
 // invocation the Q (and RA: K) rows, O and two logit tiles. At D > 64
 // 32-row tiles come first, halving those (a guess, not measured).
 inline std::array<std::array<int, 2>, 7> coopmat2_tiles(int D) {
   if (D > 64) return {{{32, 64}, {32, 32}, {64, 64}, {64, 32}, {16, 64}, {16, 32}, {16, 16}}};
-  return coopmat_tiles();
+  return {{{64, 64}, {64, 32}, {32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}}};
 }
 
 // The coopmat2 forward's padding of D and width of its per-row statistics
