@@ -86,8 +86,11 @@ std::string precision_name(Precision p);
 // 1, the default (unset or empty), loads the next key tile into registers
 // while the current one is computed; 0 is the single-stage loop (load,
 // store, barrier, compute). forward_plan().path ends in " prefetch" or
-// " single-stage" for those kernels (before any CUT); other kernels ignore
-// it. Another value throws std::invalid_argument naming the variable.
+// " single-stage" for those kernels (before any CUT). It also picks the
+// coopmat backward's streamed loop (bwd_cm; backward_plan().path adds
+// " single-stage (tile too large to prefetch)" where a tile does not fit its
+// registers); other kernels ignore it. Another value throws
+// std::invalid_argument naming the variable.
 //
 // $RA_VK_CM_ROWS = 16 | 32 | 64 | 128 and $RA_VK_CM_KEYS = 16 | 32 | 64
 // (read when an Attention is made) cap the rows one workgroup of the coopmat

@@ -89,9 +89,9 @@ inline std::size_t tiled_forward_shared_floats(int D, int vc) {
 // (fewer workgroup barriers per key). The first that fits the shared budget,
 // the caps ($RA_VK_CM_ROWS / $RA_VK_CM_KEYS) and T runs.
 // 128-row tiles only for RA at D <= 64, where they were measured to pay
-// (perf v27, H100, T=4096: RA forward -3%, forward+backward -2% against
+// (perf v27, H100, T=4096: RA forward -2-3%, forward+backward -2% against
 // 64 rows): RA stages twice SDPA's bytes per key (Kf = [K, Q]). SDPA ran
-// 4% / 14% slower with them (one 256-invocation workgroup per SM where two
+// 4% / 15% slower with them (one 256-invocation workgroup per SM where two
 // of 128 overlap each other's barriers); D = 128 was not measured.
 inline std::vector<std::array<int, 2>> coopmat_tiles(bool ra, int D) {
   std::vector<std::array<int, 2>> t;
