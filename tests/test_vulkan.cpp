@@ -488,6 +488,15 @@ TEST_CASE("Vulkan: the coopmat forward prefetches only tiles that fit its regist
   CHECK(vk::coopmat_forward_prefetch_fits(16, 64, 64, false, 32));         // Kf 16
   CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 128, false, 32));  // Kf 32, V 32
   CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 40, true, 32));  // D 40 padded to 48: Kf 24
+  // bwd_cm's streamed loop (own x streamed rows): folded chunks streamed *
+  // W16 / 8, dO / V chunks streamed * D16 / 8, row scalars streamed, per
+  // invocation; and the head dims where that prefetch pays (perf v27).
+  CHECK(vk::coopmat_backward_prefetch_fits(128, 64, 64, true, 32));       // F 4, G 2
+  CHECK(vk::coopmat_backward_prefetch_fits(64, 64, 64, true, 32));        // F 8, G 4
+  CHECK(vk::coopmat_backward_prefetch_fits(64, 32, 128, true, 32));       // F 8 (D128 RA's tile)
+  CHECK_FALSE(vk::coopmat_backward_prefetch_fits(16, 64, 128, true, 32)); // F 64
+  CHECK(vk::coopmat_backward_prefetch_pays(64));
+  CHECK_FALSE(vk::coopmat_backward_prefetch_pays(128));
 }
 
 // The coopmat tile table (kernel_traits.hpp): 128-row tiles first for RA

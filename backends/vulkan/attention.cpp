@@ -585,9 +585,11 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
     bwd_cm_ = emulate ? "emulated" : "coopmat";
     // The own rows' lse / Delta / bias in registers: as the forward's ROWREG.
     bwd_rowreg_ = fwd_rowstats_ && !emulate && dev.vendor_id == 0x10de;
-    // The streamed loop's prefetch ($RA_VK_PREFETCH, as the forward's): a
-    // tile too large for its registers runs single-stage, and says so.
-    if (fwd_prefetch_ && !emulate &&
+    // The streamed loop's prefetch ($RA_VK_PREFETCH, as the forward's) at
+    // the head dims where it pays; a tile too large for its registers runs
+    // single-stage, and says so.
+    bwd_prefetch_ = fwd_prefetch_ && coopmat_backward_prefetch_pays(s.D);
+    if (bwd_prefetch_ && !emulate &&
         !coopmat_backward_prefetch_fits(cm.br, cm.bc, s.D, is_ra(variant_), int(dev.subgroup_size)))
       bwd_plan_.path += " single-stage (tile too large to prefetch)";
   } else if (emulate) {
@@ -750,7 +752,7 @@ void Attention::record_backward(VkCommandBuffer cb) {
     // Id 8: PREFETCH, id 10: ROWREG (bwd_cm.comp; ids 6, 7, 9 are not in the shader).
     std::vector<std::uint32_t> spec_q = spec;
     spec_q.resize(10, 0u);
-    spec_q[8] = fwd_prefetch_ ? 1u : 0u;
+    spec_q[8] = bwd_prefetch_ ? 1u : 0u;
     spec_q.push_back(bwd_rowreg_ ? 1u : 0u);
     std::vector<std::uint32_t> spec_kv = spec_q;
     std::swap(spec_kv[3], spec_kv[4]);

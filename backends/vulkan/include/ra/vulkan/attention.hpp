@@ -87,7 +87,8 @@ std::string precision_name(Precision p);
 // while the current one is computed; 0 is the single-stage loop (load,
 // store, barrier, compute). forward_plan().path ends in " prefetch" or
 // " single-stage" for those kernels (before any CUT). It also picks the
-// coopmat backward's streamed loop (bwd_cm; backward_plan().path adds
+// coopmat backward's streamed loop (bwd_cm) at head dims up to 64, where
+// that prefetch pays (kernel_traits.hpp; backward_plan().path adds
 // " single-stage (tile too large to prefetch)" where a tile does not fit its
 // registers); other kernels ignore it. Another value throws
 // std::invalid_argument naming the variable.
@@ -263,6 +264,7 @@ class Attention {
   int cm_keys_ = 64;          // $RA_VK_CM_KEYS (most rows it streams per tile)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   bool bwd_rowreg_ = false; // bwd_cm's own-row values in registers (spec constant ROWREG)
+  bool bwd_prefetch_ = false;  // bwd_cm's streamed loop prefetched (spec constant PREFETCH)
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;

@@ -143,6 +143,12 @@ inline bool coopmat_backward_prefetch_fits(int own, int streamed, int D, bool ra
          per_invocation(streamed) <= 16;
 }
 
+// Whether bwd_cm's prefetch pays at head dim D (H100, T=4096, perf v27):
+// at D = 64 RA's backward ran 13% faster with it, SDPA's 1%; at D = 128 its
+// registers spill (300-1000 bytes a lane) and RA's backward ran 34% slower,
+// SDPA's 15%. Between the two: not measured, off.
+inline bool coopmat_backward_prefetch_pays(int D) { return D <= 64; }
+
 // The coopmat2 forward (shaders/fwd_cm2.comp): br query rows x bc keys of
 // one workgroup-scope matrix each, the coopmat forward's candidates up to
 // 64 rows (more rows per workgroup first: K^T / V loads shared by more rows). It
