@@ -956,6 +956,29 @@ TEST_CASE("Vulkan: forward and backward are bit-for-bit deterministic", "[vulkan
   check_clean();
 }
 
+// B*H past the workgroups one dispatch dimension allows
+// (maxComputeWorkGroupCount[1], 65535 on lavapipe and NVIDIA): the kernels
+// take (b, h) from y and z (common.glsl's head_index), and the workgroups
+// past B*H return at once. Two more heads than the limit, T = 3, forward
+// and backward of both variants against float64 (the scalar fp32 forward
+// and the automatic one; the backward's three kernels).
+TEST_CASE("Vulkan: B*H past maxComputeWorkGroupCount[1] folds into z, still correct", "[vulkan][heads]") {
+  RA_REQUIRE_DEVICE();
+  const std::uint32_t limit = context()->info().max_group_count[1];
+  if (limit > 65535u) SUCCEED("this device allows " << limit << " workgroups in y: nothing to fold");
+  if (limit > 65535u) return;
+  // RA with gates per batch (Gb = B): with Gb = 1 the gate reduction is one
+  // invocation summing B partials, a loop past lavapipe's limit on loop
+  // iterations per invocation (gallivm stops such loops silently; from
+  // B = 30000 here), which real GPUs do not have.
+  const Case c{int(limit) + 2, 1, 3, 16};
+  for (const auto fp : {vk::ForwardPath::scalar, vk::ForwardPath::automatic}) {
+    check_variant(vk::Variant::sdpa_fused, c, 1, -1, vk::Precision::fp32, 0, fp);
+    check_variant(vk::Variant::ra_fused, c, c.B, -1, vk::Precision::fp32, 0, fp);
+  }
+  check_clean();
+}
+
 TEST_CASE("Vulkan: bad input gets a clear error", "[vulkan]") {
   RA_REQUIRE_DEVICE();
   using Catch::Contains;

@@ -4,6 +4,7 @@
 #include <ra/vulkan/kernel_traits.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -290,12 +291,14 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   else if (opt.backward_path == BackwardPath::coopmat_emulated)
     throw std::invalid_argument(who + ": the coopmat backward is fp16 only");
 
-  // Device limits on the launch and the buffers.
+  // Device limits on the launch and the buffers. B*H is folded into the
+  // dispatch's y and z (fold_heads).
   const std::size_t bh = std::size_t(s.B) * s.H;
-  if (bh > dev.max_group_count[1])
+  if (bh > std::size_t(dev.max_group_count[1]) * dev.max_group_count[2])
     throw std::invalid_argument(who + ": B*H = " + std::to_string(bh) +
-                                " workgroups exceed this device's maxComputeWorkGroupCount[1] = " +
-                                std::to_string(dev.max_group_count[1]));
+                                " workgroups exceed this device's maxComputeWorkGroupCount[1] x [2] = " +
+                                std::to_string(dev.max_group_count[1]) + " x " +
+                                std::to_string(dev.max_group_count[2]));
   if (std::size_t(ceil_div(s.T, 8)) > dev.max_group_count[0])
     throw std::invalid_argument(who + ": T = " + std::to_string(s.T) + " needs more workgroups " +
                                 "than maxComputeWorkGroupCount[0] allows");
@@ -611,6 +614,14 @@ std::size_t Attention::workspace_bytes() const {
 }
 
 namespace {
+// The dispatch's y and z for B*H workgroups (common.glsl's head_index):
+// y = min(B*H, the device's limit), z = ceil(B*H / y); the kernels return at
+// once in the (fewer than y) workgroups past B*H.
+std::array<std::uint32_t, 2> fold_heads(std::size_t bh, const DeviceInfo& dev) {
+  const std::size_t y = std::min<std::size_t>(bh, std::max<std::uint32_t>(dev.max_group_count[1], 1));
+  return {std::uint32_t(y), std::uint32_t((bh + y - 1) / y)};
+}
+
 void compute_barrier(VkCommandBuffer cb) {
   VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
@@ -695,8 +706,9 @@ void Attention::record_forward(VkCommandBuffer cb) {
             float(1.0 / std::sqrt(double(s.D))), 0};
   vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
   vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push), &push);
+  const auto yz = fold_heads(std::size_t(s.B) * s.H, ctx_->info());
   if (fwd_grid_ == 0)
-    vkCmdDispatch(cb, std::uint32_t(n_tiles), std::uint32_t(s.B * s.H), 1);
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
   else
     vkCmdDispatch(cb, std::uint32_t(n_tiles * s.B * s.H), 1, 1);
 }
@@ -764,17 +776,17 @@ void Attention::record_backward(VkCommandBuffer cb) {
   Push push{std::uint32_t(s.B), std::uint32_t(s.H), std::uint32_t(s.T), opt_.window,
             std::uint32_t(opt_.gate_batch), std::uint32_t(n_tiles),
             float(1.0 / std::sqrt(double(s.D))), 0};
-  const std::uint32_t bh = std::uint32_t(s.B * s.H);
+  const auto yz = fold_heads(std::size_t(s.B) * s.H, ctx_->info());
   vkCmdPushConstants(cb, ctx_->pipeline_layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(push),
                      &push);
   vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, delta);
-  vkCmdDispatch(cb, std::uint32_t(ceil_div(s.T, p.threads)), bh, 1);
+  vkCmdDispatch(cb, std::uint32_t(ceil_div(s.T, p.threads)), yz[0], yz[1]);
   compute_barrier(cb);
   vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, kv);
-  vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
+  vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
   compute_barrier(cb);  // the query-owned kernel adds to the dQ/dK the key-owned one wrote
   vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, qk);
-  vkCmdDispatch(cb, std::uint32_t(n_tiles), bh, 1);
+  vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
   if (ra) {
     compute_barrier(cb);
     vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, gates);

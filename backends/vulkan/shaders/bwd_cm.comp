@@ -222,7 +222,8 @@ void main() {
   // Heaviest tiles first: the last query tiles see the most keys, the first
   // key tiles the most queries.
   const uint ot = KEYS ? gl_WorkGroupID.x : pc.n_tiles - 1u - gl_WorkGroupID.x;
-  const uint bh = gl_WorkGroupID.y;
+  const uint bh = head_index();
+  if (head_past_end(bh)) return;
   const uint b = bh / pc.H, h = bh % pc.H;
   const vec3 g = gates_of(b, h);
 #ifdef RA_CM_EMULATE

@@ -12,7 +12,8 @@
 void main() {
   const uint tid = gl_LocalInvocationID.x, T = pc.T;
   const uint kt = gl_WorkGroupID.x;
-  const uint bh = gl_WorkGroupID.y;
+  const uint bh = head_index();
+  if (head_past_end(bh)) return;
   const uint b = bh / pc.H, h = bh % pc.H;
   const uint j0 = kt * BC;
   const vec3 g = gates_of(b, h);

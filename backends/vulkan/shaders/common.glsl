@@ -36,6 +36,14 @@ layout(push_constant) uniform Push {
   float scale;      // 1 / sqrt(D)
 } pc;
 
+// The (b, h) a workgroup works on: the dispatch folds B*H into y and z
+// (attention.cpp, fold_heads: y = min(B*H, maxComputeWorkGroupCount[1]),
+// z = ceil(B*H / y)), so B*H may pass the 65535 workgroups one dimension
+// allows. Workgroups past B*H (at most y - 1 of them) return at once:
+// workgroup-uniform, before any barrier.
+uint head_index() { return gl_WorkGroupID.y + gl_WorkGroupID.z * gl_NumWorkGroups.y; }
+bool head_past_end(uint bh) { return bh >= pc.B * pc.H; }
+
 #ifdef RA_FP16
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require

@@ -323,7 +323,8 @@ void main() {
   const uint n_bh = pc.B * pc.H;
   const uint wg = gl_WorkGroupID.x;
   const uint qt = pc.n_tiles - 1u - (GRID == 0u ? wg : (GRID == 1u ? wg % pc.n_tiles : wg / n_bh));
-  const uint bh = GRID == 0u ? gl_WorkGroupID.y : (GRID == 1u ? wg / pc.n_tiles : wg % n_bh);
+  const uint bh = GRID == 0u ? head_index() : (GRID == 1u ? wg / pc.n_tiles : wg % n_bh);
+  if (head_past_end(bh)) return;
   const uint b = bh / pc.H, h = bh % pc.H;
   const uint i0 = qt * BR;
   const vec3 g = gates_of(b, h);

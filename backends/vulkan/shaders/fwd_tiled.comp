@@ -165,7 +165,8 @@ void main() {
   const uint ty = tid >> 3u, tx = tid & 7u;
   const uint T = pc.T;
   const uint qt = pc.n_tiles - 1u - gl_WorkGroupID.x;  // heaviest tiles first
-  const uint bh = gl_WorkGroupID.y;
+  const uint bh = head_index();
+  if (head_past_end(bh)) return;
   const uint b = bh / pc.H, h = bh % pc.H;
   const uint i0 = qt * TB;
   const vec3 g = gates_of(b, h);
