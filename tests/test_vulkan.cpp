@@ -480,21 +480,21 @@ TEST_CASE("Vulkan: RA_VK_PREFETCH picks the coopmat forward's key loop, both for
 // Per invocation: Kf chunks bc * W16 / 8, V chunks bc * D16 / 8, bias bc,
 // over br / 16 subgroups of 32.
 TEST_CASE("Vulkan: the coopmat forward prefetches only tiles that fit its registers", "[vulkan][coopmat]") {
-  CHECK(vk::coopmat_forward_prefetch_fits(64, 64, 64, false, 32));   // Kf 4, V 4
-  CHECK(vk::coopmat_forward_prefetch_fits(64, 64, 64, true, 32));    // Kf 8
-  CHECK(vk::coopmat_forward_prefetch_fits(64, 32, 128, true, 32));   // Kf 8 (D128 RA's tile)
-  CHECK(vk::coopmat_forward_prefetch_fits(16, 16, 128, true, 32));   // Kf 16: the limit
-  CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 32, 128, true, 32));   // Kf 32
-  CHECK(vk::coopmat_forward_prefetch_fits(16, 64, 64, false, 32));         // Kf 16
-  CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 128, false, 32));  // Kf 32, V 32
-  CHECK_FALSE(vk::coopmat_forward_prefetch_fits(16, 64, 40, true, 32));  // D 40 padded to 48: Kf 24
+  CHECK(vk::coopmat_prefetch_fits(64, 64, 64, false, 32));   // Kf 4, V 4
+  CHECK(vk::coopmat_prefetch_fits(64, 64, 64, true, 32));    // Kf 8
+  CHECK(vk::coopmat_prefetch_fits(64, 32, 128, true, 32));   // Kf 8 (D128 RA's tile)
+  CHECK(vk::coopmat_prefetch_fits(16, 16, 128, true, 32));   // Kf 16: the limit
+  CHECK_FALSE(vk::coopmat_prefetch_fits(16, 32, 128, true, 32));   // Kf 32
+  CHECK(vk::coopmat_prefetch_fits(16, 64, 64, false, 32));         // Kf 16
+  CHECK_FALSE(vk::coopmat_prefetch_fits(16, 64, 128, false, 32));  // Kf 32, V 32
+  CHECK_FALSE(vk::coopmat_prefetch_fits(16, 64, 40, true, 32));  // D 40 padded to 48: Kf 24
   // bwd_cm's streamed loop (own x streamed rows): folded chunks streamed *
   // W16 / 8, dO / V chunks streamed * D16 / 8, row scalars streamed, per
   // invocation; and the head dims where that prefetch pays (perf v27).
-  CHECK(vk::coopmat_backward_prefetch_fits(128, 64, 64, true, 32));       // F 4, G 2
-  CHECK(vk::coopmat_backward_prefetch_fits(64, 64, 64, true, 32));        // F 8, G 4
-  CHECK(vk::coopmat_backward_prefetch_fits(64, 32, 128, true, 32));       // F 8 (D128 RA's tile)
-  CHECK_FALSE(vk::coopmat_backward_prefetch_fits(16, 64, 128, true, 32)); // F 64
+  CHECK(vk::coopmat_prefetch_fits(128, 64, 64, true, 32));       // F 4, G 2
+  CHECK(vk::coopmat_prefetch_fits(64, 64, 64, true, 32));        // F 8, G 4
+  CHECK(vk::coopmat_prefetch_fits(64, 32, 128, true, 32));       // F 8 (D128 RA's tile)
+  CHECK_FALSE(vk::coopmat_prefetch_fits(16, 64, 128, true, 32)); // F 64
   CHECK(vk::coopmat_backward_prefetch_pays(64));
   CHECK_FALSE(vk::coopmat_backward_prefetch_pays(128));
 }
@@ -516,7 +516,7 @@ TEST_CASE("Vulkan: coopmat tiles, 128 rows for RA at D <= 64, capped by RA_VK_CM
   for (const auto& t : vk::coopmat_tiles(true, 128)) CHECK(t[0] <= 64);
   CHECK(vk::coopmat_forward_shared_bytes(128, 64, 64, true, false, true) <= 48 * 1024);
   CHECK(vk::coopmat_forward_shared_bytes(128, 64, 64, true, false, false) > 48 * 1024);
-  CHECK(vk::coopmat_forward_prefetch_fits(128, 64, 64, true, 32));  // Kf 4, V 2 on 256 invocations
+  CHECK(vk::coopmat_prefetch_fits(128, 64, 64, true, 32));  // Kf 4, V 2 on 256 invocations
 
   RA_REQUIRE_DEVICE();
   ScopedEnv rows("RA_VK_CM_ROWS", nullptr), keys("RA_VK_CM_KEYS", nullptr);

@@ -169,6 +169,14 @@ int forward_grid_from_env(const std::string& who) {
                               "tile-major, docs/vulkan.md; unset: 0)");
 }
 
+// Whether the real coopmat kernels keep per-row values in registers
+// (fwd_cm's and bwd_cm's spec constant ROWREG): on NVIDIA, whose
+// accumulator layout the kernels' check (CM_ROW_LAYOUT) expects, unless
+// $RA_VK_ROWSTATS=0 (`asked`); never in the emulated builds.
+bool coopmat_row_registers(const DeviceInfo& dev, bool emulate, bool asked) {
+  return asked && !emulate && dev.vendor_id == 0x10de;
+}
+
 // $RA_VK_CM_ROWS / $RA_VK_CM_KEYS (attention.hpp): caps on the coopmat
 // kernels' own and streamed rows; `fallback` where unset or empty.
 int cm_tile_cap_from_env(const char* name, int fallback, const std::string& who, const char* what) {
@@ -256,8 +264,8 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
     // The shader runs single-stage where the tile does not fit its
     // prefetch registers; the path says so.
     const bool fits = fwd_kernel_ == "fwd_cm_emu" ||
-                      coopmat_forward_prefetch_fits(fwd_plan_.br, fwd_plan_.bc, s.D, is_ra(variant_),
-                                                    int(fwd_plan_.threads / (fwd_plan_.br / 16)));
+                      coopmat_prefetch_fits(fwd_plan_.br, fwd_plan_.bc, s.D, is_ra(variant_),
+                                            int(fwd_plan_.threads / (fwd_plan_.br / 16)));
     if (fwd_prefetch_ && !fits) fwd_plan_.path += " single-stage (tile too large to prefetch)";
     else fwd_plan_.path += fwd_prefetch_ ? " prefetch" : " single-stage";
     if (!fwd_rowstats_) fwd_plan_.path += " shared-rowstats";
@@ -455,10 +463,8 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
     // Rows: up to 128 once T passes 64 (then a 128-row tile leaves at most
     // half its subgroups idle), never past $RA_VK_CM_ROWS.
     const int row_cap = std::min(cm_rows_, s.T > 64 ? 128 : cap);
-    // Row statistics in registers (fwd_cm.comp's ROWREG): the real kernel on
-    // NVIDIA, whose accumulator layout the kernel's check expects, unless
-    // $RA_VK_ROWSTATS=0; their logit blocks then need no shared memory.
-    fwd_rowreg_ = fwd_rowstats_ && !emulate && dev.vendor_id == 0x10de;
+    // Row statistics in registers: their logit blocks need no shared memory.
+    fwd_rowreg_ = coopmat_row_registers(dev, emulate, fwd_rowstats_);
     for (const auto& t : coopmat_tiles(is_ra(variant_), s.D)) {
       const int br = t[0], bc = t[1];
       if (opt_.tile ? (br != opt_.tile || bc != opt_.tile) : (br > row_cap || bc > std::min(cap, cm_keys_)))
@@ -586,14 +592,14 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
   if (why.empty()) {
     bwd_plan_ = cm;
     bwd_cm_ = emulate ? "emulated" : "coopmat";
-    // The own rows' lse / Delta / bias in registers: as the forward's ROWREG.
-    bwd_rowreg_ = fwd_rowstats_ && !emulate && dev.vendor_id == 0x10de;
+    // The own rows' lse / Delta / bias in registers.
+    bwd_rowreg_ = coopmat_row_registers(dev, emulate, fwd_rowstats_);
     // The streamed loop's prefetch ($RA_VK_PREFETCH, as the forward's) at
     // the head dims where it pays; a tile too large for its registers runs
     // single-stage, and says so.
     bwd_prefetch_ = fwd_prefetch_ && coopmat_backward_prefetch_pays(s.D);
     if (bwd_prefetch_ && !emulate &&
-        !coopmat_backward_prefetch_fits(cm.br, cm.bc, s.D, is_ra(variant_), int(dev.subgroup_size)))
+        !coopmat_prefetch_fits(cm.br, cm.bc, s.D, is_ra(variant_), int(dev.subgroup_size)))
       bwd_plan_.path += " single-stage (tile too large to prefetch)";
   } else if (emulate) {
     throw std::invalid_argument(who + ": the emulated coopmat backward cannot run: " + why);

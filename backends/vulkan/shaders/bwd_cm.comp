@@ -123,7 +123,7 @@ void stage_scalars(uint bh, uint row0, uint rows, bool queries, float w_disc) {
 // where one workgroup fills the SM (RA's 128-row tiles). Named registers on
 // the tensor cores (as fwd_cm's: arrays indexed by an unrolled counter went
 // to local memory there); a tile needing more than 16 chunks of a kind per
-// invocation runs single-stage (the host's coopmat_backward_prefetch_fits()
+// invocation runs single-stage (the host's coopmat_prefetch_fits()
 // says the same). Emulated: arrays.
 layout(constant_id = 8) const uint PREFETCH = 1u;
 const uint NFC = (STR * CW + NT - 1u) / NT;  // folded chunks per invocation and tile
@@ -138,10 +138,7 @@ const bool PF = PREFETCH != 0u;
 #define PFS(u) ps[u]
 #else
 const bool PF = PREFETCH != 0u && NFC <= 16u && NGC <= 16u && NSC <= 16u;
-#define BPF_DECL                                                                        \
-  uvec4 pf0, pf1, pf2, pf3, pf4, pf5, pf6, pf7, pf8, pf9, pf10, pf11, pf12, pf13, pf14, pf15; \
-  uvec4 pg0, pg1, pg2, pg3, pg4, pg5, pg6, pg7, pg8, pg9, pg10, pg11, pg12, pg13, pg14, pg15; \
-  vec2 ps0, ps1, ps2, ps3, ps4, ps5, ps6, ps7, ps8, ps9, ps10, ps11, ps12, ps13, ps14, ps15;
+#define BPF_DECL CM_DECL16(uvec4, pf) CM_DECL16(uvec4, pg) CM_DECL16(vec2, ps)
 #define BPF_EACH(M, a) CM_EACH16(M, a)
 #define PFF(u) pf##u
 #define PFG(u) pg##u
@@ -184,7 +181,7 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
 #ifdef RA_CM_KEYS
 #define BWD_SUMS(e, dl, rec) csum[e] += dl;
 // Own rows are keys: their bias in registers where ROWREG holds.
-#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b : own_a) : sbias[kj])
+#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b.x : own_a.x) : sbias[kj])
 #define EL_LSE(e, qi) slse[qi]
 #define EL_DEL(e, qi) sdel[qi]
 #else
@@ -193,8 +190,8 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
   wr += rec ? dl * sb[e] : 0.0;
 // Own rows are queries: their lse and Delta in registers where ROWREG holds.
 #define EL_BIAS(e, kj) sbias[kj]
-#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b : own_a) : slse[qi])
-#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_d : own_c) : sdel[qi])
+#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b.x : own_a.x) : slse[qi])
+#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b.y : own_a.y) : sdel[qi])
 #endif
 #define BWD_EL(e, FULL)                                                                 \
   if (e < NEL) {                                                                        \
@@ -247,19 +244,12 @@ void main() {
   // ... and where ROWREG's layout does not hold.
   const bool fits = CM_LENGTH_OK(idx) && CM_EL_FITS && (ROWREG == 0u || rowreg);
   const float ok = fits ? 1.0 : uintBitsToFloat(0x7fc00000u);
-  // ROWREG: the own rows' values (EL_LSE, EL_DEL, EL_BIAS), rows rowA / rowB.
-  float own_a = 0.0, own_b = 0.0, own_c = 0.0, own_d = 0.0;
+  // ROWREG: the own rows' values (EL_LSE, EL_DEL, EL_BIAS) of rows rowA /
+  // rowB, as row_scalars gives them: (lse, Delta) or (bias, 0).
+  vec2 own_a = vec2(0.0), own_b = vec2(0.0);
   if (ROWREG != 0u && live) {
-    const uint xa = go + rowA, xb = go + rowB;
-    if (KEYS) {
-      own_a = (RA != 0u && xa < T) ? g.z * dsc[bh * T + xa] * LOG2E : 0.0;
-      own_b = (RA != 0u && xb < T) ? g.z * dsc[bh * T + xb] * LOG2E : 0.0;
-    } else {
-      own_a = xa < T ? lse[bh * T + xa] * LOG2E : 0.0;
-      own_b = xb < T ? lse[bh * T + xb] * LOG2E : 0.0;
-      own_c = xa < T ? delta[bh * T + xa] : 0.0;
-      own_d = xb < T ? delta[bh * T + xb] : 0.0;
-    }
+    own_a = row_scalars(bh, go + rowA, !KEYS, g.z);
+    own_b = row_scalars(bh, go + rowB, !KEYS, g.z);
   }
   const float c_std = pc.scale * g.x * LOG2E, c_rec = pc.scale * g.y * LOG2E;
 

@@ -40,6 +40,11 @@ void subgroup_sync() {
   subgroupBarrier();
 }
 
+// Sixteen named variables p0 .. p15 of type T: the prefetch registers of
+// fwd_cm and bwd_cm (CM_EACH16 reaches them by name; an array indexed by an
+// unrolled counter went to local memory on NVIDIA, v26).
+#define CM_DECL16(T, p) \
+  T p##0, p##1, p##2, p##3, p##4, p##5, p##6, p##7, p##8, p##9, p##10, p##11, p##12, p##13, p##14, p##15;
 // M(0, a) ... M(7, a) (M(15, a)), written out: see CM_EACH_EL below.
 #define CM_EACH8(M, a) M(0, a) M(1, a) M(2, a) M(3, a) M(4, a) M(5, a) M(6, a) M(7, a)
 #define CM_EACH16(M, a) CM_EACH8(M, a) M(8, a) M(9, a) M(10, a) M(11, a) M(12, a) M(13, a) M(14, a) M(15, a)

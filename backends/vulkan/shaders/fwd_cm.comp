@@ -164,7 +164,7 @@ float bias_at(uint bh, uint j, vec3 g) {
 // Kf chunks PK(u), V chunks PV(u), bias entries PB(u). On the tensor cores
 // these are named registers pk0..pk15 (not arrays: see CM_EACH_EL), and a
 // tile that needs more per invocation runs single-stage (PF; the host's
-// coopmat_forward_prefetch_fits() says the same); emulated, arrays.
+// coopmat_prefetch_fits() says the same); emulated, arrays.
 #ifdef RA_CM_EMULATE
 const bool PF = PREFETCH != 0u;
 #define PF_DECL uvec4 pk[NKC], pv[NVC]; float pb[NBC];
@@ -174,10 +174,7 @@ const bool PF = PREFETCH != 0u;
 #define PB(u) pb[u]
 #else
 const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
-#define PF_DECL                                                                        \
-  uvec4 pk0, pk1, pk2, pk3, pk4, pk5, pk6, pk7, pk8, pk9, pk10, pk11, pk12, pk13, pk14, pk15; \
-  uvec4 pv0, pv1, pv2, pv3, pv4, pv5, pv6, pv7, pv8, pv9, pv10, pv11, pv12, pv13, pv14, pv15; \
-  float pb0, pb1, pb2, pb3, pb4, pb5, pb6, pb7, pb8, pb9, pb10, pb11, pb12, pb13, pb14, pb15;
+#define PF_DECL CM_DECL16(uvec4, pk) CM_DECL16(uvec4, pv) CM_DECL16(float, pb)
 #define PF_EACH(M, a) CM_EACH16(M, a)
 #define PK(u) pk##u
 #define PV(u) pv##u

@@ -117,25 +117,16 @@ inline std::size_t coopmat_forward_shared_bytes(int br, int bc, int D, bool ra, 
   return 2 * halves + 4 * floats;
 }
 
-// Whether fwd_cm's prefetching key loop has registers for a tile: each
-// invocation holds its share of the next tile's Kf chunks, V chunks and
-// bias entries in 16 named registers of each kind (fwd_cm.comp's PF; named,
-// since NVIDIA's compiler put the arrays they replaced in local memory);
-// past that the kernel runs single-stage. The emulated build keeps arrays
-// and always fits.
-inline bool coopmat_forward_prefetch_fits(int br, int bc, int D, bool ra, int subgroup) {
-  const int threads = br / 16 * subgroup;
-  const int d16 = (D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
-  const auto per_invocation = [&](int n) { return (n + threads - 1) / threads; };
-  return per_invocation(bc * w16 / 8) <= 16 && per_invocation(bc * d16 / 8) <= 16 && per_invocation(bc) <= 16;
-}
-
-// Whether bwd_cm's prefetching streamed loop has registers for a tile (own
-// rows x streamed rows): per invocation its share of the next streamed
-// tile's folded chunks (width 2 D16 for RA), dO / V chunks and row scalars,
-// at most 16 named registers of each kind (bwd_cm.comp's PF); past that the
-// kernels run single-stage and the backward's path says so.
-inline bool coopmat_backward_prefetch_fits(int own, int streamed, int D, bool ra, int subgroup) {
+// Whether the coopmat kernels' prefetching loops have registers for a tile
+// of `own` rows (16 per subgroup) x `streamed` rows: each invocation holds
+// its share of the next streamed tile's folded chunks (Kf, or the
+// backward's F: width 2 D16 for RA), its dO / V chunks and its per-row
+// scalars (bias; lse and Delta) in at most 16 named registers of each kind
+// (CM_DECL16 in cm_common.glsl; named, since NVIDIA's compiler put the
+// arrays they replaced in local memory). Past that fwd_cm and bwd_cm run
+// single-stage and their paths say so. The emulated builds keep arrays and
+// always fit.
+inline bool coopmat_prefetch_fits(int own, int streamed, int D, bool ra, int subgroup) {
   const int threads = own / 16 * subgroup;
   const int d16 = (D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
   const auto per_invocation = [&](int n) { return (n + threads - 1) / threads; };
