@@ -287,6 +287,11 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
       throw std::invalid_argument(who + ": " + cut + " cuts down the coopmat forwards only (fwd_cm, "
                                   "fwd_cm2, fwd_cm_emu), but this forward runs on " + fwd_plan_.path +
                                   (fwd_plan_.note.empty() ? "" : " (" + fwd_plan_.note + ")"));
+    // Cuts 8 and 9 split fwd_cm's prefetching skeleton (cut 4) into its loads
+    // and its stores.
+    if (fwd_cut_ >= 8 && (fwd_kernel_ == "fwd_cm2" || fwd_plan_.path.find(" prefetch") == std::string::npos))
+      throw std::invalid_argument(who + ": " + cut + " splits fwd_cm's prefetching key loop, but this " +
+                                  "forward runs on " + fwd_plan_.path);
     // In the path, so that no table row or run file passes for a real one.
     fwd_plan_.path += " CUT=" + std::to_string(fwd_cut_) + " (timing only, output wrong)";
   }

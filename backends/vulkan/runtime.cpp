@@ -880,6 +880,11 @@ VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::u
   ci.stage.pSpecializationInfo = &si;
   ci.layout = pipeline_layout_;
   if (info_.pipeline_stats) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
+  // $RA_VK_PIPELINE_IR=<folder> (with the statistics on): the driver's
+  // internal representations of every pipeline, one file each.
+  const char* ir_dir = std::getenv("RA_VK_PIPELINE_IR");
+  const bool want_ir = info_.pipeline_stats && ir_dir && *ir_dir;
+  if (want_ir) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_INTERNAL_REPRESENTATIONS_BIT_KHR;
   VkPipeline p = VK_NULL_HANDLE;
   RA_VK_CHECK(vkCreateComputePipelines(device_, pipeline_cache_, 1, &ci, nullptr, &p));
   if (info_.pipeline_stats) {
@@ -890,6 +895,7 @@ VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::u
       pipeline_stats_.push_back(kernel + " [" + spec_text + "] " + l);
       std::fprintf(stderr, "ra-vk pipeline %s\n", pipeline_stats_.back().c_str());
     }
+    if (want_ir) write_internal_representations(p, std::string(ir_dir) + "/" + kernel + "-" + spec_text);
   }
   pipelines_.emplace(std::move(key), p);
   return p;
@@ -902,18 +908,27 @@ std::vector<std::string> Context::pipeline_statistics() {
 
 // One line per executable of p: its name, then every statistic the driver
 // reports ("name = value"). Extension entry points come from the device.
-std::vector<std::string> Context::read_pipeline_statistics(VkPipeline p) {
+// The executables of p (VK_KHR_pipeline_executable_properties); none where
+// the driver exports no entry point for them.
+std::vector<VkPipelineExecutablePropertiesKHR> Context::pipeline_executables(VkPipeline p) {
   auto props_fn = reinterpret_cast<PFN_vkGetPipelineExecutablePropertiesKHR>(
       vkGetDeviceProcAddr(device_, "vkGetPipelineExecutablePropertiesKHR"));
-  auto stats_fn = reinterpret_cast<PFN_vkGetPipelineExecutableStatisticsKHR>(
-      vkGetDeviceProcAddr(device_, "vkGetPipelineExecutableStatisticsKHR"));
-  if (!props_fn || !stats_fn) return {"(the driver exports no pipeline statistics entry points)"};
+  if (!props_fn) return {};
   VkPipelineInfoKHR pi{VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR};
   pi.pipeline = p;
   std::uint32_t ne = 0;
   RA_VK_CHECK(props_fn(device_, &pi, &ne, nullptr));
   std::vector<VkPipelineExecutablePropertiesKHR> execs(ne, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR});
   RA_VK_CHECK(props_fn(device_, &pi, &ne, execs.data()));
+  return execs;
+}
+
+std::vector<std::string> Context::read_pipeline_statistics(VkPipeline p) {
+  auto stats_fn = reinterpret_cast<PFN_vkGetPipelineExecutableStatisticsKHR>(
+      vkGetDeviceProcAddr(device_, "vkGetPipelineExecutableStatisticsKHR"));
+  const auto execs = pipeline_executables(p);
+  if (!stats_fn || execs.empty()) return {"(the driver exports no pipeline statistics entry points)"};
+  const auto ne = std::uint32_t(execs.size());
   std::vector<std::string> lines;
   for (std::uint32_t e = 0; e < ne; ++e) {
     VkPipelineExecutableInfoKHR ei{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
@@ -937,6 +952,52 @@ std::vector<std::string> Context::read_pipeline_statistics(VkPipeline p) {
     lines.push_back(std::move(line));
   }
   return lines;
+}
+
+// Every internal representation the driver keeps of p's executables (what
+// it compiled the SPIR-V to), as <prefix>-<executable>-<n>-<name>.txt (text)
+// or .bin; a line on stderr per file, or that there were none.
+void Context::write_internal_representations(VkPipeline p, const std::string& prefix) {
+  auto ir_fn = reinterpret_cast<PFN_vkGetPipelineExecutableInternalRepresentationsKHR>(
+      vkGetDeviceProcAddr(device_, "vkGetPipelineExecutableInternalRepresentationsKHR"));
+  const auto ne = std::uint32_t(pipeline_executables(p).size());
+  if (!ir_fn || ne == 0) {
+    std::fprintf(stderr, "ra-vk pipeline IR: the driver exports no entry point for it\n");
+    return;
+  }
+  for (std::uint32_t e = 0; e < ne; ++e) {
+    VkPipelineExecutableInfoKHR ei{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
+    ei.pipeline = p;
+    ei.executableIndex = e;
+    std::uint32_t nr = 0;
+    RA_VK_CHECK(ir_fn(device_, &ei, &nr, nullptr));
+    if (nr == 0) std::fprintf(stderr, "ra-vk pipeline IR: %s: the driver keeps none\n", prefix.c_str());
+    std::vector<VkPipelineExecutableInternalRepresentationKHR> reps(
+        nr, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INTERNAL_REPRESENTATION_KHR});
+    RA_VK_CHECK(ir_fn(device_, &ei, &nr, reps.data()));  // sizes
+    std::vector<std::vector<char>> data(nr);
+    for (std::uint32_t r = 0; r < nr; ++r) {
+      data[r].resize(reps[r].dataSize);
+      reps[r].pData = data[r].data();
+    }
+    RA_VK_CHECK(ir_fn(device_, &ei, &nr, reps.data()));
+    for (std::uint32_t r = 0; r < nr; ++r) {
+      std::string name = reps[r].name;
+      for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      const std::string path = prefix + "-" + std::to_string(e) + "-" + std::to_string(r) + "-" + name +
+                               (reps[r].isText ? ".txt" : ".bin");
+      std::size_t n = reps[r].dataSize;
+      if (reps[r].isText && n && data[r][n - 1] == '\0') --n;  // text ends in a NUL
+      if (std::FILE* f = std::fopen(path.c_str(), "wb")) {
+        std::fwrite(data[r].data(), 1, n, f);
+        std::fclose(f);
+        std::fprintf(stderr, "ra-vk pipeline IR: %s (%s, %zu bytes)\n", path.c_str(), reps[r].description, n);
+      } else {
+        std::fprintf(stderr, "ra-vk pipeline IR: cannot write %s\n", path.c_str());
+      }
+    }
+  }
 }
 
 VkQueryPool Context::create_timestamp_pool(std::uint32_t count) {

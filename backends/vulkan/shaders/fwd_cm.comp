@@ -103,6 +103,12 @@ const float NEG_BIG = -3.0e38;  // masked logit: exp2((NEG_BIG - m) c) == 0
 //      (ra_window: the reciprocal half of band-edge tiles then goes unused)
 //   6  no row statistics: no logit store, row max or rescale; P = exp(S)
 //   7  O += C V with a constant fp16 C instead of P (P still feeds l)
+//   8  global loads only: cut 4 without its shared stores (the loaded
+//      chunks are xor-folded into `keep` instead); barriers kept
+//   9  shared stores only: cut 4 without its global loads (the stored
+//      chunks are made from the tile and lane numbers); barriers kept
+// 8 and 9 split cut 4's skeleton and need the prefetching loop (the host
+// refuses them with RA_VK_PREFETCH=0 and on fwd_cm2).
 // Every cut != 0 also sums two staged halves per lane and tile (one of sk,
 // one of sv) into `keep`, which reaches l at the end: staged tiles a cut
 // leaves unread stay live. The Qf fragments loaded before the loop are dead
@@ -181,13 +187,24 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 #define PB(u) pb##u
 #endif
 #define PF_FETCH(u, j0_)                                                     \
-  if (u < NKC && tid + u * NT < BC * CW) PK(u) = kf_chunk(bh, j0_, tid + u * NT); \
-  if (u < NVC && tid + u * NT < BC * P8) PV(u) = v_chunk(bh, j0_, tid + u * NT);  \
-  if (u < NBC && tid + u * NT < BC) PB(u) = bias_at(bh, j0_ + tid + u * NT, g);
+  if (CUT == 9u) {                                                           \
+    PK(u) = PV(u) = uvec4(packFloat2x16(f16vec2(float(j0_ + tid + u) * 1e-3))); \
+    PB(u) = 0.0;                                                             \
+  } else {                                                                   \
+    if (u < NKC && tid + u * NT < BC * CW) PK(u) = kf_chunk(bh, j0_, tid + u * NT); \
+    if (u < NVC && tid + u * NT < BC * P8) PV(u) = v_chunk(bh, j0_, tid + u * NT);  \
+    if (u < NBC && tid + u * NT < BC) PB(u) = bias_at(bh, j0_ + tid + u * NT, g);   \
+  }
 #define PF_STORE(u, _)                                                       \
-  if (u < NKC && tid + u * NT < BC * CW) sk_put8(kf_slot(tid + u * NT), PK(u)); \
-  if (u < NVC && tid + u * NT < BC * P8) sv_put8(v_slot(tid + u * NT), PV(u));  \
-  if (u < NBC && tid + u * NT < BC) sbias[tid + u * NT] = PB(u);
+  if (CUT == 8u) {                                                           \
+    if (u < NKC && tid + u * NT < BC * CW) kx ^= PK(u).x ^ PK(u).y ^ PK(u).z ^ PK(u).w; \
+    if (u < NVC && tid + u * NT < BC * P8) kx ^= PV(u).x ^ PV(u).y ^ PV(u).z ^ PV(u).w; \
+    if (u < NBC && tid + u * NT < BC) kx ^= floatBitsToUint(PB(u));          \
+  } else {                                                                   \
+    if (u < NKC && tid + u * NT < BC * CW) sk_put8(kf_slot(tid + u * NT), PK(u)); \
+    if (u < NVC && tid + u * NT < BC * P8) sv_put8(v_slot(tid + u * NT), PV(u));  \
+    if (u < NBC && tid + u * NT < BC) sbias[tid + u * NT] = PB(u);           \
+  }
 
 // The 16-key blocks of a key tile, written out (BC <= 64: at most four);
 // block CB's logits live in the named fragment S (sacc0..sacc3). Emulated,
@@ -385,6 +402,7 @@ void main() {
   DECL_H(ones);
   FILL_H(ones, 1.0);
   float keep = 0.0;  // timing cuts only (CUT above): staged halves, summed
+  uint kx = 0u;      // cut 8: the loaded chunks, xor-folded
   DECL_H(pc_const);  // CUT 7: the constant P of O += P V
   FILL_H(pc_const, float16_t(pc.scale));
 
@@ -414,10 +432,10 @@ void main() {
     // Subgroup-uniform: rows past T, or all before this key tile, skip it
     // (their state is unchanged: no live key). An if, not a continue, so
     // the loop's barriers stay in plainly uniform control flow.
-    if (gi0 < T && j0 <= gi_last && CUT != 0u)
+    if (gi0 < T && j0 <= gi_last && CUT != 0u && CUT != 8u)
       keep += float(HALF4(sk, ((kt + lane) % BC) * QS + lane % W16)) +
               float(HALF4(sv, ((kt + lane) % BC) * VS + lane % D16));
-    if (gi0 < T && j0 <= gi_last && CUT != 4u) {
+    if (gi0 < T && j0 <= gi_last && CUT != 4u && CUT < 8u) {
       const uint kind = classify_rows(gi0, gi_last, j0);
       // 16-key blocks with at least one key <= gi_last; the rest are masked whole.
       const uint ncb = min(NCB, (gi_last - j0) / 16u + 1u);
@@ -490,7 +508,7 @@ void main() {
     for (uint r = lane; r < 16u; r += SG) {
       float l = ss[(r0 + r) * SS];
       // Timing cuts: l >= 1 (finite O / l and lse), and it depends on keep.
-      if (CUT != 0u) l = abs(l) + 1.0 + abs(keep) * 1e-20;
+      if (CUT != 0u) l = abs(l) + 1.0 + abs(keep) * 1e-20 + float(kx & 255u) * 1e-20;
       // NaN into O and lse where the written-out element work does not
       // match this device's fragments (emap_fits), or ROWREG's layout does
       // not hold (no shared-memory path compiled in to fall back on).

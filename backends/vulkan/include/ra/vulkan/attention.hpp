@@ -119,7 +119,7 @@ std::string precision_name(Precision p);
 // map, with the shared-memory path as the fallback, so results do not
 // depend on it); 0: always through shared memory, and forward_plan().path
 // adds " shared-rowstats". Another value throws std::invalid_argument.
-constexpr int kForwardCutMax = 7;
+constexpr int kForwardCutMax = 9;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
 

@@ -234,7 +234,9 @@ class Context {
   std::map<std::string, VkShaderModule> modules_;
   std::map<std::pair<std::string, std::vector<std::uint32_t>>, VkPipeline> pipelines_;
   std::vector<std::string> pipeline_stats_;
+  std::vector<VkPipelineExecutablePropertiesKHR> pipeline_executables(VkPipeline p);
   std::vector<std::string> read_pipeline_statistics(VkPipeline p);
+  void write_internal_representations(VkPipeline p, const std::string& prefix);
   std::mutex messages_mutex_;
   std::vector<std::string> messages_;
   // A context may be shared by threads: one lock per piece of shared state.
