@@ -1170,6 +1170,21 @@ TEST_CASE("Vulkan: RA_VK_ROWSTATS picks the coopmat forward's row statistics, bo
   RA_REQUIRE_DEVICE();
   using Catch::Contains;
   ScopedEnv rowstats("RA_VK_ROWSTATS", nullptr);
+  {
+    // $RA_VK_CM_SELB, the accumulators' row split behind the register row
+    // statistics: 0..255 (decimal or 0x hex), else refused naming it.
+    ScopedEnv split("RA_VK_CM_SELB", nullptr);
+    const Shape tiny{1, 1, 16, 16};
+    for (const char* bad : {"256", "-1", "x", "0xF0g", "1.5"}) {
+      split.set(bad);
+      CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, vk::Options{}, context()),
+                        Contains("RA_VK_CM_SELB = '" + std::string(bad) + "'") && Contains("0..255"));
+    }
+    for (const char* good : {"0xF0", "240", "0"}) {
+      split.set(good);
+      CHECK_NOTHROW(vk::Attention(vk::Variant::sdpa_fused, tiny, vk::Options{}, context()));
+    }
+  }
   check_switch_refusals(rowstats);
   if (!has_fp16()) return;
   for (const char* form : {"0", "1"}) {

@@ -177,6 +177,28 @@ bool coopmat_row_registers(const DeviceInfo& dev, bool emulate, bool asked) {
   return asked && !emulate && dev.vendor_id == 0x10de;
 }
 
+// How NVIDIA's 16 x 16 fp32 accumulators split a lane's 8 elements between
+// its two rows (bit k set: element k in the second; the kernels' CM_SELB,
+// spec constant 12), so the real coopmat kernels choose per element at
+// pipeline build time. Not documented by the driver: learnt on the H100
+// (perf v28: of the 35 splits with 4 elements a row and element 0 in the
+// first, only 0xF0, elements 0-3 in the first row and 4-7 in the second,
+// gave finite outputs), and checked by every kernel (CM_ROW_LAYOUT: NaN
+// outputs where it does not hold). $RA_VK_CM_SELB (0..255, decimal or 0x
+// hex) overrides it, for a new device or driver.
+constexpr std::uint32_t kNvidiaRowSplit = 0xF0;
+std::uint32_t coopmat_row_split(const std::string& who) {
+  const char* env = std::getenv("RA_VK_CM_SELB");
+  if (!env || !*env) return kNvidiaRowSplit;
+  char* end = nullptr;
+  const unsigned long v = std::strtoul(env, &end, 0);
+  if (*end || v > 255)
+    throw std::invalid_argument(who + ": RA_VK_CM_SELB = '" + env + "' but must be 0..255 (the coopmat " +
+                                "accumulators' row split, docs/vulkan.md; unset: " +
+                                std::to_string(kNvidiaRowSplit) + ")");
+  return std::uint32_t(v);
+}
+
 // $RA_VK_CM_ROWS / $RA_VK_CM_KEYS (attention.hpp): caps on the coopmat
 // kernels' own and streamed rows; `fallback` where unset or empty.
 int cm_tile_cap_from_env(const char* name, int fallback, const std::string& who, const char* what) {
@@ -250,6 +272,7 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_prefetch_ = forward_switch_from_env("RA_VK_PREFETCH", true, who,
                                           "the key loop of the coopmat forward: 0 single-stage, 1 prefetch");
   fwd_grid_ = forward_grid_from_env(who);
+  cm_row_split_ = coopmat_row_split(who);
   fwd_rowstats_ = forward_switch_from_env("RA_VK_ROWSTATS", true, who,
                                           "the coopmat forward's row statistics: 1 in registers where the "
                                           "device's accumulator layout allows, 0 through shared memory");
@@ -683,7 +706,8 @@ std::vector<double> Attention::submit_timed(int reps, VkQueryPool pool,
 // set (fwd_cm / fwd_cm_emu: always, 0 = the real kernel); id 8 fwd_cm's
 // key-loop form ($RA_VK_PREFETCH), always for fwd_cm / fwd_cm_emu; id 9 their
 // workgroup layout ($RA_VK_GRID), likewise; id 10 where their row statistics
-// live ($RA_VK_ROWSTATS), likewise.
+// live ($RA_VK_ROWSTATS), likewise; id 12 their accumulators' row split
+// (coopmat_row_split()), likewise.
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
@@ -699,6 +723,8 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
     spec.push_back(fwd_prefetch_ ? 1u : 0u);
     spec.push_back(std::uint32_t(fwd_grid_));
     spec.push_back(fwd_rowreg_ ? 1u : 0u);
+    spec.push_back(0u);  // id 11: not in fwd_cm
+    spec.push_back(cm_row_split_);
   }
   return spec;
 }
@@ -772,11 +798,13 @@ void Attention::record_backward(VkCommandBuffer cb) {
     auto name = [&](const char* which) {
       return std::string("bwd_cm_") + which + (bwd_cm_ == "emulated" ? "_emu" : "");
     };
-    // Id 8: PREFETCH, id 10: ROWREG (bwd_cm.comp; ids 6, 7, 9 are not in the shader).
+    // Id 8: PREFETCH, id 10: ROWREG, id 12: the row split (bwd_cm.comp; ids 6, 7, 9, 11 are not in the shader).
     std::vector<std::uint32_t> spec_q = spec;
     spec_q.resize(10, 0u);
     spec_q[8] = bwd_prefetch_ ? 1u : 0u;
     spec_q.push_back(bwd_rowreg_ ? 1u : 0u);
+    spec_q.push_back(0u);  // id 11: not in bwd_cm
+    spec_q.push_back(cm_row_split_);
     std::vector<std::uint32_t> spec_kv = spec_q;
     std::swap(spec_kv[3], spec_kv[4]);
     kv = ctx_->pipeline(name("kv"), spec_kv);

@@ -181,7 +181,7 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
 #ifdef RA_CM_KEYS
 #define BWD_SUMS(e, dl, rec) csum[e] += dl;
 // Own rows are keys: their bias in registers where ROWREG holds.
-#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b.x : own_a.x) : sbias[kj])
+#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : sbias[kj])
 #define EL_LSE(e, qi) slse[qi]
 #define EL_DEL(e, qi) sdel[qi]
 #else
@@ -190,8 +190,8 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
   wr += rec ? dl * sb[e] : 0.0;
 // Own rows are queries: their lse and Delta in registers where ROWREG holds.
 #define EL_BIAS(e, kj) sbias[kj]
-#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b.x : own_a.x) : slse[qi])
-#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(selB, e) ? own_b.y : own_a.y) : sdel[qi])
+#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : slse[qi])
+#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.y : own_a.y) : sdel[qi])
 #endif
 #define BWD_EL(e, FULL)                                                                 \
   if (e < NEL) {                                                                        \

@@ -177,7 +177,11 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
 // maximum is a lane-local max and two xor-shuffles, and per-row values can
 // live in two registers a lane. Checked on the element map (ERC), every lane
 // of the subgroup agreeing (shuffles only: uniform control flow needed);
-// ok = false elsewhere (subgroups other than 32 wide, emulation).
+// ok = false elsewhere (subgroups other than 32 wide, emulation). It also
+// requires the split of a lane's elements between its rows to be CM_SELB
+// (spec constant 12, from the host: the device's known split), so kernels
+// pick an element's row when the pipeline is built (in_row_b(CM_SELB, k)
+// with k a constant), with no select per element (v28).
 #define CM_ROW_LAYOUT(rowA, rowB, selB, ok_)                                           \
   if (SG == 32u && NEL == 8) {                                                         \
     rowA = ERC(0) >> 4u;                                                               \
@@ -195,7 +199,7 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
         selB |= 1u << uint(i_);                                                        \
       }                                                                                \
     }                                                                                  \
-    fine_ = fine_ && rowB != rowA && bitCount(colA_) == 4 && bitCount(colB_) == 4;     \
+    fine_ = fine_ && rowB != rowA && bitCount(colA_) == 4 && bitCount(colB_) == 4 && selB == CM_SELB; \
     [[unroll]] for (uint x_ = 1u; x_ <= 2u; ++x_) {                                    \
       fine_ = fine_ && subgroupShuffleXor(rowA, x_) == rowA && subgroupShuffleXor(rowB, x_) == rowB; \
       colA_ |= subgroupShuffleXor(colA_, x_);                                          \
@@ -205,8 +209,12 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
     [[unroll]] for (uint x_ = 1u; x_ < 32u; x_ <<= 1u) all_ = min(all_, subgroupShuffleXor(all_, x_)); \
     ok_ = all_ != 0u;                                                                  \
   }
-// Element k of this lane is in its second row (CM_ROW_LAYOUT's rowB).
+// Element k of this lane is in its second row (CM_ROW_LAYOUT's rowB), for
+// the row split `sel` (CM_SELB where the layout check passed).
 bool in_row_b(uint sel, int k) { return ((sel >> uint(k)) & 1u) != 0u; }
+// Bit k set: element k of a lane's accumulator lies in its second row
+// (attention.cpp's coopmat_row_split()).
+layout(constant_id = 12) const uint CM_SELB = 0u;
 
 layout(std430, binding = 7) restrict readonly buffer BufDout4 { uvec4 dout4[]; };
 

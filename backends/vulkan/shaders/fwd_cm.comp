@@ -269,18 +269,19 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
   if (CB < NCB && CB < ncb) { CM_EACH_EL(ROWMAX_EL, S) }
 #define ROWMAX_EL(k, S)                                                       \
   if (k < NEL) {                                                              \
-    if (in_row_b(selB, k)) mxB = max(mxB, S[k]);                              \
+    if (in_row_b(CM_SELB, k)) mxB = max(mxB, S[k]);                              \
     else mxA = max(mxA, S[k]);                                                \
   }
-// O and l times their row's rescale factor: ROWREG's alA / alB, or sm_al's.
+// O (and l where it is a fragment) times the row's rescale factor: ROWREG's
+// alA / alB, or sm_al's.
 #define RESCALE_EL(k, A)                                                      \
   {                                                                           \
     const float a_ = A;                                                       \
     CM_UNROLL for (uint d = 0u; d < KD; ++d) oacc[d][k] *= a_;               \
-    lacc[k] *= a_;                                                            \
+    if (ROWREG == 0u) lacc[k] *= a_;                                          \
   }
 #define RESCALE_REG_EL(k, _) \
-  if (k < NEL) RESCALE_EL(k, in_row_b(selB, k) ? alB : alA)
+  if (k < NEL) RESCALE_EL(k, in_row_b(CM_SELB, k) ? alB : alA)
 #define RESCALE_SHARED_EL(k, _) \
   if (k < NEL) RESCALE_EL(k, sm_al[r0 + (ERC(k) >> 4u)])
 
@@ -290,14 +291,18 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     const uint cb_ = CB;                                                      \
     if (CUT == 6u) {                                                          \
       CM_EACH_EL(EXP_RAW_EL, S)                                               \
-    } else if (CUT != 1u && rowreg) {                                         \
+    } else if (CUT != 1u && ROWREG != 0u) {                                   \
       CM_EACH_EL(EXP_REG_EL, S)                                               \
-    } else if (CUT != 1u && ROWREG == 0u) {                                   \
+    } else if (CUT != 1u) {                                                   \
       CM_EACH_EL(EXP_SHARED_EL, S)                                            \
     }                                                                         \
     DECL_H(p);                                                                \
     TO_H(p, S);                                                               \
-    MMA(lacc, p, ones);                                                       \
+    if (ROWREG != 0u) {                                                       \
+      CM_EACH_EL(LSUM_EL, S)                                                  \
+    } else {                                                                  \
+      MMA(lacc, p, ones);                                                     \
+    }                                                                         \
     if (CUT != 2u)                                                            \
       CM_UNROLL for (uint d = 0u; d < KD; ++d) {                              \
         DECL_H(vb);                                                           \
@@ -308,10 +313,17 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
           MMA(oacc[d], p, vb);                                                \
       }                                                                       \
   }
+// ROWREG: the lane's shares of its two rows' sums, from the fp32 P (the
+// fp16 P that goes into O differs by its rounding, 2^-11 relative).
+#define LSUM_EL(k, S)                                   \
+  if (k < NEL) {                                        \
+    if (in_row_b(CM_SELB, k)) lsB += S[k];              \
+    else lsA += S[k];                                   \
+  }
 #define EXP_RAW_EL(k, S) \
   if (k < NEL) S[k] = exp2(S[k] * sc2);
 #define EXP_REG_EL(k, S) \
-  if (k < NEL) S[k] = exp2(S[k] * sc2 - (in_row_b(selB, k) ? mBs : mAs));
+  if (k < NEL) S[k] = exp2(S[k] * sc2 - (in_row_b(CM_SELB, k) ? mBs : mAs));
 #define EXP_SHARED_EL(k, S) \
   if (k < NEL) S[k] = exp2((S[k] - sm_m[r0 + (ERC(k) >> 4u)]) * sc2);
 // Epilogue: O / l per row.
@@ -397,8 +409,12 @@ void main() {
 
   DECL_F_ARR(oacc, KD);
   [[unroll]] for (uint d = 0u; d < KD; ++d) FILL_F(oacc[d], 0.0);
+  // Row sums l: where ROWREG holds, the lane's shares of its two rows in two
+  // registers (lsA, lsB; summed across the quad at the end); elsewhere a
+  // fragment fed by P times a matrix of ones (every column of it a row sum).
   DECL_F(lacc);
   FILL_F(lacc, 0.0);
+  float lsA = 0.0, lsB = 0.0;
   DECL_H(ones);
   FILL_H(ones, 1.0);
   float keep = 0.0;  // timing cuts only (CUT above): staged halves, summed
@@ -448,7 +464,9 @@ void main() {
       BLOCKS_DECL
       EACH_BLOCK(LOGITS_BLOCK)
       float alA = 1.0, alB = 1.0;  // ROWREG: this tile's rescale factors
-      if (stats && rowreg) {
+      // (ROWREG compiled in, not the check's result: where the layout check
+      // failed the outputs are NaN anyway.)
+      if (stats && ROWREG != 0u) {
         // Row maxima in registers: lane-local, then across the quad.
         float mxA = NEG_BIG, mxB = NEG_BIG;
         EACH_BLOCK(ROWMAX_BLOCK)
@@ -461,7 +479,7 @@ void main() {
         alB = exp2((mB - nB) * sc2);
         mA = nA;
         mB = nB;
-      } else if (stats && ROWREG == 0u) {
+      } else if (stats) {
         subgroup_sync();
 
         // Row maxima: two lanes per row (even / odd columns), combined by one
@@ -482,9 +500,11 @@ void main() {
         subgroup_sync();
       }
       // Rescale O and l by exp(m_old - m_new), in registers (no-op rows: 1).
-      if (stats && rowreg) {
+      if (stats && ROWREG != 0u) {
         CM_EACH_EL(RESCALE_REG_EL, _)
-      } else if (stats && ROWREG == 0u) {
+        lsA *= alA;
+        lsB *= alB;
+      } else if (stats) {
         CM_EACH_EL(RESCALE_SHARED_EL, _)
       }
       // P = exp(x - m_new) in fp16; l += P 1 and O += P V with the same P.
@@ -495,18 +515,26 @@ void main() {
 
   // Epilogue, per subgroup (its rows and its block of ss only).
   if (gi0 < T) {
-    if (rowreg) {  // the running maxima to where the epilogue reads them
+    if (ROWREG != 0u) {
+      // The row sums across the quad; they and the running maxima to where
+      // the epilogue reads them.
+      [[unroll]] for (uint x = 1u; x <= 2u; ++x) {
+        lsA += subgroupShuffleXor(lsA, x);
+        lsB += subgroupShuffleXor(lsB, x);
+      }
       if ((lane & 3u) == 0u) {
         sm_m[r0 + rowA] = mA;
         sm_m[r0 + rowB] = mB;
+        sm_al[r0 + rowA] = lsA;
+        sm_al[r0 + rowB] = lsB;
       }
-      subgroup_sync();
+    } else {
+      // Every column of lacc is the row sum: keep column 0 as l.
+      STORE_SS(lacc, r0 * SS, SS);
     }
-    // Every column of lacc is the row sum: keep column 0 as l (in sm_al).
-    STORE_SS(lacc, r0 * SS, SS);
     subgroup_sync();
     for (uint r = lane; r < 16u; r += SG) {
-      float l = ss[(r0 + r) * SS];
+      float l = ROWREG != 0u ? sm_al[r0 + r] : ss[(r0 + r) * SS];
       // Timing cuts: l >= 1 (finite O / l and lse), and it depends on keep.
       if (CUT != 0u) l = abs(l) + 1.0 + abs(keep) * 1e-20 + float(kx & 255u) * 1e-20;
       // NaN into O and lse where the written-out element work does not

@@ -113,12 +113,18 @@ std::string precision_name(Precision p);
 //
 // $RA_VK_ROWSTATS = 0 | 1 (read when an Attention is made): where the
 // coopmat forward (fwd_cm, fwd_cm_emu; spec constant ROWREG) keeps its
-// softmax row statistics. 1, the default (unset or empty): in registers,
-// where the kernel finds the device's accumulator layout allows it (each
-// row in one quad of lanes: NVIDIA's; checked in the kernel on its index
-// map, with the shared-memory path as the fallback, so results do not
-// depend on it); 0: always through shared memory, and forward_plan().path
-// adds " shared-rowstats". Another value throws std::invalid_argument.
+// softmax row statistics. 1, the default (unset or empty): in registers on
+// NVIDIA (each row in one quad of lanes, a lane's elements split between
+// its two rows as $RA_VK_CM_SELB says; the kernel checks both on its index
+// map and writes NaN outputs where they do not hold); 0: always through
+// shared memory, and forward_plan().path adds " shared-rowstats". Another
+// value throws std::invalid_argument.
+//
+// $RA_VK_CM_SELB = 0..255 (decimal or 0x hex; read when an Attention is
+// made): the row split of the coopmat kernels' fp32 accumulators (bit k set
+// where a lane's element k lies in its second row; spec constant CM_SELB of
+// fwd_cm and bwd_cm). Unset or empty: NVIDIA's, 0xF0. Another value throws
+// std::invalid_argument naming the variable.
 constexpr int kForwardCutMax = 9;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
@@ -260,6 +266,7 @@ class Attention {
   int fwd_grid_ = 0;          // $RA_VK_GRID (fwd_cm's workgroup layout)
   bool fwd_rowstats_ = true;  // $RA_VK_ROWSTATS (fwd_cm's row statistics in registers)
   bool fwd_rowreg_ = false;   // ... and whether the plan uses them (spec constant ROWREG)
+  std::uint32_t cm_row_split_ = 0;  // the coopmat accumulators' row split (spec constant CM_SELB)
   int cm_rows_ = 128;         // $RA_VK_CM_ROWS (most rows a coopmat workgroup owns)
   int cm_keys_ = 64;          // $RA_VK_CM_KEYS (most rows it streams per tile)
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
