@@ -724,7 +724,7 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
     spec.push_back(std::uint32_t(fwd_grid_));
     spec.push_back(fwd_rowreg_ ? 1u : 0u);
     spec.push_back(0u);  // id 11: not in fwd_cm
-    spec.push_back(cm_row_split_);
+    spec.push_back(fwd_rowreg_ ? cm_row_split_ : 0u);  // 0: no split relied on
   }
   return spec;
 }
@@ -804,7 +804,7 @@ void Attention::record_backward(VkCommandBuffer cb) {
     spec_q[8] = bwd_prefetch_ ? 1u : 0u;
     spec_q.push_back(bwd_rowreg_ ? 1u : 0u);
     spec_q.push_back(0u);  // id 11: not in bwd_cm
-    spec_q.push_back(cm_row_split_);
+    spec_q.push_back(bwd_rowreg_ ? cm_row_split_ : 0u);  // 0: no split relied on
     std::vector<std::uint32_t> spec_kv = spec_q;
     std::swap(spec_kv[3], spec_kv[4]);
     kv = ctx_->pipeline(name("kv"), spec_kv);

@@ -178,20 +178,23 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
 // whole block is inside T, at or below the diagonal and (where any element
 // has the reciprocal term) inside the band, so no element needs a check.
 // P = exp2(c_std Sa + c_rec Sb + (bias - lse) log2 e), c = s w log2 e.
+// Streamed rows' values are per column: in FULL blocks (every element
+// reads them) element e + 4 reuses element e's where the layout pairs them
+// (CM_COL_VALUE; cache vec4s declared per block).
 #ifdef RA_CM_KEYS
 #define BWD_SUMS(e, dl, rec) csum[e] += dl;
 // Own rows are keys: their bias in registers where ROWREG holds.
-#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : sbias[kj])
-#define EL_LSE(e, qi) slse[qi]
-#define EL_DEL(e, qi) sdel[qi]
+#define EL_BIAS(e, kj, F) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : sbias[kj])
+#define EL_LSE(e, qi, F) CM_COL_VALUE(e, slse[qi], clse_, F)
+#define EL_DEL(e, qi, F) CM_COL_VALUE(e, sdel[qi], cdel_, F)
 #else
 #define BWD_SUMS(e, dl, rec) \
   ws += dl * sa[e];          \
   wr += rec ? dl * sb[e] : 0.0;
 // Own rows are queries: their lse and Delta in registers where ROWREG holds.
-#define EL_BIAS(e, kj) sbias[kj]
-#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : slse[qi])
-#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.y : own_a.y) : sdel[qi])
+#define EL_BIAS(e, kj, F) CM_COL_VALUE(e, sbias[kj], cbias_, F)
+#define EL_LSE(e, qi, F) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : slse[qi])
+#define EL_DEL(e, qi, F) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.y : own_a.y) : sdel[qi])
 #endif
 #define BWD_EL(e, FULL)                                                                 \
   if (e < NEL) {                                                                        \
@@ -202,9 +205,9 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
     const bool rec = rec_any && (FULL || in_band(i, j));                                \
     float p = 0.0, dl = 0.0;                                                            \
     if (FULL || (i < T && j <= i)) {                                                    \
-      const float off = (RA != 0u ? EL_BIAS(e, kj) : 0.0) - EL_LSE(e, qi);             \
+      const float off = (RA != 0u ? EL_BIAS(e, kj, FULL) : 0.0) - EL_LSE(e, qi, FULL); \
       p = exp2(c_std * sa[e] + (rec ? c_rec * sb[e] : 0.0) + off);                      \
-      dl = p * (dp[e] - EL_DEL(e, qi));                                                 \
+      dl = p * (dp[e] - EL_DEL(e, qi, FULL));                                           \
     }                                                                                   \
     BWD_SUMS(e, dl, rec)                                                                \
     sa[e] = p;                                                                          \
@@ -349,6 +352,7 @@ void main() {
         // not share the element -> (row, column) map. Written out per
         // element (BWD_EL, CM_EACH_EL): a loop NVIDIA's compiler did not
         // unroll kept sa, sb and dp in local memory (v26).
+        vec4 clse_, cdel_, cbias_;  // streamed columns' values (EL_LSE, EL_DEL, EL_BIAS)
         if (full) {
           CM_EACH_EL(BWD_EL_FULL, _)
         } else {

@@ -200,6 +200,8 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
       }                                                                                \
     }                                                                                  \
     fine_ = fine_ && rowB != rowA && bitCount(colA_) == 4 && bitCount(colB_) == 4 && selB == CM_SELB; \
+    if (CM_PAIRED)                                                                     \
+      CM_UNROLL for (int i_ = 0; i_ < 4; ++i_) fine_ = fine_ && ((ERC(i_) ^ ERC(i_ + 4)) & 15u) == 0u; \
     [[unroll]] for (uint x_ = 1u; x_ <= 2u; ++x_) {                                    \
       fine_ = fine_ && subgroupShuffleXor(rowA, x_) == rowA && subgroupShuffleXor(rowB, x_) == rowB; \
       colA_ |= subgroupShuffleXor(colA_, x_);                                          \
@@ -215,6 +217,17 @@ bool in_row_b(uint sel, int k) { return ((sel >> uint(k)) & 1u) != 0u; }
 // Bit k set: element k of a lane's accumulator lies in its second row
 // (attention.cpp's coopmat_row_split()).
 layout(constant_id = 12) const uint CM_SELB = 0u;
+// With NVIDIA's split (0xF0) element k + 4 lies in the column of element k,
+// eight rows below (CM_ROW_LAYOUT checks it): a per-column value read for
+// element k serves element k + 4 too (CM_COL_VALUE). The host sets CM_SELB
+// to 0 where the kernel keeps no row values in registers (ROWREG = 0, the
+// emulated kernels), so nothing is paired without the check.
+const bool CM_PAIRED = CM_SELB == 0xF0u;
+// The per-column value x for element e of a block, through a vec4 cache c
+// the block declares: read for e < 4, reused for e + 4 where CM_PAIRED and
+// `reuse` (a block whose elements 0-3 all read it; e is a literal).
+#define CM_COL_VALUE(e, x, c, reuse) \
+  ((CM_PAIRED && (reuse) && (e) >= 4) ? c[(e) & 3] : (c[(e) & 3] = (x)))
 
 layout(std430, binding = 7) restrict readonly buffer BufDout4 { uvec4 dout4[]; };
 

@@ -249,6 +249,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     if (CUT != 5u && edge) {                                                  \
       CM_EACH_EL(MASK_EL, S)                                                  \
     } else if (CUT != 5u && RA != 0u) {                                       \
+      vec4 bq_; /* the lane's columns' bias (CM_COL_VALUE) */                 \
       CM_EACH_EL(BIAS_EL, S)                                                  \
     }                                                                         \
     if (ROWREG == 0u && stats) STORE_SS(S, r0 * SS + cb_ * 16u, SS);          \
@@ -262,7 +263,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     S[k] = (j_ <= gi_ && j_ < T) ? x_ : masked;                               \
   }
 #define BIAS_EL(k, S) \
-  if (k < NEL) S[k] += sbias[cb_ * 16u + (ERC(k) & 15u)];
+  if (k < NEL) S[k] += CM_COL_VALUE(k, sbias[cb_ * 16u + (ERC(k) & 15u)], bq_, true);
 
 // ROWREG: the block's share of the maxima of rows rowA / rowB.
 #define ROWMAX_BLOCK(CB, S) \
