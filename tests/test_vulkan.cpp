@@ -845,6 +845,22 @@ TEST_CASE("Vulkan: RA_VK_CUT cuts the coopmat forwards down for timing, or is re
   ScopedEnv cut("RA_VK_CUT", nullptr), forward("RA_VK_FORWARD", nullptr);
   const Shape tiny{1, 1, 16, 16};
   vk::Options opt;
+  {
+    // $RA_VK_BWD_CUT: 1 or 2 leaves one backward kernel out and says so in
+    // the backward's path; other values are refused naming the variable.
+    ScopedEnv bwd_cut("RA_VK_BWD_CUT", nullptr);
+    for (const char* bad : {"3", "-1", "x", "1 "}) {
+      bwd_cut.set(bad);
+      CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),
+                        Contains("RA_VK_BWD_CUT = '" + std::string(bad) + "'"));
+    }
+    bwd_cut.set("2");
+    CHECK_THAT(vk::Attention(vk::Variant::ra_fused, tiny, opt, context()).backward_plan().path,
+               Contains(" BWD_CUT=2 (timing only, output wrong: no query-owned kernel)"));
+    bwd_cut.set("0");
+    CHECK(vk::Attention(vk::Variant::ra_fused, tiny, opt, context()).backward_plan().path.find("BWD_CUT") ==
+          std::string::npos);
+  }
   for (const char* bad : {"10", "-1", "two", "1 ", "07"}) {
     cut.set(bad);
     CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, opt, context()),

@@ -146,6 +146,17 @@ int forward_cut_from_env(const std::string& who) {
                               "unset or 0: the real kernel)");
 }
 
+// $RA_VK_BWD_CUT (attention.hpp): 0 where unset or empty.
+int backward_cut_from_env(const std::string& who) {
+  const char* env = std::getenv("RA_VK_BWD_CUT");
+  if (!env || !*env) return 0;
+  const std::string e = env;
+  if (e == "0" || e == "1" || e == "2") return e[0] - '0';
+  throw std::invalid_argument(who + ": RA_VK_BWD_CUT = '" + e + "' but must be 0, 1 or 2 (a timing cut " +
+                              "of the backward: 1 leaves out the key-owned kernel, 2 the query-owned " +
+                              "one, docs/vulkan.md; unset or 0: the real backward)");
+}
+
 // A 0 / 1 switch of the coopmat forward read from the environment
 // (attention.hpp): `fallback` where unset or empty; any other value throws,
 // naming the variable and what it picks.
@@ -326,6 +337,10 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   if (fp16) plan_coopmat_backward(who, tr);
   else if (opt.backward_path == BackwardPath::coopmat_emulated)
     throw std::invalid_argument(who + ": the coopmat backward is fp16 only");
+  bwd_cut_ = backward_cut_from_env(who);
+  if (bwd_cut_ != 0)  // in the path, so that no table row or run file passes for a real one
+    bwd_plan_.path += " BWD_CUT=" + std::to_string(bwd_cut_) + " (timing only, output wrong: no " +
+                      (bwd_cut_ == 1 ? "key" : "query") + "-owned kernel)";
 
   // Device limits on the launch and the buffers. B*H is folded into the
   // dispatch's y and z (fold_heads).
@@ -821,11 +836,15 @@ void Attention::record_backward(VkCommandBuffer cb) {
   vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, delta);
   vkCmdDispatch(cb, std::uint32_t(ceil_div(s.T, p.threads)), yz[0], yz[1]);
   compute_barrier(cb);
-  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, kv);
-  vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
+  if (bwd_cut_ != 1) {  // $RA_VK_BWD_CUT (timing only) leaves one of the two out
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, kv);
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
+  }
   compute_barrier(cb);  // the query-owned kernel adds to the dQ/dK the key-owned one wrote
-  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, qk);
-  vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
+  if (bwd_cut_ != 2) {
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, qk);
+    vkCmdDispatch(cb, std::uint32_t(n_tiles), yz[0], yz[1]);
+  }
   if (ra) {
     compute_barrier(cb);
     vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, gates);

@@ -270,7 +270,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
   if (CB < NCB && CB < ncb) { CM_EACH_EL(ROWMAX_EL, S) }
 #define ROWMAX_EL(k, S)                                                       \
   if (k < NEL) {                                                              \
-    if (in_row_b(CM_SELB, k)) mxB = max(mxB, S[k]);                              \
+    if (in_row_b(CM_SELB, k)) mxB = max(mxB, S[k]);                           \
     else mxA = max(mxA, S[k]);                                                \
   }
 // O (and l where it is a fragment) times the row's rescale factor: ROWREG's

@@ -125,6 +125,13 @@ std::string precision_name(Precision p);
 // where a lane's element k lies in its second row; spec constant CM_SELB of
 // fwd_cm and bwd_cm). Unset or empty: NVIDIA's, 0xF0. Another value throws
 // std::invalid_argument naming the variable.
+//
+// $RA_VK_BWD_CUT = 1 | 2 (read when an Attention is made; timing only): the
+// backward leaves out its key-owned (1) or query-owned (2) kernel, so each
+// one's share of the backward's time is the difference; outputs wrong,
+// backward_plan().path ends in " BWD_CUT=<n> (timing only, ...)". Unset,
+// empty or 0: the real backward. Another value throws
+// std::invalid_argument naming the variable.
 constexpr int kForwardCutMax = 9;
 enum class ForwardPath { automatic, scalar, tiled, coopmat, coopmat_emulated, coopmat2 };
 std::string forward_path_name(ForwardPath p);
@@ -272,6 +279,7 @@ class Attention {
   std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
   bool bwd_rowreg_ = false; // bwd_cm's own-row values in registers (spec constant ROWREG)
   bool bwd_prefetch_ = false;  // bwd_cm's streamed loop prefetched (spec constant PREFETCH)
+  int bwd_cut_ = 0;            // $RA_VK_BWD_CUT (timing: one backward kernel left out)
   int W_ = 0;
   std::unique_ptr<Buffers> buf_;
   VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
