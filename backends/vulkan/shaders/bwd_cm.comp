@@ -184,7 +184,7 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
 #ifdef RA_CM_KEYS
 #define BWD_SUMS(e, dl, rec) csum[e] += dl;
 // Own rows are keys: their bias in registers where ROWREG holds.
-#define EL_BIAS(e, kj, F) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : sbias[kj])
+#define EL_BIAS(e, kj, F) (ROWREG != 0u ? (in_row_b(e) ? own_b.x : own_a.x) : sbias[kj])
 #define EL_LSE(e, qi, F) CM_COL_VALUE(e, slse[qi], clse_, F)
 #define EL_DEL(e, qi, F) CM_COL_VALUE(e, sdel[qi], cdel_, F)
 #else
@@ -193,8 +193,8 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
   wr += rec ? dl * sb[e] : 0.0;
 // Own rows are queries: their lse and Delta in registers where ROWREG holds.
 #define EL_BIAS(e, kj, F) CM_COL_VALUE(e, sbias[kj], cbias_, F)
-#define EL_LSE(e, qi, F) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.x : own_a.x) : slse[qi])
-#define EL_DEL(e, qi, F) (ROWREG != 0u ? (in_row_b(CM_SELB, e) ? own_b.y : own_a.y) : sdel[qi])
+#define EL_LSE(e, qi, F) (ROWREG != 0u ? (in_row_b(e) ? own_b.x : own_a.x) : slse[qi])
+#define EL_DEL(e, qi, F) (ROWREG != 0u ? (in_row_b(e) ? own_b.y : own_a.y) : sdel[qi])
 #endif
 #define BWD_EL(e, FULL)                                                                 \
   if (e < NEL) {                                                                        \

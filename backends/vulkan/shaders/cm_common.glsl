@@ -180,7 +180,7 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
 // ok = false elsewhere (subgroups other than 32 wide, emulation). It also
 // requires the split of a lane's elements between its rows to be CM_SELB
 // (spec constant 12, from the host: the device's known split), so kernels
-// pick an element's row when the pipeline is built (in_row_b(CM_SELB, k)
+// pick an element's row when the pipeline is built (in_row_b(k)
 // with k a constant), with no select per element (v28).
 #define CM_ROW_LAYOUT(rowA, rowB, selB, ok_)                                           \
   if (SG == 32u && NEL == 8) {                                                         \
@@ -211,12 +211,12 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
     [[unroll]] for (uint x_ = 1u; x_ < 32u; x_ <<= 1u) all_ = min(all_, subgroupShuffleXor(all_, x_)); \
     ok_ = all_ != 0u;                                                                  \
   }
-// Element k of this lane is in its second row (CM_ROW_LAYOUT's rowB), for
-// the row split `sel` (CM_SELB where the layout check passed).
-bool in_row_b(uint sel, int k) { return ((sel >> uint(k)) & 1u) != 0u; }
 // Bit k set: element k of a lane's accumulator lies in its second row
 // (attention.cpp's coopmat_row_split()).
 layout(constant_id = 12) const uint CM_SELB = 0u;
+// Element k (a literal) of this lane is in its second row (CM_ROW_LAYOUT's
+// rowB, where the layout check passed): settled when the pipeline is built.
+bool in_row_b(int k) { return ((CM_SELB >> uint(k)) & 1u) != 0u; }
 // With NVIDIA's split (0xF0) element k + 4 lies in the column of element k,
 // eight rows below (CM_ROW_LAYOUT checks it): a per-column value read for
 // element k serves element k + 4 too (CM_COL_VALUE). The host sets CM_SELB

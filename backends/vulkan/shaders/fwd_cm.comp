@@ -270,7 +270,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
   if (CB < NCB && CB < ncb) { CM_EACH_EL(ROWMAX_EL, S) }
 #define ROWMAX_EL(k, S)                                                       \
   if (k < NEL) {                                                              \
-    if (in_row_b(CM_SELB, k)) mxB = max(mxB, S[k]);                           \
+    if (in_row_b(k)) mxB = max(mxB, S[k]);                           \
     else mxA = max(mxA, S[k]);                                                \
   }
 // O (and l where it is a fragment) times the row's rescale factor: ROWREG's
@@ -282,7 +282,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     if (ROWREG == 0u) lacc[k] *= a_;                                          \
   }
 #define RESCALE_REG_EL(k, _) \
-  if (k < NEL) RESCALE_EL(k, in_row_b(CM_SELB, k) ? alB : alA)
+  if (k < NEL) RESCALE_EL(k, in_row_b(k) ? alB : alA)
 #define RESCALE_SHARED_EL(k, _) \
   if (k < NEL) RESCALE_EL(k, sm_al[r0 + (ERC(k) >> 4u)])
 
@@ -318,13 +318,13 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 // fp16 P that goes into O differs by its rounding, 2^-11 relative).
 #define LSUM_EL(k, S)                                   \
   if (k < NEL) {                                        \
-    if (in_row_b(CM_SELB, k)) lsB += S[k];              \
+    if (in_row_b(k)) lsB += S[k];              \
     else lsA += S[k];                                   \
   }
 #define EXP_RAW_EL(k, S) \
   if (k < NEL) S[k] = exp2(S[k] * sc2);
 #define EXP_REG_EL(k, S) \
-  if (k < NEL) S[k] = exp2(S[k] * sc2 - (in_row_b(CM_SELB, k) ? mBs : mAs));
+  if (k < NEL) S[k] = exp2(S[k] * sc2 - (in_row_b(k) ? mBs : mAs));
 #define EXP_SHARED_EL(k, S) \
   if (k < NEL) S[k] = exp2((S[k] - sm_m[r0 + (ERC(k) >> 4u)]) * sc2);
 // Epilogue: O / l per row.
