@@ -61,6 +61,24 @@
 #            RA_PARTS_KERNELS="coopmat coopmat2 coopmat_emulated"
 #            RA_PARTS_TS=64 RA_PARTS_BH="1 2" RA_PARTS_CUTS="0 2 4"
 #            RA_PARTS_ROUNDS=2 RA_PARTS_REPS=3 RA_PARTS_WARMUP=1.
+#   there: bash scripts/device-vulkan-cm2.sh ab      (carry .device/vulkan-cm2.tar.xz)
+#            A/B of builds or switches (perf v28's calls, before they had
+#            this): the whole test_vulkan (validation off; RA_AB_TESTS=0
+#            skips it), the coopmat pipelines' registers (driver statistics),
+#            then ra-bench --backend vulkan, fp16, sdpa_fused and ra_fused,
+#            B8 H12 D64, one run per entry of RA_AB ("label=binary" or
+#            "label=binary,VAR=value,...", space-separated; default
+#            "cur=ra-bench"; other binaries are staged with RA_VK_EXTRA)
+#            and T of RA_AB_TS ("4096"), passes RA_AB_PASSES ("fwd,fwdbwd"),
+#            in RA_AB_ROUNDS rounds (2) after a discarded warm-up round (the
+#            first rows after the tests ran up to 5x slow: the clock), the
+#            entries' order reversed every other round; then our Kokkos bf16
+#            kernels (where ra-bench-cuda is staged) and PyTorch's fp16 SDPA
+#            at each T, the yardsticks of the same call. $OUT: ab-rows.tsv
+#            (round, label, T, variant, pass, median, min, tiles; sorted on
+#            stdout), ab-logs.tar.gz.
+#   here:  RA_VK_EXTRA="ra-bench-base=/path/to/ra-bench ra-bench-cuda=.device/cuda-h100/ra-bench"
+#            before stage adds those binaries to the archive under the given names.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 archive=$root/.device/vulkan-cm2.tar.xz
@@ -85,6 +103,8 @@ stage() {
   mkdir -p "$pack/lib" "$pack/layers"
   cp "$dir/tests/test_vulkan" "$dir/experiments/ra-bench" "$pack/"
   strip "$pack/test_vulkan" "$pack/ra-bench"
+  local extra
+  for extra in ${RA_VK_EXTRA:-}; do cp "${extra#*=}" "$pack/${extra%%=*}"; done
   # Every non-system library (glibc, libstdc++ and libgcc_s are the device's
   # own, newer); libvulkan.so.1 (Debian's loader) among them.
   ldd "$dir/tests/test_vulkan" "$dir/experiments/ra-bench" | awk '/=> \//{print $3}' | sort -u |
@@ -344,9 +364,55 @@ parts() {
   return $status
 }
 
+# ab: see the header.
+ab() {
+  local work d
+  unpack || return 1
+  local status=0 rows=$OUT/ab-rows.tsv logs=$work/ab
+  mkdir -p "$logs"
+  : > "$rows"
+  if [ "${RA_AB_TESTS:-1}" != 0 ]; then t "$OUT/test-all.log" RA_VK_VALIDATION=0 -- || status=1; fi
+  RA_VK_VALIDATION=0 RA_VK_PIPELINE_STATS=1 "$d/ra-bench" --backend vulkan --dtypes half --variants sdpa_fused,ra_fused \
+    --passes fwdbwd --B 1 --H 2 --T 256 --D 64 --reps 2 --warmup 1 --out "$logs/stats" 2>&1 |
+    grep '^ra-vk pipeline .*_cm' | sed 's/Stack Size = 0, //'
+  local entries=(${RA_AB:-cur=ra-bench}) round T
+  one() {  # round label binary[,VAR=value...] T
+    local spec=$3 bin=${3%%,*} envs=() log=$logs/$1-$2-T$4
+    [ "$spec" != "$bin" ] && IFS=, read -r -a envs <<< "${spec#*,}"
+    env "${envs[@]}" RA_VK_VALIDATION=0 RA_VK_FORWARD=coopmat "$d/$bin" --backend vulkan --dtypes half \
+      --vk-warmup-ms 1000 --variants sdpa_fused,ra_fused --passes "${RA_AB_PASSES:-fwd,fwdbwd}" \
+      --B 8 --H 12 --T "$4" --D 64 --reps 20 --warmup 5 --out "$log" > "$log.log" 2>&1 || status=1
+    awk -v r="$1" -v l="$2" '/^variant/ { on = 1; next } on && NF == 0 { on = 0 }
+      on && NF >= 12 { t = $12; for (i = 13; i <= NF; i++) t = t " " $i
+        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r, l, $4, $1, $2, $5, $6, t }' "$log.log" >> "$rows"
+  }
+  for T in ${RA_AB_TS:-4096}; do
+    one warm "${entries[0]%%=*}" "${entries[0]#*=}" "$T"
+    for round in $(seq 1 "${RA_AB_ROUNDS:-2}"); do
+      local order=("${entries[@]}") e
+      [ $((round % 2)) = 0 ] && order=($(printf '%s\n' "${entries[@]}" | tac))
+      for e in "${order[@]}"; do one "r$round" "${e%%=*}" "${e#*=}" "$T"; done
+    done
+    if [ -x "$d/ra-bench-cuda" ]; then
+      local cublas
+      cublas=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null)
+      LD_LIBRARY_PATH="/usr/local/cuda/lib64:$cublas:$LD_LIBRARY_PATH" "$d/ra-bench-cuda" --T "$T" --dtypes bf16 \
+        --variants sdpa_fused,ra_fused --passes fwd,fwdbwd --out "$logs/kokkos-bf16-T$T" > "$logs/kokkos-bf16-T$T.log" 2>&1
+      grep -E '^(sdpa|ra)_fused ' "$logs/kokkos-bf16-T$T.log" | awk -v T="$T" '{ print "kokkos bf16 T=" T, $1, $2, $5, $6 }'
+    fi
+    python3 "$root/scripts/torch_yardstick.py" --T "$T" --dtypes float16 --variants torch_sdpa \
+      --out "$OUT/torch-fp16-T$T.json" 2>&1 | tail -n 2 | sed "s/^/torch T=$T /"
+  done
+  sort "$rows" | awk -F'\t' '{ print $1, $2, $3, $4, $5, $6, $7, substr($8, 1, 60) }'
+  tar czf "$OUT/ab-logs.tar.gz" -C "$work" ab
+  rm -rf "$work"
+  return $status
+}
+
 case "${1:-}" in
   stage) stage ;;
   run) run ;;
   parts) parts ;;
-  *) echo "usage: $0 stage (here) | run | parts (on the GPU machine)" >&2; exit 2 ;;
+  ab) ab ;;
+  *) echo "usage: $0 stage (here) | run | parts | ab (on the GPU machine)" >&2; exit 2 ;;
 esac
