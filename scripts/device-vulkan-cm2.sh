@@ -77,6 +77,13 @@
 #            at each T, the yardsticks of the same call. $OUT: ab-rows.tsv
 #            (round, label, T, variant, pass, median, min, tiles; sorted on
 #            stdout), ab-logs.tar.gz.
+#   there: bash scripts/device-vulkan-cm2.sh sass    (carry .device/vulkan-cm2.tar.xz)
+#            The driver's compiled code of the coopmat pipelines (sdpa_fused
+#            and ra_fused, D 64, T $RA_SASS_T (4096), forward and backward):
+#            ra-bench with RA_VK_PIPELINE_CACHE_DUMP=$OUT/pcache (one
+#            vkGetPipelineCacheData blob per pipeline), then
+#            scripts/nv_pipeline_sass.py on the blobs: $OUT/sass-summary.txt
+#            (instruction mixes), $OUT/sass.tar.gz (blobs, code, SASS, log).
 #   here:  RA_VK_EXTRA="ra-bench-base=/path/to/ra-bench ra-bench-cuda=.device/cuda-h100/ra-bench"
 #            before stage adds those binaries to the archive under the given names.
 set -uo pipefail
@@ -109,6 +116,11 @@ stage() {
   # own, newer); libvulkan.so.1 (Debian's loader) among them.
   ldd "$dir/tests/test_vulkan" "$dir/experiments/ra-bench" | awk '/=> \//{print $3}' | sort -u |
     { grep -v -E '/lib(c|m|dl|rt|pthread|resolv|stdc\+\+|gcc_s)\.so' || true; } |
+    xargs -r -I{} cp -L -n {} "$pack/lib/"
+  # zstd (and its libraries) for `sass`: the driver's pipeline-cache blobs
+  # are zstd frames, and the GPU machine has no zstd.
+  cp /usr/bin/zstd "$pack/"
+  ldd /usr/bin/zstd | awk '/=> \//{print $3}' | { grep -v -E '/lib(c|m|dl|rt|pthread)\.so' || true; } |
     xargs -r -I{} cp -L -n {} "$pack/lib/"
   local layer
   layer=$(ls /usr/lib/x86_64-linux-gnu/libVkLayer_khronos_validation.so)
@@ -222,7 +234,9 @@ bench_rows() {
     on && NF == 0 { on = 0 }
     on && NF >= 12 {
       tiles = $12; for (i = 13; i <= NF; i++) tiles = tiles " " $i
-      ok = index(tiles " ", want) == 1 && (c != 0 || !index(tiles, "CUT="))
+      # fwd_cm on KHR matrices (coopmat_khr_runs) names itself coopmat-khr.
+      khr = want; sub(/^vulkan coopmat /, "vulkan coopmat-khr ", khr)
+      ok = (index(tiles " ", want) == 1 || index(tiles " ", khr) == 1) && (c != 0 || !index(tiles, "CUT="))
       printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, c, $4, $1, r, $5, $6, tiles, ok ? "ok" : "RAN: " tiles
     }' "$1"
 }
@@ -299,8 +313,8 @@ parts() {
       --variants sdpa_fused --passes fwd --B 1 --H 1 --T 64 --D 64 --reps 1 --warmup 0 \
       --out "$logs/probe-$k" > "$logs/probe-$k.log" 2>&1
     local ran
-    ran=$(bench_rows "$logs/probe-$k.log" "$k" 0 0 | cut -f8)
-    if [ "${ran#vulkan $(kernel_path "$k") }" != "$ran" ]; then
+    ran=$(bench_rows "$logs/probe-$k.log" "$k" 0 0 | cut -f8,9)
+    if [ "${ran##*$'\t'}" = ok ]; then
       if [ "$k" = coopmat ] || [ "$k" = coopmat_emulated ]; then
         for pf in "${forms[@]}"; do
           case $pf in
@@ -312,8 +326,8 @@ parts() {
         run_kernels+=("$k")
       fi
     else
-      skipped+=("$k: the forward that ran is '${ran:-none, see probe-$k.log}'")
-      echo "== skipped $k: the forward that ran is '${ran:-none (probe-$k.log)}'"
+      skipped+=("$k: the forward that ran is '${ran%%$'\t'*}'")
+      echo "== skipped $k: the forward that ran is '${ran%%$'\t'*}' (probe-$k.log)"
     fi
   done
   local r start=$SECONDS longest=0
@@ -409,10 +423,27 @@ ab() {
   return $status
 }
 
+# sass: see the header.
+sass() {
+  local work d
+  unpack || return 1
+  local s=$work/sass
+  mkdir -p "$s/pcache" "$s/out"
+  echo "== tools: $(command -v zstd python3) $(ls /usr/local/cuda/bin/nvdisasm 2>&1)"
+  RA_VK_PIPELINE_CACHE_DUMP=$s/pcache RA_VK_VALIDATION=0 RA_VK_PIPELINE_STATS=1 RA_VK_FORWARD=coopmat \
+    "$d/ra-bench" --backend vulkan --dtypes half --variants sdpa_fused,ra_fused --passes fwdbwd \
+    --B 1 --H 2 --T "${RA_SASS_T:-4096}" --D 64 --reps 2 --warmup 1 --out "$s/bench" > "$s/bench.log" 2>&1
+  grep '^ra-vk pipeline .*Register' "$s/bench.log" | sed 's/Stack Size = 0, //'
+  PATH="$d:$PATH" python3 "$root/scripts/nv_pipeline_sass.py" "$s/pcache" "$s/out" | tee "$OUT/sass-summary.txt"
+  tar czf "$OUT/sass.tar.gz" -C "$work" sass  # one file: the device tool brings back a few only
+  rm -rf "$work"
+}
+
 case "${1:-}" in
   stage) stage ;;
+  sass) sass ;;
   run) run ;;
   parts) parts ;;
   ab) ab ;;
-  *) echo "usage: $0 stage (here) | run | parts | ab (on the GPU machine)" >&2; exit 2 ;;
+  *) echo "usage: $0 stage (here) | run | parts | ab | sass (on the GPU machine)" >&2; exit 2 ;;
 esac

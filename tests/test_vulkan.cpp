@@ -16,6 +16,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -342,6 +344,11 @@ std::string cm_loop() {
   const char* e = std::getenv("RA_VK_PREFETCH");
   return (e && std::string(e) == "0" ? " single-stage" : " prefetch") + cm_path_tail();
 }
+// The real coopmat kernels' path head: on KHR cooperative matrices where
+// the device and build allow (and $RA_VK_CM_KHR is not 0), else NV ones.
+std::string cm_real() {
+  return vk::coopmat_khr_runs(context()->info()) ? "coopmat-khr fp16-storage" : "coopmat fp16-storage";
+}
 
 // The coopmat forward's awkward shapes: T = 1, 7 (inside one 16-row block),
 // 65 (one row past a 64-row tile), 130 (past two, several key tiles);
@@ -618,9 +625,9 @@ TEST_CASE("Vulkan: coopmat forward matches the float64 reference, or falls back 
     WARN(dev.name << ": no coopmat forward (" << p.note << "); the " << p.path << " forward ran");
     return;
   }
-  CHECK(p.path == "coopmat fp16-storage" + cm_loop());
+  CHECK(p.path == cm_real() + cm_loop());
   CHECK(p.note.empty());
-  check_coopmat_cases(vk::ForwardPath::coopmat, "coopmat fp16-storage" + cm_loop(), false);
+  check_coopmat_cases(vk::ForwardPath::coopmat, cm_real() + cm_loop(), false);
   check_clean();
 }
 
@@ -683,7 +690,7 @@ TEST_CASE("Vulkan: the automatic fp16 forward picks the first kernel that runs a
   std::cerr << "test_vulkan: automatic fp16 forward: " << p.path
             << (p.note.empty() ? "" : " [" + p.note + "]") << "\n";
   if (cm1) {
-    CHECK(p.path == "coopmat fp16-storage" + cm_loop());
+    CHECK(p.path == cm_real() + cm_loop());
     CHECK(p.note.empty());
   } else {
     CHECK(p.path == (tiled_runs(vk::Precision::fp16) ? "tiled fp16-storage" : "scalar fp16-storage"));
@@ -762,16 +769,16 @@ TEST_CASE("Vulkan: coopmat backward matches the float64 reference, or falls back
     WARN(dev.name << ": no coopmat backward (" << p.note << "); the scalar fp16 backward ran");
     return;
   }
-  CHECK(p.path == "coopmat fp16-storage");
+  CHECK(p.path == cm_real());
   CHECK(p.note.empty());
-  CHECK(a.path == (off ? "scalar fp16-storage" : "coopmat fp16-storage"));
+  CHECK(a.path == (off ? "scalar fp16-storage" : cm_real()));
   check_coopmat_bwd_cases(vk::ForwardPath::automatic, vk::BackwardPath::coopmat,
-                          "coopmat fp16-storage", kCoopmatBwdCases, std::size(kCoopmatBwdCases));
+                          cm_real(), kCoopmatBwdCases, std::size(kCoopmatBwdCases));
   // D = 128 and more T on the real kernel (no compile cost there).
   const BwdCase more[] = {{{1, 1, 130, 128}, true}, {{2, 1, 7, 128}, false},
                           {{1, 1, 130, 64}, true}, {{1, 1, 65, 20}, true}};
   check_coopmat_bwd_cases(vk::ForwardPath::automatic, vk::BackwardPath::coopmat,
-                          "coopmat fp16-storage", more, std::size(more));
+                          cm_real(), more, std::size(more));
   check_clean();
 }
 
@@ -882,7 +889,7 @@ TEST_CASE("Vulkan: RA_VK_CUT cuts the coopmat forwards down for timing, or is re
   };
   std::vector<Kernel> kernels{{vk::ForwardPath::coopmat_emulated, "coopmat-emulated fp16-storage" + cm_loop()}};
   if (dev.coopmat_f16 && dev.subgroup_size == 32)
-    kernels.push_back({vk::ForwardPath::coopmat, "coopmat fp16-storage" + cm_loop()});
+    kernels.push_back({vk::ForwardPath::coopmat, cm_real() + cm_loop()});
   if (dev.coopmat2 && vk::kernel_embedded("fwd_cm2"))
     kernels.push_back({vk::ForwardPath::coopmat2, "coopmat2 fp16-storage"});
   struct Run {
@@ -1125,6 +1132,50 @@ TEST_CASE("Vulkan: RA_VK_PIPELINE_STATS reports each pipeline's statistics", "[v
   CHECK(msgs.empty());
 }
 
+// $RA_VK_PIPELINE_CACHE_DUMP=<folder>: every pipeline built while it is set
+// is built into a cache of its own, whose data lands in <folder> as
+// <kernel>-<spec constants, '_' between>.pcache (docs/vulkan.md, "Reading
+// the driver's code"): at least the 16-byte header every Vulkan cache starts
+// with, naming this device's vendor. A fresh context, so its pipelines are
+// built here, not taken from the suite's.
+TEST_CASE("Vulkan: RA_VK_PIPELINE_CACHE_DUMP writes each pipeline's cache data", "[vulkan][pipeline-stats]") {
+  RA_REQUIRE_DEVICE();
+  const Shape shape{1, 1, 20, 16};
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("ra-vk-pcache-" + std::to_string(std::random_device{}()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    ScopedEnv dump("RA_VK_PIPELINE_CACHE_DUMP", dir.c_str());
+    vk::ContextOptions o;
+    const char* val = std::getenv("RA_VK_VALIDATION");
+    o.validation = val && std::string(val) == "0" ? 0 : 1;
+    auto ctx = std::make_shared<vk::Context>(o);
+    vk::Attention att(vk::Variant::sdpa_fused, shape, vk::Options{}, ctx);
+    auto t = vk::HostTensors::allocate(shape, 1);
+    att.forward(t);
+    const auto msgs = ctx->take_validation_messages();
+    for (const auto& m : msgs) UNSCOPED_INFO(m);
+    CHECK(msgs.empty());
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      INFO(e.path());
+      CHECK(e.path().extension() == ".pcache");
+      CHECK(e.path().filename().string().rfind("fwd", 0) == 0);
+      CHECK(e.path().filename().string().find(',') == std::string::npos);
+      std::ifstream in(e.path(), std::ios::binary);
+      std::uint32_t head[4] = {};
+      in.read(reinterpret_cast<char*>(head), sizeof(head));
+      REQUIRE(in.gcount() == sizeof(head));
+      CHECK(head[1] == 1u);  // VK_PIPELINE_CACHE_HEADER_VERSION_ONE
+      CHECK(head[2] == ctx->info().vendor_id);
+      ++files;
+    }
+    CHECK(files >= 1);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // Attention::time_repetitions (ra-bench's default Vulkan timing): the
 // repetitions recorded back to back give one time each, finite and positive
 // where the queue has timestamps, and leave exactly the outputs of one
@@ -1207,7 +1258,7 @@ TEST_CASE("Vulkan: RA_VK_ROWSTATS picks the coopmat forward's row statistics, bo
     rowstats.set(form);
     const bool dev_cm = context()->info().coopmat_f16;
     const vk::ForwardPath fp = dev_cm ? vk::ForwardPath::coopmat : vk::ForwardPath::coopmat_emulated;
-    const std::string want = std::string(dev_cm ? "coopmat" : "coopmat-emulated") + " fp16-storage" + cm_loop();
+    const std::string want = (dev_cm ? cm_real() : std::string("coopmat-emulated fp16-storage")) + cm_loop();
     check_variant(vk::Variant::ra_window, {2, 1, 130, 40}, 2, 40, vk::Precision::fp16, 0, fp, want);
     check_variant(vk::Variant::sdpa_fused, {1, 2, 65, 64}, 1, -1, vk::Precision::fp16, 0, fp, want);
   }

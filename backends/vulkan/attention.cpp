@@ -226,6 +226,21 @@ int cm_tile_cap_from_env(const char* name, int fallback, const std::string& who,
 
 }  // namespace
 
+bool coopmat_khr_runs(const DeviceInfo& dev) {
+  const char* env = std::getenv("RA_VK_CM_KHR");
+  const std::string e = env ? env : "";
+  if (!e.empty() && e != "0" && e != "1")
+    throw std::invalid_argument("RA_VK_CM_KHR = '" + e + "' but must be 0 or 1 (the coopmat kernels on " +
+                                "KHR cooperative matrices where the device and build allow, docs/vulkan.md; " +
+                                "unset: 1)");
+  return e != "0" && dev.coopmat2 && kernel_embedded("fwd_cm_khr") && kernel_embedded("bwd_cm_q_khr") &&
+         kernel_embedded("bwd_cm_kv_khr");
+}
+
+bool Attention::forward_is_cm() const {
+  return fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_khr" || fwd_kernel_ == "fwd_cm_emu";
+}
+
 struct Attention::Buffers {
   Buffer b[kSlots];
 };
@@ -294,7 +309,7 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   choose_forward(who, tr);
   // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
   // in the path for ra-bench's tiles column.
-  if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
+  if (forward_is_cm()) {
     // The shader runs single-stage where the tile does not fit its
     // prefetch registers; the path says so.
     const bool fits = fwd_kernel_ == "fwd_cm_emu" ||
@@ -317,9 +332,9 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   }
   if (fwd_cut_ != 0) {
     const std::string cut = "RA_VK_CUT=" + std::to_string(fwd_cut_);
-    if (fwd_kernel_ != "fwd_cm" && fwd_kernel_ != "fwd_cm_emu" && fwd_kernel_ != "fwd_cm2")
+    if (!forward_is_cm() && fwd_kernel_ != "fwd_cm2")
       throw std::invalid_argument(who + ": " + cut + " cuts down the coopmat forwards only (fwd_cm, "
-                                  "fwd_cm2, fwd_cm_emu), but this forward runs on " + fwd_plan_.path +
+                                  "fwd_cm_khr, fwd_cm2, fwd_cm_emu), but this forward runs on " + fwd_plan_.path +
                                   (fwd_plan_.note.empty() ? "" : " (" + fwd_plan_.note + ")"));
     // Cuts 8 and 9 split fwd_cm's prefetching skeleton (cut 4) into its loads
     // and its stores.
@@ -500,6 +515,7 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
   const DeviceInfo& dev = ctx_->info();
   const Shape& s = shape_;
   std::string why = coopmat_refusal(emulate);
+  const bool khr = !emulate && why.empty() && coopmat_khr_runs(dev);
   TilePlan cm;
   if (why.empty()) {
     const int cap = std::max(16, tile_cap(s.T));
@@ -516,7 +532,8 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
           coopmat_forward_shared_bytes(br, bc, s.D, is_ra(variant_), emulate, fwd_rowreg_);
       const std::uint32_t threads = std::uint32_t(br / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
       if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
-      cm.path = emulate ? "coopmat-emulated fp16-storage" : "coopmat fp16-storage";
+      cm.path = emulate ? "coopmat-emulated fp16-storage"
+                        : khr ? "coopmat-khr fp16-storage" : "coopmat fp16-storage";
       cm.br = br, cm.bc = bc, cm.threads = int(threads), cm.shared_bytes = bytes;
       break;
     }
@@ -526,7 +543,7 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
   }
   if (why.empty()) {
     fwd_plan_ = cm;
-    fwd_kernel_ = emulate ? "fwd_cm_emu" : "fwd_cm";
+    fwd_kernel_ = emulate ? "fwd_cm_emu" : khr ? "fwd_cm_khr" : "fwd_cm";
   } else if (emulate) {
     throw std::invalid_argument(who + ": the emulated coopmat forward cannot run: " + why);
   }
@@ -610,6 +627,7 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
     why = "coopmat backward turned off (RA_VK_COOPMAT_BWD=0)";
   else
     why = coopmat_refusal(emulate);
+  const bool khr = !emulate && why.empty() && coopmat_khr_runs(dev);
   TilePlan cm;
   if (why.empty()) {
     // Own x streamed rows, from the forward's candidates; no cap by T (one
@@ -623,7 +641,8 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
       const std::size_t bytes =
           coopmat_backward_shared_bytes(own, str, s.D, is_ra(variant_), int(threads), emulate);
       if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
-      cm.path = emulate ? "coopmat-emulated fp16-storage" : "coopmat fp16-storage";
+      cm.path = emulate ? "coopmat-emulated fp16-storage"
+                        : khr ? "coopmat-khr fp16-storage" : "coopmat fp16-storage";
       cm.br = own, cm.bc = str, cm.threads = int(threads), cm.shared_bytes = bytes;
       break;
     }
@@ -634,7 +653,7 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
   }
   if (why.empty()) {
     bwd_plan_ = cm;
-    bwd_cm_ = emulate ? "emulated" : "coopmat";
+    bwd_cm_ = emulate ? "emulated" : khr ? "khr" : "coopmat";
     // The own rows' lse / Delta / bias in registers.
     bwd_rowreg_ = coopmat_row_registers(dev, emulate, fwd_rowstats_);
     // The streamed loop's prefetch ($RA_VK_PREFETCH, as the forward's) at
@@ -733,7 +752,7 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
     spec.resize(7, 0u);  // fwd_cm has no id 6 (an entry the shader lacks is ignored)
     spec.push_back(std::uint32_t(fwd_cut_));
   }
-  if (fwd_kernel_ == "fwd_cm" || fwd_kernel_ == "fwd_cm_emu") {
+  if (forward_is_cm()) {
     spec.resize(8, 0u);  // ids 6 (absent in fwd_cm) and 7 (CUT, 0 unless set above)
     spec.push_back(fwd_prefetch_ ? 1u : 0u);
     spec.push_back(std::uint32_t(fwd_grid_));
@@ -811,7 +830,7 @@ void Attention::record_backward(VkCommandBuffer cb) {
     // bwd_cm.comp: spec constants BR = query rows, BC = key rows of a tile,
     // so the key-owned kernel (own keys, streamed queries) takes them swapped.
     auto name = [&](const char* which) {
-      return std::string("bwd_cm_") + which + (bwd_cm_ == "emulated" ? "_emu" : "");
+      return std::string("bwd_cm_") + which + (bwd_cm_ == "emulated" ? "_emu" : bwd_cm_ == "khr" ? "_khr" : "");
     };
     // Id 8: PREFETCH, id 10: ROWREG, id 12: the row split (bwd_cm.comp; ids 6, 7, 9, 11 are not in the shader).
     std::vector<std::uint32_t> spec_q = spec;

@@ -885,12 +885,41 @@ VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::u
   const char* ir_dir = std::getenv("RA_VK_PIPELINE_IR");
   const bool want_ir = info_.pipeline_stats && ir_dir && *ir_dir;
   if (want_ir) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_INTERNAL_REPRESENTATIONS_BIT_KHR;
+  std::string spec_text;
+  for (std::size_t i = 0; i < spec.size(); ++i) spec_text += (i ? "," : "") + std::to_string(spec[i]);
+  // $RA_VK_PIPELINE_CACHE_DUMP=<folder>: each pipeline is built into a cache
+  // of its own, whose data (vkGetPipelineCacheData: the driver's compiled
+  // code in its own format) goes to <folder>/<kernel>-<spec, '_' between>.pcache. The one
+  // window on NVIDIA's machine code for a Vulkan kernel, whose driver keeps
+  // no internal representations (docs/vulkan.md, "Reading the driver's code").
+  const char* dump_dir = std::getenv("RA_VK_PIPELINE_CACHE_DUMP");
+  VkPipelineCache cache = pipeline_cache_;
+  if (dump_dir && *dump_dir) {
+    VkPipelineCacheCreateInfo pci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+    RA_VK_CHECK(vkCreatePipelineCache(device_, &pci, nullptr, &cache));
+  }
   VkPipeline p = VK_NULL_HANDLE;
-  RA_VK_CHECK(vkCreateComputePipelines(device_, pipeline_cache_, 1, &ci, nullptr, &p));
+  const VkResult made = vkCreateComputePipelines(device_, cache, 1, &ci, nullptr, &p);
+  if (cache != pipeline_cache_) {
+    std::size_t n = 0;
+    std::vector<char> data;
+    if (made == VK_SUCCESS && vkGetPipelineCacheData(device_, cache, &n, nullptr) == VK_SUCCESS) {
+      data.resize(n);
+      if (vkGetPipelineCacheData(device_, cache, &n, data.data()) != VK_SUCCESS) data.clear();
+    }
+    vkDestroyPipelineCache(device_, cache, nullptr);
+    std::string name = kernel + "-" + spec_text;
+    std::replace(name.begin(), name.end(), ',', '_');  // plain file names
+    const std::string path = std::string(dump_dir) + "/" + name + ".pcache";
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    const bool ok = f && std::fwrite(data.data(), 1, data.size(), f) == data.size();
+    if (f) std::fclose(f);
+    std::fprintf(stderr, "ra-vk pipeline cache %s: %zu bytes%s\n", path.c_str(), data.size(),
+                 ok ? "" : " (not written)");
+  }
+  ::ra::vk::check(made, "vkCreateComputePipelines");
   if (info_.pipeline_stats) {
     auto lines = read_pipeline_statistics(p);
-    std::string spec_text;
-    for (std::size_t i = 0; i < spec.size(); ++i) spec_text += (i ? "," : "") + std::to_string(spec[i]);
     for (const auto& l : lines) {
       pipeline_stats_.push_back(kernel + " [" + spec_text + "] " + l);
       std::fprintf(stderr, "ra-vk pipeline %s\n", pipeline_stats_.back().c_str());

@@ -34,6 +34,8 @@
 #else
 #define CM_OWN_ROWS BR
 #endif
+// glslc enables #include itself; glslangValidator (the RA_CM_KHR builds) needs it asked for.
+#extension GL_GOOGLE_include_directive : require
 #include "cm_common.glsl"
 
 #ifdef RA_CM_KEYS
@@ -267,8 +269,8 @@ void main() {
   }
 
   // Own rows into registers, staged through sf / sg STR rows at a time.
-  DECL_H_ARR(fa, KW);
-  DECL_H_ARR(ga, KD);
+  DECL_HA_ARR(fa, KW);
+  DECL_HA_ARR(ga, KD);
   for (uint c0 = 0u; c0 < OWN; c0 += STR) {
     barrier();  // sf / sg free (previous chunk's fragments loaded)
     const uint rows = min(STR, OWN - c0);
@@ -329,18 +331,18 @@ void main() {
         FILL_F(dp, 0.0);
         // B(k, n) = F_str[16 cb + n][16 t + k]: streamed rows are B's columns.
         CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_H(fb);
+          DECL_HB(fb);
           CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, true);
           MMA(sa, fa[t], fb);
         }
         if (rec_any)
           CM_UNROLL for (uint t = KD; t < KW; ++t) {
-            DECL_H(fb);
+            DECL_HB(fb);
             CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, true);
             MMA(sb, fa[t], fb);
           }
         CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_H(gb);
+          DECL_HB(gb);
           CM_LOAD4(gb, sg, cb * 16u * GS + 16u * t, GS, true);
           MMA(dp, ga[t], gb);
         }
@@ -358,30 +360,30 @@ void main() {
         } else {
           CM_EACH_EL(BWD_EL_EDGE, _)
         }
-        DECL_H(dlh);  // dL
+        DECL_HA(dlh);  // dL
         TO_H(dlh, dp);
-        DECL_H(dlr);  // dL in the band (the reciprocal half's)
+        DECL_HA(dlr);  // dL in the band (the reciprocal half's)
         if (rec_any) TO_H(dlr, sb);
 #ifdef RA_CM_KEYS
-        DECL_H(ph);   // P
+        DECL_HA(ph);   // P
         TO_H(ph, sa);
 #endif
 
         // acc += dL F_str (row-major B: rows of the streamed tile).
         CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_H(fb);
+          DECL_HB(fb);
           CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, false);
           MMA(acc[t], dlh, fb);
         }
         if (rec_any)
           CM_UNROLL for (uint t = KD; t < KW; ++t) {
-            DECL_H(fb);
+            DECL_HB(fb);
             CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, false);
             MMA(acc[t], dlr, fb);
           }
 #ifdef RA_CM_KEYS
         CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_H(gb);
+          DECL_HB(gb);
           CM_LOAD4(gb, sg, cb * 16u * GS + 16u * t, GS, false);
           MMA(dva[t], ph, gb);
         }

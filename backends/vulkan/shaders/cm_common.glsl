@@ -1,15 +1,30 @@
 // Shared by the cooperative-matrix kernels (fwd_cm.comp, bwd_cm.comp):
-// extensions, the fragment macros (real NV cooperative matrices, or with
-// RA_CM_EMULATE plain per-lane arrays whose products run through a
-// per-subgroup shared scratch, so lavapipe can test everything but the
-// matrix instructions), and the 16-byte global loads.
+// extensions, the fragment macros (NV cooperative matrices; with RA_CM_KHR
+// KHR ones; with RA_CM_EMULATE plain per-lane arrays whose products run
+// through a per-subgroup shared scratch, so lavapipe can test everything but
+// the matrix instructions), and the 16-byte global loads.
+//
+// Fragments are declared by role: DECL_HA an fp16 A operand (rows x k),
+// DECL_HB an fp16 B operand (k x columns), DECL_F an fp32 accumulator. NV
+// matrices have no role (one 16 x 16 fp16 type serves both), and NVIDIA's
+// driver keeps them in the A operand's register layout: every fragment used
+// as B is transposed by MOVM instructions before each product, 4 per
+// fragment (the SASS, docs/vulkan.md "Reading the driver's code": fwd_cm's
+// key loop issued two MOVM per HMMA). KHR matrices carry their use, so B
+// fragments load straight into the B layout; turning the fp32 logits into
+// the fp16 A operand P (TO_H) then needs a conversion between uses, which
+// GL_NV_cooperative_matrix2 allows (cooperativeMatrixConversions).
 //
 // Workgroup: NSG subgroups of SG lanes; subgroup s owns 16 rows of the
 // workgroup's own tile.
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
-#ifndef RA_CM_EMULATE
+#if defined(RA_CM_KHR)
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_NV_cooperative_matrix2 : require
+#extension GL_KHR_memory_scope_semantics : require
+#elif !defined(RA_CM_EMULATE)
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #endif
@@ -49,20 +64,36 @@ void subgroup_sync() {
 #define CM_EACH8(M, a) M(0, a) M(1, a) M(2, a) M(3, a) M(4, a) M(5, a) M(6, a) M(7, a)
 #define CM_EACH16(M, a) CM_EACH8(M, a) M(8, a) M(9, a) M(10, a) M(11, a) M(12, a) M(13, a) M(14, a) M(15, a)
 
-#ifndef RA_CM_EMULATE
-#define HMAT fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#if defined(RA_CM_KHR)
+#define HMAT_A coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define HMAT_B coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+#define FMAT coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+// Element (r, c) of a matrix loaded with cm = true sits at off + c * st + r
+// (cm a literal: the layout operand must be a constant).
+#define CM_LAYOUT(cm) ((cm) ? gl_CooperativeMatrixLayoutColumnMajor : gl_CooperativeMatrixLayoutRowMajor)
+#define CM_LOAD(m, arr, off, st, cm) coopMatLoad(m, arr, off, st, CM_LAYOUT(cm))
+#define CM_STORE(m, arr, off, st) coopMatStore(m, arr, off, st, gl_CooperativeMatrixLayoutRowMajor)
+#define MMA(c, a, b) c = coopMatMulAdd(a, b, c)
+#elif !defined(RA_CM_EMULATE)
+#define HMAT_A fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define HMAT_B HMAT_A
 #define FMAT fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
-#define DECL_H(n) HMAT n
-#define DECL_F(n) FMAT n
-#define DECL_H_ARR(n, len) HMAT n[len]
-#define DECL_F_ARR(n, len) FMAT n[len]
-#define FILL_F(m, x) m = FMAT(x)
-#define FILL_H(m, x) m = HMAT(x)
-#define TO_H(dst, src) dst = HMAT(src)
-// Element (r, c) of a matrix loaded with cm = true sits at off + c * st + r.
 #define CM_LOAD(m, arr, off, st, cm) coopMatLoadNV(m, arr, off, st, cm)
 #define CM_STORE(m, arr, off, st) coopMatStoreNV(m, arr, off, st, false)
 #define MMA(c, a, b) c = coopMatMulAddNV(a, b, c)
+#endif
+#ifndef RA_CM_EMULATE
+#define DECL_HA(n) HMAT_A n
+#define DECL_HB(n) HMAT_B n
+#define DECL_F(n) FMAT n
+#define DECL_HA_ARR(n, len) HMAT_A n[len]
+#define DECL_F_ARR(n, len) FMAT n[len]
+#define FILL_F(m, x) m = FMAT(x)
+#define FILL_HA(m, x) m = HMAT_A(x)
+#define FILL_HB(m, x) m = HMAT_B(x)
+// An fp32 accumulator as the fp16 A operand (P, dL): one whole-matrix
+// conversion (NV: same fragment type; KHR: a change of use as well).
+#define TO_H(dst, src) dst = HMAT_A(src)
 // Elements of a 16 x 16 fragment per lane, as a constant of the pipeline
 // (256 / SG: each element once across the subgroup, NVIDIA's layout), so
 // the element loops unroll and fragments stay in registers. The driver's
@@ -97,12 +128,14 @@ shared float semu[NSG * 512u];  // per subgroup: A and B of one product
 // rolled, fragments stay arrays in memory. The kernel sets el_rt first thing.
 uint el_rt;
 
-#define DECL_H(n) float n[EL]
+#define DECL_HA(n) float n[EL]
+#define DECL_HB(n) float n[EL]
 #define DECL_F(n) float n[EL]
-#define DECL_H_ARR(n, len) float n[len][EL]
+#define DECL_HA_ARR(n, len) float n[len][EL]
 #define DECL_F_ARR(n, len) float n[len][EL]
 #define FILL_F(m, x) for (uint i_ = 0u; i_ < el_rt; ++i_) m[i_] = (x)
-#define FILL_H(m, x) FILL_F(m, x)
+#define FILL_HA(m, x) FILL_F(m, x)
+#define FILL_HB(m, x) FILL_F(m, x)
 #define TO_H(dst, src) for (uint i_ = 0u; i_ < el_rt; ++i_) dst[i_] = float(float16_t(src[i_]))
 // Statement macros (not functions): GLSL cannot pass a shared array.
 #define CM_LOAD(m, arr, off, st, cm)                                          \
@@ -268,7 +301,7 @@ uvec4 scale8(uvec4 w, float s) {
 // Half h of a uvec4 array (element-wise reads: timing cuts, emulation).
 #define HALF4(arr, h) unpackFloat2x16(arr[(h) >> 3u][((h) >> 1u) & 3u])[(h) & 1u]
 #ifndef RA_CM_EMULATE
-#define CM_LOAD4(m, arr, off, st, cm) coopMatLoadNV(m, arr, (off) >> 3u, (st) >> 3u, cm)
+#define CM_LOAD4(m, arr, off, st, cm) CM_LOAD(m, arr, (off) >> 3u, (st) >> 3u, cm)
 #else
 #define CM_LOAD4(m, arr, off, st, cm)                                                \
   for (uint i_ = 0u; i_ < el_rt; ++i_) {                                             \

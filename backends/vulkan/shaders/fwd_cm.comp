@@ -46,6 +46,8 @@
 // everything but the matrix instructions is tested where no tensor cores
 // exist.
 #define CM_OWN_ROWS BR
+// glslc enables #include itself; glslangValidator (the RA_CM_KHR builds) needs it asked for.
+#extension GL_GOOGLE_include_directive : require
 #include "cm_common.glsl"
 
 layout(std430, binding = 5) restrict writeonly buffer BufO4 { uvec4 o4[]; };
@@ -223,6 +225,15 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 #define EACH_BLOCK(M) M(0u, sacc0) M(1u, sacc1) M(2u, sacc2) M(3u, sacc3)
 #endif
 
+// Steps t0 .. t1 - 1 of block cb_'s product into the accumulator A:
+// B(k, n) = Kf[j0 + 16 cb_ + n][16 t + k].
+#define LOGITS_STEPS(A, t0, t1)                              \
+  CM_UNROLL for (uint t = t0; t < t1; ++t) {                 \
+    DECL_HB(kb);                                             \
+    LOAD_SK(kb, cb_ * 16u * QS + 16u * t, QS, true);         \
+    MMA(A, qa[t], kb);                                       \
+  }
+
 // Block CB: S = Qf Kf^T (unscaled), plus the bias (RA, staged as bias /
 // scale) and, on blocks that need it, the band and causal masks. Blocks
 // wholly below the diagonal, inside T and off the band's edge need no mask:
@@ -235,16 +246,17 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     FILL_F(S, CUT == 3u ? pc.scale : 0.0);                                    \
     DECL_F(s2); /* reciprocal half of a band-edge (MIXED) tile */             \
     FILL_F(s2, 0.0);                                                          \
-    if (CUT != 3u)                                                            \
-      CM_UNROLL for (uint t = 0u; t < KW; ++t) {                              \
-        if (t >= KD && kind == TILE_PLAIN) continue;                          \
-        DECL_H(kb); /* B(k, n) = Kf[j0 + 16 CB + n][16 t + k] */              \
-        LOAD_SK(kb, cb_ * 16u * QS + 16u * t, QS, true);                      \
-        if (t >= KD && kind == TILE_MIXED)                                    \
-          MMA(s2, qa[t], kb);                                                 \
-        else                                                                  \
-          MMA(S, qa[t], kb);                                                  \
+    if (CUT != 3u) {                                                          \
+      LOGITS_STEPS(S, 0u, KD)                                                 \
+      /* RA's reciprocal half: into S on FULL tiles, into s2 on band-edge */  \
+      /* ones; chosen once per block, so each product chain is branch-free */ \
+      /* (a choice per step made RA's KHR forward branchy and no faster). */  \
+      if (KW > KD && kind == TILE_FULL) {                                     \
+        LOGITS_STEPS(S, KD, KW)                                               \
+      } else if (KW > KD && kind == TILE_MIXED) {                             \
+        LOGITS_STEPS(s2, KD, KW)                                              \
       }                                                                       \
+    }                                                                         \
     const bool edge = kind == TILE_MIXED || j0 + 16u * cb_ + 16u > min(gi0 + 1u, T); \
     if (CUT != 5u && edge) {                                                  \
       CM_EACH_EL(MASK_EL, S)                                                  \
@@ -297,7 +309,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     } else if (CUT != 1u) {                                                   \
       CM_EACH_EL(EXP_SHARED_EL, S)                                            \
     }                                                                         \
-    DECL_H(p);                                                                \
+    DECL_HA(p);                                                                \
     TO_H(p, S);                                                               \
     if (ROWREG != 0u) {                                                       \
       CM_EACH_EL(LSUM_EL, S)                                                  \
@@ -306,7 +318,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     }                                                                         \
     if (CUT != 2u)                                                            \
       CM_UNROLL for (uint d = 0u; d < KD; ++d) {                              \
-        DECL_H(vb);                                                           \
+        DECL_HB(vb);                                                           \
         LOAD_SV(vb, cb_ * 16u * VS + 16u * d, VS);                            \
         if (CUT == 7u)                                                        \
           MMA(oacc[d], pc_const, vb);                                         \
@@ -393,7 +405,7 @@ void main() {
 
   // Qf rows into registers, staged through sk BC rows at a time (both
   // halves scaled by their gates and rounded to fp16 once).
-  DECL_H_ARR(qa, KW);
+  DECL_HA_ARR(qa, KW);
   for (uint c0 = 0u; c0 < BR; c0 += BC) {
     barrier();  // sk free (previous chunk's fragments loaded)
     const uint rows = min(BC, BR - c0);
@@ -416,12 +428,12 @@ void main() {
   DECL_F(lacc);
   FILL_F(lacc, 0.0);
   float lsA = 0.0, lsB = 0.0;
-  DECL_H(ones);
-  FILL_H(ones, 1.0);
+  DECL_HB(ones);
+  FILL_HB(ones, 1.0);
   float keep = 0.0;  // timing cuts only (CUT above): staged halves, summed
   uint kx = 0u;      // cut 8: the loaded chunks, xor-folded
-  DECL_H(pc_const);  // CUT 7: the constant P of O += P V
-  FILL_H(pc_const, float16_t(pc.scale));
+  DECL_HA(pc_const);  // CUT 7: the constant P of O += P V
+  FILL_HA(pc_const, float16_t(pc.scale));
 
   const uint n_kt = i_last / BC + 1u;  // key tiles up to the last row (causal)
   // Logits stay unscaled (bias staged as bias / scale) until exp2, which

@@ -175,11 +175,23 @@ struct HostTensors {
 // D <= 128, ra_window needs window >= 0, gate_batch is 1 or B.
 void check_supported(Variant v, const Shape& s, const Options& opt);
 
+// Whether the real coopmat kernels (forward and backward) run on KHR
+// cooperative matrices (fwd_cm_khr, bwd_cm_q_khr, bwd_cm_kv_khr: the same
+// sources built with RA_CM_KHR by glslang >= 15) rather than NV ones: where
+// this build has them, the device has coopmat2 (DeviceInfo::coopmat2; its
+// conversions make the fp32 logits the fp16 A operand) and
+// $RA_VK_CM_KHR is not 0. NVIDIA's driver transposes every NV B fragment
+// with MOVM instructions before each product; KHR fragments load in place
+// (docs/vulkan.md, "Reading the driver's code"). Throws
+// std::invalid_argument for a value of $RA_VK_CM_KHR other than 0 or 1.
+bool coopmat_khr_runs(const DeviceInfo& dev);
+
 struct TilePlan {
   // "scalar fp32" / "scalar fp16-storage" / "tiled fp32" /
-  // "tiled fp16-storage" / "coopmat fp16-storage" /
+  // "tiled fp16-storage" / "coopmat fp16-storage" (NV cooperative
+  // matrices) / "coopmat-khr fp16-storage" (KHR ones, coopmat_khr_runs()) /
   // "coopmat-emulated fp16-storage" / "coopmat2 fp16-storage"; the coopmat
-  // ones (not coopmat2) followed by " prefetch" or " single-stage"
+  // forwards (not coopmat2) followed by " prefetch" or " single-stage"
   std::string path;
   // Why not the faster kernels (each skipped one's reason, "; "-separated:
   // no VK_NV_cooperative_matrix2, no VK_NV_cooperative_matrix, forced, not
@@ -252,6 +264,8 @@ class Attention {
   std::string plan_tiled_forward(const KernelTraits& tr);
   std::string plan_coopmat2_forward();
   std::vector<std::uint32_t> forward_spec() const;
+  // The forward is fwd_cm.comp's (fwd_cm, fwd_cm_khr or fwd_cm_emu).
+  bool forward_is_cm() const;
   void plan_coopmat_backward(const std::string& who, const KernelTraits& tr);
   // Why no coopmat kernel may run ("" if one may): the device and options
   // checks the forward and backward share.
@@ -276,7 +290,7 @@ class Attention {
   std::uint32_t cm_row_split_ = 0;  // the coopmat accumulators' row split (spec constant CM_SELB)
   int cm_rows_ = 128;         // $RA_VK_CM_ROWS (most rows a coopmat workgroup owns)
   int cm_keys_ = 64;          // $RA_VK_CM_KEYS (most rows it streams per tile)
-  std::string bwd_cm_;      // "" (scalar backward), "coopmat" or "emulated"
+  std::string bwd_cm_;      // "" (scalar backward), "coopmat", "khr" or "emulated"
   bool bwd_rowreg_ = false; // bwd_cm's own-row values in registers (spec constant ROWREG)
   bool bwd_prefetch_ = false;  // bwd_cm's streamed loop prefetched (spec constant PREFETCH)
   int bwd_cut_ = 0;            // $RA_VK_BWD_CUT (timing: one backward kernel left out)
