@@ -1,5 +1,6 @@
 #version 450
-// Backward on cooperative matrices (GL_NV_cooperative_matrix, fp16 x fp16 ->
+// Backward on cooperative matrices (GL_NV_cooperative_matrix, or with RA_CM_KHR
+// GL_KHR_cooperative_matrix: cm_common.glsl; fp16 x fp16 ->
 // fp32, 16x16x16 per subgroup): the same math and outputs as bwd_kv.comp and
 // bwd_q.comp, one source for both kernels, because they are the same loop
 // seen from the two sides of the score matrix:
@@ -219,6 +220,52 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
 #define BWD_EL_FULL(e, _) BWD_EL(e, true)
 #define BWD_EL_EDGE(e, _) BWD_EL(e, false)
 
+// One 16-row block's score products, step u of KD for each chain: S's
+// first half (sa = F_own F_str^T over the first D columns), with `rec` (a
+// literal) the reciprocal half (sb, the second D columns), and dP (dp =
+// G_own G_str^T). Written as one straight block per value of rec: chains
+// split by a branch were computed one after the other, each HMMA waiting on
+// the last (the SASS, perf v29).
+#define SCORE_STEPS(rec)                                                   \
+  CM_UNROLL for (uint u = 0u; u < KD; ++u) {                               \
+    DECL_HB(fb);                                                           \
+    CM_LOAD4(fb, sf, cb * 16u * FS + 16u * u, FS, true);                   \
+    MMA(sa, fa[u], fb);                                                    \
+    if (rec) {                                                             \
+      DECL_HB(fr);                                                         \
+      CM_LOAD4(fr, sf, cb * 16u * FS + 16u * (KD + u), FS, true);          \
+      MMA(sb, fa[KD + u], fr);                                             \
+    }                                                                      \
+    DECL_HB(gb);                                                           \
+    CM_LOAD4(gb, sg, cb * 16u * GS + 16u * u, GS, true);                   \
+    MMA(dp, ga[u], gb);                                                    \
+  }
+// The block's gradient products, step u of KD: acc[u] += dL F_str, with
+// `rec` acc[KD + u] += dL_band F_str's second half, and in the key-owned
+// kernel dV[u] += P^T dO.
+#ifdef RA_CM_KEYS
+#define GRAD_DV_STEP(u)                                                    \
+  {                                                                        \
+    DECL_HB(gv);                                                           \
+    CM_LOAD4(gv, sg, cb * 16u * GS + 16u * (u), GS, false);                \
+    MMA(dva[u], ph, gv);                                                   \
+  }
+#else
+#define GRAD_DV_STEP(u)
+#endif
+#define GRAD_STEPS(rec)                                                    \
+  CM_UNROLL for (uint u = 0u; u < KD; ++u) {                               \
+    DECL_HB(fb);                                                           \
+    CM_LOAD4(fb, sf, cb * 16u * FS + 16u * u, FS, false);                  \
+    MMA(acc[u], dlh, fb);                                                  \
+    if (rec) {                                                             \
+      DECL_HB(fr);                                                         \
+      CM_LOAD4(fr, sf, cb * 16u * FS + 16u * (KD + u), FS, false);         \
+      MMA(acc[KD + u], dlr, fr);                                           \
+    }                                                                      \
+    GRAD_DV_STEP(u)                                                        \
+  }
+
 void main() {
   const uint tid = gl_LocalInvocationID.x, lane = gl_SubgroupInvocationID, T = pc.T;
   // Heaviest tiles first: the last query tiles see the most keys, the first
@@ -304,19 +351,23 @@ void main() {
       stage_scalars(bh, s0, STR, KEYS, g.z);
     }
     barrier();
-    // The next tile's loads, in flight while this one is computed
-    // (workgroup-uniform condition).
-    if (PF && st + 1u < st_end) {
+    // The next tile's loads, in flight while this one is computed; after
+    // the last tile too (zeros past T, unused rows otherwise): no branch.
+    if (PF) {
       BPF_EACH(BPF_FETCH, s0 + STR)
     }
-    // An if, not a continue: the loop's barriers stay in uniform control flow.
-    if (live) {
+    // Every subgroup runs every block of every streamed tile, also blocks
+    // with no pair j <= i and rows past T: those take the edge path
+    // (BWD_EL_EDGE), whose masks give P = dL = 0, and rows past T are not
+    // stored. A branch around them (v28 and before) made the compiler copy
+    // the loop-carried accumulators at every tile's end, as in the forward
+    // (the SASS, perf v29).
+    {
       [[dont_unroll]] for (uint cb = 0u; cb < NSB; ++cb) {
         const uint sb0 = s0 + 16u * cb;
-        // Ranges of this block (subgroup-uniform): skip it when no j <= i.
-        const uint i_min = KEYS ? sb0 : go, i_max = KEYS ? min(sb0 + 15u, T - 1u) : go_last;
+        // Ranges of this block (subgroup-uniform).
+        const uint i_min = KEYS ? sb0 : go;
         const uint j_min = KEYS ? go : sb0, j_max = KEYS ? go_last : sb0 + 15u;
-        if (sb0 >= T || j_min > i_max) continue;
         const bool rec_any = RA != 0u && (pc.window < 0 || int(i_min) - int(j_max) <= pc.window);
         // FULL (BWD_EL): every (i, j) of the block live, and in the band if any is.
         const uint i_hi = KEYS ? sb0 + 15u : go + 15u, j_hi = KEYS ? go + 15u : sb0 + 15u;
@@ -330,21 +381,12 @@ void main() {
         DECL_F(dp);  // dO_i.V_j
         FILL_F(dp, 0.0);
         // B(k, n) = F_str[16 cb + n][16 t + k]: streamed rows are B's columns.
-        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_HB(fb);
-          CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, true);
-          MMA(sa, fa[t], fb);
-        }
-        if (rec_any)
-          CM_UNROLL for (uint t = KD; t < KW; ++t) {
-            DECL_HB(fb);
-            CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, true);
-            MMA(sb, fa[t], fb);
-          }
-        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_HB(gb);
-          CM_LOAD4(gb, sg, cb * 16u * GS + 16u * t, GS, true);
-          MMA(dp, ga[t], gb);
+        // The two or three product chains step by step in one branch-free
+        // block (SCORE_STEPS), so the compiler interleaves them.
+        if (RA != 0u && rec_any) {
+          SCORE_STEPS(true)
+        } else {
+          SCORE_STEPS(false)
         }
 
         // P and dL per element in fp32, written back over the fragments
@@ -369,25 +411,14 @@ void main() {
         TO_H(ph, sa);
 #endif
 
-        // acc += dL F_str (row-major B: rows of the streamed tile).
-        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_HB(fb);
-          CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, false);
-          MMA(acc[t], dlh, fb);
+        // acc += dL F_str (row-major B: rows of the streamed tile); dV +=
+        // P^T dO in the key-owned kernel. Independent accumulators, in one
+        // branch-free block (GRAD_STEPS).
+        if (RA != 0u && rec_any) {
+          GRAD_STEPS(true)
+        } else {
+          GRAD_STEPS(false)
         }
-        if (rec_any)
-          CM_UNROLL for (uint t = KD; t < KW; ++t) {
-            DECL_HB(fb);
-            CM_LOAD4(fb, sf, cb * 16u * FS + 16u * t, FS, false);
-            MMA(acc[t], dlr, fb);
-          }
-#ifdef RA_CM_KEYS
-        CM_UNROLL for (uint t = 0u; t < KD; ++t) {
-          DECL_HB(gb);
-          CM_LOAD4(gb, sg, cb * 16u * GS + 16u * t, GS, false);
-          MMA(dva[t], ph, gb);
-        }
-#endif
       }
     }
   }

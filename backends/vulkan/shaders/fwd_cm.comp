@@ -1,5 +1,6 @@
 #version 450
-// Forward on cooperative matrices (GL_NV_cooperative_matrix, fp16 x fp16 ->
+// Forward on cooperative matrices (GL_NV_cooperative_matrix, or with RA_CM_KHR
+// GL_KHR_cooperative_matrix: cm_common.glsl; fp16 x fp16 ->
 // fp32, 16x16x16 per subgroup): the same flash-style algorithm as fwd.comp
 // (one workgroup per (b, h, query tile), Kf / V tiles streamed through shared
 // memory, online softmax, writes O and lse), with S = Qf Kf^T and O += P V
@@ -225,36 +226,42 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 #define EACH_BLOCK(M) M(0u, sacc0) M(1u, sacc1) M(2u, sacc2) M(3u, sacc3)
 #endif
 
-// Steps t0 .. t1 - 1 of block cb_'s product into the accumulator A:
-// B(k, n) = Kf[j0 + 16 cb_ + n][16 t + k].
-#define LOGITS_STEPS(A, t0, t1)                              \
-  CM_UNROLL for (uint t = t0; t < t1; ++t) {                 \
-    DECL_HB(kb);                                             \
-    LOAD_SK(kb, cb_ * 16u * QS + 16u * t, QS, true);         \
-    MMA(A, qa[t], kb);                                       \
+// The logits' products, all blocks of the tile: k-steps t0 .. t1 - 1,
+// each step over every block (PRODUCT_STEP), so the NCB blocks'
+// accumulator chains are independent work in one basic block that the
+// compiler interleaves. Block after block, with the block's masking
+// branches in between, each chain's HMMAs waited on one another (the
+// SASS, perf v29). Blocks wholly past the diagonal are computed too and
+// masked whole later: a block or two of waste on diagonal tiles only.
+#define PRODUCT_STEP(CB, S)                                  \
+  if (CB < NCB) {                                            \
+    DECL_HB(kb); /* B(k, n) = Kf[j0 + 16 CB + n][16 t + k] */ \
+    LOAD_SK(kb, (CB) * 16u * QS + 16u * t, QS, true);        \
+    MMA(S, qa[t], kb);                                       \
   }
+#define LOGITS_PRODUCTS(t0, t1) \
+  CM_UNROLL for (uint t = t0; t < t1; ++t) { EACH_BLOCK(PRODUCT_STEP) }
+#define ZERO_BLOCK(CB, S) \
+  if (CB < NCB) { FILL_F(S, CUT == 3u ? pc.scale : 0.0); }
 
-// Block CB: S = Qf Kf^T (unscaled), plus the bias (RA, staged as bias /
-// scale) and, on blocks that need it, the band and causal masks. Blocks
-// wholly below the diagonal, inside T and off the band's edge need no mask:
-// SDPA's then have no per-element work here at all. (Starting the product
-// from a fragment of 16 staged bias rows instead, so the tensor cores add
-// the bias, made RA's forward 16% slower on the H100: perf v27.)
+// Block CB after the products: the bias (RA, staged as bias / scale) and,
+// on blocks that need it, the band and causal masks; on a band-edge
+// (MIXED) tile first the reciprocal half as a product of its own (s2),
+// which only the band's pairs take. Blocks wholly below the diagonal,
+// inside T and off the band's edge need no mask: SDPA's then have no
+// per-element work here at all. (Starting the product from a fragment of
+// 16 staged bias rows instead, so the tensor cores add the bias, made RA's
+// forward 16% slower on the H100: perf v27.)
 #define LOGITS_BLOCK(CB, S)                                                   \
-  if (CB < NCB && CB < ncb) {                                                 \
+  if (CB < NCB) {                                                             \
     const uint cb_ = CB;                                                      \
-    FILL_F(S, CUT == 3u ? pc.scale : 0.0);                                    \
     DECL_F(s2); /* reciprocal half of a band-edge (MIXED) tile */             \
     FILL_F(s2, 0.0);                                                          \
-    if (CUT != 3u) {                                                          \
-      LOGITS_STEPS(S, 0u, KD)                                                 \
-      /* RA's reciprocal half: into S on FULL tiles, into s2 on band-edge */  \
-      /* ones; chosen once per block, so each product chain is branch-free */ \
-      /* (a choice per step made RA's KHR forward branchy and no faster). */  \
-      if (KW > KD && kind == TILE_FULL) {                                     \
-        LOGITS_STEPS(S, KD, KW)                                               \
-      } else if (KW > KD && kind == TILE_MIXED) {                             \
-        LOGITS_STEPS(s2, KD, KW)                                              \
+    if (KW > KD && kind == TILE_MIXED && CUT != 3u) {                         \
+      CM_UNROLL for (uint t = KD; t < KW; ++t) {                              \
+        DECL_HB(kb);                                                          \
+        LOAD_SK(kb, cb_ * 16u * QS + 16u * t, QS, true);                      \
+        MMA(s2, qa[t], kb);                                                   \
       }                                                                       \
     }                                                                         \
     const bool edge = kind == TILE_MIXED || j0 + 16u * cb_ + 16u > min(gi0 + 1u, T); \
@@ -279,7 +286,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 
 // ROWREG: the block's share of the maxima of rows rowA / rowB.
 #define ROWMAX_BLOCK(CB, S) \
-  if (CB < NCB && CB < ncb) { CM_EACH_EL(ROWMAX_EL, S) }
+  if (CB < NCB) { CM_EACH_EL(ROWMAX_EL, S) }
 #define ROWMAX_EL(k, S)                                                       \
   if (k < NEL) {                                                              \
     if (in_row_b(k)) mxB = max(mxB, S[k]);                           \
@@ -298,9 +305,10 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 #define RESCALE_SHARED_EL(k, _) \
   if (k < NEL) RESCALE_EL(k, sm_al[r0 + (ERC(k) >> 4u)])
 
-// Block CB: P = exp2((x - m_new) sc2) in fp16; l += P 1, O += P V.
+// Block CB: P = exp2((x - m_new) sc2) in fp16; l += P 1, O += P V. Every
+// block, masked whole ones too (P = 0 there): no branch between blocks.
 #define PV_BLOCK(CB, S)                                                       \
-  if (CB < NCB && CB < ncb) {                                                 \
+  if (CB < NCB) {                                                 \
     const uint cb_ = CB;                                                      \
     if (CUT == 6u) {                                                          \
       CM_EACH_EL(EXP_RAW_EL, S)                                               \
@@ -452,29 +460,45 @@ void main() {
       PF_EACH(PF_STORE, _)
     }
     barrier();
-    // The next tile's loads, in flight while this one is computed
-    // (workgroup-uniform condition).
-    if (PF && kt + 1u < n_kt) {
+    // The next tile's loads, in flight while this one is computed; after
+    // the last tile too (rows past it: zeros past T, real rows otherwise,
+    // never used), so no branch here either (below).
+    if (PF) {
       PF_EACH(PF_FETCH, j0 + BC)
     }
 
-    // Subgroup-uniform: rows past T, or all before this key tile, skip it
-    // (their state is unchanged: no live key). An if, not a continue, so
-    // the loop's barriers stay in plainly uniform control flow.
-    if (gi0 < T && j0 <= gi_last && CUT != 0u && CUT != 8u)
+    // Every subgroup runs every key tile of the workgroup, also one wholly
+    // after its rows (masked whole: P = 0, its rows' state unchanged) and
+    // rows past T (never stored). A subgroup-uniform branch around the
+    // tile's work made the compiler copy the loop-carried O and prefetch
+    // registers at every tile's end, ~70 moves a tile (the SASS, perf v29);
+    // the cost is at most one masked tile for half the subgroups of a
+    // 128-row RA tile.
+    if (CUT != 0u && CUT != 8u)
       keep += float(HALF4(sk, ((kt + lane) % BC) * QS + lane % W16)) +
               float(HALF4(sv, ((kt + lane) % BC) * VS + lane % D16));
-    if (gi0 < T && j0 <= gi_last && CUT != 4u && CUT < 8u) {
+    if (CUT != 4u && CUT < 8u) {
       const uint kind = classify_rows(gi0, gi_last, j0);
-      // 16-key blocks with at least one key <= gi_last; the rest are masked whole.
+      // 16-key blocks with at least one key <= gi_last (the rest are masked
+      // whole; the shared-memory row maxima read only these).
       const uint ncb = min(NCB, (gi_last - j0) / 16u + 1u);
       // CUT 1 feeds S itself to P V: masked logits 0 keep it finite.
       const float masked = CUT == 1u ? 0.0 : NEG_BIG;
       // CUTs 1 and 6 use no row statistics: no logit store, row max, rescale.
       const bool stats = CUT != 1u && CUT != 6u;
 
-      // Logits of each live block in registers: unscaled, biased, masked.
+      // Logits of every block in registers: unscaled, biased, masked. RA's
+      // reciprocal half goes into the same products on FULL tiles (chosen
+      // once per tile: a choice per step made the KHR forward branchy,
+      // perf v29) and block by block on band-edge (MIXED) ones.
       BLOCKS_DECL
+      EACH_BLOCK(ZERO_BLOCK)
+      if (CUT != 3u) {
+        LOGITS_PRODUCTS(0u, KD)
+        if (KW > KD && kind == TILE_FULL) {
+          LOGITS_PRODUCTS(KD, KW)
+        }
+      }
       EACH_BLOCK(LOGITS_BLOCK)
       float alA = 1.0, alB = 1.0;  // ROWREG: this tile's rescale factors
       // (ROWREG compiled in, not the check's result: where the layout check
