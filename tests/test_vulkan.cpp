@@ -512,7 +512,7 @@ TEST_CASE("Vulkan: the coopmat forward prefetches only tiles that fit its regist
 // only. $RA_VK_CM_ROWS / $RA_VK_CM_KEYS cap the plans' own / streamed rows:
 // other values are refused naming the variable, and capped plans still
 // match float64 (emulated kernels, any device with fp16). On an NVIDIA GPU
-// the default RA plan at D64 is 128 x 64 on 256 invocations, SDPA's 64 x 64.
+// the default RA plan at D64 is 128 x 64 on 256 invocations, SDPA's 64 x 32.
 TEST_CASE("Vulkan: coopmat tiles, 128 rows for RA at D <= 64, capped by RA_VK_CM_ROWS / RA_VK_CM_KEYS",
           "[vulkan][fp16][coopmat][tiles]") {
   using Catch::Contains;
@@ -520,6 +520,10 @@ TEST_CASE("Vulkan: coopmat tiles, 128 rows for RA at D <= 64, capped by RA_VK_CM
   REQUIRE(ra64.size() == 9);
   CHECK(ra64.front() == std::array<int, 2>{128, 64});
   for (const auto& t : vk::coopmat_tiles(false, 64)) CHECK(t[0] <= 64);
+  const auto sdpa64 = vk::coopmat_tiles(false, 64);
+  CHECK(sdpa64.front() == std::array<int, 2>{64, 32});  // 32 keys first for SDPA at D <= 64 (perf v29)
+  CHECK(sdpa64.size() == 7);                              // no candidate twice
+  CHECK(vk::coopmat_tiles(false, 128).front() == std::array<int, 2>{64, 64});
   for (const auto& t : vk::coopmat_tiles(true, 128)) CHECK(t[0] <= 64);
   CHECK(vk::coopmat_forward_shared_bytes(128, 64, 64, true, false, true) <= 48 * 1024);
   CHECK(vk::coopmat_forward_shared_bytes(128, 64, 64, true, false, false) > 48 * 1024);
@@ -550,7 +554,8 @@ TEST_CASE("Vulkan: coopmat tiles, 128 rows for RA at D <= 64, capped by RA_VK_CM
     CHECK((ra.forward_plan().br == 128 && ra.forward_plan().bc == 64 && ra.forward_plan().threads == 256));
     CHECK(ra.backward_plan().br == 128);
     const vk::Attention sdpa(vk::Variant::sdpa_fused, Shape{1, 1, 130, 64}, opt, context());
-    CHECK(sdpa.forward_plan().br == 64);
+    CHECK((sdpa.forward_plan().br == 64 && sdpa.forward_plan().bc == 32));
+    CHECK((sdpa.backward_plan().br == 64 && sdpa.backward_plan().bc == 32));
   }
   rows.set("32");
   keys.set("32");
