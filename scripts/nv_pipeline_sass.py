@@ -19,8 +19,9 @@ For each blob: decompress (python zstandard, else the zstd program), carve
 the code to <out>/<blob>.code, disassemble it when nvdisasm is there (the GPU
 machine's CUDA toolkit has it; this machine's has not) into <blob>.sass, and
 print the instruction mix (HMMA, LDSM, LDS, STS, LDG, BAR, local memory
-LDL/STL, ...). Where a step fails it says which and goes on; ELF images, if a
-driver ever stores those, are carved too.
+LDL/STL, ...). Where a blob does not have that layout (another driver, or
+lavapipe's header-only blobs) it says so and goes on. Exit status 2 for a
+dump folder that does not exist, 1 for one with no .pcache blobs.
 
 usage: nv_pipeline_sass.py <dump dir> [<out dir>] [--arch SM90]
 """
@@ -32,26 +33,6 @@ import struct
 import subprocess
 import sys
 import zlib
-
-
-def elf_images(blob):
-    """(offset, bytes) of every well-formed 64-bit little-endian ELF image."""
-    out = []
-    start = 0
-    while True:
-        i = blob.find(b"\x7fELF\x02\x01", start)
-        if i < 0:
-            return out
-        start = i + 4
-        if i + 64 > len(blob):
-            continue
-        shoff, = struct.unpack_from("<Q", blob, i + 0x28)
-        shentsize, shnum = struct.unpack_from("<HH", blob, i + 0x3A)
-        end = shoff + shentsize * shnum
-        if shentsize != 64 or end <= 64 or i + end > len(blob):
-            # No section table inside the blob: keep the rest as the image.
-            end = len(blob) - i
-        out.append((i, blob[i:i + end]))
 
 
 def tool(name):
@@ -101,19 +82,6 @@ def disassemble_code(path, arch):
     return r.stdout
 
 
-def disassemble(path):
-    """SASS text of the cubin at path, or '' with why."""
-    for name, args in (("cuobjdump", ["-sass"]), ("nvdisasm", ["-c", "-hex"])):
-        exe = tool(name)
-        if not exe:
-            continue
-        r = subprocess.run([exe, *args, path], capture_output=True, text=True)
-        if r.returncode == 0 and r.stdout.strip():
-            return r.stdout, name
-        sys.stderr.write(f"{name} {path}: rc {r.returncode}: {r.stderr.strip()[:300]}\n")
-    return "", "none"
-
-
 MIX = ["HMMA", "MOVM", "WARPSYNC", "LDSM", "LDS", "STS", "LDG", "STG", "LDL", "STL", "BAR", "SHFL", "MUFU", "FFMA", "FMUL",
        "FADD", "FMNMX", "F2FP", "HADD2", "HFMA2", "BRA", "ISETP", "IMAD", "LEA", "IADD3", "LOP3", "SEL",
        "FSEL", "FSETP", "MOV", "S2R", "DEPBAR", "LDGSTS"]
@@ -141,10 +109,16 @@ def main():
         sys.exit(__doc__)
     src = args[0]
     dst = args[1] if len(args) > 1 else src
+    if not os.path.isdir(src):
+        print(f"nv_pipeline_sass: no dump folder {src} (ra-bench with RA_VK_PIPELINE_CACHE_DUMP=<folder> "
+              "fills one)", file=sys.stderr)
+        sys.exit(2)
+    names = sorted(n for n in os.listdir(src) if n.endswith(".pcache"))
+    if not names:
+        print(f"nv_pipeline_sass: no .pcache blobs in {src}", file=sys.stderr)
+        sys.exit(1)
     os.makedirs(dst, exist_ok=True)
-    for name in sorted(os.listdir(src)):
-        if not name.endswith(".pcache"):
-            continue
+    for name in names:
         blob = open(os.path.join(src, name), "rb").read()
         words = struct.unpack_from("<8I", blob, 0) if len(blob) >= 32 else ()
         ratio = len(zlib.compress(blob, 6)) / max(1, len(blob))
@@ -161,13 +135,8 @@ def main():
                   f"{mix(sass) if sass else 'not disassembled (no nvdisasm)'}")
         elif obj:
             print(f"  decompressed {len(obj)} bytes, starting {obj[:12]!r}: no code found")
-        for n, (off, img) in enumerate(elf_images(obj or blob)):
-            base = os.path.join(dst, f"{name}.{n}")
-            open(base + ".cubin", "wb").write(img)
-            sass, tool = disassemble(base + ".cubin")
-            if sass:
-                open(base + ".sass", "w").write(sass)
-            print(f"  ELF at {off}, {len(img)} bytes: {tool}: {mix(sass) if sass else 'not disassembled'}")
+        else:
+            print("  no zstd frame: no code found")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ unittest): the layout read off NVIDIA's 580.159 driver (docs/vulkan.md,
 with the zstd program, and the script must carve exactly the code bytes;
 blobs that do not match (lavapipe's header-only blob, a wrong object
 magic, a code size that is not whole instructions) are reported, not
-carved. Disassembly needs nvdisasm (the GPU machine's CUDA toolkit), so
+carved; a missing or empty dump folder is an error. Disassembly needs nvdisasm (the GPU machine's CUDA toolkit), so
 only the carving is checked here."""
 import os
 import shutil
@@ -65,6 +65,20 @@ class CarveTest(unittest.TestCase):
         self.assertIn("no code found", text)
         self.assertEqual(text.count("code:"), 0)
         self.assertFalse(os.path.exists(os.path.join(out, "wrong_magic.code")))
+
+
+class FolderTest(unittest.TestCase):
+    def test_missing_or_empty_folder(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        missing = os.path.join(d, "missing")
+        r = subprocess.run([sys.executable, SCRIPT, missing], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no dump folder", r.stderr)
+        self.assertFalse(os.path.exists(missing))  # not created by the check
+        r = subprocess.run([sys.executable, SCRIPT, d], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no .pcache blobs", r.stderr)
 
 
 if __name__ == "__main__":

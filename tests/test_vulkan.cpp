@@ -544,6 +544,17 @@ TEST_CASE("Vulkan: coopmat tiles, 128 rows for RA at D <= 64, capped by RA_VK_CM
                       Contains("RA_VK_CM_KEYS = '" + std::string(bad) + "'"));
   }
   keys.set(nullptr);
+  {
+    // The KHR switch is read on every device, with or without coopmat2.
+    ScopedEnv khr("RA_VK_CM_KHR", nullptr);
+    for (const char* bad : {"2", "yes", "1 "}) {
+      khr.set(bad);
+      CHECK_THROWS_WITH(vk::Attention(vk::Variant::sdpa_fused, tiny, vk::Options{}, context()),
+                        Contains("RA_VK_CM_KHR = '" + std::string(bad) + "'"));
+    }
+    khr.set("0");
+    CHECK_FALSE(vk::coopmat_khr_runs(context()->info()));
+  }
   if (!has_fp16()) return;
   const auto& dev = context()->info();
   if (dev.coopmat_f16 && dev.vendor_id == 0x10de) {

@@ -157,10 +157,10 @@ int backward_cut_from_env(const std::string& who) {
                               "one, docs/vulkan.md; unset or 0: the real backward)");
 }
 
-// A 0 / 1 switch of the coopmat forward read from the environment
+// A 0 / 1 switch of the coopmat kernels read from the environment
 // (attention.hpp): `fallback` where unset or empty; any other value throws,
 // naming the variable and what it picks.
-bool forward_switch_from_env(const char* name, bool fallback, const std::string& who, const char* what) {
+bool switch_from_env(const char* name, bool fallback, const std::string& who, const char* what) {
   const char* env = std::getenv(name);
   if (!env || !*env) return fallback;
   const std::string e = env;
@@ -226,14 +226,11 @@ int cm_tile_cap_from_env(const char* name, int fallback, const std::string& who,
 
 }  // namespace
 
-bool coopmat_khr_runs(const DeviceInfo& dev) {
-  const char* env = std::getenv("RA_VK_CM_KHR");
-  const std::string e = env ? env : "";
-  if (!e.empty() && e != "0" && e != "1")
-    throw std::invalid_argument("RA_VK_CM_KHR = '" + e + "' but must be 0 or 1 (the coopmat kernels on " +
-                                "KHR cooperative matrices where the device and build allow, docs/vulkan.md; " +
-                                "unset: 1)");
-  return e != "0" && dev.coopmat2 && kernel_embedded("fwd_cm_khr") && kernel_embedded("bwd_cm_q_khr") &&
+bool coopmat_khr_runs(const DeviceInfo& dev, const std::string& who) {
+  const bool asked = switch_from_env("RA_VK_CM_KHR", true, who,
+                                             "the coopmat kernels on KHR cooperative matrices where the device "
+                                             "has coopmat2 and the build has them, 0 the NV ones");
+  return asked && dev.coopmat2 && kernel_embedded("fwd_cm_khr") && kernel_embedded("bwd_cm_q_khr") &&
          kernel_embedded("bwd_cm_kv_khr");
 }
 
@@ -295,17 +292,19 @@ Attention::Attention(Variant v, const Shape& s, const Options& opt, std::shared_
   fwd_kernel_ = fp16 ? "fwd_f16" : "fwd";
   // Before the choice: the coopmat2 plan builds its pipeline, cut included.
   fwd_cut_ = forward_cut_from_env(who);
-  fwd_prefetch_ = forward_switch_from_env("RA_VK_PREFETCH", true, who,
+  fwd_prefetch_ = switch_from_env("RA_VK_PREFETCH", true, who,
                                           "the key loop of the coopmat forward: 0 single-stage, 1 prefetch");
   fwd_grid_ = forward_grid_from_env(who);
   cm_row_split_ = coopmat_row_split(who);
-  fwd_rowstats_ = forward_switch_from_env("RA_VK_ROWSTATS", true, who,
+  fwd_rowstats_ = switch_from_env("RA_VK_ROWSTATS", true, who,
                                           "the coopmat forward's row statistics: 1 in registers where the "
                                           "device's accumulator layout allows, 0 through shared memory");
   cm_rows_ = cm_tile_cap_from_env("RA_VK_CM_ROWS", 128, who,
                                   "the most rows a coopmat workgroup owns, forward and backward");
   cm_keys_ = cm_tile_cap_from_env("RA_VK_CM_KEYS", 64, who,
                                   "the most rows a coopmat workgroup streams per tile, forward and backward");
+  // Read on every device, so a bad value is refused everywhere.
+  cm_khr_ = coopmat_khr_runs(dev, who);
   choose_forward(who, tr);
   // fwd_cm's key loop (spec constant PREFETCH) and workgroup layout (GRID),
   // in the path for ra-bench's tiles column.
@@ -515,7 +514,7 @@ std::string Attention::plan_coopmat_forward(const std::string& who, const Kernel
   const DeviceInfo& dev = ctx_->info();
   const Shape& s = shape_;
   std::string why = coopmat_refusal(emulate);
-  const bool khr = !emulate && why.empty() && coopmat_khr_runs(dev);
+  const bool khr = !emulate && cm_khr_;
   TilePlan cm;
   if (why.empty()) {
     const int cap = std::max(16, tile_cap(s.T));
@@ -627,7 +626,7 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
     why = "coopmat backward turned off (RA_VK_COOPMAT_BWD=0)";
   else
     why = coopmat_refusal(emulate);
-  const bool khr = !emulate && why.empty() && coopmat_khr_runs(dev);
+  const bool khr = !emulate && cm_khr_;
   TilePlan cm;
   if (why.empty()) {
     // Own x streamed rows, from the forward's candidates; no cap by T (one

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -912,10 +913,12 @@ VkPipeline Context::pipeline(const std::string& kernel, const std::vector<std::u
     std::replace(name.begin(), name.end(), ',', '_');  // plain file names
     const std::string path = std::string(dump_dir) + "/" + name + ".pcache";
     std::FILE* f = std::fopen(path.c_str(), "wb");
-    const bool ok = f && std::fwrite(data.data(), 1, data.size(), f) == data.size();
-    if (f) std::fclose(f);
-    std::fprintf(stderr, "ra-vk pipeline cache %s: %zu bytes%s\n", path.c_str(), data.size(),
-                 ok ? "" : " (not written)");
+    const int err = f ? EIO : errno;  // why, if it fails
+    bool ok = f && std::fwrite(data.data(), 1, data.size(), f) == data.size();
+    if (f) ok = std::fclose(f) == 0 && ok;
+    if (f && !ok) std::remove(path.c_str());  // no partial blob left behind
+    std::fprintf(stderr, "ra-vk pipeline cache %s: %zu bytes%s%s\n", path.c_str(), data.size(),
+                 ok ? "" : ", NOT WRITTEN: ", ok ? "" : std::strerror(err));
   }
   ::ra::vk::check(made, "vkCreateComputePipelines");
   if (info_.pipeline_stats) {

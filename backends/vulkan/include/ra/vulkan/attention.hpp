@@ -183,8 +183,9 @@ void check_supported(Variant v, const Shape& s, const Options& opt);
 // $RA_VK_CM_KHR is not 0. NVIDIA's driver transposes every NV B fragment
 // with MOVM instructions before each product; KHR fragments load in place
 // (docs/vulkan.md, "Reading the driver's code"). Throws
-// std::invalid_argument for a value of $RA_VK_CM_KHR other than 0 or 1.
-bool coopmat_khr_runs(const DeviceInfo& dev);
+// std::invalid_argument, starting with `who`, for a value of $RA_VK_CM_KHR
+// other than 0 or 1 (Attention's constructor asks on every device).
+bool coopmat_khr_runs(const DeviceInfo& dev, const std::string& who = "ra::vk::coopmat_khr_runs");
 
 struct TilePlan {
   // "scalar fp32" / "scalar fp16-storage" / "tiled fp32" /
@@ -290,6 +291,7 @@ class Attention {
   std::uint32_t cm_row_split_ = 0;  // the coopmat accumulators' row split (spec constant CM_SELB)
   int cm_rows_ = 128;         // $RA_VK_CM_ROWS (most rows a coopmat workgroup owns)
   int cm_keys_ = 64;          // $RA_VK_CM_KEYS (most rows it streams per tile)
+  bool cm_khr_ = false;       // the real coopmat kernels on KHR matrices (coopmat_khr_runs())
   std::string bwd_cm_;      // "" (scalar backward), "coopmat", "khr" or "emulated"
   bool bwd_rowreg_ = false; // bwd_cm's own-row values in registers (spec constant ROWREG)
   bool bwd_prefetch_ = false;  // bwd_cm's streamed loop prefetched (spec constant PREFETCH)
