@@ -85,7 +85,10 @@
 #            scripts/nv_pipeline_sass.py on the blobs: $OUT/sass-summary.txt
 #            (instruction mixes), $OUT/sass.tar.gz (blobs, code, SASS, log).
 #   here:  RA_VK_EXTRA="ra-bench-base=/path/to/ra-bench ra-bench-cuda=.device/cuda-h100/ra-bench"
-#            before stage adds those binaries to the archive under the given names.
+#            before stage adds those binaries to the archive under the given names;
+#            RA_VK_STAGE_LAYER=0 leaves the validation layer out (~5 MB: enough
+#            for `ab` and `sass`, which run with validation off, where the
+#            archive and the repo would pass the device tool's 64 MiB).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 archive=$root/.device/vulkan-cm2.tar.xz
@@ -122,11 +125,16 @@ stage() {
   cp /usr/bin/zstd "$pack/"
   ldd /usr/bin/zstd | awk '/=> \//{print $3}' | { grep -v -E '/lib(c|m|dl|rt|pthread)\.so' || true; } |
     xargs -r -I{} cp -L -n {} "$pack/lib/"
-  local layer
-  layer=$(ls /usr/lib/x86_64-linux-gnu/libVkLayer_khronos_validation.so)
-  cp -L "$layer" "$pack/layers/"
-  sed 's#"library_path": *"[^"]*"#"library_path": "./libVkLayer_khronos_validation.so"#' \
-    /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json > "$pack/layers/VkLayer_khronos_validation.json"
+  # The validation layer (~5 MB of the archive) unless RA_VK_STAGE_LAYER=0:
+  # `ab` and `sass` run with validation off, and the repo and the archive
+  # share the device tool's 64 MiB.
+  if [ "${RA_VK_STAGE_LAYER:-1}" != 0 ]; then
+    local layer
+    layer=$(ls /usr/lib/x86_64-linux-gnu/libVkLayer_khronos_validation.so)
+    cp -L "$layer" "$pack/layers/"
+    sed 's#"library_path": *"[^"]*"#"library_path": "./libVkLayer_khronos_validation.so"#' \
+      /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json > "$pack/layers/VkLayer_khronos_validation.json"
+  fi
   cat > "$pack/nvidia_egl_icd.json" <<'ICD'
 { "file_format_version": "1.0.1",
   "ICD": { "library_path": "/usr/local/nvidia/lib64/libEGL_nvidia.so.0", "api_version": "1.4.312" } }

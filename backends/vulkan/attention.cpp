@@ -638,7 +638,7 @@ void Attention::plan_coopmat_backward(const std::string& who, const KernelTraits
       if (own > cm_rows_ || str > cm_keys_) continue;
       const std::uint32_t threads = std::uint32_t(own / 16) * std::max<std::uint32_t>(dev.subgroup_size, 1);
       const std::size_t bytes =
-          coopmat_backward_shared_bytes(own, str, s.D, is_ra(variant_), int(threads), emulate);
+          coopmat_backward_shared_bytes(own, str, s.D, is_ra(variant_), emulate);
       if (bytes > tr.shared_budget || threads > dev.max_invocations) continue;
       cm.path = emulate ? "coopmat-emulated fp16-storage"
                         : khr ? "coopmat-khr fp16-storage" : "coopmat fp16-storage";
@@ -831,13 +831,15 @@ void Attention::record_backward(VkCommandBuffer cb) {
     auto name = [&](const char* which) {
       return std::string("bwd_cm_") + which + (bwd_cm_ == "emulated" ? "_emu" : bwd_cm_ == "khr" ? "_khr" : "");
     };
-    // Id 8: PREFETCH, id 10: ROWREG, id 12: the row split (bwd_cm.comp; ids 6, 7, 9, 11 are not in the shader).
+    // Id 8: PREFETCH, id 10: ROWREG, id 12: the row split, id 13: BANDED
+    // (ra_window; bwd_cm.comp; ids 6, 7, 9, 11 are not in the shader).
     std::vector<std::uint32_t> spec_q = spec;
     spec_q.resize(10, 0u);
     spec_q[8] = bwd_prefetch_ ? 1u : 0u;
     spec_q.push_back(bwd_rowreg_ ? 1u : 0u);
     spec_q.push_back(0u);  // id 11: not in bwd_cm
     spec_q.push_back(bwd_rowreg_ ? cm_row_split_ : 0u);  // 0: no split relied on
+    spec_q.push_back(variant_ == Variant::ra_window ? 1u : 0u);
     std::vector<std::uint32_t> spec_kv = spec_q;
     std::swap(spec_kv[3], spec_kv[4]);
     kv = ctx_->pipeline(name("kv"), spec_kv);

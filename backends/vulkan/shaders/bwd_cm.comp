@@ -72,7 +72,16 @@ shared float sbias[BC];              // per key row of its tile: w_disc d_j log2
 // kernel instead of read from shared memory per element and block. Where
 // the layout does not hold the outputs are NaN.
 layout(constant_id = 10) const uint ROWREG = 0u;
-shared float sred[2u * NT];          // gate shares (query-owned) / column sums (key-owned)
+// Per subgroup: its shares of dw_std and dw_rec (query-owned) or dw_disc (key-owned).
+shared float sred[2u * NSG];
+
+// ra_window (spec constant 13; attention.cpp sets 1 for it): the reciprocal
+// half is confined to a band, so each block decides at run time whether its
+// reciprocal products run. 0 (sdpa_fused, ra_fused) compiles the choice
+// out: a branch between the two forms of a block's products made NVIDIA's
+// compiler copy ~70 loop-carried accumulator registers at every block's
+// end (the SASS, perf v30).
+layout(constant_id = 13) const uint BANDED = 0u;
 
 // 16-byte chunk e of the folded rows [x, other] from row0 (fx: x's
 // buffer), and its place in sf; chunk e of the dO or V rows (gx), and its
@@ -156,69 +165,143 @@ const bool PF = PREFETCH != 0u && NFC <= 16u && NGC <= 16u && NSC <= 16u;
   if (u < NGC && tid + u * NT < STR * P8) CM_PUT16(sg, g_slot(tid + u * NT), PFG(u));     \
   if (u < NSC && tid + u * NT < STR) put_scalars(tid + u * NT, PFS(u), KEYS);
 
+// The own rows' staging, a round of up to STR rows (row0_, `rows` in
+// scope): every invocation's loads issued before its first shared store,
+// into named registers as the prefetch's (stage()'s loop of load-store
+// pairs waited out one global load per chunk, 12 a workgroup for RA's
+// 128-row tiles: perf v30). Where a kind needs more than 16 registers,
+// stage() does it. Emulated: arrays.
+const bool OWN_BATCH = NFC <= 16u && NGC <= 16u;
+#ifdef RA_CM_EMULATE
+#define OWN_DECL uvec4 of[NFC], og[NGC];
+#define OWN_EACH(M, a) CM_UNROLL for (uint u_ = 0u; u_ < max(NFC, NGC); ++u_) { M(u_, a) }
+#define OFC(u) of[u]
+#define OGC(u) og[u]
+#else
+#define OWN_DECL CM_DECL16(uvec4, of) CM_DECL16(uvec4, og)
+#define OWN_EACH(M, a) CM_EACH16(M, a)
+#define OFC(u) of##u
+#define OGC(u) og##u
+#endif
+#define OWN_FETCH(u, row0_)                                                                    \
+  if (u < NFC && tid + u * NT < rows * CW) OFC(u) = f_chunk(bh, row0_, tid + u * NT, OWN_FX); \
+  if (u < NGC && tid + u * NT < rows * P8) OGC(u) = g_chunk(bh, row0_, tid + u * NT, OWN_GX);
+#define OWN_STORE(u, _)                                                              \
+  if (u < NFC && tid + u * NT < rows * CW) CM_PUT16(sf, f_slot(tid + u * NT), OFC(u)); \
+  if (u < NGC && tid + u * NT < rows * P8) CM_PUT16(sg, g_slot(tid + u * NT), OGC(u));
+
+// The gradients as 16-byte chunks (descriptor aliasing, as q4 / k4 / v4):
+// one load and one store per 8 halves.
+layout(std430, binding = 8) restrict buffer BufDq4 { uvec4 dq4[]; };
+layout(std430, binding = 9) restrict buffer BufDk4 { uvec4 dk4[]; };
+layout(std430, binding = 10) restrict writeonly buffer BufDv4 { uvec4 dv4[]; };
+
 const uint DST_DQ = 0u, DST_DK = 1u, DST_DV = 2u;
+
+// The query-owned kernel's old dQ (block t < KD) or dK chunk at this lane's
+// place in block t of its rows, as put_block reads it on 32-wide subgroups
+// with whole-chunk rows (zeros elsewhere, where put_block loads in place).
+uvec4 old_chunk(uint bh, uint go, uint t) {
+  const uint lane = gl_SubgroupInvocationID, row = go + lane / 2u;
+  const uint c = 16u * (t % KD) + 8u * (lane % 2u);
+  if (!VEC || SG != 32u || row >= pc.T || c >= D) return uvec4(0u);
+  const uint x = ((bh * pc.T + row) * D + c) / 8u;
+  return t < KD ? dq4[x] : dk4[x];
+}
 
 // The 16x16 block this subgroup just stored at its scratch rows, times mul,
 // into rows go.. and columns col0.. of dst; add: onto what the key-owned
-// kernel wrote there (it ran first).
-void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float mul) {
+// kernel wrote there (it ran first). Where rows are whole 16-byte chunks
+// (VEC) a lane moves 8 halves at a time, one chunk per lane on 32-wide
+// subgroups: the query-owned kernel's read-modify-write then waits out one
+// global load a block, where a loop over single halves waited out one per
+// element, 8 a lane and block (~20% of RA's query-owned kernel, perf v30).
+// pre: on 32-wide subgroups, this lane's old chunk (old_chunk), loaded
+// before the first block's stores so that the blocks' loads overlap.
+void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float mul, uvec4 pre) {
   subgroup_sync();
-  for (uint e = gl_SubgroupInvocationID; e < 256u; e += SG) {
-    const uint rr = e / 16u, c = col0 + e % 16u, row = go + rr;
-    if (row >= pc.T || c >= D) continue;
-    const uint x = (bh * pc.T + row) * D + c;
-    const float a = mul * ss[(r0 + rr) * SS + e % 16u];
-    if (dst == DST_DQ) dq[x] = float16_t(add ? float(dq[x]) + a : a);
-    else if (dst == DST_DK) dk[x] = float16_t(add ? float(dk[x]) + a : a);
-    else dv[x] = float16_t(a);
+  if (VEC) {
+    for (uint e = gl_SubgroupInvocationID; e < 32u; e += SG) {
+      const uint rr = e / 2u, c = col0 + 8u * (e % 2u), row = go + rr;
+      if (row >= pc.T || c >= D) continue;
+      const uint x = ((bh * pc.T + row) * D + c) / 8u, s0 = (r0 + rr) * SS + 8u * (e % 2u);
+      const uvec4 old = !add ? uvec4(0u) : SG == 32u ? pre : (dst == DST_DQ ? dq4[x] : dk4[x]);
+      uvec4 w;
+      [[unroll]] for (uint t = 0u; t < 4u; ++t) {
+        const vec2 a = mul * vec2(ss[s0 + 2u * t], ss[s0 + 2u * t + 1u]);
+        w[t] = packFloat2x16(f16vec2(add ? vec2(unpackFloat2x16(old[t])) + a : a));
+      }
+      if (dst == DST_DQ) dq4[x] = w;
+      else if (dst == DST_DK) dk4[x] = w;
+      else dv4[x] = w;
+    }
+  } else {
+    for (uint e = gl_SubgroupInvocationID; e < 256u; e += SG) {
+      const uint rr = e / 16u, c = col0 + e % 16u, row = go + rr;
+      if (row >= pc.T || c >= D) continue;
+      const uint x = (bh * pc.T + row) * D + c;
+      const float a = mul * ss[(r0 + rr) * SS + e % 16u];
+      if (dst == DST_DQ) dq[x] = float16_t(add ? float(dq[x]) + a : a);
+      else if (dst == DST_DK) dk[x] = float16_t(add ? float(dk[x]) + a : a);
+      else dv[x] = float16_t(a);
+    }
   }
   subgroup_sync();  // the next block overwrites the scratch
 }
 
 // One element of a streamed block against the own rows: P and dL in fp32,
 // and their sums (the key loop's per-element work below, written out by
-// CM_EACH_EL). qi: the row of slse / sdel; kj: the row of sbias. FULL: the
-// whole block is inside T, at or below the diagonal and (where any element
-// has the reciprocal term) inside the band, so no element needs a check.
+// CM_EACH_EL). qi: the row of slse / sdel; kj: the row of sbias.
 // P = exp2(c_std Sa + c_rec Sb + (bias - lse) log2 e), c = s w log2 e.
-// Streamed rows' values are per column: in FULL blocks (every element
-// reads them) element e + 4 reuses element e's where the layout pairs them
+// Branch-free: every element computes P and masks it (j > i, i past T) by
+// a select, and the reciprocal half by `rec` (a constant unless BANDED). A
+// block-level choice between a masked and an unmasked path (v29 and
+// before) was a branch in the block loop, and NVIDIA's compiler copied the
+// ~70 loop-carried accumulator registers at every block's end (the SASS,
+// perf v30). The per-row and per-column values are read for every element
+// (rows past T and padding columns were staged as finite values), so where
+// the layout pairs them element e + 4 reuses element e's column value
 // (CM_COL_VALUE; cache vec4s declared per block).
 #ifdef RA_CM_KEYS
-#define BWD_SUMS(e, dl, rec) csum[e] += dl;
+// Column sums of dL (dd): per own row, so with ROWREG's two-row layout two
+// registers a lane (csA, csB; element e's row is a constant), else a
+// fragment (the kernel sat at 255 registers with one, spilling, perf v30).
+#define BWD_SUMS(e, dl, rec) \
+  if (ROWREG != 0u) {        \
+    if (in_row_b(e)) csB += dl; \
+    else csA += dl;          \
+  } else {                   \
+    csum[e] += dl;           \
+  }
 // Own rows are keys: their bias in registers where ROWREG holds.
-#define EL_BIAS(e, kj, F) (ROWREG != 0u ? (in_row_b(e) ? own_b.x : own_a.x) : sbias[kj])
-#define EL_LSE(e, qi, F) CM_COL_VALUE(e, slse[qi], clse_, F)
-#define EL_DEL(e, qi, F) CM_COL_VALUE(e, sdel[qi], cdel_, F)
+#define EL_BIAS(e, kj) (ROWREG != 0u ? (in_row_b(e) ? own_b.x : own_a.x) : sbias[kj])
+#define EL_LSE(e, qi) CM_COL_VALUE(e, slse[qi], clse_, true)
+#define EL_DEL(e, qi) CM_COL_VALUE(e, sdel[qi], cdel_, true)
 #else
 #define BWD_SUMS(e, dl, rec) \
   ws += dl * sa[e];          \
   wr += rec ? dl * sb[e] : 0.0;
 // Own rows are queries: their lse and Delta in registers where ROWREG holds.
-#define EL_BIAS(e, kj, F) CM_COL_VALUE(e, sbias[kj], cbias_, F)
-#define EL_LSE(e, qi, F) (ROWREG != 0u ? (in_row_b(e) ? own_b.x : own_a.x) : slse[qi])
-#define EL_DEL(e, qi, F) (ROWREG != 0u ? (in_row_b(e) ? own_b.y : own_a.y) : sdel[qi])
+#define EL_BIAS(e, kj) CM_COL_VALUE(e, sbias[kj], cbias_, true)
+#define EL_LSE(e, qi) (ROWREG != 0u ? (in_row_b(e) ? own_b.x : own_a.x) : slse[qi])
+#define EL_DEL(e, qi) (ROWREG != 0u ? (in_row_b(e) ? own_b.y : own_a.y) : sdel[qi])
 #endif
-#define BWD_EL(e, FULL)                                                                 \
+#define BWD_EL(e, _)                                                                    \
   if (e < NEL) {                                                                        \
     const uint f = ERC(e), rr = f >> 4u, cc = f & 15u;                                  \
     const uint i = KEYS ? sb0 + cc : go + rr, j = KEYS ? go + rr : sb0 + cc;            \
     const uint qi = KEYS ? 16u * cb + cc : r0 + rr;                                     \
     const uint kj = KEYS ? r0 + rr : 16u * cb + cc;                                     \
-    const bool rec = rec_any && (FULL || in_band(i, j));                                \
-    float p = 0.0, dl = 0.0;                                                            \
-    if (FULL || (i < T && j <= i)) {                                                    \
-      const float off = (RA != 0u ? EL_BIAS(e, kj, FULL) : 0.0) - EL_LSE(e, qi, FULL); \
-      p = exp2(c_std * sa[e] + (rec ? c_rec * sb[e] : 0.0) + off);                      \
-      dl = p * (dp[e] - EL_DEL(e, qi, FULL));                                           \
-    }                                                                                   \
+    const bool rec = RA != 0u && (BANDED == 0u || in_band(i, j));                        \
+    const float off = (RA != 0u ? EL_BIAS(e, kj) : 0.0) - EL_LSE(e, qi);               \
+    const float pe = exp2(c_std * sa[e] + (rec ? c_rec * sb[e] : 0.0) + off);           \
+    const float p = i < T && j <= i ? pe : 0.0;                                         \
+    const float dl = p * (dp[e] - EL_DEL(e, qi));                                       \
     BWD_SUMS(e, dl, rec)                                                                \
     sa[e] = p;                                                                          \
     sb[e] = rec ? dl : 0.0;                                                             \
     dp[e] = dl;                                                                         \
   }
-#define BWD_EL_FULL(e, _) BWD_EL(e, true)
-#define BWD_EL_EDGE(e, _) BWD_EL(e, false)
 
 // One 16-row block's score products, step u of KD for each chain: S's
 // first half (sa = F_own F_str^T over the first D columns), with `rec` (a
@@ -318,10 +401,18 @@ void main() {
   // Own rows into registers, staged through sf / sg STR rows at a time.
   DECL_HA_ARR(fa, KW);
   DECL_HA_ARR(ga, KD);
+  OWN_DECL
   for (uint c0 = 0u; c0 < OWN; c0 += STR) {
-    barrier();  // sf / sg free (previous chunk's fragments loaded)
     const uint rows = min(STR, OWN - c0);
-    stage(bh, o0 + c0, rows, OWN_FX, OWN_GX);
+    if (OWN_BATCH) {
+      OWN_EACH(OWN_FETCH, o0 + c0)
+    }
+    barrier();  // sf / sg free (previous chunk's fragments loaded)
+    if (OWN_BATCH) {
+      OWN_EACH(OWN_STORE, _)
+    } else {
+      stage(bh, o0 + c0, rows, OWN_FX, OWN_GX);
+    }
     barrier();
     if (r0 >= c0 && r0 < c0 + rows) {
       CM_UNROLL for (uint t = 0u; t < KW; ++t) CM_LOAD4(fa[t], sf, (r0 - c0) * FS + 16u * t, FS, false);
@@ -337,6 +428,8 @@ void main() {
   CM_UNROLL for (uint t = 0u; t < KD; ++t) FILL_F(dva[t], 0.0);
   DECL_F(csum);  // per element: sum of dL over the streamed query rows (fp32)
   FILL_F(csum, 0.0);
+  float csA = 0.0, csB = 0.0;  // ROWREG: the same per own row (rowA, rowB)
+  float dshare = 0.0;  // this lane's terms of dw_disc (rows lane, lane + SG, ..)
 #else
   float ws = 0.0, wr = 0.0;  // this lane's shares of dw_std / s, dw_rec / s
 #endif
@@ -357,22 +450,17 @@ void main() {
       BPF_EACH(BPF_FETCH, s0 + STR)
     }
     // Every subgroup runs every block of every streamed tile, also blocks
-    // with no pair j <= i and rows past T: those take the edge path
-    // (BWD_EL_EDGE), whose masks give P = dL = 0, and rows past T are not
-    // stored. A branch around them (v28 and before) made the compiler copy
-    // the loop-carried accumulators at every tile's end, as in the forward
-    // (the SASS, perf v29).
+    // with no pair j <= i and rows past T: BWD_EL's masks give them P = dL
+    // = 0, and rows past T are not stored. A branch around them (v28 and
+    // before) made the compiler copy the loop-carried accumulators at every
+    // tile's end, as in the forward (the SASS, perf v29).
     {
       [[dont_unroll]] for (uint cb = 0u; cb < NSB; ++cb) {
         const uint sb0 = s0 + 16u * cb;
-        // Ranges of this block (subgroup-uniform).
-        const uint i_min = KEYS ? sb0 : go;
-        const uint j_min = KEYS ? go : sb0, j_max = KEYS ? go_last : sb0 + 15u;
-        const bool rec_any = RA != 0u && (pc.window < 0 || int(i_min) - int(j_max) <= pc.window);
-        // FULL (BWD_EL): every (i, j) of the block live, and in the band if any is.
-        const uint i_hi = KEYS ? sb0 + 15u : go + 15u, j_hi = KEYS ? go + 15u : sb0 + 15u;
-        const bool full = i_hi < T && j_hi <= i_min &&
-                          (!rec_any || pc.window < 0 || int(i_hi) - int(j_min) <= pc.window);
+        // Whether any pair of the block is in ra_window's band (subgroup-
+        // uniform; a constant unless BANDED): its reciprocal products run.
+        const uint i_min = KEYS ? sb0 : go, j_max = KEYS ? go_last : sb0 + 15u;
+        const bool rec_any = RA != 0u && (BANDED == 0u || int(i_min) - int(j_max) <= pc.window);
 
         DECL_F(sa);  // Q_i.K_j
         FILL_F(sa, 0.0);
@@ -383,7 +471,7 @@ void main() {
         // B(k, n) = F_str[16 cb + n][16 t + k]: streamed rows are B's columns.
         // The two or three product chains step by step in one branch-free
         // block (SCORE_STEPS), so the compiler interleaves them.
-        if (RA != 0u && rec_any) {
+        if (rec_any) {
           SCORE_STEPS(true)
         } else {
           SCORE_STEPS(false)
@@ -397,11 +485,7 @@ void main() {
         // element (BWD_EL, CM_EACH_EL): a loop NVIDIA's compiler did not
         // unroll kept sa, sb and dp in local memory (v26).
         vec4 clse_, cdel_, cbias_;  // streamed columns' values (EL_LSE, EL_DEL, EL_BIAS)
-        if (full) {
-          CM_EACH_EL(BWD_EL_FULL, _)
-        } else {
-          CM_EACH_EL(BWD_EL_EDGE, _)
-        }
+        CM_EACH_EL(BWD_EL, _)
         DECL_HA(dlh);  // dL
         TO_H(dlh, dp);
         DECL_HA(dlr);  // dL in the band (the reciprocal half's)
@@ -414,7 +498,7 @@ void main() {
         // acc += dL F_str (row-major B: rows of the streamed tile); dV +=
         // P^T dO in the key-owned kernel. Independent accumulators, in one
         // branch-free block (GRAD_STEPS).
-        if (RA != 0u && rec_any) {
+        if (rec_any) {
           GRAD_STEPS(true)
         } else {
           GRAD_STEPS(false)
@@ -430,52 +514,88 @@ void main() {
     CM_UNROLL for (uint t = 0u; t < KW; ++t) {
       CM_STORE(acc[t], ss, sc, SS);
       // dK = w_std s dKf[0:D] (SDPA: w_std = 1); dQ's Kf part = w_rec s dKf[D:2D].
-      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DK, false, ok * g.x * pc.scale);
-      else put_block(bh, r0, go, 16u * (t - KD), DST_DQ, false, ok * g.y * pc.scale);
+      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DK, false, ok * g.x * pc.scale, uvec4(0u));
+      else put_block(bh, r0, go, 16u * (t - KD), DST_DQ, false, ok * g.y * pc.scale, uvec4(0u));
     }
     CM_UNROLL for (uint t = 0u; t < KD; ++t) {
       CM_STORE(dva[t], ss, sc, SS);
-      put_block(bh, r0, go, 16u * t, DST_DV, false, ok);
+      put_block(bh, r0, go, 16u * t, DST_DV, false, ok, uvec4(0u));
     }
-    if (RA != 0u) {
+    if (RA != 0u && ROWREG != 0u) {
+      // Each row's sum across the four lanes sharing it (CM_ROW_LAYOUT);
+      // the first of them writes dd_j = w_disc col_j and takes d_j col_j.
+      [[unroll]] for (uint x = 1u; x <= 2u; ++x) {
+        csA += subgroupShuffleXor(csA, x);
+        csB += subgroupShuffleXor(csB, x);
+      }
+      if ((lane & 3u) == 0u) {
+        if (go + rowA < T) {
+          dd[bh * T + go + rowA] = ok * g.z * csA;
+          dshare += dsc[bh * T + go + rowA] * csA;
+        }
+        if (go + rowB < T) {
+          dd[bh * T + go + rowB] = ok * g.z * csB;
+          dshare += dsc[bh * T + go + rowB] * csB;
+        }
+      }
+    } else if (RA != 0u) {
       CM_STORE(csum, ss, sc, SS);
       subgroup_sync();
+      // dd_j = w_disc col_j, and this lane's rows' terms d_j col_j of dw_disc.
       for (uint rr = lane; rr < 16u; rr += SG) {
         float s = 0.0;
         for (uint c = 0u; c < 16u; ++c) s += ss[(r0 + rr) * SS + c];
-        sred[r0 + rr] = s;
-        if (go + rr < T) dd[bh * T + go + rr] = ok * g.z * s;
+        if (go + rr < T) {
+          dd[bh * T + go + rr] = ok * g.z * s;
+          dshare += dsc[bh * T + go + rr] * s;
+        }
       }
     }
   }
   if (RA != 0u) {
+    // This key tile's share of dw_disc, in a fixed order: lanes, then
+    // subgroups. (One invocation summing the tile's rows, each term a
+    // global load, left the SM idle for ~20 us a workgroup: perf v30.)
+    const float sg_share = subgroup_sum_fixed(dshare);
+    if (lane == 0u) sred[gl_SubgroupID] = sg_share;
     barrier();
-    // This key tile's share of dw_disc = sum_j d_j col_j, in a fixed order.
     if (tid == 0u) {
       float s = 0.0;
-      for (uint r = 0u; r < OWN && o0 + r < T; ++r) s += dsc[bh * T + o0 + r] * sred[r];
+      for (uint t = 0u; t < NSG; ++t) s += sred[t];
       partials[(bh * pc.n_tiles + ot) * 3u + 2u] = ok * s;
     }
   }
 #else
   if (live) {
+    // RA adds onto the key-owned kernel's dQ and dK: every block's old
+    // chunks are loaded first, in named registers (written out: see
+    // CM_EACH_EL), so the epilogue waits out one global load, not one a
+    // block.
+    CM_DECL16(uvec4, od)
+#define OLD_FETCH(t, _) \
+    if (RA != 0u && t < KW) od##t = old_chunk(bh, go, t);
+    CM_EACH16(OLD_FETCH, _)
     CM_UNROLL for (uint t = 0u; t < KW; ++t) {
       CM_STORE(acc[t], ss, sc, SS);
       // dQ += w_std s dQf[0:D] (SDPA: dQ = s dQf), dK += w_rec s dQf[D:2D].
-      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DQ, RA != 0u, ok * g.x * pc.scale);
-      else put_block(bh, r0, go, 16u * (t - KD), DST_DK, true, ok * g.y * pc.scale);
+      if (t < KD) put_block(bh, r0, go, 16u * t, DST_DQ, RA != 0u, ok * g.x * pc.scale, CM_PICK16(od, t));
+      else put_block(bh, r0, go, 16u * (t - KD), DST_DK, true, ok * g.y * pc.scale, CM_PICK16(od, t));
     }
   }
   if (RA != 0u) {
-    sred[tid] = ws;
-    sred[NT + tid] = wr;
+    // This query tile's shares of dw_std and dw_rec, summed in a fixed
+    // order: lanes, then subgroups.
+    const float sg_ws = subgroup_sum_fixed(ws), sg_wr = subgroup_sum_fixed(wr);
+    if (lane == 0u) {
+      sred[gl_SubgroupID] = sg_ws;
+      sred[NSG + gl_SubgroupID] = sg_wr;
+    }
     barrier();
-    // This query tile's shares of dw_std and dw_rec, summed in a fixed order.
     if (tid == 0u) {
       float s0 = 0.0, s1 = 0.0;
-      for (uint t = 0u; t < NT; ++t) {
+      for (uint t = 0u; t < NSG; ++t) {
         s0 += sred[t];
-        s1 += sred[NT + t];
+        s1 += sred[NSG + t];
       }
       partials[(bh * pc.n_tiles + ot) * 3u] = ok * pc.scale * s0;
       partials[(bh * pc.n_tiles + ot) * 3u + 1u] = ok * pc.scale * s1;

@@ -55,11 +55,28 @@ void subgroup_sync() {
   subgroupBarrier();
 }
 
+// v summed over the subgroup by a butterfly of xor shuffles, the same bits
+// every run and in every lane (each step adds the same two values, in
+// either order). Uniform control flow.
+float subgroup_sum_fixed(float v) {
+  [[unroll]] for (uint x = 1u; x < SG; x <<= 1u) v += subgroupShuffleXor(v, x);
+  return v;
+}
+
 // Sixteen named variables p0 .. p15 of type T: the prefetch registers of
 // fwd_cm and bwd_cm (CM_EACH16 reaches them by name; an array indexed by an
 // unrolled counter went to local memory on NVIDIA, v26).
 #define CM_DECL16(T, p) \
   T p##0, p##1, p##2, p##3, p##4, p##5, p##6, p##7, p##8, p##9, p##10, p##11, p##12, p##13, p##14, p##15;
+// p##t for a t the compiler knows once the loop around it is unrolled (a
+// literal index into the named registers; indexing an array of fragments
+// with anything but a loop counter put the whole array in local memory,
+// v30).
+#define CM_PICK16(p, t)                                                                              \
+  ((t) == 0u ? p##0 : (t) == 1u ? p##1 : (t) == 2u ? p##2 : (t) == 3u ? p##3 : (t) == 4u ? p##4 :     \
+   (t) == 5u ? p##5 : (t) == 6u ? p##6 : (t) == 7u ? p##7 : (t) == 8u ? p##8 : (t) == 9u ? p##9 :     \
+   (t) == 10u ? p##10 : (t) == 11u ? p##11 : (t) == 12u ? p##12 : (t) == 13u ? p##13 :               \
+   (t) == 14u ? p##14 : p##15)
 // M(0, a) ... M(7, a) (M(15, a)), written out: see CM_EACH_EL below.
 #define CM_EACH8(M, a) M(0, a) M(1, a) M(2, a) M(3, a) M(4, a) M(5, a) M(6, a) M(7, a)
 #define CM_EACH16(M, a) CM_EACH8(M, a) M(8, a) M(9, a) M(10, a) M(11, a) M(12, a) M(13, a) M(14, a) M(15, a)

@@ -164,20 +164,18 @@ inline int coopmat2_granularity(const DeviceInfo& dev) {
 }
 
 // Shared bytes of shaders/bwd_cm.comp, the larger of its two kernels: own
-// rows (16 per subgroup, threads invocations in all) and streamed rows
-// (both multiples of 16). The streamed folded and dO / V tiles (which also
-// stage the own rows), one 16 x 20 fp32 scratch block per subgroup, lse and
-// Delta per query row, the bias per key row, 2 x threads reduction slots;
-// the emulated build adds a 2 KiB product scratch per subgroup.
-inline std::size_t coopmat_backward_shared_bytes(int own, int streamed, int D, bool ra, int threads,
-                                                 bool emulated) {
+// rows (16 per subgroup) and streamed rows (both multiples of 16). The
+// streamed folded and dO / V tiles (which also stage the own rows), one
+// 16 x 20 fp32 scratch block per subgroup, lse and Delta per query row, the
+// bias per key row, two reduction slots per subgroup; the emulated build
+// adds a 2 KiB product scratch per subgroup.
+inline std::size_t coopmat_backward_shared_bytes(int own, int streamed, int D, bool ra, bool emulated) {
   const std::size_t d16 = std::size_t(D + 15) / 16 * 16, w16 = ra ? 2 * d16 : d16;
   const std::size_t nsg = std::size_t(own) / 16;
   const std::size_t halves = streamed * (w16 + 8) + streamed * (d16 + 8);
   // query-owned: 2 own + 1 streamed per-row scalars; key-owned: 2 streamed + 1 own
   const std::size_t rows = 2 * std::size_t(std::max(own, streamed)) + std::min(own, streamed);
-  const std::size_t floats =
-      nsg * 16 * 20 + rows + 2 * std::size_t(threads) + (emulated ? nsg * 512 : 0);
+  const std::size_t floats = nsg * 16 * 20 + rows + 2 * nsg + (emulated ? nsg * 512 : 0);
   return 2 * halves + 4 * floats;
 }
 
