@@ -740,7 +740,8 @@ std::vector<double> Attention::submit_timed(int reps, VkQueryPool pool,
 // key-loop form ($RA_VK_PREFETCH), always for fwd_cm / fwd_cm_emu; id 9 their
 // workgroup layout ($RA_VK_GRID), likewise; id 10 where their row statistics
 // live ($RA_VK_ROWSTATS), likewise; id 12 their accumulators' row split
-// (coopmat_row_split()), likewise.
+// (coopmat_row_split()), likewise; id 13 BANDED (1 for ra_window: tiles
+// classified against the band at run time), likewise.
 std::vector<std::uint32_t> Attention::forward_spec() const {
   const TilePlan& p = fwd_plan_;
   std::vector<std::uint32_t> spec{std::uint32_t(p.threads), std::uint32_t(shape_.D), std::uint32_t(W_),
@@ -758,6 +759,7 @@ std::vector<std::uint32_t> Attention::forward_spec() const {
     spec.push_back(fwd_rowreg_ ? 1u : 0u);
     spec.push_back(0u);  // id 11: not in fwd_cm
     spec.push_back(fwd_rowreg_ ? cm_row_split_ : 0u);  // 0: no split relied on
+    spec.push_back(variant_ == Variant::ra_window ? 1u : 0u);  // id 13: BANDED
   }
   return spec;
 }

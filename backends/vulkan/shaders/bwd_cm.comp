@@ -75,13 +75,6 @@ layout(constant_id = 10) const uint ROWREG = 0u;
 // Per subgroup: its shares of dw_std and dw_rec (query-owned) or dw_disc (key-owned).
 shared float sred[2u * NSG];
 
-// ra_window (spec constant 13; attention.cpp sets 1 for it): the reciprocal
-// half is confined to a band, so each block decides at run time whether its
-// reciprocal products run. 0 (sdpa_fused, ra_fused) compiles the choice
-// out: a branch between the two forms of a block's products made NVIDIA's
-// compiler copy ~70 loop-carried accumulator registers at every block's
-// end (the SASS, perf v30).
-layout(constant_id = 13) const uint BANDED = 0u;
 
 // 16-byte chunk e of the folded rows [x, other] from row0 (fx: x's
 // buffer), and its place in sf; chunk e of the dO or V rows (gx), and its

@@ -261,6 +261,14 @@ void emu_mma(inout float c[EL], float a[EL], float b[EL]) {
     [[unroll]] for (uint x_ = 1u; x_ < 32u; x_ <<= 1u) all_ = min(all_, subgroupShuffleXor(all_, x_)); \
     ok_ = all_ != 0u;                                                                  \
   }
+// ra_window (spec constant 13; attention.cpp sets 1 for it): the reciprocal
+// half is confined to a band, so tiles and blocks decide at run time
+// whether their reciprocal products run. 0 (sdpa_fused, ra_fused) compiles
+// the choice out: in bwd_cm a branch between the two forms of a block's
+// products made NVIDIA's compiler copy ~70 loop-carried accumulator
+// registers at every block's end (the SASS, perf v30).
+layout(constant_id = 13) const uint BANDED = 0u;
+
 // Bit k set: element k of a lane's accumulator lies in its second row
 // (attention.cpp's coopmat_row_split()).
 layout(constant_id = 12) const uint CM_SELB = 0u;

@@ -209,6 +209,32 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
     if (u < NBC && tid + u * NT < BC) sbias[tid + u * NT] = PB(u);           \
   }
 
+// Chunk e (< rows CW) of the query rows from row0, folded [Q, K] (Qf, before
+// its gates), and its store into sk scaled by the gates (qf_put).
+uvec4 qf_chunk(uint bh, uint row0, uint e) {
+  const uint r = e / CW, c8 = e % CW;
+  const bool second = c8 >= P8;
+  return load8(second ? 1u : 0u, bh, row0 + r, second ? c8 - P8 : c8);
+}
+void qf_put(uint e, uvec4 w, vec3 g) { sk_put8((e / CW) * QS + 8u * (e % CW), scale8(w, e % CW >= P8 ? g.y : g.x)); }
+// The Qf staging's batched loads: a round of up to BC rows (`rows` in
+// scope) is at most NKC chunks an invocation, held in named registers as
+// the prefetch's (arrays when emulated); past 16 the loop above does it.
+const bool QST_BATCH = NKC <= 16u;
+#ifdef RA_CM_EMULATE
+#define QST_DECL uvec4 qst[NKC];
+#define QST_EACH(M, a) CM_UNROLL for (uint u_ = 0u; u_ < NKC; ++u_) { M(u_, a) }
+#define QSTR(u) qst[u]
+#else
+#define QST_DECL CM_DECL16(uvec4, qst)
+#define QST_EACH(M, a) CM_EACH16(M, a)
+#define QSTR(u) qst##u
+#endif
+#define QST_FETCH(u, row0_) \
+  if (u < NKC && tid + u * NT < rows * CW) QSTR(u) = qf_chunk(bh, row0_, tid + u * NT);
+#define QST_STORE(u, _) \
+  if (u < NKC && tid + u * NT < rows * CW) qf_put(tid + u * NT, QSTR(u), g);
+
 // The 16-key blocks of a key tile, written out (BC <= 64: at most four);
 // block CB's logits live in the named fragment S (sacc0..sacc3). Emulated,
 // a loop over an array: the fragments are arrays in memory there anyway,
@@ -356,7 +382,7 @@ const bool PF = PREFETCH != 0u && NKC <= 16u && NVC <= 16u && NBC <= 16u;
 // classify() of common.glsl for one subgroup's rows i0..i_last.
 uint classify_rows(uint i0, uint i_last, uint j0) {
   if (RA == 0u) return TILE_PLAIN;
-  if (pc.window < 0) return TILE_FULL;
+  if (BANDED == 0u || pc.window < 0) return TILE_FULL;  // a constant for ra_fused
   if (int(i_last) - int(j0) <= pc.window) return TILE_FULL;
   if (int(i0) - int(j0 + BC - 1u) > pc.window) return TILE_PLAIN;
   return TILE_MIXED;
@@ -412,16 +438,21 @@ void main() {
   }
 
   // Qf rows into registers, staged through sk BC rows at a time (both
-  // halves scaled by their gates and rounded to fp16 once).
+  // halves scaled by their gates and rounded to fp16 once). Each round's
+  // loads all go out before the first shared store (QST_*; a loop of
+  // load-store pairs waited out one global load per chunk, perf v30).
   DECL_HA_ARR(qa, KW);
+  QST_DECL
   for (uint c0 = 0u; c0 < BR; c0 += BC) {
-    barrier();  // sk free (previous chunk's fragments loaded)
     const uint rows = min(BC, BR - c0);
-    for (uint e = tid; e < rows * CW; e += NT) {
-      const uint r = e / CW, c8 = e % CW;
-      const bool second = c8 >= P8;
-      const uvec4 w = load8(second ? 1u : 0u, bh, i0 + c0 + r, second ? c8 - P8 : c8);
-      sk_put8(r * QS + 8u * c8, scale8(w, second ? g.y : g.x));
+    if (QST_BATCH) {
+      QST_EACH(QST_FETCH, i0 + c0)
+    }
+    barrier();  // sk free (previous chunk's fragments loaded)
+    if (QST_BATCH) {
+      QST_EACH(QST_STORE, _)
+    } else {
+      for (uint e = tid; e < rows * CW; e += NT) qf_put(e, qf_chunk(bh, i0 + c0, e), g);
     }
     barrier();
     if (r0 >= c0 && r0 < c0 + rows)
