@@ -75,7 +75,6 @@ layout(constant_id = 10) const uint ROWREG = 0u;
 // Per subgroup: its shares of dw_std and dw_rec (query-owned) or dw_disc (key-owned).
 shared float sred[2u * NSG];
 
-
 // 16-byte chunk e of the folded rows [x, other] from row0 (fx: x's
 // buffer), and its place in sf; chunk e of the dO or V rows (gx), and its
 // place in sg.
