@@ -148,13 +148,20 @@ const bool PF = PREFETCH != 0u && NFC <= 16u && NGC <= 16u && NSC <= 16u;
 #define PFG(u) pg##u
 #define PFS(u) ps##u
 #endif
-#define BPF_FETCH(u, row0_)                                                              \
-  if (u < NFC && tid + u * NT < STR * CW) PFF(u) = f_chunk(bh, row0_, tid + u * NT, STR_FX); \
-  if (u < NGC && tid + u * NT < STR * P8) PFG(u) = g_chunk(bh, row0_, tid + u * NT, STR_GX); \
+// Invocation tid's u-th folded (into F(u)) and dO / V (into G(u)) chunk of
+// n rows from row0_ of the buffers fx / gx, and their stores into sf / sg:
+// the prefetch's and the own rows' staging (below) share them.
+#define CHUNKS_FETCH(u, row0_, n, fx, gx, F, G)                                          \
+  if (u < NFC && tid + u * NT < (n) * CW) F(u) = f_chunk(bh, row0_, tid + u * NT, fx);   \
+  if (u < NGC && tid + u * NT < (n) * P8) G(u) = g_chunk(bh, row0_, tid + u * NT, gx);
+#define CHUNKS_STORE(u, n, F, G)                                                         \
+  if (u < NFC && tid + u * NT < (n) * CW) CM_PUT16(sf, f_slot(tid + u * NT), F(u));      \
+  if (u < NGC && tid + u * NT < (n) * P8) CM_PUT16(sg, g_slot(tid + u * NT), G(u));
+#define BPF_FETCH(u, row0_)                                  \
+  CHUNKS_FETCH(u, row0_, STR, STR_FX, STR_GX, PFF, PFG)      \
   if (u < NSC && tid + u * NT < STR) PFS(u) = row_scalars(bh, row0_ + tid + u * NT, KEYS, g.z);
-#define BPF_STORE(u, _)                                                                  \
-  if (u < NFC && tid + u * NT < STR * CW) CM_PUT16(sf, f_slot(tid + u * NT), PFF(u));     \
-  if (u < NGC && tid + u * NT < STR * P8) CM_PUT16(sg, g_slot(tid + u * NT), PFG(u));     \
+#define BPF_STORE(u, _)                  \
+  CHUNKS_STORE(u, STR, PFF, PFG)         \
   if (u < NSC && tid + u * NT < STR) put_scalars(tid + u * NT, PFS(u), KEYS);
 
 // The own rows' staging, a round of up to STR rows (row0_, `rows` in
@@ -175,12 +182,8 @@ const bool OWN_BATCH = NFC <= 16u && NGC <= 16u;
 #define OFC(u) of##u
 #define OGC(u) og##u
 #endif
-#define OWN_FETCH(u, row0_)                                                                    \
-  if (u < NFC && tid + u * NT < rows * CW) OFC(u) = f_chunk(bh, row0_, tid + u * NT, OWN_FX); \
-  if (u < NGC && tid + u * NT < rows * P8) OGC(u) = g_chunk(bh, row0_, tid + u * NT, OWN_GX);
-#define OWN_STORE(u, _)                                                              \
-  if (u < NFC && tid + u * NT < rows * CW) CM_PUT16(sf, f_slot(tid + u * NT), OFC(u)); \
-  if (u < NGC && tid + u * NT < rows * P8) CM_PUT16(sg, g_slot(tid + u * NT), OGC(u));
+#define OWN_FETCH(u, row0_) CHUNKS_FETCH(u, row0_, rows, OWN_FX, OWN_GX, OFC, OGC)
+#define OWN_STORE(u, _) CHUNKS_STORE(u, rows, OFC, OGC)
 
 // The gradients as 16-byte chunks (descriptor aliasing, as q4 / k4 / v4):
 // one load and one store per 8 halves.
@@ -190,14 +193,21 @@ layout(std430, binding = 10) restrict writeonly buffer BufDv4 { uvec4 dv4[]; };
 
 const uint DST_DQ = 0u, DST_DK = 1u, DST_DV = 2u;
 
+// Chunk e (< 32: row e / 2, half e % 2) of a 16 x 16 gradient block at rows
+// go.. and columns col0.. (VEC rows): x, its index in dq4 / dk4 / dv4;
+// false past T or D.
+bool grad_chunk(uint bh, uint go, uint col0, uint e, out uint x) {
+  const uint row = go + e / 2u, c = col0 + 8u * (e % 2u);
+  x = ((bh * pc.T + row) * D + c) / 8u;
+  return row < pc.T && c < D;
+}
+
 // The query-owned kernel's old dQ (block t < KD) or dK chunk at this lane's
 // place in block t of its rows, as put_block reads it on 32-wide subgroups
 // with whole-chunk rows (zeros elsewhere, where put_block loads in place).
 uvec4 old_chunk(uint bh, uint go, uint t) {
-  const uint lane = gl_SubgroupInvocationID, row = go + lane / 2u;
-  const uint c = 16u * (t % KD) + 8u * (lane % 2u);
-  if (!VEC || SG != 32u || row >= pc.T || c >= D) return uvec4(0u);
-  const uint x = ((bh * pc.T + row) * D + c) / 8u;
+  uint x;
+  if (!VEC || SG != 32u || !grad_chunk(bh, go, 16u * (t % KD), gl_SubgroupInvocationID, x)) return uvec4(0u);
   return t < KD ? dq4[x] : dk4[x];
 }
 
@@ -214,9 +224,9 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
   subgroup_sync();
   if (VEC) {
     for (uint e = gl_SubgroupInvocationID; e < 32u; e += SG) {
-      const uint rr = e / 2u, c = col0 + 8u * (e % 2u), row = go + rr;
-      if (row >= pc.T || c >= D) continue;
-      const uint x = ((bh * pc.T + row) * D + c) / 8u, s0 = (r0 + rr) * SS + 8u * (e % 2u);
+      uint x;
+      if (!grad_chunk(bh, go, col0, e, x)) continue;
+      const uint s0 = (r0 + e / 2u) * SS + 8u * (e % 2u);
       const uvec4 old = !add ? uvec4(0u) : SG == 32u ? pre : (dst == DST_DQ ? dq4[x] : dk4[x]);
       uvec4 w;
       [[unroll]] for (uint t = 0u; t < 4u; ++t) {
@@ -239,6 +249,15 @@ void put_block(uint bh, uint r0, uint go, uint col0, uint dst, bool add, float m
     }
   }
   subgroup_sync();  // the next block overwrites the scratch
+}
+
+// The key-owned kernel's dd_j = mul col_j (mul = w_disc, NaN where the
+// layout checks failed) for key row j, and the term d_j col_j of dw_disc it
+// returns (nothing and 0 past T).
+float put_dd(uint bh, uint j, float col, float mul) {
+  if (j >= pc.T) return 0.0;
+  dd[bh * pc.T + j] = mul * col;
+  return dsc[bh * pc.T + j] * col;
 }
 
 // One element of a streamed block against the own rows: P and dL in fp32,
@@ -446,55 +465,53 @@ void main() {
     // = 0, and rows past T are not stored. A branch around them (v28 and
     // before) made the compiler copy the loop-carried accumulators at every
     // tile's end, as in the forward (the SASS, perf v29).
-    {
-      [[dont_unroll]] for (uint cb = 0u; cb < NSB; ++cb) {
-        const uint sb0 = s0 + 16u * cb;
-        // Whether any pair of the block is in ra_window's band (subgroup-
-        // uniform; a constant unless BANDED): its reciprocal products run.
-        const uint i_min = KEYS ? sb0 : go, j_max = KEYS ? go_last : sb0 + 15u;
-        const bool rec_any = RA != 0u && (BANDED == 0u || int(i_min) - int(j_max) <= pc.window);
+    [[dont_unroll]] for (uint cb = 0u; cb < NSB; ++cb) {
+      const uint sb0 = s0 + 16u * cb;
+      // Whether any pair of the block is in ra_window's band (subgroup-
+      // uniform; a constant unless BANDED): its reciprocal products run.
+      const uint i_min = KEYS ? sb0 : go, j_max = KEYS ? go_last : sb0 + 15u;
+      const bool rec_any = RA != 0u && (BANDED == 0u || int(i_min) - int(j_max) <= pc.window);
 
-        DECL_F(sa);  // Q_i.K_j
-        FILL_F(sa, 0.0);
-        DECL_F(sb);  // K_i.Q_j (reciprocal half)
-        FILL_F(sb, 0.0);
-        DECL_F(dp);  // dO_i.V_j
-        FILL_F(dp, 0.0);
-        // B(k, n) = F_str[16 cb + n][16 t + k]: streamed rows are B's columns.
-        // The two or three product chains step by step in one branch-free
-        // block (SCORE_STEPS), so the compiler interleaves them.
-        if (rec_any) {
-          SCORE_STEPS(true)
-        } else {
-          SCORE_STEPS(false)
-        }
+      DECL_F(sa);  // Q_i.K_j
+      FILL_F(sa, 0.0);
+      DECL_F(sb);  // K_i.Q_j (reciprocal half)
+      FILL_F(sb, 0.0);
+      DECL_F(dp);  // dO_i.V_j
+      FILL_F(dp, 0.0);
+      // B(k, n) = F_str[16 cb + n][16 t + k]: streamed rows are B's columns.
+      // The two or three product chains step by step in one branch-free
+      // block (SCORE_STEPS), so the compiler interleaves them.
+      if (rec_any) {
+        SCORE_STEPS(true)
+      } else {
+        SCORE_STEPS(false)
+      }
 
-        // P and dL per element in fp32, written back over the fragments
-        // they came from (sa: P, sb: dL in the band, dp: dL); the fp16
-        // copies for the products are made by whole-matrix conversions,
-        // since NV cooperative matrices of different component types need
-        // not share the element -> (row, column) map. Written out per
-        // element (BWD_EL, CM_EACH_EL): a loop NVIDIA's compiler did not
-        // unroll kept sa, sb and dp in local memory (v26).
-        vec4 clse_, cdel_, cbias_;  // streamed columns' values (EL_LSE, EL_DEL, EL_BIAS)
-        CM_EACH_EL(BWD_EL, _)
-        DECL_HA(dlh);  // dL
-        TO_H(dlh, dp);
-        DECL_HA(dlr);  // dL in the band (the reciprocal half's)
-        if (rec_any) TO_H(dlr, sb);
+      // P and dL per element in fp32, written back over the fragments
+      // they came from (sa: P, sb: dL in the band, dp: dL); the fp16
+      // copies for the products are made by whole-matrix conversions,
+      // since NV cooperative matrices of different component types need
+      // not share the element -> (row, column) map. Written out per
+      // element (BWD_EL, CM_EACH_EL): a loop NVIDIA's compiler did not
+      // unroll kept sa, sb and dp in local memory (v26).
+      vec4 clse_, cdel_, cbias_;  // streamed columns' values (EL_LSE, EL_DEL, EL_BIAS)
+      CM_EACH_EL(BWD_EL, _)
+      DECL_HA(dlh);  // dL
+      TO_H(dlh, dp);
+      DECL_HA(dlr);  // dL in the band (the reciprocal half's)
+      if (rec_any) TO_H(dlr, sb);
 #ifdef RA_CM_KEYS
-        DECL_HA(ph);   // P
-        TO_H(ph, sa);
+      DECL_HA(ph);   // P
+      TO_H(ph, sa);
 #endif
 
-        // acc += dL F_str (row-major B: rows of the streamed tile); dV +=
-        // P^T dO in the key-owned kernel. Independent accumulators, in one
-        // branch-free block (GRAD_STEPS).
-        if (rec_any) {
-          GRAD_STEPS(true)
-        } else {
-          GRAD_STEPS(false)
-        }
+      // acc += dL F_str (row-major B: rows of the streamed tile); dV +=
+      // P^T dO in the key-owned kernel. Independent accumulators, in one
+      // branch-free block (GRAD_STEPS).
+      if (rec_any) {
+        GRAD_STEPS(true)
+      } else {
+        GRAD_STEPS(false)
       }
     }
   }
@@ -521,14 +538,8 @@ void main() {
         csB += subgroupShuffleXor(csB, x);
       }
       if ((lane & 3u) == 0u) {
-        if (go + rowA < T) {
-          dd[bh * T + go + rowA] = ok * g.z * csA;
-          dshare += dsc[bh * T + go + rowA] * csA;
-        }
-        if (go + rowB < T) {
-          dd[bh * T + go + rowB] = ok * g.z * csB;
-          dshare += dsc[bh * T + go + rowB] * csB;
-        }
+        dshare += put_dd(bh, go + rowA, csA, ok * g.z);
+        dshare += put_dd(bh, go + rowB, csB, ok * g.z);
       }
     } else if (RA != 0u) {
       CM_STORE(csum, ss, sc, SS);
@@ -537,10 +548,7 @@ void main() {
       for (uint rr = lane; rr < 16u; rr += SG) {
         float s = 0.0;
         for (uint c = 0u; c < 16u; ++c) s += ss[(r0 + rr) * SS + c];
-        if (go + rr < T) {
-          dd[bh * T + go + rr] = ok * g.z * s;
-          dshare += dsc[bh * T + go + rr] * s;
-        }
+        dshare += put_dd(bh, go + rr, s, ok * g.z);
       }
     }
   }
